@@ -1,0 +1,403 @@
+//! The baseline store: uploads, reads, soft deletes and promotes (contract §4).
+
+use sha2::{Digest, Sha256};
+
+use crate::api::{etag_of, UploadResponse};
+use crate::auth::BenchFilter;
+use crate::db::audit::{self, AuditEntry};
+use crate::db::baselines::{self as q, BaselineRow, ListFilter, SummaryRow};
+use crate::db::{read_tx, write_tx, DbPool, PooledConn};
+use crate::domain::names::{BenchmarkName, ProjectName, Version};
+use crate::domain::time::{now_micros, to_rfc3339};
+use crate::domain::version;
+use crate::error::{ApiError, DbError};
+use crate::store_actor;
+
+use super::Op;
+
+pub struct BaselineStore {
+    pool: DbPool,
+}
+
+store_actor!(BaselineStore);
+
+impl BaselineStore {
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+    fn conn(&self) -> Result<PooledConn, StoreError> {
+        Ok(self.pool.get().map_err(DbError::from)?)
+    }
+}
+
+/// Outcomes a handler must tell apart; everything else is a storage failure.
+#[derive(Debug)]
+pub enum StoreError {
+    NotFound(String),
+    Conflict(String),
+    Db(DbError),
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        StoreError::Db(DbError::Diesel(e))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => ApiError::not_found(m),
+            StoreError::Conflict(m) => ApiError::conflict(m),
+            StoreError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// Who did it, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub principal_id: String,
+    pub request_id: String,
+}
+
+pub struct Probe;
+
+impl Op<BaselineStore> for Probe {
+    type Output = Result<(), DbError>;
+    fn run(self, s: &mut BaselineStore) -> Self::Output {
+        let mut c = s.pool.get()?;
+        crate::db::probe(&mut c)
+    }
+}
+
+pub struct GetLatest {
+    pub project: ProjectName,
+    pub benchmark: BenchmarkName,
+}
+
+impl Op<BaselineStore> for GetLatest {
+    type Output = Result<Option<BaselineRow>, StoreError>;
+    fn run(self, s: &mut BaselineStore) -> Self::Output {
+        let mut c = s.conn()?;
+        Ok(q::latest(
+            &mut c,
+            self.project.as_str(),
+            self.benchmark.as_str(),
+        )?)
+    }
+}
+
+pub struct GetVersion {
+    pub project: ProjectName,
+    pub benchmark: BenchmarkName,
+    pub version: Version,
+}
+
+impl Op<BaselineStore> for GetVersion {
+    type Output = Result<Option<BaselineRow>, StoreError>;
+    fn run(self, s: &mut BaselineStore) -> Self::Output {
+        let mut c = s.conn()?;
+        let row = q::find_version(
+            &mut c,
+            self.project.as_str(),
+            self.benchmark.as_str(),
+            self.version.as_str(),
+        )?;
+        Ok(row.filter(|r| r.deleted_at.is_none()))
+    }
+}
+
+pub struct List {
+    pub filter: ListFilter,
+    /// The caller's benchmark restriction: rows of other benchmarks are not visible, and the
+    /// total counts only visible rows.
+    pub visible: Option<BenchFilter>,
+}
+
+impl Op<BaselineStore> for List {
+    type Output = Result<(Vec<SummaryRow>, i64), StoreError>;
+    fn run(mut self, s: &mut BaselineStore) -> Self::Output {
+        let mut c = s.conn()?;
+        read_tx(&mut c, |c| {
+            if let Some(f) = &self.visible {
+                let names = q::benchmark_names(c, &self.filter.project)?;
+                self.filter.allowed_benchmarks =
+                    Some(names.into_iter().filter(|n| f.matches(n)).collect());
+            }
+            Ok(q::list(c, &self.filter)?)
+        })
+    }
+}
+
+pub struct Upload {
+    pub project: ProjectName,
+    pub benchmark: BenchmarkName,
+    pub version: Option<Version>,
+    pub git_ref: Option<String>,
+    pub git_sha: Option<String>,
+    /// Receipt JSON exactly as it will be stored and served.
+    pub receipt: String,
+    pub wall_ms_median: i64,
+    pub metadata_json: String,
+    pub tags: Vec<String>,
+    /// `(Idempotency-Key, sha256 of the request body)`.
+    pub idempotency: Option<(String, String)>,
+    pub actor: Actor,
+}
+
+pub struct UploadOutcome {
+    pub response: UploadResponse,
+    /// True when an earlier upload with the same Idempotency-Key and body is being replayed.
+    pub replayed: bool,
+}
+
+impl Upload {
+    fn replay(&self, c: &mut crate::db::DbConn) -> Result<Option<UploadOutcome>, StoreError> {
+        let Some((key, hash)) = &self.idempotency else {
+            return Ok(None);
+        };
+        match q::find_idempotency(c, self.project.as_str(), key)? {
+            None => Ok(None),
+            Some(row) if &row.request_hash == hash => Ok(Some(UploadOutcome {
+                response: serde_json::from_str(&row.response).map_err(DbError::from)?,
+                replayed: true,
+            })),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "Idempotency-Key '{key}' was already used with a different request body"
+            ))),
+        }
+    }
+}
+
+impl Op<BaselineStore> for Upload {
+    type Output = Result<UploadOutcome, StoreError>;
+    fn run(self, s: &mut BaselineStore) -> Self::Output {
+        let mut c = s.conn()?;
+        let result = write_tx(&mut c, |c| {
+            if let Some(done) = self.replay(c)? {
+                return Ok(done);
+            }
+            let now = now_micros();
+            let project = self.project.as_str();
+            let benchmark = self.benchmark.as_str();
+            let version = match &self.version {
+                Some(v) => {
+                    if q::version_taken(c, project, benchmark, v.as_str())? {
+                        return Err(StoreError::Conflict(format!("{benchmark}/{v}")));
+                    }
+                    v.clone()
+                }
+                None => loop {
+                    let v = version::generate(now);
+                    if !q::version_taken(c, project, benchmark, v.as_str())? {
+                        break v;
+                    }
+                },
+            };
+            let content_hash = hex::encode(Sha256::digest(self.receipt.as_bytes()));
+            let row = BaselineRow {
+                id: uuid::Uuid::new_v4().simple().to_string(),
+                project: project.to_owned(),
+                benchmark: benchmark.to_owned(),
+                version: version.as_str().to_owned(),
+                git_ref: self.git_ref.clone(),
+                git_sha: self.git_sha.clone(),
+                receipt: self.receipt.clone(),
+                metadata: self.metadata_json.clone(),
+                tags: serde_json::to_string(&self.tags).map_err(DbError::from)?,
+                content_hash,
+                source: "upload".into(),
+                promoted_from: None,
+                wall_ms_median: Some(self.wall_ms_median),
+                created_at: now,
+                updated_at: now,
+                deleted_at: None,
+            };
+            q::insert(c, &row, &self.tags)?;
+            let response = UploadResponse {
+                id: row.id.clone(),
+                benchmark: row.benchmark.clone(),
+                version: row.version.clone(),
+                created_at: to_rfc3339(now),
+                etag: etag_of(&row.content_hash),
+            };
+            let mut extra = serde_json::Map::new();
+            extra.insert("benchmark".into(), benchmark.into());
+            extra.insert("version".into(), row.version.clone().into());
+            audit::insert(
+                c,
+                AuditEntry {
+                    actor: &self.actor.principal_id,
+                    action: "create",
+                    resource_type: "baseline",
+                    resource_id: &row.id,
+                    project,
+                    request_id: &self.actor.request_id,
+                    extra,
+                },
+                now,
+            )?;
+            if let Some((key, hash)) = &self.idempotency {
+                let body = serde_json::to_string(&response).map_err(DbError::from)?;
+                q::insert_idempotency(c, project, key, hash, &row.id, &body, now)?;
+            }
+            Ok(UploadOutcome {
+                response,
+                replayed: false,
+            })
+        });
+        match result {
+            // Another replica won the race for this version (or this Idempotency-Key): the
+            // unique index refused our insert. A retry with the same key gets the first answer.
+            Err(StoreError::Db(e)) if e.is_unique_violation() => {
+                if let Some(done) = read_tx(&mut c, |c| self.replay(c))? {
+                    return Ok(done);
+                }
+                let v = self.version.as_ref().map(|v| v.as_str()).unwrap_or("?");
+                Err(StoreError::Conflict(format!("{}/{v}", self.benchmark)))
+            }
+            other => other,
+        }
+    }
+}
+
+pub struct Delete {
+    pub project: ProjectName,
+    pub benchmark: BenchmarkName,
+    pub version: Version,
+    pub actor: Actor,
+}
+
+pub struct Deleted {
+    pub deleted_at: i64,
+}
+
+impl Op<BaselineStore> for Delete {
+    type Output = Result<Deleted, StoreError>;
+    fn run(self, s: &mut BaselineStore) -> Self::Output {
+        let mut c = s.conn()?;
+        write_tx(&mut c, |c| {
+            let now = now_micros();
+            let (p, b, v) = (
+                self.project.as_str(),
+                self.benchmark.as_str(),
+                self.version.as_str(),
+            );
+            let Some(id) = q::soft_delete(c, p, b, v, now)? else {
+                return Err(StoreError::NotFound(format!("Baseline {b}/{v} not found")));
+            };
+            let mut extra = serde_json::Map::new();
+            extra.insert("benchmark".into(), b.into());
+            extra.insert("version".into(), v.into());
+            audit::insert(
+                c,
+                AuditEntry {
+                    actor: &self.actor.principal_id,
+                    action: "delete",
+                    resource_type: "baseline",
+                    resource_id: &id,
+                    project: p,
+                    request_id: &self.actor.request_id,
+                    extra,
+                },
+                now,
+            )?;
+            Ok(Deleted { deleted_at: now })
+        })
+    }
+}
+
+pub struct Promote {
+    pub project: ProjectName,
+    pub benchmark: BenchmarkName,
+    pub from_version: Version,
+    pub to_version: Version,
+    pub git_ref: Option<String>,
+    pub git_sha: Option<String>,
+    pub tags: Vec<String>,
+    pub normalize: bool,
+    pub actor: Actor,
+}
+
+pub struct Promoted {
+    pub id: String,
+    pub created_at: i64,
+}
+
+impl Op<BaselineStore> for Promote {
+    type Output = Result<Promoted, StoreError>;
+    fn run(self, s: &mut BaselineStore) -> Self::Output {
+        let mut c = s.conn()?;
+        let (p, b) = (self.project.as_str(), self.benchmark.as_str());
+        let result = write_tx(&mut c, |c| {
+            let source = q::find_version(c, p, b, self.from_version.as_str())?
+                .filter(|r| r.deleted_at.is_none())
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("Baseline {b}/{} not found", self.from_version))
+                })?;
+            if q::version_taken(c, p, b, self.to_version.as_str())? {
+                return Err(StoreError::Conflict(format!("{b}/{}", self.to_version)));
+            }
+            let receipt = if self.normalize {
+                crate::domain::receipt::normalize(&source.receipt).map_err(DbError::from)?
+            } else {
+                source.receipt.clone()
+            };
+            let now = now_micros();
+            let row = BaselineRow {
+                id: uuid::Uuid::new_v4().simple().to_string(),
+                project: p.to_owned(),
+                benchmark: b.to_owned(),
+                version: self.to_version.as_str().to_owned(),
+                git_ref: self.git_ref.clone().or(source.git_ref.clone()),
+                git_sha: self.git_sha.clone().or(source.git_sha.clone()),
+                content_hash: hex::encode(Sha256::digest(receipt.as_bytes())),
+                receipt,
+                metadata: source.metadata.clone(),
+                tags: serde_json::to_string(&self.tags).map_err(DbError::from)?,
+                source: "promote".into(),
+                promoted_from: Some(source.version.clone()),
+                wall_ms_median: source.wall_ms_median,
+                created_at: now,
+                updated_at: now,
+                deleted_at: None,
+            };
+            q::insert(c, &row, &self.tags)?;
+            let mut extra = serde_json::Map::new();
+            extra.insert("benchmark".into(), b.into());
+            extra.insert("from_version".into(), source.version.clone().into());
+            extra.insert("to_version".into(), row.version.clone().into());
+            audit::insert(
+                c,
+                AuditEntry {
+                    actor: &self.actor.principal_id,
+                    action: "promote",
+                    resource_type: "baseline",
+                    resource_id: &row.id,
+                    project: p,
+                    request_id: &self.actor.request_id,
+                    extra,
+                },
+                now,
+            )?;
+            Ok(Promoted {
+                id: row.id,
+                created_at: now,
+            })
+        });
+        match result {
+            // Two replicas promoting to one target: the unique index picks the winner.
+            Err(StoreError::Db(e)) if e.is_unique_violation() => {
+                Err(StoreError::Conflict(format!("{b}/{}", self.to_version)))
+            }
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Actors that own the database pools. Handlers never touch Diesel: they send an [`Op`] through
+//! [`Shards`], which bounds the work in flight, picks the actor (a reader, or the writer shard of
+//! the project) and waits with a timeout.
+//!
+//! Each store runs as `SyncArbiter`s: a pool of reader threads, and `N` single-threaded writer
+//! shards. A project's writes always hash to the same shard, so they are applied one at a time,
+//! in arrival order, while other projects proceed in parallel. Across replicas the database is the
+//! arbiter (unique indexes, transactions); the shards only avoid needless contention.
+
+pub mod baseline_store;
+pub mod key_store;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::dev::{MessageResponse, OneshotSender};
+use actix::prelude::*;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ApiError;
+
+/// One use case run by a store actor, typically inside one transaction.
+pub trait Op<S>: Send + 'static {
+    type Output: Send + 'static;
+    fn run(self, store: &mut S) -> Self::Output;
+}
+
+/// An [`Op`] in a mailbox. It carries its admission permit, so the bound on in-flight work holds
+/// until the actor has actually run it, even when the sender has already timed out.
+pub struct Job<M, S> {
+    op: M,
+    _permit: OwnedSemaphorePermit,
+    _store: PhantomData<fn() -> S>,
+}
+
+impl<M: Op<S>, S: 'static> Message for Job<M, S> {
+    type Result = JobResult<M::Output>;
+}
+
+/// Lets any `Send` value be an actor reply.
+pub struct JobResult<T>(pub T);
+
+impl<A: Actor, M: Message<Result = JobResult<T>>, T: 'static> MessageResponse<A, M>
+    for JobResult<T>
+{
+    fn handle(self, _ctx: &mut A::Context, tx: Option<OneshotSender<M::Result>>) {
+        if let Some(tx) = tx {
+            let _ = tx.send(self);
+        }
+    }
+}
+
+/// Declares `$store` a sync actor that runs every [`Op`] sent to it.
+#[macro_export]
+macro_rules! store_actor {
+    ($store:ty) => {
+        impl actix::Actor for $store {
+            type Context = actix::SyncContext<Self>;
+        }
+        impl<M: $crate::actors::Op<$store>> actix::Handler<$crate::actors::Job<M, $store>>
+            for $store
+        {
+            type Result = $crate::actors::JobResult<M::Output>;
+            fn handle(
+                &mut self,
+                job: $crate::actors::Job<M, $store>,
+                _ctx: &mut Self::Context,
+            ) -> Self::Result {
+                $crate::actors::JobResult(job.into_op().run(self))
+            }
+        }
+    };
+}
+
+impl<M, S> Job<M, S> {
+    pub fn into_op(self) -> M {
+        self.op
+    }
+}
+
+/// Readers and writer shards of one store, with admission control and timeouts.
+pub struct Shards<S: Actor<Context = SyncContext<S>>> {
+    name: &'static str,
+    readers: Addr<S>,
+    writers: Vec<Addr<S>>,
+    limiter: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl<S: Actor<Context = SyncContext<S>>> Clone for Shards<S> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name,
+            readers: self.readers.clone(),
+            writers: self.writers.clone(),
+            limiter: self.limiter.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// FNV-1a: a stable hash, so a project maps to the same shard in every process.
+fn shard_of(key: &str, n: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % n as u64) as usize
+}
+
+impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
+    pub fn start(
+        name: &'static str,
+        reader_threads: usize,
+        writer_shards: usize,
+        factory: impl Fn() -> S + Send + Sync + Clone + 'static,
+        limiter: Arc<Semaphore>,
+        timeout: Duration,
+    ) -> Self {
+        let readers = SyncArbiter::start(reader_threads.max(1), factory.clone());
+        let writers = (0..writer_shards)
+            .map(|_| SyncArbiter::start(1, factory.clone()))
+            .collect();
+        Self {
+            name,
+            readers,
+            writers,
+            limiter,
+            timeout,
+        }
+    }
+
+    /// Combines the readers of `self` with the writer shards of `other` (each started with its
+    /// own pool).
+    pub fn with_writers_of(mut self, other: Shards<S>) -> Self {
+        self.writers = other.writers;
+        self
+    }
+
+    pub async fn read<M>(&self, op: M) -> Result<M::Output, ApiError>
+    where
+        M: Op<S>,
+        S: Handler<Job<M, S>>,
+    {
+        self.send(&self.readers, op).await
+    }
+
+    /// Sends a mutation to the writer shard that owns `shard_key` (the project).
+    pub async fn write<M>(&self, shard_key: &str, op: M) -> Result<M::Output, ApiError>
+    where
+        M: Op<S>,
+        S: Handler<Job<M, S>>,
+    {
+        let addr = &self.writers[shard_of(shard_key, self.writers.len())];
+        self.send(addr, op).await
+    }
+
+    async fn send<M>(&self, addr: &Addr<S>, op: M) -> Result<M::Output, ApiError>
+    where
+        M: Op<S>,
+        S: Handler<Job<M, S>>,
+    {
+        let permit = self.limiter.clone().try_acquire_owned().map_err(|_| {
+            log::warn!("{}: too much work in flight, refusing request", self.name);
+            ApiError::unavailable("Server is overloaded; retry shortly")
+        })?;
+        let job = Job {
+            op,
+            _permit: permit,
+            _store: PhantomData,
+        };
+        match addr.send(job).timeout(self.timeout).await {
+            Ok(JobResult(out)) => Ok(out),
+            Err(MailboxError::Timeout) => {
+                log::warn!("{}: no answer within {:?}", self.name, self.timeout);
+                Err(ApiError::timeout(format!(
+                    "Storage did not answer within {} s",
+                    self.timeout.as_secs()
+                )))
+            }
+            Err(MailboxError::Closed) => Err(ApiError::unavailable("Storage is shutting down")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shard_is_stable_and_spread() {
+        assert_eq!(super::shard_of("proj", 4), super::shard_of("proj", 4));
+        let used: std::collections::HashSet<_> = (0..64)
+            .map(|i| super::shard_of(&format!("p{i}"), 4))
+            .collect();
+        assert_eq!(used.len(), 4);
+    }
+}

@@ -1,0 +1,149 @@
+//! Wire types (contract shapes), kept apart from row types.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::db::baselines::{BaselineRow, SummaryRow};
+use crate::domain::time::to_rfc3339;
+
+pub const BASELINE_SCHEMA_V1: &str = "perfgate.baseline.v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UploadResponse {
+    pub id: String,
+    pub benchmark: String,
+    pub version: String,
+    pub created_at: String,
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PromoteResponse {
+    pub id: String,
+    pub benchmark: String,
+    pub version: String,
+    pub promoted_from: String,
+    pub promoted_at: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeleteResponse {
+    pub deleted: bool,
+    pub id: String,
+    pub benchmark: String,
+    pub version: String,
+    pub deleted_at: String,
+}
+
+pub fn etag_of(content_hash: &str) -> String {
+    format!("\"sha256:{content_hash}\"")
+}
+
+fn raw(s: &str) -> &RawValue {
+    // Stored JSON was produced or validated by this server; a corrupt row degrades to null
+    // rather than breaking the whole response.
+    serde_json::from_str::<&RawValue>(s).unwrap_or_else(|_| {
+        log::error!("stored JSON column is not valid JSON");
+        serde_json::from_str::<&RawValue>("null").expect("null is JSON")
+    })
+}
+
+/// The full record of latest/version, with the stored receipt bytes embedded verbatim.
+#[derive(Serialize)]
+pub struct BaselineRecord<'a> {
+    schema: &'static str,
+    id: &'a str,
+    project: &'a str,
+    benchmark: &'a str,
+    version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git_ref: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git_sha: Option<&'a str>,
+    receipt: &'a RawValue,
+    metadata: &'a RawValue,
+    tags: &'a RawValue,
+    created_at: String,
+    updated_at: String,
+    content_hash: &'a str,
+    source: &'a str,
+    deleted: bool,
+}
+
+impl<'a> BaselineRecord<'a> {
+    pub fn from_row(r: &'a BaselineRow) -> Self {
+        Self {
+            schema: BASELINE_SCHEMA_V1,
+            id: &r.id,
+            project: &r.project,
+            benchmark: &r.benchmark,
+            version: &r.version,
+            git_ref: r.git_ref.as_deref(),
+            git_sha: r.git_sha.as_deref(),
+            receipt: raw(&r.receipt),
+            metadata: raw(&r.metadata),
+            tags: raw(&r.tags),
+            created_at: to_rfc3339(r.created_at),
+            updated_at: to_rfc3339(r.updated_at),
+            content_hash: &r.content_hash,
+            source: &r.source,
+            deleted: r.deleted_at.is_some(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct BaselineSummary<'a> {
+    id: &'a str,
+    benchmark: &'a str,
+    version: &'a str,
+    created_at: String,
+    git_ref: Option<&'a str>,
+    git_sha: Option<&'a str>,
+    tags: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<&'a RawValue>,
+}
+
+impl<'a> BaselineSummary<'a> {
+    pub fn from_row(r: &'a SummaryRow) -> Self {
+        Self {
+            id: &r.id,
+            benchmark: &r.benchmark,
+            version: &r.version,
+            created_at: to_rfc3339(r.created_at),
+            git_ref: r.git_ref.as_deref(),
+            git_sha: r.git_sha.as_deref(),
+            tags: raw(&r.tags),
+            receipt: r.receipt.as_deref().map(raw),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Pagination {
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u32,
+    pub has_more: bool,
+}
+
+impl Pagination {
+    pub fn new(total: i64, offset: i64, limit: i64, returned: usize) -> Self {
+        let total = total.max(0) as u64;
+        let offset = offset.max(0) as u64;
+        Self {
+            total,
+            offset,
+            limit: limit as u32,
+            has_more: offset + (returned as u64) < total,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ListBaselinesResponse<'a> {
+    pub baselines: Vec<BaselineSummary<'a>>,
+    pub pagination: Pagination,
+}

@@ -1,0 +1,141 @@
+//! The `Principal` extractor: reads `Authorization`, resolves the credential, or answers 401.
+
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+
+use super::keys::{hash_key, is_valid_format};
+use super::Principal;
+use crate::actors::key_store::{Authenticate, KeyRejection};
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// Three non-empty base64url segments separated by dots.
+pub fn has_jwt_shape(v: &str) -> bool {
+    let mut n = 0;
+    for part in v.split('.') {
+        n += 1;
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+        {
+            return false;
+        }
+    }
+    n == 3
+}
+
+enum Credential {
+    ApiKey(String),
+    Jwt,
+}
+
+fn parse_header(value: Option<&str>) -> Result<Credential, ApiError> {
+    let Some(value) = value else {
+        return Err(ApiError::unauthorized("Missing authentication header"));
+    };
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        if rest.is_empty() {
+            return Err(ApiError::unauthorized("Invalid API key format"));
+        }
+        if has_jwt_shape(rest) {
+            return Ok(Credential::Jwt);
+        }
+        if !is_valid_format(rest) {
+            return Err(ApiError::unauthorized("Invalid API key format"));
+        }
+        Ok(Credential::ApiKey(rest.to_owned()))
+    } else if scheme.eq_ignore_ascii_case("token") {
+        Ok(Credential::Jwt)
+    } else {
+        Err(ApiError::unauthorized(
+            "Unsupported authentication scheme (use 'Bearer <api key>' or 'Token <jwt>')",
+        ))
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let header = match req.headers().get(AUTHORIZATION) {
+            None => None,
+            Some(v) => match v.to_str() {
+                Ok(s) => Some(s.to_owned()),
+                Err(_) => {
+                    return Box::pin(async {
+                        Err(ApiError::unauthorized("Invalid authentication header"))
+                    })
+                }
+            },
+        };
+        Box::pin(async move {
+            let state = state.ok_or_else(ApiError::internal)?;
+            match parse_header(header.as_deref())? {
+                Credential::Jwt => Err(ApiError::unauthorized(
+                    "Invalid token: JWT authentication is not configured on this server",
+                )),
+                Credential::ApiKey(key) => {
+                    let hash = hash_key(&key);
+                    if let Some(k) = state.static_keys.get(&hash) {
+                        return Ok(k.principal.clone());
+                    }
+                    match state.keys.read(Authenticate { key_hash: hash }).await? {
+                        Ok(Ok(p)) => Ok(p),
+                        Ok(Err(KeyRejection::Unknown)) => {
+                            Err(ApiError::unauthorized("Invalid API key"))
+                        }
+                        Ok(Err(KeyRejection::Revoked)) => {
+                            Err(ApiError::unauthorized("API key has been revoked"))
+                        }
+                        Ok(Err(KeyRejection::Expired)) => {
+                            Err(ApiError::unauthorized("API key has expired"))
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwt_shape() {
+        assert!(has_jwt_shape("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig_-x"));
+        assert!(!has_jwt_shape("pg_live_abcdefghijklmnopqrstuvwxyz012345"));
+        assert!(!has_jwt_shape("a..b"));
+        assert!(!has_jwt_shape("a.b.c.d"));
+    }
+
+    #[test]
+    fn header_parsing() {
+        assert_eq!(
+            parse_header(None).err().unwrap().message,
+            "Missing authentication header"
+        );
+        assert_eq!(
+            parse_header(Some("Bearer nope")).err().unwrap().message,
+            "Invalid API key format"
+        );
+        assert!(matches!(
+            parse_header(Some("bearer pg_live_abcdefghijklmnopqrstuvwxyz012345")),
+            Ok(Credential::ApiKey(_))
+        ));
+        assert!(matches!(
+            parse_header(Some("Bearer a.b.c")),
+            Ok(Credential::Jwt)
+        ));
+        assert!(matches!(parse_header(Some("Token x")), Ok(Credential::Jwt)));
+        assert!(parse_header(Some("Basic dXNlcjpwdw==")).is_err());
+    }
+}

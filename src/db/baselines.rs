@@ -1,0 +1,317 @@
+//! Baseline queries: free functions over `&mut DbConn`, called inside actor transactions.
+
+use diesel::dsl::{count_star, exists};
+use diesel::prelude::*;
+
+use super::schema::{baseline_tags, baselines, benchmarks, idempotency_keys};
+use super::DbConn;
+use crate::on_backend;
+
+type Db = <DbConn as Connection>::Backend;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = baselines)]
+pub struct BaselineRow {
+    pub id: String,
+    pub project: String,
+    pub benchmark: String,
+    pub version: String,
+    pub git_ref: Option<String>,
+    pub git_sha: Option<String>,
+    pub receipt: String,
+    pub metadata: String,
+    pub tags: String,
+    pub content_hash: String,
+    pub source: String,
+    pub promoted_from: Option<String>,
+    pub wall_ms_median: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+/// A list entry; the receipt only when asked for.
+#[derive(Debug, Clone, Queryable)]
+pub struct SummaryRow {
+    pub id: String,
+    pub benchmark: String,
+    pub version: String,
+    pub created_at: i64,
+    pub git_ref: Option<String>,
+    pub git_sha: Option<String>,
+    pub tags: String,
+    pub receipt: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub project: String,
+    pub benchmark: Option<String>,
+    pub benchmark_prefix: Option<String>,
+    /// Set for principals restricted by a benchmark regex: only these names are visible.
+    pub allowed_benchmarks: Option<Vec<String>>,
+    pub git_ref: Option<String>,
+    pub git_sha: Option<String>,
+    pub tags: Vec<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub include_receipt: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+diesel::define_sql_function!(fn substr(s: diesel::sql_types::Text, start: diesel::sql_types::Integer, len: diesel::sql_types::Integer) -> diesel::sql_types::Text);
+
+fn filtered(f: &ListFilter) -> baselines::BoxedQuery<'static, Db> {
+    let mut q = baselines::table
+        .filter(baselines::project.eq(f.project.clone()))
+        .filter(baselines::deleted_at.is_null())
+        .into_boxed();
+    if let Some(b) = &f.benchmark {
+        q = q.filter(baselines::benchmark.eq(b.clone()));
+    }
+    if let Some(p) = &f.benchmark_prefix {
+        // substr compares bytes exactly on both backends, unlike LIKE (case-insensitive on
+        // SQLite) or range comparisons (collation-dependent on PostgreSQL).
+        q = q.filter(substr(baselines::benchmark, 1, p.chars().count() as i32).eq(p.clone()));
+    }
+    if let Some(allowed) = &f.allowed_benchmarks {
+        q = q.filter(baselines::benchmark.eq_any(allowed.clone()));
+    }
+    if let Some(r) = &f.git_ref {
+        q = q.filter(baselines::git_ref.eq(r.clone()));
+    }
+    if let Some(s) = &f.git_sha {
+        q = q.filter(baselines::git_sha.eq(s.clone()));
+    }
+    for t in &f.tags {
+        q = q.filter(exists(
+            baseline_tags::table
+                .filter(baseline_tags::baseline_id.eq(baselines::id))
+                .filter(baseline_tags::tag.eq(t.clone())),
+        ));
+    }
+    if let Some(s) = f.since {
+        q = q.filter(baselines::created_at.ge(s));
+    }
+    if let Some(u) = f.until {
+        q = q.filter(baselines::created_at.le(u));
+    }
+    q
+}
+
+/// One page, newest first, and the number of rows matching the filter.
+pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<(Vec<SummaryRow>, i64)> {
+    if matches!(&f.allowed_benchmarks, Some(a) if a.is_empty()) {
+        return Ok((Vec::new(), 0));
+    }
+    let total: i64 = filtered(f).select(count_star()).first(conn)?;
+    if total <= f.offset {
+        return Ok((Vec::new(), total));
+    }
+    let page = filtered(f)
+        .order((baselines::created_at.desc(), baselines::id.desc()))
+        .limit(f.limit)
+        .offset(f.offset);
+    let rows = if f.include_receipt {
+        page.select((
+            baselines::id,
+            baselines::benchmark,
+            baselines::version,
+            baselines::created_at,
+            baselines::git_ref,
+            baselines::git_sha,
+            baselines::tags,
+            baselines::receipt.nullable(),
+        ))
+        .load::<SummaryRow>(conn)?
+    } else {
+        page.select((
+            baselines::id,
+            baselines::benchmark,
+            baselines::version,
+            baselines::created_at,
+            baselines::git_ref,
+            baselines::git_sha,
+            baselines::tags,
+            None::<String>.into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
+        ))
+        .load::<SummaryRow>(conn)?
+    };
+    Ok((rows, total))
+}
+
+pub fn latest(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+) -> QueryResult<Option<BaselineRow>> {
+    baselines::table
+        .filter(baselines::project.eq(project))
+        .filter(baselines::benchmark.eq(benchmark))
+        .filter(baselines::deleted_at.is_null())
+        .order((baselines::created_at.desc(), baselines::id.desc()))
+        .select(BaselineRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// A version, deleted or not.
+pub fn find_version(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    version: &str,
+) -> QueryResult<Option<BaselineRow>> {
+    baselines::table
+        .filter(baselines::project.eq(project))
+        .filter(baselines::benchmark.eq(benchmark))
+        .filter(baselines::version.eq(version))
+        .select(BaselineRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn version_taken(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    version: &str,
+) -> QueryResult<bool> {
+    diesel::select(exists(
+        baselines::table
+            .filter(baselines::project.eq(project))
+            .filter(baselines::benchmark.eq(benchmark))
+            .filter(baselines::version.eq(version)),
+    ))
+    .get_result(conn)
+}
+
+/// Inserts a baseline with its tags and bumps the benchmark's count.
+pub fn insert(conn: &mut DbConn, row: &BaselineRow, tags: &[String]) -> QueryResult<()> {
+    diesel::insert_into(baselines::table)
+        .values(row)
+        .execute(conn)?;
+    if !tags.is_empty() {
+        let mut uniq: Vec<&String> = tags.iter().collect();
+        uniq.sort();
+        uniq.dedup();
+        // One statement per tag: MultiConnection has no batch insert, and tags are few.
+        for t in uniq {
+            diesel::insert_into(baseline_tags::table)
+                .values((
+                    baseline_tags::baseline_id.eq(&row.id),
+                    baseline_tags::tag.eq(t),
+                ))
+                .execute(conn)?;
+        }
+    }
+    bump_benchmark(conn, &row.project, &row.benchmark, 1, row.created_at)
+}
+
+/// Adds `delta` to a benchmark's live-baseline count, creating the row on first use. An upsert,
+/// so two replicas creating one benchmark's first version at once both succeed.
+pub fn bump_benchmark(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    delta: i64,
+    now: i64,
+) -> QueryResult<()> {
+    let values = (
+        benchmarks::project.eq(project),
+        benchmarks::benchmark.eq(benchmark),
+        benchmarks::baseline_count.eq(delta.max(0)),
+        benchmarks::created_at.eq(now),
+        benchmarks::updated_at.eq(now),
+    );
+    on_backend!(conn, c => diesel::insert_into(benchmarks::table)
+        .values(values)
+        .on_conflict((benchmarks::project, benchmarks::benchmark))
+        .do_update()
+        .set((
+            benchmarks::baseline_count.eq(benchmarks::baseline_count + delta),
+            benchmarks::updated_at.eq(now),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
+/// Benchmark names of a project (for applying a key's benchmark filter to lists).
+pub fn benchmark_names(conn: &mut DbConn, project: &str) -> QueryResult<Vec<String>> {
+    benchmarks::table
+        .filter(benchmarks::project.eq(project))
+        .select(benchmarks::benchmark)
+        .order(benchmarks::benchmark.asc())
+        .load(conn)
+}
+
+/// Marks a live version deleted; `None` when there is no live version.
+pub fn soft_delete(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    version: &str,
+    now: i64,
+) -> QueryResult<Option<String>> {
+    let target = baselines::table
+        .filter(baselines::project.eq(project))
+        .filter(baselines::benchmark.eq(benchmark))
+        .filter(baselines::version.eq(version))
+        .filter(baselines::deleted_at.is_null());
+    let id: Option<String> = target.select(baselines::id).first(conn).optional()?;
+    let Some(id) = id else { return Ok(None) };
+    let n = diesel::update(
+        baselines::table
+            .filter(baselines::id.eq(&id))
+            .filter(baselines::deleted_at.is_null()),
+    )
+    .set((baselines::deleted_at.eq(now), baselines::updated_at.eq(now)))
+    .execute(conn)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    bump_benchmark(conn, project, benchmark, -1, now)?;
+    Ok(Some(id))
+}
+
+#[derive(Debug, Clone, Queryable)]
+pub struct IdempotencyRow {
+    pub request_hash: String,
+    pub response: String,
+}
+
+pub fn find_idempotency(
+    conn: &mut DbConn,
+    project: &str,
+    key: &str,
+) -> QueryResult<Option<IdempotencyRow>> {
+    idempotency_keys::table
+        .filter(idempotency_keys::project.eq(project))
+        .filter(idempotency_keys::idem_key.eq(key))
+        .select((idempotency_keys::request_hash, idempotency_keys::response))
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_idempotency(
+    conn: &mut DbConn,
+    project: &str,
+    key: &str,
+    request_hash: &str,
+    baseline_id: &str,
+    response: &str,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(idempotency_keys::table)
+        .values((
+            idempotency_keys::project.eq(project),
+            idempotency_keys::idem_key.eq(key),
+            idempotency_keys::request_hash.eq(request_hash),
+            idempotency_keys::baseline_id.eq(baseline_id),
+            idempotency_keys::response.eq(response),
+            idempotency_keys::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! Persisted API keys (hashes only).
+
+use diesel::prelude::*;
+
+use super::schema::api_keys;
+use super::DbConn;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct KeyRow {
+    pub id: String,
+    pub key_hash: String,
+    pub key_prefix: String,
+    pub description: String,
+    pub role: String,
+    pub project: String,
+    pub pattern: Option<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+pub fn find_by_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<KeyRow>> {
+    api_keys::table
+        .filter(api_keys::key_hash.eq(hash))
+        .select(KeyRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn insert(conn: &mut DbConn, row: &KeyRow) -> QueryResult<()> {
+    diesel::insert_into(api_keys::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Keys that can still authenticate.
+pub fn count_active(conn: &mut DbConn, now: i64) -> QueryResult<i64> {
+    api_keys::table
+        .filter(api_keys::revoked_at.is_null())
+        .filter(
+            api_keys::expires_at
+                .is_null()
+                .or(api_keys::expires_at.gt(now)),
+        )
+        .count()
+        .get_result(conn)
+}

@@ -1,0 +1,242 @@
+//! Storage: one connection enum over PostgreSQL and SQLite, r2d2 pools, embedded migrations, and
+//! the few statements that differ per backend.
+//!
+//! Everything here blocks. It is called only from the `SyncContext` actors in `actors/`, never
+//! from an async actix worker.
+
+pub mod audit;
+pub mod baselines;
+pub mod keys;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, CustomizeConnection, ManageConnection, Pool, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::StorageBackend;
+use crate::error::DbError;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Key of the PostgreSQL advisory lock held while migrations run, so that replicas starting
+/// together apply them once.
+const MIGRATION_LOCK_KEY: i64 = 0x7065_7266_6761_7465; // "perfgate"
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnManager>;
+pub type PooledConn = PooledConnection<ConnManager>;
+
+/// Opens connections of the configured backend. r2d2's stock manager would call
+/// `DbConn::establish`, which tries each backend in turn; the backend here comes from the
+/// configuration instead.
+#[derive(Debug, Clone)]
+pub struct ConnManager {
+    backend: StorageBackend,
+    url: String,
+}
+
+impl ManageConnection for ConnManager {
+    type Connection = DbConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, r2d2::Error> {
+        match self.backend {
+            StorageBackend::Postgres => PgConnection::establish(&self.url).map(DbConn::Pg),
+            StorageBackend::Sqlite | StorageBackend::Memory => {
+                SqliteConnection::establish(&self.url).map(DbConn::Sqlite)
+            }
+        }
+        .map_err(r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        use diesel::r2d2::R2D2Connection;
+        conn.is_broken()
+    }
+}
+
+/// Per-connection SQLite settings. `synchronous` is `FULL` by default: every commit is fsynced
+/// before the client hears 201, so an acknowledged write survives kill -9 *and* power loss
+/// (`NORMAL` in WAL mode survives kill -9 but may lose the last commits on power loss).
+#[derive(Debug, Clone, Copy)]
+struct SqlitePragmas {
+    synchronous: &'static str,
+    busy_timeout_ms: u64,
+}
+
+impl CustomizeConnection<DbConn, r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        if let DbConn::Sqlite(c) = conn {
+            c.batch_execute(&format!(
+                "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
+                self.busy_timeout_ms, self.synchronous
+            ))
+            .map_err(r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// The opened storage: a reader pool and a writer pool over one database.
+pub struct Storage {
+    pub backend: StorageBackend,
+    pub read_pool: DbPool,
+    pub write_pool: DbPool,
+    /// `memory` keeps one connection open for the life of the process: the in-memory database
+    /// disappears with its last connection.
+    _keeper: Option<DbConn>,
+}
+
+pub struct StorageOptions {
+    pub backend: StorageBackend,
+    /// SQLite path or PostgreSQL URL (ignored for memory).
+    pub url: String,
+    pub read_pool_size: u32,
+    pub write_pool_size: u32,
+    pub connect_timeout: Duration,
+    pub sqlite_synchronous: &'static str,
+}
+
+impl Storage {
+    /// Runs migrations, then builds the pools.
+    pub fn open(opts: StorageOptions) -> Result<Storage, DbError> {
+        let (url, keeper) = match opts.backend {
+            StorageBackend::Memory => {
+                // The memdb VFS shares one in-memory database between all connections of this
+                // process that open the same name (unlike `:memory:`, which gives each
+                // connection its own, and unlike `cache=shared`, whose table locks fail with
+                // SQLITE_LOCKED instead of waiting).
+                let url = format!("file:/perfgate-{}?vfs=memdb", uuid::Uuid::new_v4().simple());
+                let keeper = SqliteConnection::establish(&url)?;
+                (url, Some(DbConn::Sqlite(keeper)))
+            }
+            _ => (opts.url.clone(), None),
+        };
+        run_migrations(opts.backend, &url)?;
+        let manager = ConnManager {
+            backend: opts.backend,
+            url,
+        };
+        let pragmas = SqlitePragmas {
+            synchronous: opts.sqlite_synchronous,
+            busy_timeout_ms: opts.connect_timeout.as_millis() as u64,
+        };
+        let build = |size: u32| {
+            Pool::builder()
+                .max_size(size)
+                .min_idle(Some(1))
+                .connection_timeout(opts.connect_timeout)
+                .connection_customizer(Box::new(pragmas))
+                .build(manager.clone())
+        };
+        let read_pool = build(opts.read_pool_size)?;
+        let write_pool = build(opts.write_pool_size)?;
+        Ok(Storage {
+            backend: opts.backend,
+            read_pool,
+            write_pool,
+            _keeper: keeper,
+        })
+    }
+}
+
+fn run_migrations(backend: StorageBackend, url: &str) -> Result<(), DbError> {
+    let mig_err = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
+    match backend {
+        StorageBackend::Postgres => {
+            let mut c = PgConnection::establish(url)?;
+            // Session-level advisory lock: a replica that starts at the same moment waits here
+            // and then finds nothing pending.
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+            let r = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
+            let unlock =
+                c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"));
+            r.map_err(mig_err)?;
+            unlock?;
+        }
+        StorageBackend::Sqlite | StorageBackend::Memory => {
+            let mut c = SqliteConnection::establish(url)?;
+            c.batch_execute("PRAGMA busy_timeout = 10000;")?;
+            if backend == StorageBackend::Sqlite {
+                // Persistent: set once per file.
+                c.batch_execute("PRAGMA journal_mode = WAL;")?;
+            }
+            c.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|_| ())
+                .map_err(mig_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` in a write transaction. On SQLite the transaction starts with `BEGIN IMMEDIATE`: a
+/// deferred `BEGIN` that reads and then writes can fail with SQLITE_BUSY at once, whatever the
+/// busy timeout, while an immediate one waits for the write lock up front.
+pub fn write_tx<T, E>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConn::Pg(_) => <DbConn as Connection>::TransactionManager::begin_transaction(conn)?,
+    }
+    match f(conn) {
+        Ok(v) => {
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(v)
+        }
+        Err(e) => {
+            if let Err(rb) = <DbConn as Connection>::TransactionManager::rollback_transaction(conn)
+            {
+                log::warn!("rollback failed: {rb}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs `f` in a read transaction, so multi-statement reads (a page and its total) see one
+/// snapshot.
+pub fn read_tx<T, E>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> Result<T, E>) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    conn.transaction(f)
+}
+
+/// Runs `$body` with `$c` bound to the concrete connection, for statements the
+/// `MultiConnection` DSL does not offer (upserts).
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Pg($c) => $body,
+            $crate::db::DbConn::Sqlite($c) => $body,
+        }
+    };
+}
+
+/// `SELECT 1`, the health probe.
+pub fn probe(conn: &mut DbConn) -> Result<(), DbError> {
+    conn.batch_execute("SELECT 1")?;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Pure rules of the service: names, versions, receipts. Nothing here imports actix or diesel,
+//! so everything is unit-tested without a server.
+
+pub mod names;
+pub mod receipt;
+pub mod time;
+pub mod version;

@@ -1,0 +1,274 @@
+//! `perfgate.run.v1` receipts (contract §7).
+//!
+//! The server stores the receipt exactly as uploaded and hands those bytes back; this module only
+//! decides whether the JSON fits the schema (naming the offending field when it does not) and
+//! pulls out the few numbers that are denormalised into columns.
+
+use serde::Deserialize;
+
+pub const RUN_SCHEMA_V1: &str = "perfgate.run.v1";
+
+/// Error naming the receipt field that does not fit, e.g. `receipt.stats.wall_ms.median`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ReceiptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Invalid receipt at '{}': {}", self.field, self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // fields exist to be type-checked
+struct RunReceipt {
+    schema: String,
+    tool: ToolInfo,
+    run: RunMeta,
+    bench: BenchMeta,
+    samples: Vec<Sample>,
+    stats: Stats,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ToolInfo {
+    name: String,
+    version: String,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct RunMeta {
+    id: String,
+    started_at: String,
+    ended_at: String,
+    host: HostInfo,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct HostInfo {
+    os: String,
+    arch: String,
+    #[serde(default)]
+    cpu_count: Option<u32>,
+    #[serde(default)]
+    memory_bytes: Option<u64>,
+    #[serde(default)]
+    hostname_hash: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct BenchMeta {
+    name: String,
+    #[serde(default)]
+    cwd: Option<String>,
+    command: Vec<String>,
+    repeat: u32,
+    warmup: u32,
+    #[serde(default)]
+    work_units: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Sample {
+    wall_ms: u64,
+    exit_code: i32,
+    #[serde(default)]
+    warmup: bool,
+    #[serde(default)]
+    timed_out: bool,
+    #[serde(default)]
+    cpu_ms: Option<u64>,
+    #[serde(default)]
+    page_faults: Option<u64>,
+    #[serde(default)]
+    ctx_switches: Option<u64>,
+    #[serde(default)]
+    max_rss_kb: Option<u64>,
+    #[serde(default)]
+    io_read_bytes: Option<u64>,
+    #[serde(default)]
+    io_write_bytes: Option<u64>,
+    #[serde(default)]
+    network_packets: Option<u64>,
+    #[serde(default)]
+    energy_uj: Option<u64>,
+    #[serde(default)]
+    binary_bytes: Option<u64>,
+    #[serde(default)]
+    stdout: Option<String>,
+    #[serde(default)]
+    stderr: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct U64Summary {
+    median: u64,
+    min: u64,
+    max: u64,
+    #[serde(default)]
+    mean: Option<f64>,
+    #[serde(default)]
+    stddev: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct F64Summary {
+    median: f64,
+    min: f64,
+    max: f64,
+    #[serde(default)]
+    mean: Option<f64>,
+    #[serde(default)]
+    stddev: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Stats {
+    wall_ms: U64Summary,
+    #[serde(default)]
+    cpu_ms: Option<U64Summary>,
+    #[serde(default)]
+    page_faults: Option<U64Summary>,
+    #[serde(default)]
+    ctx_switches: Option<U64Summary>,
+    #[serde(default)]
+    max_rss_kb: Option<U64Summary>,
+    #[serde(default)]
+    io_read_bytes: Option<U64Summary>,
+    #[serde(default)]
+    io_write_bytes: Option<U64Summary>,
+    #[serde(default)]
+    network_packets: Option<U64Summary>,
+    #[serde(default)]
+    energy_uj: Option<U64Summary>,
+    #[serde(default)]
+    binary_bytes: Option<U64Summary>,
+    #[serde(default)]
+    throughput_per_s: Option<F64Summary>,
+}
+
+/// What the server keeps from a valid receipt besides its bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptSummary {
+    pub wall_ms_median: u64,
+    pub bench_name: String,
+}
+
+/// Checks that `json` is a `perfgate.run.v1` receipt.
+pub fn validate(json: &str) -> Result<ReceiptSummary, ReceiptError> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let r: RunReceipt = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." || path.is_empty() {
+            "receipt".to_owned()
+        } else {
+            format!("receipt.{path}")
+        };
+        ReceiptError {
+            field,
+            message: strip_position(&e.inner().to_string()),
+        }
+    })?;
+    if r.schema != RUN_SCHEMA_V1 {
+        return Err(ReceiptError {
+            field: "receipt.schema".into(),
+            message: format!("expected \"{RUN_SCHEMA_V1}\", got {:?}", r.schema),
+        });
+    }
+    Ok(ReceiptSummary {
+        wall_ms_median: r.stats.wall_ms.median,
+        bench_name: r.bench.name,
+    })
+}
+
+/// serde_json appends " at line 1 column 42": meaningless for the client's nested document.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// Strips run-specific values (`normalize: true`): `run.id`, `run.started_at`, `run.ended_at` and
+/// `run.host.hostname_hash`.
+///
+/// `hostname_hash` is optional and is removed. The other three are required by `perfgate.run.v1`
+/// (the published client refuses a receipt without them), so their values are replaced by fixed
+/// neutral ones instead: the empty id and the Unix epoch. Two normalized receipts of the same
+/// measurements are then byte-identical. Everything else, unknown fields included, keeps its order.
+pub fn normalize(json: &str) -> Result<String, serde_json::Error> {
+    let mut v: serde_json::Value = serde_json::from_str(json)?;
+    if let Some(run) = v.get_mut("run").and_then(|r| r.as_object_mut()) {
+        const EPOCH: &str = "1970-01-01T00:00:00Z";
+        run.insert("id".into(), serde_json::Value::String(String::new()));
+        run.insert("started_at".into(), EPOCH.into());
+        run.insert("ended_at".into(), EPOCH.into());
+        if let Some(host) = run.get_mut("host").and_then(|h| h.as_object_mut()) {
+            host.shift_remove("hostname_hash");
+        }
+    }
+    serde_json::to_string(&v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../tests/fixtures/run-bench-a-1.json");
+
+    #[test]
+    fn fixture_is_valid() {
+        let s = validate(FIXTURE).unwrap();
+        assert_eq!(s.bench_name, "bench-a");
+        assert_eq!(s.wall_ms_median, 0);
+    }
+
+    #[test]
+    fn names_the_field() {
+        let bad = FIXTURE.replace(
+            "\"median\":0,\"min\":0,\"max\":0,\"mean\":0.0,\"stddev\":0.0},\"cpu_ms\"",
+            "\"median\":-1,\"min\":0,\"max\":0},\"cpu_ms\"",
+        );
+        let e = validate(&bad).unwrap_err();
+        assert_eq!(e.field, "receipt.stats.wall_ms.median", "{e:?}");
+        let e = validate(r#"{"schema":"perfgate.run.v1"}"#).unwrap_err();
+        assert_eq!(e.field, "receipt", "{e:?}");
+        assert!(e.message.contains("missing field `tool`"), "{e:?}");
+        let e = validate(&FIXTURE.replace("perfgate.run.v1", "perfgate.run.v9")).unwrap_err();
+        assert_eq!(e.field, "receipt.schema");
+        let e = validate("[]").unwrap_err();
+        assert_eq!(e.field, "receipt");
+    }
+
+    #[test]
+    fn normalize_strips_run_fields_and_keeps_unknown() {
+        let with_extra = FIXTURE.replacen('{', r#"{"zz_extra":{"k":1},"#, 1);
+        let n = normalize(&with_extra).unwrap();
+        assert!(!n.contains("485b7dc7"));
+        assert!(!n.contains("2026-11-28T03:17:59"));
+        assert!(n.contains(r#""run":{"id":"","started_at":"1970-01-01T00:00:00Z","ended_at":"1970-01-01T00:00:00Z","host""#), "{n}");
+        assert!(n.starts_with(r#"{"zz_extra":{"k":1},"schema""#), "{n}");
+        assert!(
+            validate(&n).is_ok(),
+            "a normalized receipt is still perfgate.run.v1"
+        );
+        let with_hash = FIXTURE.replace(
+            r#""memory_bytes":0"#,
+            r#""memory_bytes":0,"hostname_hash":"abc""#,
+        );
+        assert!(with_hash.contains("hostname_hash"));
+        assert!(!normalize(&with_hash).unwrap().contains("hostname_hash"));
+    }
+}

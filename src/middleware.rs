@@ -1,0 +1,158 @@
+//! Request-scoped plumbing: the request id, the access log line, and the guarantee that every
+//! error leaving the server is the contract's JSON object.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::Error;
+
+use crate::error::ApiError;
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    /// The id of the request this task is serving. actix-web drives one request's handler,
+    /// extractors and error rendering on the task that runs this middleware, so the value is
+    /// visible to `ApiError::error_response` and to every log line of the request.
+    static REQUEST_ID: String;
+}
+
+/// The current request's id, or a fresh one outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| new_request_id())
+}
+
+/// Used by the log formatter: no allocation when there is no request.
+pub fn with_request_id<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
+    let mut f = Some(f);
+    match REQUEST_ID.try_with(|id| (f.take().expect("called once"))(Some(id.as_str()))) {
+        Ok(r) => r,
+        Err(_) => (f.take().expect("called once"))(None),
+    }
+}
+
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Keeps a client-supplied id only if it is short and printable; otherwise generates one. The id
+/// is echoed in a header and written to logs, so it must not carry control characters.
+pub fn sanitize_request_id(raw: Option<&HeaderValue>) -> String {
+    let Some(raw) = raw.and_then(|v| v.to_str().ok()) else {
+        return new_request_id();
+    };
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '+' | '=')
+        })
+        .take(128)
+        .collect();
+    if cleaned.is_empty() {
+        new_request_id()
+    } else {
+        cleaned
+    }
+}
+
+fn is_json(res: &ServiceResponse<impl MessageBody>) -> bool {
+    res.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// Outermost middleware: assigns the request id, runs the request inside its scope, turns any
+/// non-JSON error response (router 404s, payload errors raised by actix itself) into the contract's
+/// JSON error, echoes `X-Request-Id`, and writes the access log line.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = sanitize_request_id(req.headers().get(&REQUEST_ID_HEADER));
+    let started = Instant::now();
+    let method = req.method().clone();
+    let scoped_id = id.clone();
+    let result = REQUEST_ID
+        .scope(scoped_id, async move {
+            let res = next.call(req).await;
+            // Errors that escaped as `Err` are rendered here, still inside the scope.
+            let res = match res {
+                Ok(r) => r.map_into_boxed_body(),
+                Err(e) => {
+                    return Err(e);
+                }
+            };
+            let status = res.status();
+            if (status.is_client_error() || status.is_server_error()) && !is_json(&res) {
+                let (req, old) = res.into_parts();
+                let mut new = ApiError::for_status(status).to_response(&current_request_id());
+                // Keep headers the framework set for a reason (Allow, Retry-After).
+                for (name, value) in old.headers() {
+                    if name == header::ALLOW || name == header::RETRY_AFTER {
+                        new.headers_mut().insert(name.clone(), value.clone());
+                    }
+                }
+                Ok(ServiceResponse::new(req, new))
+            } else {
+                Ok(res)
+            }
+        })
+        .await;
+    let mut res = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // An error that no handler rendered: render it with the request id.
+            let status = e.as_response_error().status_code();
+            let api = ApiError::for_status(status);
+            return Err(actix_web::error::InternalError::from_response(
+                e.to_string(),
+                api.to_response(&id),
+            )
+            .into());
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "<unmatched>".to_owned());
+    let status = res.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    log::info!(
+        target: "access",
+        method = method.as_str(),
+        route = route.as_str(),
+        status = status,
+        duration_ms = (ms * 1000.0).round() / 1000.0,
+        request_id = id.as_str();
+        "{method} {route} {status} {ms:.3}ms"
+    );
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_sanitized() {
+        let v = HeaderValue::from_static("abc-123_x.y");
+        assert_eq!(sanitize_request_id(Some(&v)), "abc-123_x.y");
+        let v = HeaderValue::from_static("a b\"c<script>");
+        assert_eq!(sanitize_request_id(Some(&v)), "abcscript");
+        let long = "x".repeat(300);
+        let v = HeaderValue::from_str(&long).unwrap();
+        assert_eq!(sanitize_request_id(Some(&v)).len(), 128);
+        let v = HeaderValue::from_static("   ");
+        assert_eq!(sanitize_request_id(Some(&v)).len(), 32);
+        assert_eq!(sanitize_request_id(None).len(), 32);
+    }
+}

@@ -1,0 +1,494 @@
+//! Baseline routes (contract §4).
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use super::json::JsonBody;
+use crate::actors::baseline_store::{Actor, Delete, GetLatest, GetVersion, List, Promote, Upload};
+use crate::api::{
+    etag_of, BaselineRecord, BaselineSummary, DeleteResponse, ListBaselinesResponse, Pagination,
+    PromoteResponse,
+};
+use crate::auth::{Principal, Scope};
+use crate::db::baselines::{BaselineRow, ListFilter};
+use crate::domain::names::{check_text, BenchmarkName, NameError, ProjectName, Version};
+use crate::domain::receipt;
+use crate::domain::time::{parse_rfc3339, to_rfc3339};
+use crate::error::ApiError;
+use crate::middleware::current_request_id;
+use crate::server::AppState;
+
+const MAX_TAGS: usize = 64;
+const MAX_METADATA: usize = 64;
+
+/// Characters escaped in a `Location` path segment.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+fn version_location(project: &str, benchmark: &str, version: &str) -> String {
+    format!(
+        "/api/v1/projects/{}/baselines/{}/versions/{}",
+        project,
+        benchmark,
+        utf8_percent_encode(version, SEGMENT)
+    )
+}
+
+fn actor(p: &Principal) -> Actor {
+    Actor {
+        principal_id: p.id.clone(),
+        request_id: current_request_id(),
+    }
+}
+
+fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::bad_request(format!(
+            "Invalid tags: at most {MAX_TAGS} tags"
+        )));
+    }
+    for t in tags {
+        if t.is_empty() || t.contains(',') {
+            return Err(ApiError::bad_request(
+                "Invalid tags: a tag must be non-empty and must not contain ','",
+            ));
+        }
+        check_text("tags", t, 128)?;
+    }
+    Ok(())
+}
+
+fn validate_git(git_ref: &Option<String>, git_sha: &Option<String>) -> Result<(), NameError> {
+    if let Some(r) = git_ref {
+        check_text("git_ref", r, 256)?;
+    }
+    if let Some(s) = git_sha {
+        check_text("git_sha", s, 128)?;
+    }
+    Ok(())
+}
+
+/// `If-None-Match` matches `etag` (weak comparison, lists and `*` allowed).
+fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+fn record_response(req: &HttpRequest, row: &BaselineRow) -> HttpResponse {
+    let etag = etag_of(&row.content_hash);
+    if not_modified(req, &etag) {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish();
+    }
+    match serde_json::to_vec(&BaselineRecord::from_row(row)) {
+        Ok(body) => HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((header::ETAG, etag))
+            .body(body),
+        Err(e) => {
+            log::error!("could not render baseline {}: {e}", row.id);
+            actix_web::ResponseError::error_response(&ApiError::internal())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UploadBody {
+    benchmark: String,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    git_ref: Option<String>,
+    #[serde(default)]
+    git_sha: Option<String>,
+    receipt: Box<RawValue>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    normalize: Option<bool>,
+}
+
+pub async fn upload(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    body: JsonBody<UploadBody>,
+) -> Result<HttpResponse, ApiError> {
+    let project = ProjectName::parse(&path)?;
+    let b = body.value;
+    let benchmark = BenchmarkName::parse(&b.benchmark)?;
+    principal.authorize(Scope::Write, project.as_str(), Some(benchmark.as_str()))?;
+    let version = b.version.as_deref().map(Version::parse).transpose()?;
+    validate_git(&b.git_ref, &b.git_sha)?;
+    let tags = b.tags.unwrap_or_default();
+    validate_tags(&tags)?;
+    let metadata = b.metadata.unwrap_or_default();
+    if metadata.len() > MAX_METADATA {
+        return Err(ApiError::bad_request(format!(
+            "Invalid metadata: at most {MAX_METADATA} entries"
+        )));
+    }
+    for (k, v) in &metadata {
+        if k.is_empty() {
+            return Err(ApiError::bad_request("Invalid metadata: empty key"));
+        }
+        check_text("metadata", k, 128)?;
+        if v.len() > 4096 {
+            return Err(ApiError::bad_request(
+                "Invalid metadata: values must be at most 4096 bytes",
+            ));
+        }
+    }
+    let summary = receipt::validate(b.receipt.get()).map_err(|e| {
+        ApiError::unprocessable(e.to_string()).with_details(serde_json::json!({ "field": e.field }))
+    })?;
+    let receipt = if b.normalize.unwrap_or(false) {
+        receipt::normalize(b.receipt.get())
+            .map_err(|e| ApiError::unprocessable(format!("Invalid receipt: {e}")))?
+    } else {
+        b.receipt.get().to_owned()
+    };
+    let idempotency = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ApiError::bad_request("Invalid Idempotency-Key: 1-255 visible ASCII characters")
+                })?;
+            Some((k.to_owned(), hex::encode(Sha256::digest(&body.bytes))))
+        }
+    };
+    let metadata_json = serde_json::to_string(&metadata).map_err(|_| ApiError::internal())?;
+    let outcome = state
+        .baselines
+        .write(
+            project.as_str(),
+            Upload {
+                project: project.clone(),
+                benchmark,
+                version,
+                git_ref: b.git_ref,
+                git_sha: b.git_sha,
+                receipt,
+                wall_ms_median: i64::try_from(summary.wall_ms_median).unwrap_or(i64::MAX),
+                metadata_json,
+                tags,
+                idempotency,
+                actor: actor(&principal),
+            },
+        )
+        .await??;
+    let r = outcome.response;
+    if outcome.replayed {
+        log::info!("replayed upload {} for Idempotency-Key", r.id);
+    }
+    let location = version_location(project.as_str(), &r.benchmark, &r.version);
+    Ok(HttpResponse::Created()
+        .insert_header((header::ETAG, r.etag.clone()))
+        .insert_header((header::LOCATION, location))
+        .json(r))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    benchmark: Option<String>,
+    benchmark_prefix: Option<String>,
+    git_ref: Option<String>,
+    git_sha: Option<String>,
+    tags: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    include_receipt: Option<bool>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+    v.as_deref()
+        .map(|s| {
+            parse_rfc3339(s).ok_or_else(|| {
+                ApiError::bad_request(format!("Invalid {field}: expected an RFC 3339 timestamp"))
+            })
+        })
+        .transpose()
+}
+
+pub fn parse_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(l) if (1..=max).contains(&l) => Ok(l),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "Invalid limit: must be between 1 and {max}"
+        ))),
+    }
+}
+
+pub fn parse_offset(offset: Option<i64>) -> Result<i64, ApiError> {
+    match offset {
+        None => Ok(0),
+        Some(o) if o >= 0 => Ok(o),
+        Some(_) => Err(ApiError::bad_request(
+            "Invalid offset: must not be negative",
+        )),
+    }
+}
+
+pub async fn list(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let project = ProjectName::parse(&path)?;
+    principal.authorize(Scope::Read, project.as_str(), None)?;
+    let q = query.into_inner();
+    if let Some(b) = &q.benchmark {
+        BenchmarkName::parse(b)?;
+    }
+    if let Some(p) = &q.benchmark_prefix {
+        check_text("benchmark_prefix", p, 64)?;
+    }
+    validate_git(&q.git_ref, &q.git_sha)?;
+    let tags: Vec<String> = q
+        .tags
+        .as_deref()
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    validate_tags(&tags)?;
+    let limit = parse_limit(q.limit, 50, 1000)?;
+    let offset = parse_offset(q.offset)?;
+    let filter = ListFilter {
+        project: project.into_string(),
+        benchmark: q.benchmark,
+        benchmark_prefix: q.benchmark_prefix.filter(|p| !p.is_empty()),
+        allowed_benchmarks: None,
+        git_ref: q.git_ref,
+        git_sha: q.git_sha,
+        tags,
+        since: parse_time("since", &q.since)?,
+        until: parse_time("until", &q.until)?,
+        include_receipt: q.include_receipt.unwrap_or(false),
+        limit,
+        offset,
+    };
+    let (rows, total) = state
+        .baselines
+        .read(List {
+            filter,
+            visible: principal.benchmarks.clone(),
+        })
+        .await??;
+    let body = ListBaselinesResponse {
+        pagination: Pagination::new(total, offset, limit, rows.len()),
+        baselines: rows.iter().map(BaselineSummary::from_row).collect(),
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn bench_path(
+    principal: &Principal,
+    scope: Scope,
+    project: &str,
+    benchmark: &str,
+) -> Result<(ProjectName, BenchmarkName), ApiError> {
+    let project = ProjectName::parse(project)?;
+    let benchmark = BenchmarkName::parse(benchmark)?;
+    principal.authorize(scope, project.as_str(), Some(benchmark.as_str()))?;
+    Ok((project, benchmark))
+}
+
+pub async fn latest(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (project, benchmark) = bench_path(&principal, Scope::Read, &path.0, &path.1)?;
+    let name = benchmark.to_string();
+    match state
+        .baselines
+        .read(GetLatest { project, benchmark })
+        .await??
+    {
+        Some(row) => Ok(record_response(&req, &row)),
+        None => Err(ApiError::not_found(format!(
+            "Baseline {name}/latest not found"
+        ))),
+    }
+}
+
+pub async fn get_version(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (project, benchmark) = bench_path(&principal, Scope::Read, &path.0, &path.1)?;
+    let version = Version::parse(&path.2)?;
+    let label = format!("{benchmark}/{version}");
+    match state
+        .baselines
+        .read(GetVersion {
+            project,
+            benchmark,
+            version,
+        })
+        .await??
+    {
+        Some(row) => Ok(record_response(&req, &row)),
+        None => Err(ApiError::not_found(format!("Baseline {label} not found"))),
+    }
+}
+
+pub async fn delete_version(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, benchmark) = bench_path(&principal, Scope::Delete, &path.0, &path.1)?;
+    let version = Version::parse(&path.2)?;
+    let id = format!("{project}/{benchmark}/{version}");
+    let (b, v) = (benchmark.to_string(), version.to_string());
+    let deleted = state
+        .baselines
+        .write(
+            project.as_str(),
+            Delete {
+                project: project.clone(),
+                benchmark,
+                version,
+                actor: actor(&principal),
+            },
+        )
+        .await??;
+    Ok(HttpResponse::Ok().json(DeleteResponse {
+        deleted: true,
+        id,
+        benchmark: b,
+        version: v,
+        deleted_at: to_rfc3339(deleted.deleted_at),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct PromoteBody {
+    from_version: String,
+    to_version: String,
+    #[serde(default)]
+    git_ref: Option<String>,
+    #[serde(default)]
+    git_sha: Option<String>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    normalize: Option<bool>,
+}
+
+pub async fn promote(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: JsonBody<PromoteBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, benchmark) = bench_path(&principal, Scope::Promote, &path.0, &path.1)?;
+    let b = body.value;
+    let from_version = Version::parse_field(&b.from_version, "from_version")?;
+    let to_version = Version::parse_field(&b.to_version, "to_version")?;
+    validate_git(&b.git_ref, &b.git_sha)?;
+    let tags = b.tags.unwrap_or_default();
+    validate_tags(&tags)?;
+    let (bench, from, to) = (
+        benchmark.to_string(),
+        from_version.to_string(),
+        to_version.to_string(),
+    );
+    let promoted = state
+        .baselines
+        .write(
+            project.as_str(),
+            Promote {
+                project: project.clone(),
+                benchmark,
+                from_version,
+                to_version,
+                git_ref: b.git_ref,
+                git_sha: b.git_sha,
+                tags,
+                normalize: b.normalize.unwrap_or(false),
+                actor: actor(&principal),
+            },
+        )
+        .await??;
+    let at = to_rfc3339(promoted.created_at);
+    let location = version_location(project.as_str(), &bench, &to);
+    let mut res = HttpResponse::build(StatusCode::CREATED).json(PromoteResponse {
+        id: promoted.id,
+        benchmark: bench,
+        version: to,
+        promoted_from: from,
+        promoted_at: at.clone(),
+        created_at: at,
+    });
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_escapes_version() {
+        assert_eq!(
+            version_location("p", "render/md", "v 1?#%"),
+            "/api/v1/projects/p/baselines/render/md/versions/v%201%3F%23%25"
+        );
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(parse_limit(None, 50, 1000).unwrap(), 50);
+        assert!(parse_limit(Some(0), 50, 1000).is_err());
+        assert!(parse_limit(Some(1001), 50, 1000).is_err());
+        assert!(parse_offset(Some(-1)).is_err());
+    }
+}

@@ -1,0 +1,49 @@
+//! `/health`, `/api/v1/health` and `/api/v1/info`: open endpoints.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::actors::baseline_store::Probe;
+use crate::server::AppState;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs a real query through the reader actors; 503 with the same body shape when it fails.
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let backend = state.backend.as_str();
+    let ok = match state.baselines.read(Probe).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            log::warn!("health probe failed: {e}: {e:?}");
+            false
+        }
+        Err(e) => {
+            log::warn!("health probe failed: {e}");
+            false
+        }
+    };
+    let body = json!({
+        "status": if ok { "healthy" } else { "degraded" },
+        "version": VERSION,
+        "storage": {"backend": backend, "status": if ok { "healthy" } else { "unhealthy" }},
+    });
+    if ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .json(body)
+    }
+}
+
+pub async fn info(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "version": VERSION,
+        "storage": state.backend.as_str(),
+        "auth": {
+            "api_keys": true,
+            "jwt": false,
+            "oidc_providers": [],
+        },
+    }))
+}

@@ -1,0 +1,86 @@
+//! Request-body and query extraction with the contract's errors: 415 without a JSON content
+//! type, 413 over the size limit, 400 for malformed JSON, 422 for JSON of the wrong shape.
+
+use actix_web::dev::Payload;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::web::Bytes;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// A parsed JSON body, with the bytes it came from (for idempotency hashing).
+pub struct JsonBody<T> {
+    pub value: T,
+    pub bytes: Bytes,
+}
+
+fn is_json_content_type(req: &HttpRequest) -> bool {
+    let Some(ct) = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::unprocessable(format!("Invalid request body: {e}")),
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::bad_request(format!("Malformed JSON: {e}"))
+            }
+        }
+    })
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if !is_json_content_type(req) {
+            return Box::pin(async { Err(ApiError::unsupported_media_type()) });
+        }
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.config.max_body_bytes)
+            .unwrap_or(2 * 1024 * 1024);
+        let bytes = Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await.map_err(|e| {
+                if e.as_response_error().status_code().as_u16() == 413 {
+                    ApiError::payload_too_large(limit)
+                } else {
+                    ApiError::bad_request("Could not read the request body")
+                }
+            })?;
+            let value = parse_json(&bytes)?;
+            Ok(JsonBody { value, bytes })
+        })
+    }
+}
+
+/// `web::Query` errors as 400 `invalid_input`.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|e, _| ApiError::bad_request(format!("Invalid query string: {e}")).into())
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|e, _| ApiError::bad_request(format!("Invalid path: {e}")).into())
+}

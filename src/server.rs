@@ -1,0 +1,215 @@
+//! Wiring: storage, actors, the actix-web app, and the server's lifecycle.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, Condition};
+use actix_web::{web, App, HttpServer};
+use tokio::sync::Semaphore;
+
+use crate::actors::baseline_store::BaselineStore;
+use crate::actors::key_store::{ensure_bootstrap_key, KeyStore};
+use crate::actors::Shards;
+use crate::auth::keys::{parse_static_keys, StaticKey};
+use crate::config::{redact_url, ServerConfig, StorageBackend};
+use crate::db::{Storage, StorageOptions};
+use crate::middleware::request_context;
+use crate::routes;
+
+/// Shared by every handler.
+pub struct AppState {
+    pub config: ServerConfig,
+    pub backend: StorageBackend,
+    pub baselines: Shards<BaselineStore>,
+    pub keys: Shards<KeyStore>,
+    /// `--api-keys`, by SHA-256 of the key.
+    pub static_keys: HashMap<String, StaticKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::error::DbError),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server thread stopped unexpectedly")]
+    Crashed,
+}
+
+/// Runs the server until SIGTERM or Ctrl-C. Brings up its own actix `System` (on a thread of
+/// its own) when called outside one, e.g. from a plain `#[tokio::main]`.
+pub async fn run_server(config: ServerConfig) -> Result<(), ServerError> {
+    if actix::System::try_current().is_some() {
+        return serve(config).await;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("perfgate-server".into())
+        .spawn(move || {
+            let r = actix_web::rt::System::new().block_on(serve(config));
+            let _ = tx.send(r);
+        })?;
+    rx.await.map_err(|_| ServerError::Crashed)?
+}
+
+async fn serve(config: ServerConfig) -> Result<(), ServerError> {
+    crate::logging::init(&config.log_level, config.log_format);
+    config.validate()?;
+    let backend = config.backend()?;
+    let static_keys = parse_static_keys(&config.api_keys)
+        .map_err(|e| crate::config::ConfigError(e.to_string()))?;
+    let addr = config.socket_addr()?;
+    let timeout = config.request_timeout();
+
+    // SQLite has one writer per file: all writes go through one connection (and one shard);
+    // PostgreSQL gets a writer connection per shard.
+    let write_shards = match backend {
+        StorageBackend::Postgres => config.write_shards,
+        _ => 1,
+    };
+    let opts = StorageOptions {
+        backend,
+        url: match backend {
+            StorageBackend::Postgres => config.database_url.clone().unwrap_or_default(),
+            _ => config.sqlite_file().to_string_lossy().into_owned(),
+        },
+        read_pool_size: config.read_pool_size,
+        write_pool_size: write_shards + 1,
+        connect_timeout: timeout,
+        sqlite_synchronous: "FULL",
+    };
+    let shown_url = match backend {
+        StorageBackend::Memory => "in-memory".to_owned(),
+        _ => redact_url(&opts.url),
+    };
+    log::info!("opening {} storage at {shown_url}", backend.as_str());
+    let need_bootstrap = static_keys.is_empty();
+    let (storage, bootstrap_key) = actix_web::rt::task::spawn_blocking(move || {
+        let storage = Storage::open(opts)?;
+        let key = if need_bootstrap {
+            let mut c = storage.write_pool.get()?;
+            ensure_bootstrap_key(&mut c)?
+        } else {
+            None
+        };
+        Ok::<_, crate::error::DbError>((storage, key))
+    })
+    .await
+    .map_err(|_| ServerError::Crashed)??;
+    if let Some(key) = bootstrap_key {
+        // Printed once, on stderr, outside the logger: the only time this key is ever shown.
+        eprintln!(
+            "\n  No credentials configured: created a bootstrap admin key (shown only once):\n\n    {key}\n\n  Use it as 'Authorization: Bearer <key>'. Only its hash is stored.\n"
+        );
+    }
+
+    let limiter = Arc::new(Semaphore::new(config.max_in_flight));
+    let read_threads = config.read_pool_size as usize;
+    // Held until shutdown: for `memory`, its keeper connection is the database.
+    let storage = std::rc::Rc::new(storage);
+    let baselines = {
+        let (r, w) = (storage.read_pool.clone(), storage.write_pool.clone());
+        let readers = Shards::start(
+            "baseline_store",
+            read_threads,
+            0,
+            move || BaselineStore::new(r.clone()),
+            limiter.clone(),
+            timeout,
+        );
+        let writers = Shards::start(
+            "baseline_store",
+            0,
+            write_shards as usize,
+            move || BaselineStore::new(w.clone()),
+            limiter.clone(),
+            timeout,
+        );
+        readers.with_writers_of(writers)
+    };
+    let keys = {
+        let (r, w) = (storage.read_pool.clone(), storage.write_pool.clone());
+        let readers = Shards::start(
+            "key_store",
+            read_threads,
+            0,
+            move || KeyStore::new(r.clone()),
+            limiter.clone(),
+            timeout,
+        );
+        let writers = Shards::start(
+            "key_store",
+            0,
+            1,
+            move || KeyStore::new(w.clone()),
+            limiter.clone(),
+            timeout,
+        );
+        readers.with_writers_of(writers)
+    };
+
+    let state = web::Data::new(AppState {
+        config: config.clone(),
+        backend,
+        baselines,
+        keys,
+        static_keys,
+    });
+    let cors = config.cors;
+    let max_body = config.max_body_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(routes::json::query_config())
+            .app_data(routes::json::path_config())
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+            .wrap(Condition::new(cors, cors_layer()))
+            .wrap(from_fn(request_context))
+    })
+    .shutdown_timeout(config.shutdown_grace)
+    .client_request_timeout(Duration::from_secs(10))
+    .client_disconnect_timeout(Duration::from_secs(2));
+    if config.workers > 0 {
+        server = server.workers(config.workers);
+    }
+    let server = server.bind(addr).map_err(|source| ServerError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    for a in server.addrs() {
+        log::info!(
+            "perfgate-server {} listening on http://{a}",
+            routes::health::VERSION
+        );
+    }
+    server.run().await?;
+    log::info!("shut down: in-flight requests finished, closing storage");
+    drop(storage);
+    Ok(())
+}
+
+fn cors_layer() -> Cors {
+    Cors::default()
+        .allow_any_origin()
+        .allow_any_method()
+        .allow_any_header()
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(3600)
+}
