@@ -1,0 +1,613 @@
+//! Baseline API over real HTTP, on every backend (contract §1, §3, §4).
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Barrier};
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+const P: &str = "/api/v1/projects/proj/baselines";
+
+fn receipt() -> Value {
+    fixture("run-bench-a-1.json")
+}
+
+fn health_and_info(b: Backend) {
+    let s = Server::start(b.clone());
+    for path in ["/health", "/api/v1/health"] {
+        let v = expect(s.http.get(s.url(path)).send().unwrap(), 200);
+        assert_eq!(v["status"], "healthy");
+        assert_eq!(v["storage"]["backend"], b.name());
+        assert_eq!(v["storage"]["status"], "healthy");
+        assert!(v["version"].is_string());
+    }
+    let v = expect(s.http.get(s.url("/api/v1/info")).send().unwrap(), 200);
+    assert_eq!(v["storage"], b.name());
+    assert_eq!(v["auth"]["api_keys"], true);
+}
+
+fn upload_and_read_back_verbatim(b: Backend) {
+    let s = Server::start(b);
+    // The receipt exactly as the CLI wrote it, embedded in a hand-built body.
+    let text = fixture_text("run-bench-a-1.json");
+    let text = text.trim();
+    let body = format!(
+        r#"{{"benchmark":"bench-a","version":"v1","git_ref":"refs/heads/main","git_sha":"abc123","receipt":{text},"metadata":{{"ci":"yes"}},"tags":["nightly","x86"],"normalize":false}}"#
+    );
+    let r = s
+        .http
+        .post(s.url(P))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .header("x-request-id", "my-req-1")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "my-req-1");
+    let hash = hex::encode(Sha256::digest(text.as_bytes()));
+    let etag = format!("\"sha256:{hash}\"");
+    assert_eq!(r.headers()["etag"], etag.as_str());
+    assert_eq!(
+        r.headers()["location"],
+        "/api/v1/projects/proj/baselines/bench-a/versions/v1"
+    );
+    let v = expect(r, 201);
+    assert_eq!(v["benchmark"], "bench-a");
+    assert_eq!(v["version"], "v1");
+    assert_eq!(v["etag"], etag.as_str());
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(id.len(), 32);
+    assert!(id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(v["created_at"].as_str().unwrap().ends_with('Z'));
+
+    for path in [format!("{P}/bench-a/latest"), format!("{P}/bench-a/versions/v1")] {
+        let r = s.get(VIEWER, &path);
+        assert_eq!(r.headers()["etag"], etag.as_str());
+        let raw = r.text().unwrap();
+        assert!(raw.contains(text), "receipt must be returned byte-identical");
+        let rec: Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(rec["schema"], "perfgate.baseline.v1");
+        assert_eq!(rec["id"], id);
+        assert_eq!(rec["project"], "proj");
+        assert_eq!(rec["version"], "v1");
+        assert_eq!(rec["git_ref"], "refs/heads/main");
+        assert_eq!(rec["git_sha"], "abc123");
+        assert_eq!(rec["metadata"], json!({"ci": "yes"}));
+        assert_eq!(rec["tags"], json!(["nightly", "x86"]));
+        assert_eq!(rec["content_hash"], hash.as_str());
+        assert_eq!(rec["source"], "upload");
+        assert_eq!(rec["deleted"], false);
+        assert_eq!(rec["receipt"], receipt());
+        assert!(rec["updated_at"].is_string());
+    }
+    // Conditional GET.
+    let r = s
+        .http
+        .get(s.url(&format!("{P}/bench-a/latest")))
+        .bearer_auth(VIEWER)
+        .header("if-none-match", etag.as_str())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.text().unwrap(), "");
+    let r = s
+        .http
+        .get(s.url(&format!("{P}/bench-a/latest")))
+        .bearer_auth(VIEWER)
+        .header("if-none-match", "\"sha256:other\"")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Null git fields are omitted from the record.
+    expect(s.upload(ADMIN, "proj", "bench-b", Some("v1"), &receipt()), 201);
+    let rec = expect(s.get(VIEWER, &format!("{P}/bench-b/latest")), 200);
+    assert!(rec.get("git_ref").is_none() && rec.get("git_sha").is_none(), "{rec}");
+    assert_eq!(rec["metadata"], json!({}));
+    assert_eq!(rec["tags"], json!([]));
+}
+
+fn defaults_when_optional_keys_absent(b: Backend) {
+    let s = Server::start(b);
+    let v = expect(
+        s.post(ADMIN, P, &json!({"benchmark": "bench-a", "receipt": receipt()})),
+        201,
+    );
+    let version = v["version"].as_str().unwrap();
+    // YYYYMMDD-HHMMSS plus a unique suffix.
+    assert!(version.len() > 15 && version.as_bytes()[8] == b'-', "{version}");
+    let rec = expect(s.get(VIEWER, &format!("{P}/bench-a/versions/{version}")), 200);
+    assert_eq!(rec["metadata"], json!({}));
+    assert_eq!(rec["tags"], json!([]));
+}
+
+fn normalize_strips_run_fields(b: Backend) {
+    let s = Server::start(b);
+    let mut body = upload_body("bench-a", Some("n1"), &receipt());
+    body["normalize"] = json!(true);
+    expect(s.post(ADMIN, P, &body), 201);
+    let rec = expect(s.get(VIEWER, &format!("{P}/bench-a/latest")), 200);
+    let run = &rec["receipt"]["run"];
+    assert_eq!(run["id"], "");
+    assert_eq!(run["started_at"], "1970-01-01T00:00:00Z");
+    assert_eq!(run["host"]["os"], "linux");
+    assert_eq!(rec["receipt"]["stats"], receipt()["stats"]);
+}
+
+fn slash_benchmark_names(b: Backend) {
+    let s = Server::start(b);
+    let r = fixture("run-render-md.json");
+    let v = expect(s.upload(ADMIN, "proj", "render/md", Some("v1"), &r), 201);
+    assert_eq!(v["benchmark"], "render/md");
+    for path in [
+        format!("{P}/render/md/latest"),
+        format!("{P}/render%2Fmd/latest"),
+        format!("{P}/render/md/versions/v1"),
+        format!("{P}/render%2Fmd/versions/v1"),
+    ] {
+        let rec = expect(s.get(VIEWER, &path), 200);
+        assert_eq!(rec["benchmark"], "render/md", "{path}");
+        assert_eq!(rec["receipt"], r);
+    }
+    let p = expect(
+        s.post(
+            ADMIN,
+            &format!("{P}/render/md/promote"),
+            &json!({"from_version": "v1", "to_version": "v2", "tags": []}),
+        ),
+        201,
+    );
+    assert_eq!(p["benchmark"], "render/md");
+    let d = expect(s.delete(ADMIN, &format!("{P}/render/md/versions/v1")), 200);
+    assert_eq!(d["id"], "proj/render/md/v1");
+    let l = expect(s.get(VIEWER, &format!("{P}?benchmark=render/md")), 200);
+    assert_eq!(l["pagination"]["total"], 1);
+    // Invalid names are refused with the field named.
+    for bad in ["Render", "a//b", "a/../b", "a/./b"] {
+        let e = expect_error(s.upload(ADMIN, "proj", bad, Some("v1"), &r), 400, "invalid_input");
+        assert!(e["message"].as_str().unwrap().contains("benchmark"), "{e}");
+    }
+    let e = expect_error(s.get(VIEWER, &format!("{P}/Bad/latest")), 400, "invalid_input");
+    assert!(e["message"].as_str().unwrap().contains("benchmark"));
+}
+
+fn errors_are_contract_json(b: Backend) {
+    let s = Server::start_with(
+        b,
+        &[
+            "--api-keys".into(),
+            format!("admin:{ADMIN}"),
+            "--max-body-bytes".into(),
+            "65536".into(),
+        ],
+    );
+    // Duplicate version.
+    expect(s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()), 201);
+    let e = expect_error(s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()), 409, "conflict");
+    assert_eq!(e["message"], "bench-a/v1");
+    // Bad names.
+    let e = expect_error(
+        s.upload(ADMIN, "bad project", "bench-a", Some("v1"), &receipt()),
+        400,
+        "invalid_input",
+    );
+    assert!(e["message"].as_str().unwrap().contains("project"), "{e}");
+    let e = expect_error(
+        s.upload(ADMIN, "proj", "bench-a", Some("a/b"), &receipt()),
+        400,
+        "invalid_input",
+    );
+    assert!(e["message"].as_str().unwrap().contains("version"), "{e}");
+    // Receipt that does not fit: 422 naming the field.
+    let mut bad = receipt();
+    bad["stats"]["wall_ms"]["median"] = json!("fast");
+    let e = expect_error(s.upload(ADMIN, "proj", "bench-a", Some("v2"), &bad), 422, "invalid_input");
+    assert!(e["message"].as_str().unwrap().contains("receipt.stats.wall_ms.median"), "{e}");
+    let mut bad = receipt();
+    bad["schema"] = json!("perfgate.compare.v1");
+    expect_error(s.upload(ADMIN, "proj", "bench-a", Some("v2"), &bad), 422, "invalid_input");
+    // Body shape errors.
+    let post = |ct: &str, body: &str| {
+        s.http
+            .post(s.url(P))
+            .bearer_auth(ADMIN)
+            .header("content-type", ct)
+            .body(body.to_owned())
+            .send()
+            .unwrap()
+    };
+    expect_error(post("application/json", "{not json"), 400, "invalid_input");
+    expect_error(post("application/json", ""), 400, "invalid_input");
+    expect_error(post("application/json", r#"{"benchmark": 5}"#), 422, "invalid_input");
+    let e = expect_error(post("application/json", r#"{"benchmark": "bench-a"}"#), 422, "invalid_input");
+    assert!(e["message"].as_str().unwrap().contains("receipt"), "{e}");
+    expect_error(post("text/plain", "{}"), 415, "unsupported_media_type");
+    let big = format!(r#"{{"benchmark":"bench-a","pad":"{}"}}"#, "x".repeat(70_000));
+    expect_error(post("application/json", &big), 413, "payload_too_large");
+    // Router rejections.
+    expect_error(s.get(ADMIN, "/api/v1/nope"), 404, "not_found");
+    expect_error(s.get(ADMIN, "/nope"), 404, "not_found");
+    let r = s.http.put(s.url(P)).bearer_auth(ADMIN).send().unwrap();
+    expect_error(r, 405, "method_not_allowed");
+    let r = s.http.patch(s.url("/health")).send().unwrap();
+    expect_error(r, 405, "method_not_allowed");
+    // Query errors.
+    expect_error(s.get(ADMIN, &format!("{P}?limit=abc")), 400, "invalid_input");
+    expect_error(s.get(ADMIN, &format!("{P}?limit=0")), 400, "invalid_input");
+    expect_error(s.get(ADMIN, &format!("{P}?limit=1001")), 400, "invalid_input");
+    expect_error(s.get(ADMIN, &format!("{P}?since=yesterday")), 400, "invalid_input");
+    expect_error(s.get(ADMIN, &format!("{P}?include_receipt=maybe")), 400, "invalid_input");
+    // Not found.
+    let e = expect_error(s.get(ADMIN, &format!("{P}/nothing/latest")), 404, "not_found");
+    assert_eq!(e["message"], "Baseline nothing/latest not found");
+    expect_error(s.get(ADMIN, &format!("{P}/bench-a/versions/v9")), 404, "not_found");
+    // A generated request id when the client sends none; a hostile one is sanitised.
+    let r = s
+        .http
+        .get(s.url("/health"))
+        .header("x-request-id", "abc<def> \"ghi\"")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abcdefghi");
+}
+
+fn list_filters_and_pagination(b: Backend) {
+    let s = Server::start(b);
+    let up = |bench: &str, ver: &str, git_ref: Option<&str>, sha: Option<&str>, tags: &[&str]| {
+        let mut body = upload_body(bench, Some(ver), &receipt());
+        body["git_ref"] = json!(git_ref);
+        body["git_sha"] = json!(sha);
+        body["tags"] = json!(tags);
+        expect(s.post(ADMIN, P, &body), 201)
+    };
+    let first = up("bench-a", "v1", Some("refs/heads/main"), Some("s1"), &["nightly", "x86"]);
+    up("bench-a", "v2", Some("refs/heads/dev"), Some("s2"), &["x86"]);
+    up("bench-b", "v1", Some("refs/heads/main"), Some("s3"), &["nightly"]);
+    up("render/md", "v1", None, None, &[]);
+    let last = up("render/html", "v1", None, None, &["nightly", "x86", "arm"]);
+    // Another project is never listed.
+    expect(s.upload(ADMIN, "elsewhere", "bench-a", Some("v1"), &receipt()), 201);
+
+    let list = |q: &str| expect(s.get(VIEWER, &format!("{P}?{q}")), 200);
+    let versions = |v: &Value| -> Vec<String> {
+        v["baselines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| format!("{}@{}", b["benchmark"].as_str().unwrap(), b["version"].as_str().unwrap()))
+            .collect()
+    };
+    let all = list("");
+    assert_eq!(all["pagination"], json!({"total": 5, "offset": 0, "limit": 50, "has_more": false}));
+    assert_eq!(
+        versions(&all),
+        ["render/html@v1", "render/md@v1", "bench-b@v1", "bench-a@v2", "bench-a@v1"],
+        "newest first"
+    );
+    let entry = &all["baselines"][4];
+    assert_eq!(entry["git_ref"], "refs/heads/main");
+    assert!(entry.get("receipt").is_none());
+    assert_eq!(all["baselines"][1]["git_ref"], Value::Null, "present as null in lists");
+    assert_eq!(versions(&list("benchmark=bench-a")), ["bench-a@v2", "bench-a@v1"]);
+    assert_eq!(versions(&list("benchmark_prefix=render/")), ["render/html@v1", "render/md@v1"]);
+    assert_eq!(versions(&list("git_ref=refs/heads/main")), ["bench-b@v1", "bench-a@v1"]);
+    assert_eq!(versions(&list("git_sha=s2")), ["bench-a@v2"]);
+    assert_eq!(versions(&list("tags=nightly,x86")), ["render/html@v1", "bench-a@v1"]);
+    assert_eq!(versions(&list("tags=arm")), ["render/html@v1"]);
+    assert_eq!(list("tags=none")["pagination"]["total"], 0);
+    // Time window, inclusive at both ends.
+    let t0 = first["created_at"].as_str().unwrap();
+    let t1 = last["created_at"].as_str().unwrap();
+    let enc = |t: &str| t.replace('+', "%2B");
+    let w = list(&format!("since={}&until={}", enc(t0), enc(t1)));
+    assert_eq!(w["pagination"]["total"], 5);
+    let w = list(&format!("since={}", enc(t1)));
+    assert_eq!(versions(&w), ["render/html@v1"]);
+    let w = list(&format!("until={}", enc(t0)));
+    assert_eq!(versions(&w), ["bench-a@v1"]);
+    // Pagination: total counts the filtered rows.
+    let p = list("limit=2&offset=1");
+    assert_eq!(p["pagination"], json!({"total": 5, "offset": 1, "limit": 2, "has_more": true}));
+    assert_eq!(versions(&p), ["render/md@v1", "bench-b@v1"]);
+    let p = list("limit=2&offset=4");
+    assert_eq!(p["pagination"]["has_more"], false);
+    assert_eq!(versions(&p), ["bench-a@v1"]);
+    let p = list("limit=2&offset=10");
+    assert_eq!(p["baselines"], json!([]));
+    assert_eq!(p["pagination"]["total"], 5);
+    let p = list("benchmark=bench-a&limit=1");
+    assert_eq!(p["pagination"], json!({"total": 2, "offset": 0, "limit": 1, "has_more": true}));
+    // Receipts on request.
+    let r = list("include_receipt=true&benchmark=bench-b");
+    assert_eq!(r["baselines"][0]["receipt"], receipt());
+}
+
+fn soft_delete(b: Backend) {
+    let s = Server::start(b);
+    expect(s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()), 201);
+    expect(s.upload(ADMIN, "proj", "bench-a", Some("v2"), &receipt()), 201);
+    expect_error(s.delete(PROMOTER, &format!("{P}/bench-a/versions/v2")), 403, "forbidden");
+    let d = expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/v2")), 200);
+    assert_eq!(d["deleted"], true);
+    assert_eq!(d["id"], "proj/bench-a/v2");
+    assert_eq!(d["benchmark"], "bench-a");
+    assert_eq!(d["version"], "v2");
+    assert!(d["deleted_at"].as_str().unwrap().ends_with('Z'));
+    // Gone from every read path.
+    let l = expect(s.get(VIEWER, &format!("{P}/bench-a/latest")), 200);
+    assert_eq!(l["version"], "v1");
+    expect_error(s.get(VIEWER, &format!("{P}/bench-a/versions/v2")), 404, "not_found");
+    let l = expect(s.get(VIEWER, P), 200);
+    assert_eq!(l["pagination"]["total"], 1);
+    expect_error(s.delete(ADMIN, &format!("{P}/bench-a/versions/v2")), 404, "not_found");
+    expect_error(s.delete(ADMIN, &format!("{P}/bench-a/versions/v9")), 404, "not_found");
+    // The version stays reserved.
+    let e = expect_error(s.upload(ADMIN, "proj", "bench-a", Some("v2"), &receipt()), 409, "conflict");
+    assert_eq!(e["message"], "bench-a/v2");
+    expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/v1")), 200);
+    expect_error(s.get(VIEWER, &format!("{P}/bench-a/latest")), 404, "not_found");
+}
+
+fn promote(b: Backend) {
+    let s = Server::start(b);
+    let mut body = upload_body("bench-a", Some("v1"), &receipt());
+    body["git_ref"] = json!("refs/heads/feature");
+    body["git_sha"] = json!("aaa");
+    body["metadata"] = json!({"runner": "r1"});
+    expect(s.post(ADMIN, P, &body), 201);
+    expect(s.upload(ADMIN, "proj", "bench-a", Some("v1b"), &fixture("run-bench-a-2.json")), 201);
+    let url = format!("{P}/bench-a/promote");
+    expect_error(
+        s.post(CONTRIB, &url, &json!({"from_version": "v1", "to_version": "x"})),
+        403,
+        "forbidden",
+    );
+    let r = s.post(
+        PROMOTER,
+        &url,
+        &json!({"from_version": "v1", "to_version": "stable", "git_ref": null, "git_sha": "bbb", "tags": ["release"], "normalize": false}),
+    );
+    assert_eq!(
+        r.headers()["location"],
+        "/api/v1/projects/proj/baselines/bench-a/versions/stable"
+    );
+    let p = expect(r, 201);
+    assert_eq!(p["benchmark"], "bench-a");
+    assert_eq!(p["version"], "stable");
+    assert_eq!(p["promoted_from"], "v1");
+    assert_eq!(p["promoted_at"], p["created_at"]);
+    assert_eq!(p["id"].as_str().unwrap().len(), 32);
+    // The promoted copy is now latest, with the source's receipt and metadata.
+    let rec = expect(s.get(VIEWER, &format!("{P}/bench-a/latest")), 200);
+    assert_eq!(rec["version"], "stable");
+    assert_eq!(rec["source"], "promote");
+    assert_eq!(rec["receipt"], receipt());
+    assert_eq!(rec["metadata"], json!({"runner": "r1"}));
+    assert_eq!(rec["tags"], json!(["release"]));
+    assert_eq!(rec["git_ref"], "refs/heads/feature", "falls back to the source");
+    assert_eq!(rec["git_sha"], "bbb", "taken from the request");
+    // Errors.
+    let e = expect_error(
+        s.post(PROMOTER, &url, &json!({"from_version": "nope", "to_version": "x", "tags": []})),
+        404,
+        "not_found",
+    );
+    assert_eq!(e["message"], "Baseline bench-a/nope not found");
+    let e = expect_error(
+        s.post(PROMOTER, &url, &json!({"from_version": "v1", "to_version": "stable", "tags": []})),
+        409,
+        "conflict",
+    );
+    assert_eq!(e["message"], "bench-a/stable");
+    expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/stable")), 200);
+    expect_error(
+        s.post(PROMOTER, &url, &json!({"from_version": "v1", "to_version": "stable", "tags": []})),
+        409,
+        "conflict",
+    );
+    expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/v1b")), 200);
+    expect_error(
+        s.post(PROMOTER, &url, &json!({"from_version": "v1b", "to_version": "z", "tags": []})),
+        404,
+        "not_found",
+    );
+    expect_error(
+        s.post(PROMOTER, &url, &json!({"from_version": "v1", "to_version": "a/b"})),
+        400,
+        "invalid_input",
+    );
+    expect_error(s.post(PROMOTER, &url, &json!({"to_version": "z"})), 422, "invalid_input");
+    // normalize on promote.
+    let p = expect(
+        s.post(PROMOTER, &url, &json!({"from_version": "v1", "to_version": "norm", "tags": [], "normalize": true})),
+        201,
+    );
+    assert_eq!(p["version"], "norm");
+    let rec = expect(s.get(VIEWER, &format!("{P}/bench-a/versions/norm")), 200);
+    assert_eq!(rec["receipt"]["run"]["id"], "");
+}
+
+fn authentication_and_scopes(b: Backend) {
+    let s = Server::start(b);
+    expect(s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()), 201);
+    expect(s.upload(ADMIN, "proj", "other-bench", Some("v1"), &receipt()), 201);
+    let latest = format!("{P}/bench-a/latest");
+    let r = s.http.get(s.url(&latest)).send().unwrap();
+    let e = expect_error(r, 401, "unauthorized");
+    assert_eq!(e["message"], "Missing authentication header");
+    let e = expect_error(s.get("not-a-key", &latest), 401, "unauthorized");
+    assert_eq!(e["message"], "Invalid API key format");
+    expect_error(s.get("pg_live_unknownunknownunknownunknownunknown", &latest), 401, "unauthorized");
+    let r = s
+        .http
+        .get(s.url(&latest))
+        .header("authorization", "Basic YTpi")
+        .send()
+        .unwrap();
+    expect_error(r, 401, "unauthorized");
+    // Open endpoints stay open; data endpoints do not.
+    assert_eq!(s.http.get(s.url("/health")).send().unwrap().status(), 200);
+    expect_error(s.http.get(s.url(P)).send().unwrap(), 401, "unauthorized");
+    // Scopes.
+    let e = expect_error(s.upload(VIEWER, "proj", "bench-a", Some("v2"), &receipt()), 403, "forbidden");
+    assert_eq!(e["message"], "Requires 'write' permission");
+    expect(s.upload(CONTRIB, "proj", "bench-a", Some("v2"), &receipt()), 201);
+    // Project isolation: a project admin stays in its project.
+    let e = expect_error(s.get(OTHER_ADMIN, &latest), 403, "forbidden");
+    assert_eq!(e["message"], "Key is restricted to project 'other'");
+    expect(s.upload(OTHER_ADMIN, "other", "bench-a", Some("v1"), &receipt()), 201);
+    expect(s.delete(OTHER_ADMIN, "/api/v1/projects/other/baselines/bench-a/versions/v1"), 200);
+    // Benchmark regex: full match, applied to lists too.
+    expect(s.upload(RESTRICTED, "proj", "bench-a", Some("v3"), &receipt()), 201);
+    let e = expect_error(s.upload(RESTRICTED, "proj", "other-bench", Some("v2"), &receipt()), 403, "forbidden");
+    assert_eq!(e["message"], "Key is restricted to benchmarks matching 'bench-.*'");
+    expect_error(s.get(RESTRICTED, &format!("{P}/other-bench/latest")), 403, "forbidden");
+    let e = expect_error(s.upload(RESTRICTED, "elsewhere", "bench-a", Some("v1"), &receipt()), 403, "forbidden");
+    assert_eq!(e["message"], "Key is restricted to project 'proj'");
+    let l = expect(s.get(RESTRICTED, P), 200);
+    assert_eq!(l["pagination"]["total"], 3);
+    assert!(l["baselines"].as_array().unwrap().iter().all(|b| b["benchmark"] == "bench-a"));
+    let l = expect(s.get(RESTRICTED, &format!("{P}?benchmark=other-bench")), 200);
+    assert_eq!(l["pagination"]["total"], 0);
+    let l = expect(s.get(ADMIN, P), 200);
+    assert_eq!(l["pagination"]["total"], 4);
+    // A scope failure is reported before a project failure.
+    let e = expect_error(
+        s.delete(RESTRICTED, "/api/v1/projects/elsewhere/baselines/x/versions/v1"),
+        403,
+        "forbidden",
+    );
+    assert_eq!(e["message"], "Requires 'delete' permission");
+    // Nothing was written by the refused requests.
+    let l = expect(s.get(ADMIN, "/api/v1/projects/elsewhere/baselines"), 200);
+    assert_eq!(l["pagination"]["total"], 0);
+}
+
+fn idempotent_upload(b: Backend) {
+    let s = Server::start(b);
+    let send = |key: &str, body: &Value| {
+        s.http
+            .post(s.url(P))
+            .bearer_auth(ADMIN)
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .unwrap()
+    };
+    let body = upload_body("bench-a", Some("v1"), &receipt());
+    let first = expect(send("k-1", &body), 201);
+    let again = send("k-1", &body);
+    assert!(again.headers().contains_key("location"));
+    let again = expect(again, 201);
+    assert_eq!(first, again);
+    // Without the key, the same upload is a conflict.
+    expect_error(s.post(ADMIN, P, &body), 409, "conflict");
+    // The same key with another body is refused.
+    let other = upload_body("bench-a", Some("v2"), &receipt());
+    expect_error(send("k-1", &other), 409, "conflict");
+    // Generated versions: the retry returns the version generated the first time.
+    let gen = upload_body("bench-a", None, &receipt());
+    let a = expect(send("k-2", &gen), 201);
+    let b2 = expect(send("k-2", &gen), 201);
+    assert_eq!(a["version"], b2["version"]);
+    let l = expect(s.get(ADMIN, P), 200);
+    assert_eq!(l["pagination"]["total"], 2);
+}
+
+fn concurrent_uploads_lose_nothing(b: Backend) {
+    let s = Arc::new(Server::start(b));
+    let n = 16;
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (s, barrier) = (s.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let version = (i % 2 == 0).then(|| format!("v{i}"));
+                barrier.wait();
+                let r = s.upload(ADMIN, "proj", "bench-a", version.as_deref(), &receipt());
+                expect(r, 201)["version"].as_str().unwrap().to_owned()
+            })
+        })
+        .collect();
+    let versions: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let unique: HashSet<_> = versions.iter().cloned().collect();
+    assert_eq!(unique.len(), n, "duplicate versions: {versions:?}");
+    let l = expect(s.get(ADMIN, &format!("{P}?limit=100")), 200);
+    assert_eq!(l["pagination"]["total"], n);
+    let listed: HashSet<String> = l["baselines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["version"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, unique);
+}
+
+fn concurrent_promotes_have_one_winner(b: Backend) {
+    let s = Arc::new(Server::start(b));
+    expect(s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()), 201);
+    let n = 8;
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (s, barrier) = (s.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                s.post(
+                    PROMOTER,
+                    &format!("{P}/bench-a/promote"),
+                    &json!({"from_version": "v1", "to_version": "release", "tags": []}),
+                )
+                .status()
+                .as_u16()
+            })
+        })
+        .collect();
+    let mut codes: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    codes.sort();
+    assert_eq!(codes, [201, 409, 409, 409, 409, 409, 409, 409]);
+    let l = expect(s.get(ADMIN, P), 200);
+    assert_eq!(l["pagination"]["total"], 2);
+}
+
+fn acknowledged_writes_survive_kill_9(b: Backend) {
+    if matches!(b, Backend::Memory) {
+        return; // memory is lost on exit by definition
+    }
+    let mut s = Server::start(b);
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let v = expect(s.upload(ADMIN, "proj", "bench-a", Some(&format!("v{i}")), &receipt()), 201);
+        acked.push(v["version"].as_str().unwrap().to_owned());
+    }
+    expect(
+        s.post(ADMIN, &format!("{P}/bench-a/promote"), &json!({"from_version": "v3", "to_version": "rel", "tags": []})),
+        201,
+    );
+    s.restart(); // SIGKILL right after the last 201, then start on the same storage
+    let l = expect(s.get(ADMIN, &format!("{P}?limit=100")), 200);
+    assert_eq!(l["pagination"]["total"], 21);
+    let latest = expect(s.get(ADMIN, &format!("{P}/bench-a/latest")), 200);
+    assert_eq!(latest["version"], "rel");
+    for v in acked {
+        expect(s.get(ADMIN, &format!("{P}/bench-a/versions/{v}")), 200);
+    }
+}
+
+backend_tests!(
+    health_and_info,
+    upload_and_read_back_verbatim,
+    defaults_when_optional_keys_absent,
+    normalize_strips_run_fields,
+    slash_benchmark_names,
+    errors_are_contract_json,
+    list_filters_and_pagination,
+    soft_delete,
+    promote,
+    authentication_and_scopes,
+    idempotent_upload,
+    concurrent_uploads_lose_nothing,
+    concurrent_promotes_have_one_winner,
+    acknowledged_writes_survive_kill_9,
+);

@@ -1,0 +1,364 @@
+//! Test harness: real `perfgate-server` processes on loopback, one fresh database each, for every
+//! backend. PostgreSQL comes from `PERFGATE_TEST_DATABASE_URL` or from a throwaway cluster that
+//! this process starts (and that a watchdog stops when the process exits).
+#![allow(dead_code)]
+
+pub mod pg;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use reqwest::blocking::{Client, Response};
+pub use serde_json::{json, Value};
+
+pub const ADMIN: &str = "pg_live_adminadminadminadminadminadmin01";
+pub const VIEWER: &str = "pg_live_viewerviewerviewerviewerviewer01";
+pub const CONTRIB: &str = "pg_live_contribcontribcontribcontribcont01";
+pub const PROMOTER: &str = "pg_live_promoterpromoterpromoterpromoter01";
+/// Contributor on project `proj` restricted to benchmarks matching `bench-.*`.
+pub const RESTRICTED: &str = "pg_live_restrictedrestrictedrestrictedre01";
+/// Admin of project `other` only.
+pub const OTHER_ADMIN: &str = "pg_live_otheradminotheradminotheradmin0001";
+
+pub fn fixture(name: &str) -> Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+pub fn fixture_text(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(p).unwrap()
+}
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Memory,
+    Sqlite,
+    /// A database URL of its own.
+    Postgres(String),
+}
+
+impl Backend {
+    /// A fresh PostgreSQL database, or `None` (after a loud message) when PostgreSQL is not
+    /// available and not required.
+    pub fn postgres() -> Option<Backend> {
+        pg::fresh_database_url().map(Backend::Postgres)
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("perfgate-test-{tag}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub struct Server {
+    pub base: String,
+    pub port: u16,
+    pub backend: Backend,
+    pub dir: PathBuf,
+    /// Storage argument reused on restart.
+    storage_args: Vec<String>,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+    pub http: Client,
+}
+
+pub fn standard_keys() -> Vec<String> {
+    vec![
+        format!("admin:{ADMIN}"),
+        format!("viewer:{VIEWER}"),
+        format!("contributor:{CONTRIB}"),
+        format!("promoter:{PROMOTER}"),
+        format!("contributor:{RESTRICTED}:proj:bench-.*"),
+        format!("admin:{OTHER_ADMIN}:other"),
+    ]
+}
+
+impl Server {
+    /// A server with the standard keys.
+    pub fn start(backend: Backend) -> Server {
+        let mut args = Vec::new();
+        for k in standard_keys() {
+            args.push("--api-keys".to_owned());
+            args.push(k);
+        }
+        Self::start_with(backend, &args)
+    }
+
+    pub fn start_with(backend: Backend, extra: &[String]) -> Server {
+        let dir = temp_dir(backend.name());
+        let storage_args: Vec<String> = match &backend {
+            Backend::Memory => vec!["--storage-type".into(), "memory".into()],
+            Backend::Sqlite => vec![
+                "--storage-type".into(),
+                "sqlite".into(),
+                "--database-url".into(),
+                dir.join("perfgate.db").to_string_lossy().into_owned(),
+            ],
+            Backend::Postgres(url) => vec![
+                "--storage-type".into(),
+                "postgres".into(),
+                "--database-url".into(),
+                url.clone(),
+            ],
+        };
+        let mut s = Server {
+            base: String::new(),
+            port: 0,
+            backend,
+            dir,
+            storage_args,
+            extra_args: extra.to_vec(),
+            child: None,
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        for attempt in 0..5 {
+            let port = free_port();
+            let log = std::fs::File::create(self.dir.join(format!("server-{port}.log"))).unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_perfgate-server"));
+            cmd.args(&self.storage_args)
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--read-pool-size", "2", "--write-shards", "2", "--workers", "2"])
+                .args(&self.extra_args)
+                .current_dir(&self.dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log));
+            // The harness's own settings must not leak into the server's configuration.
+            for (k, _) in std::env::vars() {
+                if k.starts_with("PERFGATE_") {
+                    cmd.env_remove(k);
+                }
+            }
+            let child = cmd.spawn().expect("spawn perfgate-server");
+            self.child = Some(child);
+            self.port = port;
+            self.base = format!("http://127.0.0.1:{port}");
+            if self.wait_healthy(Duration::from_secs(30)) {
+                return;
+            }
+            let log = self.log();
+            self.kill();
+            if !log.contains("Address already in use") || attempt == 4 {
+                panic!("server did not become healthy:\n{log}");
+            }
+        }
+    }
+
+    fn wait_healthy(&mut self, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return false;
+                }
+            }
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/health", self.base))
+                .timeout(Duration::from_secs(2))
+                .send()
+            {
+                if r.status() == 200 {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Everything the server wrote to stderr so far (all of its runs).
+    pub fn log(&self) -> String {
+        let mut out = String::new();
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            let mut files: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+            files.sort();
+            for f in files {
+                if f.extension().is_some_and(|e| e == "log") {
+                    let mut s = String::new();
+                    let _ = std::fs::File::open(&f).and_then(|mut h| h.read_to_string(&mut s));
+                    out.push_str(&s);
+                }
+            }
+        }
+        out
+    }
+
+    /// SIGKILL: no graceful shutdown, nothing flushed.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let c = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let mut c = c;
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = c.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Starts the same server again on the same storage (memory starts empty).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn get(&self, key: &str, path: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+    }
+
+    pub fn delete(&self, key: &str, path: &str) -> Response {
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+    }
+
+    pub fn post(&self, key: &str, path: &str, body: &Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .unwrap()
+    }
+
+    /// Uploads `receipt` as `benchmark`/`version` to `project`; returns the response.
+    pub fn upload(
+        &self,
+        key: &str,
+        project: &str,
+        benchmark: &str,
+        version: Option<&str>,
+        receipt: &Value,
+    ) -> Response {
+        self.post(
+            key,
+            &format!("/api/v1/projects/{project}/baselines"),
+            &upload_body(benchmark, version, receipt),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The body the perfgate CLI sends: all eight keys, options as null.
+pub fn upload_body(benchmark: &str, version: Option<&str>, receipt: &Value) -> Value {
+    json!({
+        "benchmark": benchmark,
+        "version": version,
+        "git_ref": null,
+        "git_sha": null,
+        "receipt": receipt,
+        "metadata": {},
+        "tags": [],
+        "normalize": false,
+    })
+}
+
+/// Status and JSON body; panics with the body when the status differs.
+pub fn expect(r: Response, status: u16) -> Value {
+    let got = r.status().as_u16();
+    let text = r.text().unwrap_or_default();
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("body is not JSON: {text}"))
+    }
+}
+
+/// Asserts the contract's error object.
+pub fn expect_error(r: Response, status: u16, code: &str) -> Value {
+    let rid = r
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let v = expect(r, status);
+    assert_eq!(v["code"], code, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert_eq!(v["request_id"].as_str(), rid.as_deref(), "{v}");
+    v
+}
+
+/// Runs a test body once per backend. PostgreSQL tests skip loudly when no PostgreSQL is
+/// available, and fail when `PERFGATE_REQUIRE_POSTGRES=1`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::Memory) } )*
+        }
+        mod sqlite {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::Sqlite) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() {
+                if let Some(b) = $crate::common::Backend::postgres() { super::$name(b) }
+            } )*
+        }
+    };
+}

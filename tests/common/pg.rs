@@ -1,0 +1,170 @@
+//! A PostgreSQL server for tests: `PERFGATE_TEST_DATABASE_URL`, or a throwaway cluster started
+//! with `initdb` and `pg_ctl` (as the `postgres` user when running as root) on a free loopback
+//! port. A watchdog process stops the cluster and removes its files once this test process
+//! exits, however it exits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+
+static BASE: OnceLock<Option<String>> = OnceLock::new();
+
+fn required() -> bool {
+    std::env::var("PERFGATE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+fn find_bin(name: &str) -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("PATH") {
+        for d in std::env::split_paths(&path) {
+            let p = d.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.is_file())
+        .collect();
+    candidates.sort();
+    candidates.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn as_postgres(root: bool, bin: &Path) -> Command {
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+fn start_cluster() -> Result<String, String> {
+    let initdb = find_bin("initdb").ok_or("initdb not found")?;
+    let pg_ctl = find_bin("pg_ctl").ok_or("pg_ctl not found")?;
+    let root = is_root();
+    let dir = std::env::temp_dir().join(format!(
+        "perfgate-pg-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    if root {
+        let ok = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .map_err(|e| e.to_string())?
+            .success();
+        if !ok {
+            return Err("chown to postgres failed (is there a postgres user?)".into());
+        }
+    }
+    let data = dir.join("data");
+    let out = as_postgres(root, &initdb)
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-locale"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let port = super::free_port();
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        dir.display()
+    );
+    let out = as_postgres(root, &pg_ctl)
+        .arg("-D")
+        .arg(&data)
+        .args(["-o", &opts, "-l"])
+        .arg(dir.join("pg.log"))
+        .args(["-w", "-t", "60", "start"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("pg_ctl: {e}"))?;
+    if !out.status.success() {
+        let log = std::fs::read_to_string(dir.join("pg.log")).unwrap_or_default();
+        return Err(format!(
+            "pg_ctl start failed: {}{log}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    // Watchdog: stops the cluster when this test process is gone.
+    let stop = if root {
+        format!("runuser -u postgres -- {} -D {} -m immediate stop", pg_ctl.display(), data.display())
+    } else {
+        format!("{} -D {} -m immediate stop", pg_ctl.display(), data.display())
+    };
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        dir = dir.display()
+    );
+    {
+        use std::os::unix::process::CommandExt;
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("watchdog: {e}"))?;
+    }
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+/// URL of a maintenance database on the test server, once per process.
+pub fn base_url() -> Option<String> {
+    BASE.get_or_init(|| {
+        if let Ok(url) = std::env::var("PERFGATE_TEST_DATABASE_URL") {
+            if !url.is_empty() {
+                return Some(url);
+            }
+        }
+        match start_cluster() {
+            Ok(url) => Some(url),
+            Err(e) => {
+                if required() {
+                    panic!("PERFGATE_REQUIRE_POSTGRES=1 but no PostgreSQL could be started: {e}");
+                }
+                eprintln!(
+                    "\n!!! SKIPPING PostgreSQL tests: no PERFGATE_TEST_DATABASE_URL and no local cluster ({e}).\n!!! Set PERFGATE_REQUIRE_POSTGRES=1 to make this a failure.\n"
+                );
+                None
+            }
+        }
+    })
+    .clone()
+}
+
+/// A new, empty database on the test server.
+pub fn fresh_database_url() -> Option<String> {
+    let base = base_url()?;
+    let name = format!("perfgate_t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::establish(&base)
+        .unwrap_or_else(|e| panic!("cannot connect to test PostgreSQL: {e}"));
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .expect("CREATE DATABASE");
+    let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+    Some(format!("{prefix}/{name}"))
+}
