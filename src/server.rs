@@ -85,7 +85,10 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         },
         read_pool_size: config.read_pool_size,
         write_pool_size: write_shards + 1,
-        connect_timeout: timeout,
+        // A pool that cannot hand out a connection within a few seconds is down or saturated:
+        // fail fast with 503 rather than holding the request for the whole timeout.
+        connect_timeout: timeout.min(Duration::from_secs(5)),
+        busy_timeout: timeout,
         sqlite_synchronous: "FULL",
     };
     let shown_url = match backend {

@@ -59,14 +59,22 @@ fn upload_and_read_back_verbatim(b: Backend) {
     assert_eq!(v["etag"], etag.as_str());
     let id = v["id"].as_str().unwrap();
     assert_eq!(id.len(), 32);
-    assert!(id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(id
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     assert!(v["created_at"].as_str().unwrap().ends_with('Z'));
 
-    for path in [format!("{P}/bench-a/latest"), format!("{P}/bench-a/versions/v1")] {
+    for path in [
+        format!("{P}/bench-a/latest"),
+        format!("{P}/bench-a/versions/v1"),
+    ] {
         let r = s.get(VIEWER, &path);
         assert_eq!(r.headers()["etag"], etag.as_str());
         let raw = r.text().unwrap();
-        assert!(raw.contains(text), "receipt must be returned byte-identical");
+        assert!(
+            raw.contains(text),
+            "receipt must be returned byte-identical"
+        );
         let rec: Value = serde_json::from_str(&raw).unwrap();
         assert_eq!(rec["schema"], "perfgate.baseline.v1");
         assert_eq!(rec["id"], id);
@@ -101,9 +109,15 @@ fn upload_and_read_back_verbatim(b: Backend) {
         .unwrap();
     assert_eq!(r.status(), 200);
     // Null git fields are omitted from the record.
-    expect(s.upload(ADMIN, "proj", "bench-b", Some("v1"), &receipt()), 201);
+    expect(
+        s.upload(ADMIN, "proj", "bench-b", Some("v1"), &receipt()),
+        201,
+    );
     let rec = expect(s.get(VIEWER, &format!("{P}/bench-b/latest")), 200);
-    assert!(rec.get("git_ref").is_none() && rec.get("git_sha").is_none(), "{rec}");
+    assert!(
+        rec.get("git_ref").is_none() && rec.get("git_sha").is_none(),
+        "{rec}"
+    );
     assert_eq!(rec["metadata"], json!({}));
     assert_eq!(rec["tags"], json!([]));
 }
@@ -111,13 +125,23 @@ fn upload_and_read_back_verbatim(b: Backend) {
 fn defaults_when_optional_keys_absent(b: Backend) {
     let s = Server::start(b);
     let v = expect(
-        s.post(ADMIN, P, &json!({"benchmark": "bench-a", "receipt": receipt()})),
+        s.post(
+            ADMIN,
+            P,
+            &json!({"benchmark": "bench-a", "receipt": receipt()}),
+        ),
         201,
     );
     let version = v["version"].as_str().unwrap();
     // YYYYMMDD-HHMMSS plus a unique suffix.
-    assert!(version.len() > 15 && version.as_bytes()[8] == b'-', "{version}");
-    let rec = expect(s.get(VIEWER, &format!("{P}/bench-a/versions/{version}")), 200);
+    assert!(
+        version.len() > 15 && version.as_bytes()[8] == b'-',
+        "{version}"
+    );
+    let rec = expect(
+        s.get(VIEWER, &format!("{P}/bench-a/versions/{version}")),
+        200,
+    );
     assert_eq!(rec["metadata"], json!({}));
     assert_eq!(rec["tags"], json!([]));
 }
@@ -165,10 +189,18 @@ fn slash_benchmark_names(b: Backend) {
     assert_eq!(l["pagination"]["total"], 1);
     // Invalid names are refused with the field named.
     for bad in ["Render", "a//b", "a/../b", "a/./b"] {
-        let e = expect_error(s.upload(ADMIN, "proj", bad, Some("v1"), &r), 400, "invalid_input");
+        let e = expect_error(
+            s.upload(ADMIN, "proj", bad, Some("v1"), &r),
+            400,
+            "invalid_input",
+        );
         assert!(e["message"].as_str().unwrap().contains("benchmark"), "{e}");
     }
-    let e = expect_error(s.get(VIEWER, &format!("{P}/Bad/latest")), 400, "invalid_input");
+    let e = expect_error(
+        s.get(VIEWER, &format!("{P}/Bad/latest")),
+        400,
+        "invalid_input",
+    );
     assert!(e["message"].as_str().unwrap().contains("benchmark"));
 }
 
@@ -183,8 +215,15 @@ fn errors_are_contract_json(b: Backend) {
         ],
     );
     // Duplicate version.
-    expect(s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()), 201);
-    let e = expect_error(s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()), 409, "conflict");
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()),
+        201,
+    );
+    let e = expect_error(
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()),
+        409,
+        "conflict",
+    );
     assert_eq!(e["message"], "bench-a/v1");
     // Bad names.
     let e = expect_error(
@@ -202,11 +241,25 @@ fn errors_are_contract_json(b: Backend) {
     // Receipt that does not fit: 422 naming the field.
     let mut bad = receipt();
     bad["stats"]["wall_ms"]["median"] = json!("fast");
-    let e = expect_error(s.upload(ADMIN, "proj", "bench-a", Some("v2"), &bad), 422, "invalid_input");
-    assert!(e["message"].as_str().unwrap().contains("receipt.stats.wall_ms.median"), "{e}");
+    let e = expect_error(
+        s.upload(ADMIN, "proj", "bench-a", Some("v2"), &bad),
+        422,
+        "invalid_input",
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("receipt.stats.wall_ms.median"),
+        "{e}"
+    );
     let mut bad = receipt();
     bad["schema"] = json!("perfgate.compare.v1");
-    expect_error(s.upload(ADMIN, "proj", "bench-a", Some("v2"), &bad), 422, "invalid_input");
+    expect_error(
+        s.upload(ADMIN, "proj", "bench-a", Some("v2"), &bad),
+        422,
+        "invalid_input",
+    );
     // Body shape errors.
     let post = |ct: &str, body: &str| {
         s.http
@@ -219,11 +272,22 @@ fn errors_are_contract_json(b: Backend) {
     };
     expect_error(post("application/json", "{not json"), 400, "invalid_input");
     expect_error(post("application/json", ""), 400, "invalid_input");
-    expect_error(post("application/json", r#"{"benchmark": 5}"#), 422, "invalid_input");
-    let e = expect_error(post("application/json", r#"{"benchmark": "bench-a"}"#), 422, "invalid_input");
+    expect_error(
+        post("application/json", r#"{"benchmark": 5}"#),
+        422,
+        "invalid_input",
+    );
+    let e = expect_error(
+        post("application/json", r#"{"benchmark": "bench-a"}"#),
+        422,
+        "invalid_input",
+    );
     assert!(e["message"].as_str().unwrap().contains("receipt"), "{e}");
     expect_error(post("text/plain", "{}"), 415, "unsupported_media_type");
-    let big = format!(r#"{{"benchmark":"bench-a","pad":"{}"}}"#, "x".repeat(70_000));
+    let big = format!(
+        r#"{{"benchmark":"bench-a","pad":"{}"}}"#,
+        "x".repeat(70_000)
+    );
     expect_error(post("application/json", &big), 413, "payload_too_large");
     // Router rejections.
     expect_error(s.get(ADMIN, "/api/v1/nope"), 404, "not_found");
@@ -233,15 +297,39 @@ fn errors_are_contract_json(b: Backend) {
     let r = s.http.patch(s.url("/health")).send().unwrap();
     expect_error(r, 405, "method_not_allowed");
     // Query errors.
-    expect_error(s.get(ADMIN, &format!("{P}?limit=abc")), 400, "invalid_input");
+    expect_error(
+        s.get(ADMIN, &format!("{P}?limit=abc")),
+        400,
+        "invalid_input",
+    );
     expect_error(s.get(ADMIN, &format!("{P}?limit=0")), 400, "invalid_input");
-    expect_error(s.get(ADMIN, &format!("{P}?limit=1001")), 400, "invalid_input");
-    expect_error(s.get(ADMIN, &format!("{P}?since=yesterday")), 400, "invalid_input");
-    expect_error(s.get(ADMIN, &format!("{P}?include_receipt=maybe")), 400, "invalid_input");
+    expect_error(
+        s.get(ADMIN, &format!("{P}?limit=1001")),
+        400,
+        "invalid_input",
+    );
+    expect_error(
+        s.get(ADMIN, &format!("{P}?since=yesterday")),
+        400,
+        "invalid_input",
+    );
+    expect_error(
+        s.get(ADMIN, &format!("{P}?include_receipt=maybe")),
+        400,
+        "invalid_input",
+    );
     // Not found.
-    let e = expect_error(s.get(ADMIN, &format!("{P}/nothing/latest")), 404, "not_found");
+    let e = expect_error(
+        s.get(ADMIN, &format!("{P}/nothing/latest")),
+        404,
+        "not_found",
+    );
     assert_eq!(e["message"], "Baseline nothing/latest not found");
-    expect_error(s.get(ADMIN, &format!("{P}/bench-a/versions/v9")), 404, "not_found");
+    expect_error(
+        s.get(ADMIN, &format!("{P}/bench-a/versions/v9")),
+        404,
+        "not_found",
+    );
     // A generated request id when the client sends none; a hostile one is sanitised.
     let r = s
         .http
@@ -261,13 +349,34 @@ fn list_filters_and_pagination(b: Backend) {
         body["tags"] = json!(tags);
         expect(s.post(ADMIN, P, &body), 201)
     };
-    let first = up("bench-a", "v1", Some("refs/heads/main"), Some("s1"), &["nightly", "x86"]);
-    up("bench-a", "v2", Some("refs/heads/dev"), Some("s2"), &["x86"]);
-    up("bench-b", "v1", Some("refs/heads/main"), Some("s3"), &["nightly"]);
+    let first = up(
+        "bench-a",
+        "v1",
+        Some("refs/heads/main"),
+        Some("s1"),
+        &["nightly", "x86"],
+    );
+    up(
+        "bench-a",
+        "v2",
+        Some("refs/heads/dev"),
+        Some("s2"),
+        &["x86"],
+    );
+    up(
+        "bench-b",
+        "v1",
+        Some("refs/heads/main"),
+        Some("s3"),
+        &["nightly"],
+    );
     up("render/md", "v1", None, None, &[]);
     let last = up("render/html", "v1", None, None, &["nightly", "x86", "arm"]);
     // Another project is never listed.
-    expect(s.upload(ADMIN, "elsewhere", "bench-a", Some("v1"), &receipt()), 201);
+    expect(
+        s.upload(ADMIN, "elsewhere", "bench-a", Some("v1"), &receipt()),
+        201,
+    );
 
     let list = |q: &str| expect(s.get(VIEWER, &format!("{P}?{q}")), 200);
     let versions = |v: &Value| -> Vec<String> {
@@ -275,25 +384,56 @@ fn list_filters_and_pagination(b: Backend) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|b| format!("{}@{}", b["benchmark"].as_str().unwrap(), b["version"].as_str().unwrap()))
+            .map(|b| {
+                format!(
+                    "{}@{}",
+                    b["benchmark"].as_str().unwrap(),
+                    b["version"].as_str().unwrap()
+                )
+            })
             .collect()
     };
     let all = list("");
-    assert_eq!(all["pagination"], json!({"total": 5, "offset": 0, "limit": 50, "has_more": false}));
+    assert_eq!(
+        all["pagination"],
+        json!({"total": 5, "offset": 0, "limit": 50, "has_more": false})
+    );
     assert_eq!(
         versions(&all),
-        ["render/html@v1", "render/md@v1", "bench-b@v1", "bench-a@v2", "bench-a@v1"],
+        [
+            "render/html@v1",
+            "render/md@v1",
+            "bench-b@v1",
+            "bench-a@v2",
+            "bench-a@v1"
+        ],
         "newest first"
     );
     let entry = &all["baselines"][4];
     assert_eq!(entry["git_ref"], "refs/heads/main");
     assert!(entry.get("receipt").is_none());
-    assert_eq!(all["baselines"][1]["git_ref"], Value::Null, "present as null in lists");
-    assert_eq!(versions(&list("benchmark=bench-a")), ["bench-a@v2", "bench-a@v1"]);
-    assert_eq!(versions(&list("benchmark_prefix=render/")), ["render/html@v1", "render/md@v1"]);
-    assert_eq!(versions(&list("git_ref=refs/heads/main")), ["bench-b@v1", "bench-a@v1"]);
+    assert_eq!(
+        all["baselines"][1]["git_ref"],
+        Value::Null,
+        "present as null in lists"
+    );
+    assert_eq!(
+        versions(&list("benchmark=bench-a")),
+        ["bench-a@v2", "bench-a@v1"]
+    );
+    assert_eq!(
+        versions(&list("benchmark_prefix=render/")),
+        ["render/html@v1", "render/md@v1"]
+    );
+    assert_eq!(
+        versions(&list("git_ref=refs/heads/main")),
+        ["bench-b@v1", "bench-a@v1"]
+    );
     assert_eq!(versions(&list("git_sha=s2")), ["bench-a@v2"]);
-    assert_eq!(versions(&list("tags=nightly,x86")), ["render/html@v1", "bench-a@v1"]);
+    assert_eq!(
+        versions(&list("tags=nightly,x86")),
+        ["render/html@v1", "bench-a@v1"]
+    );
     assert_eq!(versions(&list("tags=arm")), ["render/html@v1"]);
     assert_eq!(list("tags=none")["pagination"]["total"], 0);
     // Time window, inclusive at both ends.
@@ -308,7 +448,10 @@ fn list_filters_and_pagination(b: Backend) {
     assert_eq!(versions(&w), ["bench-a@v1"]);
     // Pagination: total counts the filtered rows.
     let p = list("limit=2&offset=1");
-    assert_eq!(p["pagination"], json!({"total": 5, "offset": 1, "limit": 2, "has_more": true}));
+    assert_eq!(
+        p["pagination"],
+        json!({"total": 5, "offset": 1, "limit": 2, "has_more": true})
+    );
     assert_eq!(versions(&p), ["render/md@v1", "bench-b@v1"]);
     let p = list("limit=2&offset=4");
     assert_eq!(p["pagination"]["has_more"], false);
@@ -317,7 +460,10 @@ fn list_filters_and_pagination(b: Backend) {
     assert_eq!(p["baselines"], json!([]));
     assert_eq!(p["pagination"]["total"], 5);
     let p = list("benchmark=bench-a&limit=1");
-    assert_eq!(p["pagination"], json!({"total": 2, "offset": 0, "limit": 1, "has_more": true}));
+    assert_eq!(
+        p["pagination"],
+        json!({"total": 2, "offset": 0, "limit": 1, "has_more": true})
+    );
     // Receipts on request.
     let r = list("include_receipt=true&benchmark=bench-b");
     assert_eq!(r["baselines"][0]["receipt"], receipt());
@@ -325,9 +471,19 @@ fn list_filters_and_pagination(b: Backend) {
 
 fn soft_delete(b: Backend) {
     let s = Server::start(b);
-    expect(s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()), 201);
-    expect(s.upload(ADMIN, "proj", "bench-a", Some("v2"), &receipt()), 201);
-    expect_error(s.delete(PROMOTER, &format!("{P}/bench-a/versions/v2")), 403, "forbidden");
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()),
+        201,
+    );
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("v2"), &receipt()),
+        201,
+    );
+    expect_error(
+        s.delete(PROMOTER, &format!("{P}/bench-a/versions/v2")),
+        403,
+        "forbidden",
+    );
     let d = expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/v2")), 200);
     assert_eq!(d["deleted"], true);
     assert_eq!(d["id"], "proj/bench-a/v2");
@@ -337,16 +493,36 @@ fn soft_delete(b: Backend) {
     // Gone from every read path.
     let l = expect(s.get(VIEWER, &format!("{P}/bench-a/latest")), 200);
     assert_eq!(l["version"], "v1");
-    expect_error(s.get(VIEWER, &format!("{P}/bench-a/versions/v2")), 404, "not_found");
+    expect_error(
+        s.get(VIEWER, &format!("{P}/bench-a/versions/v2")),
+        404,
+        "not_found",
+    );
     let l = expect(s.get(VIEWER, P), 200);
     assert_eq!(l["pagination"]["total"], 1);
-    expect_error(s.delete(ADMIN, &format!("{P}/bench-a/versions/v2")), 404, "not_found");
-    expect_error(s.delete(ADMIN, &format!("{P}/bench-a/versions/v9")), 404, "not_found");
+    expect_error(
+        s.delete(ADMIN, &format!("{P}/bench-a/versions/v2")),
+        404,
+        "not_found",
+    );
+    expect_error(
+        s.delete(ADMIN, &format!("{P}/bench-a/versions/v9")),
+        404,
+        "not_found",
+    );
     // The version stays reserved.
-    let e = expect_error(s.upload(ADMIN, "proj", "bench-a", Some("v2"), &receipt()), 409, "conflict");
+    let e = expect_error(
+        s.upload(ADMIN, "proj", "bench-a", Some("v2"), &receipt()),
+        409,
+        "conflict",
+    );
     assert_eq!(e["message"], "bench-a/v2");
     expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/v1")), 200);
-    expect_error(s.get(VIEWER, &format!("{P}/bench-a/latest")), 404, "not_found");
+    expect_error(
+        s.get(VIEWER, &format!("{P}/bench-a/latest")),
+        404,
+        "not_found",
+    );
 }
 
 fn promote(b: Backend) {
@@ -356,10 +532,23 @@ fn promote(b: Backend) {
     body["git_sha"] = json!("aaa");
     body["metadata"] = json!({"runner": "r1"});
     expect(s.post(ADMIN, P, &body), 201);
-    expect(s.upload(ADMIN, "proj", "bench-a", Some("v1b"), &fixture("run-bench-a-2.json")), 201);
+    expect(
+        s.upload(
+            ADMIN,
+            "proj",
+            "bench-a",
+            Some("v1b"),
+            &fixture("run-bench-a-2.json"),
+        ),
+        201,
+    );
     let url = format!("{P}/bench-a/promote");
     expect_error(
-        s.post(CONTRIB, &url, &json!({"from_version": "v1", "to_version": "x"})),
+        s.post(
+            CONTRIB,
+            &url,
+            &json!({"from_version": "v1", "to_version": "x"}),
+        ),
         403,
         "forbidden",
     );
@@ -385,42 +574,76 @@ fn promote(b: Backend) {
     assert_eq!(rec["receipt"], receipt());
     assert_eq!(rec["metadata"], json!({"runner": "r1"}));
     assert_eq!(rec["tags"], json!(["release"]));
-    assert_eq!(rec["git_ref"], "refs/heads/feature", "falls back to the source");
+    assert_eq!(
+        rec["git_ref"], "refs/heads/feature",
+        "falls back to the source"
+    );
     assert_eq!(rec["git_sha"], "bbb", "taken from the request");
     // Errors.
     let e = expect_error(
-        s.post(PROMOTER, &url, &json!({"from_version": "nope", "to_version": "x", "tags": []})),
+        s.post(
+            PROMOTER,
+            &url,
+            &json!({"from_version": "nope", "to_version": "x", "tags": []}),
+        ),
         404,
         "not_found",
     );
     assert_eq!(e["message"], "Baseline bench-a/nope not found");
     let e = expect_error(
-        s.post(PROMOTER, &url, &json!({"from_version": "v1", "to_version": "stable", "tags": []})),
+        s.post(
+            PROMOTER,
+            &url,
+            &json!({"from_version": "v1", "to_version": "stable", "tags": []}),
+        ),
         409,
         "conflict",
     );
     assert_eq!(e["message"], "bench-a/stable");
-    expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/stable")), 200);
+    expect(
+        s.delete(ADMIN, &format!("{P}/bench-a/versions/stable")),
+        200,
+    );
     expect_error(
-        s.post(PROMOTER, &url, &json!({"from_version": "v1", "to_version": "stable", "tags": []})),
+        s.post(
+            PROMOTER,
+            &url,
+            &json!({"from_version": "v1", "to_version": "stable", "tags": []}),
+        ),
         409,
         "conflict",
     );
     expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/v1b")), 200);
     expect_error(
-        s.post(PROMOTER, &url, &json!({"from_version": "v1b", "to_version": "z", "tags": []})),
+        s.post(
+            PROMOTER,
+            &url,
+            &json!({"from_version": "v1b", "to_version": "z", "tags": []}),
+        ),
         404,
         "not_found",
     );
     expect_error(
-        s.post(PROMOTER, &url, &json!({"from_version": "v1", "to_version": "a/b"})),
+        s.post(
+            PROMOTER,
+            &url,
+            &json!({"from_version": "v1", "to_version": "a/b"}),
+        ),
         400,
         "invalid_input",
     );
-    expect_error(s.post(PROMOTER, &url, &json!({"to_version": "z"})), 422, "invalid_input");
+    expect_error(
+        s.post(PROMOTER, &url, &json!({"to_version": "z"})),
+        422,
+        "invalid_input",
+    );
     // normalize on promote.
     let p = expect(
-        s.post(PROMOTER, &url, &json!({"from_version": "v1", "to_version": "norm", "tags": [], "normalize": true})),
+        s.post(
+            PROMOTER,
+            &url,
+            &json!({"from_version": "v1", "to_version": "norm", "tags": [], "normalize": true}),
+        ),
         201,
     );
     assert_eq!(p["version"], "norm");
@@ -430,15 +653,25 @@ fn promote(b: Backend) {
 
 fn authentication_and_scopes(b: Backend) {
     let s = Server::start(b);
-    expect(s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()), 201);
-    expect(s.upload(ADMIN, "proj", "other-bench", Some("v1"), &receipt()), 201);
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()),
+        201,
+    );
+    expect(
+        s.upload(ADMIN, "proj", "other-bench", Some("v1"), &receipt()),
+        201,
+    );
     let latest = format!("{P}/bench-a/latest");
     let r = s.http.get(s.url(&latest)).send().unwrap();
     let e = expect_error(r, 401, "unauthorized");
     assert_eq!(e["message"], "Missing authentication header");
     let e = expect_error(s.get("not-a-key", &latest), 401, "unauthorized");
     assert_eq!(e["message"], "Invalid API key format");
-    expect_error(s.get("pg_live_unknownunknownunknownunknownunknown", &latest), 401, "unauthorized");
+    expect_error(
+        s.get("pg_live_unknownunknownunknownunknownunknown", &latest),
+        401,
+        "unauthorized",
+    );
     let r = s
         .http
         .get(s.url(&latest))
@@ -450,31 +683,75 @@ fn authentication_and_scopes(b: Backend) {
     assert_eq!(s.http.get(s.url("/health")).send().unwrap().status(), 200);
     expect_error(s.http.get(s.url(P)).send().unwrap(), 401, "unauthorized");
     // Scopes.
-    let e = expect_error(s.upload(VIEWER, "proj", "bench-a", Some("v2"), &receipt()), 403, "forbidden");
+    let e = expect_error(
+        s.upload(VIEWER, "proj", "bench-a", Some("v2"), &receipt()),
+        403,
+        "forbidden",
+    );
     assert_eq!(e["message"], "Requires 'write' permission");
-    expect(s.upload(CONTRIB, "proj", "bench-a", Some("v2"), &receipt()), 201);
+    expect(
+        s.upload(CONTRIB, "proj", "bench-a", Some("v2"), &receipt()),
+        201,
+    );
     // Project isolation: a project admin stays in its project.
     let e = expect_error(s.get(OTHER_ADMIN, &latest), 403, "forbidden");
     assert_eq!(e["message"], "Key is restricted to project 'other'");
-    expect(s.upload(OTHER_ADMIN, "other", "bench-a", Some("v1"), &receipt()), 201);
-    expect(s.delete(OTHER_ADMIN, "/api/v1/projects/other/baselines/bench-a/versions/v1"), 200);
+    expect(
+        s.upload(OTHER_ADMIN, "other", "bench-a", Some("v1"), &receipt()),
+        201,
+    );
+    expect(
+        s.delete(
+            OTHER_ADMIN,
+            "/api/v1/projects/other/baselines/bench-a/versions/v1",
+        ),
+        200,
+    );
     // Benchmark regex: full match, applied to lists too.
-    expect(s.upload(RESTRICTED, "proj", "bench-a", Some("v3"), &receipt()), 201);
-    let e = expect_error(s.upload(RESTRICTED, "proj", "other-bench", Some("v2"), &receipt()), 403, "forbidden");
-    assert_eq!(e["message"], "Key is restricted to benchmarks matching 'bench-.*'");
-    expect_error(s.get(RESTRICTED, &format!("{P}/other-bench/latest")), 403, "forbidden");
-    let e = expect_error(s.upload(RESTRICTED, "elsewhere", "bench-a", Some("v1"), &receipt()), 403, "forbidden");
+    expect(
+        s.upload(RESTRICTED, "proj", "bench-a", Some("v3"), &receipt()),
+        201,
+    );
+    let e = expect_error(
+        s.upload(RESTRICTED, "proj", "other-bench", Some("v2"), &receipt()),
+        403,
+        "forbidden",
+    );
+    assert_eq!(
+        e["message"],
+        "Key is restricted to benchmarks matching 'bench-.*'"
+    );
+    expect_error(
+        s.get(RESTRICTED, &format!("{P}/other-bench/latest")),
+        403,
+        "forbidden",
+    );
+    let e = expect_error(
+        s.upload(RESTRICTED, "elsewhere", "bench-a", Some("v1"), &receipt()),
+        403,
+        "forbidden",
+    );
     assert_eq!(e["message"], "Key is restricted to project 'proj'");
     let l = expect(s.get(RESTRICTED, P), 200);
     assert_eq!(l["pagination"]["total"], 3);
-    assert!(l["baselines"].as_array().unwrap().iter().all(|b| b["benchmark"] == "bench-a"));
-    let l = expect(s.get(RESTRICTED, &format!("{P}?benchmark=other-bench")), 200);
+    assert!(l["baselines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["benchmark"] == "bench-a"));
+    let l = expect(
+        s.get(RESTRICTED, &format!("{P}?benchmark=other-bench")),
+        200,
+    );
     assert_eq!(l["pagination"]["total"], 0);
     let l = expect(s.get(ADMIN, P), 200);
     assert_eq!(l["pagination"]["total"], 4);
     // A scope failure is reported before a project failure.
     let e = expect_error(
-        s.delete(RESTRICTED, "/api/v1/projects/elsewhere/baselines/x/versions/v1"),
+        s.delete(
+            RESTRICTED,
+            "/api/v1/projects/elsewhere/baselines/x/versions/v1",
+        ),
         403,
         "forbidden",
     );
@@ -546,7 +823,10 @@ fn concurrent_uploads_lose_nothing(b: Backend) {
 
 fn concurrent_promotes_have_one_winner(b: Backend) {
     let s = Arc::new(Server::start(b));
-    expect(s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()), 201);
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()),
+        201,
+    );
     let n = 8;
     let barrier = Arc::new(Barrier::new(n));
     let handles: Vec<_> = (0..n)
@@ -578,11 +858,18 @@ fn acknowledged_writes_survive_kill_9(b: Backend) {
     let mut s = Server::start(b);
     let mut acked = Vec::new();
     for i in 0..20 {
-        let v = expect(s.upload(ADMIN, "proj", "bench-a", Some(&format!("v{i}")), &receipt()), 201);
+        let v = expect(
+            s.upload(ADMIN, "proj", "bench-a", Some(&format!("v{i}")), &receipt()),
+            201,
+        );
         acked.push(v["version"].as_str().unwrap().to_owned());
     }
     expect(
-        s.post(ADMIN, &format!("{P}/bench-a/promote"), &json!({"from_version": "v3", "to_version": "rel", "tags": []})),
+        s.post(
+            ADMIN,
+            &format!("{P}/bench-a/promote"),
+            &json!({"from_version": "v3", "to_version": "rel", "tags": []}),
+        ),
         201,
     );
     s.restart(); // SIGKILL right after the last 201, then start on the same storage

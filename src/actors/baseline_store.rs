@@ -67,12 +67,16 @@ pub struct Actor {
     pub request_id: String,
 }
 
+/// The health probe: `SELECT 1` on a pooled connection, waiting for a connection no longer
+/// than `PROBE_TIMEOUT` so that a dead database reports quickly.
 pub struct Probe;
+
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Op<BaselineStore> for Probe {
     type Output = Result<(), DbError>;
     fn run(self, s: &mut BaselineStore) -> Self::Output {
-        let mut c = s.pool.get()?;
+        let mut c = s.pool.get_timeout(PROBE_TIMEOUT)?;
         crate::db::probe(&mut c)
     }
 }

@@ -144,7 +144,16 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
         M: Op<S>,
         S: Handler<Job<M, S>>,
     {
-        self.send(&self.readers, op).await
+        self.send(&self.readers, op, self.timeout).await
+    }
+
+    /// A read with its own deadline (the health probe answers fast even when storage hangs).
+    pub async fn read_within<M>(&self, op: M, timeout: Duration) -> Result<M::Output, ApiError>
+    where
+        M: Op<S>,
+        S: Handler<Job<M, S>>,
+    {
+        self.send(&self.readers, op, timeout).await
     }
 
     /// Sends a mutation to the writer shard that owns `shard_key` (the project).
@@ -154,10 +163,10 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
         S: Handler<Job<M, S>>,
     {
         let addr = &self.writers[shard_of(shard_key, self.writers.len())];
-        self.send(addr, op).await
+        self.send(addr, op, self.timeout).await
     }
 
-    async fn send<M>(&self, addr: &Addr<S>, op: M) -> Result<M::Output, ApiError>
+    async fn send<M>(&self, addr: &Addr<S>, op: M, timeout: Duration) -> Result<M::Output, ApiError>
     where
         M: Op<S>,
         S: Handler<Job<M, S>>,
@@ -171,13 +180,13 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
             _permit: permit,
             _store: PhantomData,
         };
-        match addr.send(job).timeout(self.timeout).await {
+        match addr.send(job).timeout(timeout).await {
             Ok(JobResult(out)) => Ok(out),
             Err(MailboxError::Timeout) => {
-                log::warn!("{}: no answer within {:?}", self.name, self.timeout);
+                log::warn!("{}: no answer within {:?}", self.name, timeout);
                 Err(ApiError::timeout(format!(
                     "Storage did not answer within {} s",
-                    self.timeout.as_secs()
+                    timeout.as_secs()
                 )))
             }
             Err(MailboxError::Closed) => Err(ApiError::unavailable("Storage is shutting down")),

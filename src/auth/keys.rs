@@ -100,10 +100,12 @@ pub fn parse_static_keys(specs: &[String]) -> Result<HashMap<String, StaticKey>,
         };
         let benchmarks = match regex {
             None | Some("") => None,
-            Some(r) => Some(
-                BenchFilter::from_regex(r)
-                    .map_err(|e| fail(format!("invalid benchmark regex {r:?}: {e}")))?,
-            ),
+            Some(r) => Some(BenchFilter::from_regex(r).map_err(|e| {
+                // regex errors span several lines; keep the last (the reason).
+                let e = e.to_string();
+                let reason = e.lines().last().unwrap_or("").trim_start_matches("error: ");
+                fail(format!("invalid benchmark regex {r:?}: {reason}"))
+            })?),
         };
         let hash = hash_key(key);
         let principal = Principal {

@@ -110,6 +110,8 @@ pub struct StorageOptions {
     pub read_pool_size: u32,
     pub write_pool_size: u32,
     pub connect_timeout: Duration,
+    /// How long SQLite waits for a lock held by another connection.
+    pub busy_timeout: Duration,
     pub sqlite_synchronous: &'static str,
 }
 
@@ -135,7 +137,7 @@ impl Storage {
         };
         let pragmas = SqlitePragmas {
             synchronous: opts.sqlite_synchronous,
-            busy_timeout_ms: opts.connect_timeout.as_millis() as u64,
+            busy_timeout_ms: opts.busy_timeout.as_millis() as u64,
         };
         let build = |size: u32| {
             Pool::builder()

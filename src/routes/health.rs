@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::actors::baseline_store::Probe;
+use crate::actors::baseline_store::{Probe, PROBE_TIMEOUT};
 use crate::server::AppState;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -11,7 +11,11 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Runs a real query through the reader actors; 503 with the same body shape when it fails.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let backend = state.backend.as_str();
-    let ok = match state.baselines.read(Probe).await {
+    let ok = match state
+        .baselines
+        .read_within(Probe, PROBE_TIMEOUT + std::time::Duration::from_secs(1))
+        .await
+    {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
             log::warn!("health probe failed: {e}: {e:?}");

@@ -69,7 +69,10 @@ pub fn free_port() -> u16 {
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("perfgate-test-{tag}-{}", uuid::Uuid::new_v4().simple()));
+    let d = std::env::temp_dir().join(format!(
+        "perfgate-test-{tag}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -149,7 +152,14 @@ impl Server {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_perfgate-server"));
             cmd.args(&self.storage_args)
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--read-pool-size", "2", "--write-shards", "2", "--workers", "2"])
+                .args([
+                    "--read-pool-size",
+                    "2",
+                    "--write-shards",
+                    "2",
+                    "--workers",
+                    "2",
+                ])
                 .args(&self.extra_args)
                 .current_dir(&self.dir)
                 .stdin(Stdio::null())
@@ -227,7 +237,9 @@ impl Server {
     /// SIGTERM, then wait for exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let c = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let mut c = c;
         let start = Instant::now();
         loop {

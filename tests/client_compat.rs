@@ -1,0 +1,184 @@
+//! The published client library (`perfgate-client` 0.18.1, what the perfgate CLI uses) against
+//! this server, on every backend: if these calls work, the CLI works.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use perfgate_client::{
+    BaselineClient, ClientConfig, ClientError, ListBaselinesQuery, PromoteBaselineRequest,
+    RetryConfig, UploadBaselineRequest,
+};
+use perfgate_types::RunReceipt;
+
+fn client(s: &Server, key: &str) -> BaselineClient {
+    let cfg = ClientConfig::new(format!("{}/api/v1", s.base))
+        .with_api_key(key)
+        .with_timeout(Duration::from_secs(10))
+        .with_retry(RetryConfig::new().with_max_retries(0));
+    BaselineClient::new(cfg).unwrap()
+}
+
+fn receipt(name: &str) -> RunReceipt {
+    serde_json::from_value(fixture(name)).unwrap()
+}
+
+fn upload_req(bench: &str, version: Option<&str>, r: RunReceipt) -> UploadBaselineRequest {
+    UploadBaselineRequest {
+        benchmark: bench.into(),
+        version: version.map(str::to_owned),
+        git_ref: Some("refs/heads/main".into()),
+        git_sha: Some("0123abcd".into()),
+        receipt: r,
+        metadata: BTreeMap::from([("runner".to_owned(), "ci".to_owned())]),
+        tags: vec!["nightly".into()],
+        normalize: false,
+    }
+}
+
+fn published_client_round_trip(b: Backend) {
+    let s = Server::start(b);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = client(&s, ADMIN);
+    rt.block_on(async {
+        let h = c.health_check().await.unwrap();
+        assert_eq!(h.status, "healthy");
+        assert!(c.is_healthy().await);
+
+        // upload (explicit and generated versions, a name with '/')
+        let up = c
+            .upload_baseline(
+                "proj",
+                &upload_req("bench-a", Some("v1"), receipt("run-bench-a-1.json")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(up.version, "v1");
+        assert!(up.etag.starts_with("\"sha256:"));
+        let gen = c
+            .upload_baseline(
+                "proj",
+                &upload_req("bench-a", None, receipt("run-bench-a-2.json")),
+            )
+            .await
+            .unwrap();
+        assert!(gen.created_at >= up.created_at);
+        c.upload_baseline(
+            "proj",
+            &upload_req("render/md", Some("v1"), receipt("run-render-md.json")),
+        )
+        .await
+        .unwrap();
+
+        // latest: the generated version, with its receipt intact
+        let latest = c.get_latest_baseline("proj", "bench-a").await.unwrap();
+        assert_eq!(latest.version, gen.version);
+        assert_eq!(latest.receipt, receipt("run-bench-a-2.json"));
+        assert_eq!(latest.git_ref.as_deref(), Some("refs/heads/main"));
+        assert_eq!(latest.metadata["runner"], "ci");
+        assert_eq!(latest.etag(), gen.etag);
+        let md = c.get_latest_baseline("proj", "render/md").await.unwrap();
+        assert_eq!(md.benchmark, "render/md");
+
+        // version
+        let v1 = c
+            .get_baseline_version("proj", "bench-a", "v1")
+            .await
+            .unwrap();
+        assert_eq!(v1.receipt, receipt("run-bench-a-1.json"));
+        assert!(!v1.deleted);
+
+        // list, with filters and receipts
+        let all = c
+            .list_baselines("proj", &ListBaselinesQuery::new())
+            .await
+            .unwrap();
+        assert_eq!(all.pagination.total, 3);
+        assert_eq!(all.baselines.len(), 3);
+        assert!(all.baselines[0].receipt.is_none());
+        let a = c
+            .list_baselines(
+                "proj",
+                &ListBaselinesQuery::new()
+                    .with_benchmark("bench-a")
+                    .with_receipts()
+                    .with_limit(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.pagination.total, 2);
+        assert!(a.pagination.has_more);
+        assert_eq!(a.baselines[0].version, gen.version);
+        assert!(a.baselines[0].receipt.is_some());
+        let mut q = ListBaselinesQuery::new().with_benchmark_prefix("render/");
+        q.since = Some(up.created_at);
+        q.tags = Some("nightly".into());
+        let r = c.list_baselines("proj", &q).await.unwrap();
+        assert_eq!(r.pagination.total, 1);
+
+        // promote
+        let p = c
+            .promote_baseline(
+                "proj",
+                "bench-a",
+                &PromoteBaselineRequest {
+                    from_version: "v1".into(),
+                    to_version: "stable".into(),
+                    git_ref: None,
+                    git_sha: None,
+                    tags: vec!["release".into()],
+                    normalize: false,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(p.promoted_from, "v1");
+        let latest = c.get_latest_baseline("proj", "bench-a").await.unwrap();
+        assert_eq!(latest.version, "stable");
+        assert_eq!(latest.source, perfgate_client::BaselineSource::Promote);
+
+        // delete
+        c.delete_baseline("proj", "bench-a", "stable")
+            .await
+            .unwrap();
+        let latest = c.get_latest_baseline("proj", "bench-a").await.unwrap();
+        assert_eq!(latest.version, gen.version);
+        match c.get_baseline_version("proj", "bench-a", "stable").await {
+            Err(ClientError::HttpError { status: 404, .. })
+            | Err(ClientError::NotFoundError(_)) => {}
+            other => panic!("expected 404, got {other:?}"),
+        }
+        // conflict surfaces as an error, not a retryable 5xx
+        match c
+            .upload_baseline(
+                "proj",
+                &upload_req("bench-a", Some("v1"), receipt("run-bench-a-1.json")),
+            )
+            .await
+        {
+            Err(ClientError::HttpError { status: 409, .. })
+            | Err(ClientError::AlreadyExistsError(_)) => {}
+            other => panic!("expected 409, got {other:?}"),
+        }
+        // a viewer key reads but cannot write
+        let viewer = client(&s, VIEWER);
+        viewer.get_latest_baseline("proj", "bench-a").await.unwrap();
+        match viewer
+            .upload_baseline(
+                "proj",
+                &upload_req("bench-a", Some("v9"), receipt("run-bench-a-1.json")),
+            )
+            .await
+        {
+            Err(ClientError::HttpError { status: 403, .. }) | Err(ClientError::AuthError(_)) => {}
+            other => panic!("expected 403, got {other:?}"),
+        }
+    });
+}
+
+backend_tests!(published_client_round_trip);

@@ -1,0 +1,408 @@
+//! Process-level behaviour: configuration layering and errors, bootstrap key, logging,
+//! shutdown, overload and timeouts.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_perfgate-server"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PERFGATE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// Runs the binary expecting it to refuse to start; returns stderr.
+fn refused(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let dir = temp_dir("cfg");
+    let out = bin()
+        .args(args)
+        .args(["--port", &free_port().to_string()])
+        .envs(envs.iter().copied())
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "expected exit 2, stderr: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn bad_configuration_stops_startup_with_one_line() {
+    let secret = "pg_live_supersecretsupersecretsupersecret99";
+    let e = refused(&["--api-keys", &format!("root:{secret}")], &[]);
+    assert!(e.contains("unknown role"), "{e}");
+    assert!(!e.contains("supersecret"), "secret leaked: {e}");
+    let e = refused(&["--api-keys", "admin:pg_live_short"], &[]);
+    assert!(e.contains("malformed key") && !e.contains("short"), "{e}");
+    let e = refused(
+        &["--api-keys", &format!("admin:{secret}:proj:(unclosed")],
+        &[],
+    );
+    assert!(
+        e.contains("invalid benchmark regex") && !e.contains("supersecret"),
+        "{e}"
+    );
+    let e = refused(&["--api-keys", &format!("admin:{secret}:bad/proj")], &[]);
+    assert!(e.contains("project"), "{e}");
+    let e = refused(&["--storage-type", "postgres"], &[]);
+    assert!(e.contains("database-url"), "{e}");
+    let e = refused(&["--storage-type", "memory", "--read-pool-size", "0"], &[]);
+    assert!(e.contains("read_pool_size"), "{e}");
+    let e = refused(
+        &["--storage-type", "memory"],
+        &[("PERFGATE_TIMEOUT", "soon")],
+    );
+    assert!(
+        e.to_lowercase().contains("timeout") && e.contains("PERFGATE_"),
+        "{e}"
+    );
+    // Unknown keys in the TOML file are refused.
+    let dir = temp_dir("toml");
+    let f = dir.join("bad.toml");
+    std::fs::write(&f, "storage_type = \"memory\"\nstorage_typo = 1\n").unwrap();
+    let e = refused(&["--config", f.to_str().unwrap()], &[]);
+    assert!(e.contains("storage_typo"), "{e}");
+    let e = refused(&["--config", "/nonexistent/perfgate.toml"], &[]);
+    assert!(e.contains("does not exist"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn configuration_layers_toml_env_flags() {
+    let dir = temp_dir("layers");
+    let port = free_port();
+    let f = dir.join("perfgate.toml");
+    // The file sets the key and a wrong port; the environment fixes the port; a flag sets the
+    // storage type.
+    std::fs::write(
+        &f,
+        format!("bind = \"127.0.0.1:1\"\nstorage_type = \"sqlite\"\napi_keys = [\"admin:{ADMIN}\"]\nlog_format = \"pretty\"\n"),
+    )
+    .unwrap();
+    let mut child = bin()
+        .args(["--config", f.to_str().unwrap(), "--storage-type", "memory"])
+        .env("PERFGATE_PORT", port.to_string())
+        .env("PERFGATE_UNRELATED_SETTING", "ignored")
+        .current_dir(&dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = Client::new();
+    let mut ok = None;
+    for _ in 0..200 {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/api/v1/info"))
+            .send()
+        {
+            ok = Some(r.json::<Value>().unwrap());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info = ok.expect("server did not start on the env port");
+    assert_eq!(info["storage"], "memory", "flag wins over file");
+    let r = http
+        .get(format!(
+            "http://127.0.0.1:{port}/api/v1/projects/p/baselines"
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "key from the TOML file");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !dir.join("perfgate.db").exists(),
+        "sqlite from the file was overridden"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn api_keys_from_environment() {
+    let mut s = Server::start_with(Backend::Memory, &[]);
+    s.kill();
+    let port = free_port();
+    let mut child = bin()
+        .args(["--storage-type", "memory", "--port", &port.to_string()])
+        .env(
+            "PERFGATE_API_KEYS",
+            format!("admin:{ADMIN} viewer:{VIEWER}"),
+        )
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = Client::new();
+    let mut status = 0;
+    for _ in 0..200 {
+        if let Ok(r) = http
+            .get(format!(
+                "http://127.0.0.1:{port}/api/v1/projects/p/baselines"
+            ))
+            .bearer_auth(VIEWER)
+            .send()
+        {
+            status = r.status().as_u16();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+}
+
+fn bootstrap_key(log: &str) -> Option<String> {
+    log.split_whitespace()
+        .find(|w| w.starts_with("pg_live_") && w.len() == 40)
+        .map(str::to_owned)
+}
+
+#[test]
+fn bootstrap_admin_key_is_printed_once_and_persisted() {
+    let mut s = Server::start_with(Backend::Sqlite, &[]);
+    let log = s.log();
+    let key = bootstrap_key(&log).unwrap_or_else(|| panic!("no bootstrap key in:\n{log}"));
+    assert_eq!(log.matches(&key).count(), 1, "printed exactly once");
+    expect(
+        s.upload(
+            &key,
+            "proj",
+            "bench-a",
+            Some("v1"),
+            &fixture("run-bench-a-1.json"),
+        ),
+        201,
+    );
+    expect_error(
+        s.get(ADMIN, "/api/v1/projects/proj/baselines"),
+        401,
+        "unauthorized",
+    );
+    s.restart();
+    let log = s.log();
+    assert_eq!(
+        log.matches("pg_live_").count(),
+        1,
+        "no second key on restart:\n{log}"
+    );
+    expect(
+        s.get(&key, "/api/v1/projects/proj/baselines/bench-a/latest"),
+        200,
+    );
+    // Configured keys mean no bootstrap key.
+    let s2 = Server::start(Backend::Memory);
+    assert!(bootstrap_key(&s2.log()).is_none());
+}
+
+#[test]
+fn json_logs_carry_request_ids_and_no_secrets() {
+    let s = Server::start_with(
+        Backend::Sqlite,
+        &[
+            "--api-keys".into(),
+            format!("admin:{ADMIN}"),
+            "--log-level".into(),
+            "trace".into(),
+        ],
+    );
+    let r = s
+        .http
+        .post(s.url("/api/v1/projects/proj/baselines"))
+        .bearer_auth(ADMIN)
+        .header("x-request-id", "trace-me-42")
+        .json(&upload_body(
+            "bench-a",
+            Some("v1"),
+            &fixture("run-bench-a-1.json"),
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    expect_error(
+        s.get(
+            "pg_live_wrongwrongwrongwrongwrongwrong12",
+            "/api/v1/projects/p/baselines",
+        ),
+        401,
+        "unauthorized",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let log = s.log();
+    let mut access = None;
+    for line in log.lines().filter(|l| l.starts_with('{')) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(
+            v["ts"].is_string() && v["level"].is_string() && v["msg"].is_string(),
+            "{line}"
+        );
+        if v["target"] == "access" && v["request_id"] == "trace-me-42" {
+            access = Some(v);
+        }
+    }
+    let access = access.unwrap_or_else(|| panic!("no access line:\n{log}"));
+    assert_eq!(access["method"], "POST");
+    assert_eq!(access["route"], "/api/v1/projects/{project}/baselines");
+    assert_eq!(access["status"], 201);
+    assert!(access["duration_ms"].is_number());
+    assert!(!log.contains(ADMIN), "API key in the log");
+    assert!(
+        !log.contains("pg_live_wrongwrong"),
+        "presented key in the log"
+    );
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut s = Server::start(Backend::Sqlite);
+    expect(
+        s.upload(
+            ADMIN,
+            "proj",
+            "bench-a",
+            Some("v1"),
+            &fixture("run-bench-a-1.json"),
+        ),
+        201,
+    );
+    assert_eq!(s.terminate(), Some(0));
+    assert!(s.log().contains("shut down"), "{}", s.log());
+}
+
+#[test]
+fn overload_answers_503_with_retry_after() {
+    let s = Arc::new(Server::start_with(
+        Backend::Sqlite,
+        &[
+            "--api-keys".into(),
+            format!("admin:{ADMIN}"),
+            "--max-in-flight".into(),
+            "1".into(),
+        ],
+    ));
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut seen = (0, 0);
+                for _ in 0..25 {
+                    let r = s.get(ADMIN, "/api/v1/projects/proj/baselines");
+                    match r.status().as_u16() {
+                        200 => seen.0 += 1,
+                        503 => {
+                            assert_eq!(r.headers()["retry-after"], "1");
+                            let v = expect_error(r, 503, "unavailable");
+                            assert!(v["message"].as_str().unwrap().contains("overloaded"));
+                            seen.1 += 1;
+                        }
+                        other => panic!("unexpected status {other}"),
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    let (ok, refused) = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert!(ok > 0, "some requests are served");
+    assert!(
+        refused > 0,
+        "400 concurrent requests through a bound of 1 must see 503s"
+    );
+}
+
+#[test]
+fn storage_timeout_answers_503_and_loses_nothing() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let s = Server::start_with(
+        Backend::Sqlite,
+        &[
+            "--api-keys".into(),
+            format!("admin:{ADMIN}"),
+            "--timeout".into(),
+            "1".into(),
+        ],
+    );
+    let receipt = fixture("run-bench-a-1.json");
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt),
+        201,
+    );
+    // Another process holds the SQLite write lock.
+    let mut blocker =
+        diesel::SqliteConnection::establish(s.dir.join("perfgate.db").to_str().unwrap()).unwrap();
+    blocker.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let r = s.upload(ADMIN, "proj", "bench-a", Some("v2"), &receipt);
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().unwrap();
+    assert!(v["code"] == "timeout" || v["code"] == "unavailable", "{v}");
+    // Reads still work while the writer waits (WAL).
+    expect(
+        s.get(ADMIN, "/api/v1/projects/proj/baselines/bench-a/latest"),
+        200,
+    );
+    blocker.batch_execute("ROLLBACK").unwrap();
+    // The client retries, as the CLI does after a 503.
+    let mut status = 0;
+    for _ in 0..20 {
+        status = s
+            .upload(ADMIN, "proj", "bench-a", Some("v2"), &receipt)
+            .status()
+            .as_u16();
+        if status == 201 || status == 409 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(status == 201 || status == 409, "retry ended with {status}");
+    expect(
+        s.get(ADMIN, "/api/v1/projects/proj/baselines/bench-a/versions/v2"),
+        200,
+    );
+}
+
+#[test]
+fn health_degrades_when_storage_is_gone() {
+    let Some(Backend::Postgres(url)) = Backend::postgres() else {
+        return;
+    };
+    let s = Server::start(Backend::Postgres(url.clone()));
+    expect(s.http.get(s.url("/health")).send().unwrap(), 200);
+    let name = url.rsplit('/').next().unwrap();
+    let base = common::pg::base_url().unwrap();
+    use diesel::{Connection, RunQueryDsl};
+    let mut c = diesel::PgConnection::establish(&base).unwrap();
+    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .unwrap();
+    let r = s.http.get(s.url("/health")).send().unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["storage"]["status"], "unhealthy");
+    // Data endpoints answer 503, not 500, and leak no SQL.
+    let r = s.get(ADMIN, "/api/v1/projects/proj/baselines");
+    let code = r.status().as_u16();
+    let v: Value = r.json().unwrap();
+    assert!(code == 503 || code == 500, "{code} {v}");
+    let msg = v["message"].as_str().unwrap().to_lowercase();
+    assert!(
+        !msg.contains("select") && !msg.contains("database \""),
+        "{v}"
+    );
+}
