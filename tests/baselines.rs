@@ -153,7 +153,7 @@ fn normalize_strips_run_fields(b: Backend) {
     expect(s.post(ADMIN, P, &body), 201);
     let rec = expect(s.get(VIEWER, &format!("{P}/bench-a/latest")), 200);
     let run = &rec["receipt"]["run"];
-    assert_eq!(run["id"], "");
+    assert_eq!(run["id"], "baseline");
     assert_eq!(run["started_at"], "1970-01-01T00:00:00Z");
     assert_eq!(run["host"]["os"], "linux");
     assert_eq!(rec["receipt"]["stats"], receipt()["stats"]);
@@ -648,7 +648,7 @@ fn promote(b: Backend) {
     );
     assert_eq!(p["version"], "norm");
     let rec = expect(s.get(VIEWER, &format!("{P}/bench-a/versions/norm")), 200);
-    assert_eq!(rec["receipt"]["run"]["id"], "");
+    assert_eq!(rec["receipt"]["run"]["id"], "baseline");
 }
 
 fn authentication_and_scopes(b: Backend) {

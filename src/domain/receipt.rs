@@ -205,14 +205,14 @@ fn strip_position(msg: &str) -> String {
 /// `run.host.hostname_hash`.
 ///
 /// `hostname_hash` is optional and is removed. The other three are required by `perfgate.run.v1`
-/// (the published client refuses a receipt without them), so their values are replaced by fixed
-/// neutral ones instead: the empty id and the Unix epoch. Two normalized receipts of the same
+/// (the published client refuses a receipt without them), so their values are replaced by the
+/// fixed ones the perfgate CLI itself writes when it normalizes: id `baseline` and the Unix epoch. Two normalized receipts of the same
 /// measurements are then byte-identical. Everything else, unknown fields included, keeps its order.
 pub fn normalize(json: &str) -> Result<String, serde_json::Error> {
     let mut v: serde_json::Value = serde_json::from_str(json)?;
     if let Some(run) = v.get_mut("run").and_then(|r| r.as_object_mut()) {
         const EPOCH: &str = "1970-01-01T00:00:00Z";
-        run.insert("id".into(), serde_json::Value::String(String::new()));
+        run.insert("id".into(), "baseline".into());
         run.insert("started_at".into(), EPOCH.into());
         run.insert("ended_at".into(), EPOCH.into());
         if let Some(host) = run.get_mut("host").and_then(|h| h.as_object_mut()) {
@@ -258,7 +258,7 @@ mod tests {
         let n = normalize(&with_extra).unwrap();
         assert!(!n.contains("485b7dc7"));
         assert!(!n.contains("2026-11-28T03:17:59"));
-        assert!(n.contains(r#""run":{"id":"","started_at":"1970-01-01T00:00:00Z","ended_at":"1970-01-01T00:00:00Z","host""#), "{n}");
+        assert!(n.contains(r#""run":{"id":"baseline","started_at":"1970-01-01T00:00:00Z","ended_at":"1970-01-01T00:00:00Z","host""#), "{n}");
         assert!(n.starts_with(r#"{"zz_extra":{"k":1},"schema""#), "{n}");
         assert!(
             validate(&n).is_ok(),
