@@ -147,3 +147,76 @@ pub struct ListBaselinesResponse<'a> {
     pub baselines: Vec<BaselineSummary<'a>>,
     pub pagination: Pagination,
 }
+
+#[derive(Serialize)]
+pub struct KeyEntry {
+    pub id: String,
+    pub key_prefix: String,
+    pub description: String,
+    pub role: String,
+    pub project: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+impl KeyEntry {
+    pub fn from_row(r: &crate::db::keys::KeyRow) -> Self {
+        Self {
+            id: r.id.clone(),
+            key_prefix: r.key_prefix.clone(),
+            description: r.description.clone(),
+            role: r.role.clone(),
+            project: r.project.clone(),
+            pattern: r.pattern.clone(),
+            created_at: to_rfc3339(r.created_at),
+            expires_at: r.expires_at.map(to_rfc3339),
+            revoked_at: r.revoked_at.map(to_rfc3339),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct CreateKeyResponse {
+    pub id: String,
+    pub key: String,
+    pub description: String,
+    pub role: String,
+    pub project: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct AuditEvent<'a> {
+    pub id: &'a str,
+    pub timestamp: String,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: &'a str,
+    pub project: &'a str,
+    pub metadata: &'a RawValue,
+}
+
+impl<'a> AuditEvent<'a> {
+    pub fn from_row(r: &'a crate::db::audit::AuditRow) -> Self {
+        Self {
+            id: &r.id,
+            timestamp: to_rfc3339(r.ts),
+            actor: &r.actor,
+            action: &r.action,
+            resource_type: &r.resource_type,
+            resource_id: &r.resource_id,
+            project: &r.project,
+            metadata: raw(&r.metadata),
+        }
+    }
+}

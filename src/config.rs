@@ -79,6 +79,30 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Seconds in-flight requests get to finish on SIGTERM/Ctrl-C.
     pub shutdown_grace: u64,
+    /// HS256 secret for static JWTs (`Authorization: Token <jwt>`).
+    pub jwt_secret: Option<String>,
+    /// Required `iss` of static JWTs.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of static JWTs.
+    pub jwt_audience: Option<String>,
+    /// GitHub Actions OIDC mappings, `org/repo:project:role[:ref_pattern]`.
+    #[serde(deserialize_with = "string_or_list")]
+    pub github_oidc: Vec<String>,
+    pub github_oidc_issuer: String,
+    pub github_oidc_audience: String,
+    /// GitLab CI OIDC mappings, `group/project:project:role[:ref_pattern]`.
+    #[serde(deserialize_with = "string_or_list")]
+    pub gitlab_oidc: Vec<String>,
+    pub gitlab_oidc_issuer: String,
+    pub gitlab_oidc_audience: String,
+    /// Custom OIDC providers,
+    /// `issuer=URL,jwks_url=URL,audience=AUD,claim=FIELD,mapping=ID:PROJECT:ROLE[;…]`.
+    #[serde(deserialize_with = "string_or_list")]
+    pub oidc_provider: Vec<String>,
+    /// Seconds between periodic JWKS refreshes.
+    pub jwks_refresh_interval: u64,
+    /// Minimum seconds between refreshes triggered by an unknown `kid`.
+    pub jwks_min_refresh_interval: u64,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -106,6 +130,18 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_in_flight", &self.max_in_flight)
             .field("workers", &self.workers)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("github_oidc", &self.github_oidc)
+            .field("github_oidc_issuer", &self.github_oidc_issuer)
+            .field("github_oidc_audience", &self.github_oidc_audience)
+            .field("gitlab_oidc", &self.gitlab_oidc)
+            .field("gitlab_oidc_issuer", &self.gitlab_oidc_issuer)
+            .field("gitlab_oidc_audience", &self.gitlab_oidc_audience)
+            .field("oidc_provider", &self.oidc_provider)
+            .field("jwks_refresh_interval", &self.jwks_refresh_interval)
+            .field("jwks_min_refresh_interval", &self.jwks_min_refresh_interval)
             .finish()
     }
 }
@@ -153,6 +189,18 @@ impl Default for ServerConfig {
             max_in_flight: 1024,
             workers: 0,
             shutdown_grace: 30,
+            jwt_secret: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            github_oidc: Vec::new(),
+            github_oidc_issuer: "https://token.actions.githubusercontent.com".into(),
+            github_oidc_audience: "perfgate".into(),
+            gitlab_oidc: Vec::new(),
+            gitlab_oidc_issuer: "https://gitlab.com".into(),
+            gitlab_oidc_audience: "perfgate".into(),
+            oidc_provider: Vec::new(),
+            jwks_refresh_interval: 300,
+            jwks_min_refresh_interval: 10,
         }
     }
 }
@@ -175,6 +223,18 @@ const ENV_KEYS: &[&str] = &[
     "max_in_flight",
     "workers",
     "shutdown_grace",
+    "jwt_secret",
+    "jwt_issuer",
+    "jwt_audience",
+    "github_oidc",
+    "github_oidc_issuer",
+    "github_oidc_audience",
+    "gitlab_oidc",
+    "gitlab_oidc_issuer",
+    "gitlab_oidc_audience",
+    "oidc_provider",
+    "jwks_refresh_interval",
+    "jwks_min_refresh_interval",
 ];
 
 impl ServerConfig {
@@ -246,6 +306,19 @@ impl ServerConfig {
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
+    }
+    /// Accepts HS256 JWTs signed with `secret`.
+    pub fn jwt_secret(mut self, secret: impl Into<String>) -> Self {
+        self.jwt_secret = Some(secret.into());
+        self
+    }
+
+    /// True when some credential besides API keys is configured.
+    pub fn has_token_auth(&self) -> bool {
+        self.jwt_secret.is_some()
+            || !self.github_oidc.is_empty()
+            || !self.gitlab_oidc.is_empty()
+            || !self.oidc_provider.is_empty()
     }
 
     /// Layers defaults, the TOML file, the environment and `overrides` (the flags).
@@ -374,6 +447,13 @@ impl ServerConfig {
         }
         crate::auth::keys::parse_static_keys(&self.api_keys)
             .map_err(|e| ConfigError(e.to_string()))?;
+        crate::auth::jwt::JwtVerifier::from_config(self)?;
+        crate::auth::oidc::providers_from_config(self)?;
+        if self.jwks_refresh_interval == 0 || self.jwks_min_refresh_interval == 0 {
+            return Err(ConfigError(
+                "jwks_refresh_interval and jwks_min_refresh_interval must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 }

@@ -23,6 +23,7 @@ pub mod domain;
 pub mod error;
 pub mod logging;
 pub mod middleware;
+pub mod ops;
 pub mod routes;
 pub mod server;
 

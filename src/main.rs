@@ -3,15 +3,112 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use perfgate_server::{run_server, LogFormat, ServerConfig, StorageBackend};
+use clap::{Args, Parser, Subcommand};
+use perfgate_server::{ops, run_server, LogFormat, ServerConfig, StorageBackend};
 use serde::Serialize;
 
 /// Self-hosted baseline service for perfgate. Flags override `PERFGATE_*` environment variables,
 /// which override the TOML file, which overrides the defaults.
-#[derive(Parser, Serialize)]
-#[command(name = "perfgate-server", version, about)]
+#[derive(Parser)]
+#[command(
+    name = "perfgate-server",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage API keys directly in the database (bootstrap or recovery, no HTTP API needed)
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+    /// Mint an HS256 JWT for testing (`Authorization: Token <jwt>`)
+    Token {
+        /// Shared secret (as given to the server's --jwt-secret) [env: PERFGATE_JWT_SECRET]
+        #[arg(long)]
+        secret: Option<String>,
+        /// Project the token is for, or '*'
+        #[arg(long)]
+        project: String,
+        /// Comma-separated scopes: read, write, promote, delete, admin
+        #[arg(long)]
+        scopes: String,
+        /// Subject (the audit actor becomes jwt:<sub>)
+        #[arg(long, default_value = "operator")]
+        sub: String,
+        /// iss claim (required when the server sets --jwt-issuer)
+        #[arg(long)]
+        issuer: Option<String>,
+        /// aud claim (required when the server sets --jwt-audience)
+        #[arg(long)]
+        audience: Option<String>,
+        /// Lifetime in seconds
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+/// Where the key commands find the database (same layering as the server).
+#[derive(Args, Serialize)]
+struct DbArgs {
+    /// TOML configuration file
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Storage backend [default: sqlite, or postgres for a postgres:// URL]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage_type: Option<StorageBackend>,
+    /// SQLite file or postgres:// URL [env: PERFGATE_DATABASE_URL]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (shown once)
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        /// viewer, contributor, promoter or admin
+        #[arg(long)]
+        role: String,
+        /// Project, or '*' for every project
+        #[arg(long, default_value = "*")]
+        project: String,
+        #[arg(long, default_value = "created with perfgate-server keys create")]
+        description: String,
+        /// Benchmark glob, e.g. 'bench-*'
+        #[arg(long)]
+        pattern: Option<String>,
+        /// RFC 3339 expiry (in the future)
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List keys (never the keys themselves)
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a key by id
+    Revoke {
+        #[command(flatten)]
+        db: DbArgs,
+        id: String,
+    },
+}
+
+#[derive(Args, Serialize)]
+struct ServeArgs {
     /// TOML configuration file [default: config/perfgate.toml when present]
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
@@ -79,14 +176,167 @@ struct Cli {
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     shutdown_grace: Option<u64>,
+    /// HS256 secret for static JWTs (at least 32 bytes)
+    #[arg(long, value_name = "SECRET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt_secret: Option<String>,
+    /// Required iss claim of static JWTs
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt_issuer: Option<String>,
+    /// Required aud claim of static JWTs
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt_audience: Option<String>,
+    /// GitHub Actions OIDC mapping org/repo:project:role[:ref_pattern]; repeatable
+    #[arg(long, value_name = "MAPPING")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    github_oidc: Vec<String>,
+    /// GitHub OIDC issuer (GitHub Enterprise Server has its own)
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    github_oidc_issuer: Option<String>,
+    /// Audience GitHub tokens must carry [default: perfgate]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    github_oidc_audience: Option<String>,
+    /// GitLab CI OIDC mapping group/project:project:role[:ref_pattern]; repeatable
+    #[arg(long, value_name = "MAPPING")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    gitlab_oidc: Vec<String>,
+    /// GitLab OIDC issuer [default: https://gitlab.com]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gitlab_oidc_issuer: Option<String>,
+    /// Audience GitLab tokens must carry [default: perfgate]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gitlab_oidc_audience: Option<String>,
+    /// Custom OIDC provider issuer=URL,jwks_url=URL,audience=AUD,claim=FIELD,mapping=ID:PROJECT:ROLE[;…]; repeatable
+    #[arg(long, value_name = "SPEC")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    oidc_provider: Vec<String>,
+    /// Seconds between periodic JWKS refreshes [default: 300]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwks_refresh_interval: Option<u64>,
+    /// Minimum seconds between JWKS refreshes triggered by an unknown kid [default: 10]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwks_min_refresh_interval: Option<u64>,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("perfgate-server: {msg}");
+    ExitCode::from(2)
+}
+
+fn db_config(db: &DbArgs) -> Result<ServerConfig, ExitCode> {
+    ServerConfig::load(db.config.as_deref(), db).map_err(fail)
+}
+
+fn run_command(cmd: Command) -> ExitCode {
+    match cmd {
+        Command::Keys { action } => match action {
+            KeysCommand::Create {
+                db,
+                role,
+                project,
+                description,
+                pattern,
+                expires_at,
+            } => {
+                let cfg = match db_config(&db) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                match ops::keys_create(
+                    &cfg,
+                    &role,
+                    &project,
+                    &description,
+                    pattern.as_deref(),
+                    expires_at.as_deref(),
+                ) {
+                    Ok(k) => {
+                        eprintln!(
+                            "created key {} (role {}, project {}); it is shown only once:",
+                            k.row.id, k.row.role, k.row.project
+                        );
+                        println!("{}", k.key);
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            KeysCommand::List { db } => {
+                let cfg = match db_config(&db) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                match ops::keys_list(&cfg) {
+                    Ok(keys) => {
+                        println!("{}", serde_json::json!({ "keys": keys }));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            KeysCommand::Revoke { db, id } => {
+                let cfg = match db_config(&db) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                match ops::keys_revoke(&cfg, &id) {
+                    Ok(row) => {
+                        println!("revoked {}", row.id);
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+        },
+        Command::Token {
+            secret,
+            project,
+            scopes,
+            sub,
+            issuer,
+            audience,
+            ttl,
+        } => {
+            let Some(secret) = secret.or_else(|| std::env::var("PERFGATE_JWT_SECRET").ok()) else {
+                return fail("--secret (or PERFGATE_JWT_SECRET) is required");
+            };
+            match ops::token(&ops::TokenRequest {
+                secret: &secret,
+                sub: &sub,
+                project: &project,
+                scopes: &scopes,
+                issuer: issuer.as_deref(),
+                audience: audience.as_deref(),
+                ttl: std::time::Duration::from_secs(ttl),
+            }) {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
-    if cli.no_cors {
-        cli.cors = Some(false);
+    let cli = Cli::parse();
+    if let Some(cmd) = cli.command {
+        return run_command(cmd);
     }
-    let config = match ServerConfig::load(cli.config.as_deref(), &cli) {
+    let mut args = cli.serve;
+    if args.no_cors {
+        args.cors = Some(false);
+    }
+    let config = match ServerConfig::load(args.config.as_deref(), &args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("perfgate-server: {e}");

@@ -13,7 +13,9 @@ use tokio::sync::Semaphore;
 use crate::actors::baseline_store::BaselineStore;
 use crate::actors::key_store::{ensure_bootstrap_key, KeyStore};
 use crate::actors::Shards;
+use crate::auth::jwt::JwtVerifier;
 use crate::auth::keys::{parse_static_keys, StaticKey};
+use crate::auth::oidc::{providers_from_config, refresh_loop, Provider};
 use crate::config::{redact_url, ServerConfig, StorageBackend};
 use crate::db::{Storage, StorageOptions};
 use crate::middleware::request_context;
@@ -27,6 +29,13 @@ pub struct AppState {
     pub keys: Shards<KeyStore>,
     /// `--api-keys`, by SHA-256 of the key.
     pub static_keys: HashMap<String, StaticKey>,
+    /// HS256 JWTs, when `--jwt-secret` is set.
+    pub jwt: Option<JwtVerifier>,
+    /// OIDC providers (GitHub, GitLab, custom).
+    pub oidc: Vec<Arc<Provider>>,
+    /// HTTP client for JWKS. No idle pooling: fetches are rare and may come from any worker's
+    /// runtime, so no connection outlives the runtime that opened it.
+    pub jwks_client: reqwest::Client,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +105,22 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         _ => redact_url(&opts.url),
     };
     log::info!("opening {} storage at {shown_url}", backend.as_str());
-    let need_bootstrap = static_keys.is_empty();
+    let jwt = JwtVerifier::from_config(&config)?;
+    let oidc = providers_from_config(&config)?;
+    let jwks_client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .user_agent(concat!("perfgate-server/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
+    if !oidc.is_empty() {
+        actix_web::rt::spawn(refresh_loop(
+            oidc.clone(),
+            jwks_client.clone(),
+            Duration::from_secs(config.jwks_refresh_interval),
+        ));
+    }
+    let need_bootstrap = static_keys.is_empty() && !config.has_token_auth();
     let (storage, bootstrap_key) = actix_web::rt::task::spawn_blocking(move || {
         let storage = Storage::open(opts)?;
         let key = if need_bootstrap {
@@ -167,6 +191,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         baselines,
         keys,
         static_keys,
+        jwt,
+        oidc,
+        jwks_client,
     });
     let cors = config.cors;
     let max_body = config.max_body_bytes;

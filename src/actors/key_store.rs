@@ -1,13 +1,16 @@
-//! Persisted API keys: authentication lookups and the first-start bootstrap key.
+//! Keys and audit: authentication lookups, key management, the audit log, and the first-start
+//! bootstrap key.
 
 use crate::auth::keys::{display_prefix, generate_key, hash_key, key_id_from_hash};
 use crate::auth::{BenchFilter, Principal, Role};
+use crate::db::audit::{self, AuditEntry, AuditFilter, AuditRow};
 use crate::db::keys::{self as q, KeyRow};
-use crate::db::{write_tx, DbConn, DbPool};
+use crate::db::{read_tx, write_tx, DbConn, DbPool};
 use crate::domain::time::now_micros;
 use crate::error::DbError;
 use crate::store_actor;
 
+use super::baseline_store::{Actor, StoreError};
 use super::Op;
 
 pub struct KeyStore {
@@ -68,31 +71,175 @@ pub fn principal_of(row: &KeyRow) -> Option<Principal> {
     })
 }
 
+/// A validated key request (from the HTTP API or the operator command).
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub description: String,
+    pub role: Role,
+    /// A project name or `*`.
+    pub project: String,
+    pub pattern: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+/// The row and the plain key, which exists only in this value and in the response.
+pub struct CreatedKey {
+    pub row: KeyRow,
+    pub key: String,
+}
+
+/// Creates a key and its audit event in one transaction.
+pub fn create_key(conn: &mut DbConn, new: &NewKey, actor: &Actor) -> Result<CreatedKey, DbError> {
+    write_tx(conn, |c| {
+        let now = now_micros();
+        let key = generate_key();
+        let hash = hash_key(&key);
+        let row = KeyRow {
+            id: key_id_from_hash(&hash),
+            key_hash: hash,
+            key_prefix: display_prefix(&key),
+            description: new.description.clone(),
+            role: new.role.as_str().to_owned(),
+            project: new.project.clone(),
+            pattern: new.pattern.clone(),
+            created_at: now,
+            expires_at: new.expires_at,
+            revoked_at: None,
+        };
+        q::insert(c, &row)?;
+        let mut extra = serde_json::Map::new();
+        extra.insert("role".into(), row.role.clone().into());
+        extra.insert("description".into(), row.description.clone().into());
+        audit::insert(
+            c,
+            AuditEntry {
+                actor: &actor.principal_id,
+                action: "create",
+                resource_type: "key",
+                resource_id: &row.id,
+                project: &row.project,
+                request_id: &actor.request_id,
+                extra,
+            },
+            now,
+        )?;
+        Ok(CreatedKey { row, key })
+    })
+}
+
+/// Revokes a key (and writes the audit event) in one transaction. `visible_project` limits
+/// which keys the caller may see: others are reported as not found.
+pub fn revoke_key(
+    conn: &mut DbConn,
+    id: &str,
+    visible_project: Option<&str>,
+    actor: &Actor,
+) -> Result<KeyRow, StoreError> {
+    write_tx(conn, |c| {
+        let row = q::find_by_id(c, id)?
+            .filter(|r| visible_project.is_none_or(|p| r.project == p))
+            .ok_or_else(|| StoreError::NotFound(format!("API key {id} not found")))?;
+        if row.revoked_at.is_some() {
+            return Ok(row); // already revoked: idempotent, no second event
+        }
+        let now = now_micros();
+        q::revoke(c, id, now)?;
+        audit::insert(
+            c,
+            AuditEntry {
+                actor: &actor.principal_id,
+                action: "delete",
+                resource_type: "key",
+                resource_id: id,
+                project: &row.project,
+                request_id: &actor.request_id,
+                extra: serde_json::Map::new(),
+            },
+            now,
+        )?;
+        Ok(KeyRow {
+            revoked_at: Some(now),
+            ..row
+        })
+    })
+}
+
+pub struct CreateKey {
+    pub new: NewKey,
+    pub actor: Actor,
+}
+
+impl Op<KeyStore> for CreateKey {
+    type Output = Result<CreatedKey, StoreError>;
+    fn run(self, s: &mut KeyStore) -> Self::Output {
+        let mut c = s.pool.get().map_err(DbError::from)?;
+        Ok(create_key(&mut c, &self.new, &self.actor)?)
+    }
+}
+
+pub struct RevokeKey {
+    pub id: String,
+    pub visible_project: Option<String>,
+    pub actor: Actor,
+}
+
+impl Op<KeyStore> for RevokeKey {
+    type Output = Result<KeyRow, StoreError>;
+    fn run(self, s: &mut KeyStore) -> Self::Output {
+        let mut c = s.pool.get().map_err(DbError::from)?;
+        revoke_key(
+            &mut c,
+            &self.id,
+            self.visible_project.as_deref(),
+            &self.actor,
+        )
+    }
+}
+
+pub struct ListKeys {
+    pub project: Option<String>,
+}
+
+impl Op<KeyStore> for ListKeys {
+    type Output = Result<Vec<KeyRow>, DbError>;
+    fn run(self, s: &mut KeyStore) -> Self::Output {
+        let mut c = s.pool.get()?;
+        Ok(q::list(&mut c, self.project.as_deref())?)
+    }
+}
+
+pub struct ListAudit {
+    pub filter: AuditFilter,
+}
+
+impl Op<KeyStore> for ListAudit {
+    type Output = Result<(Vec<AuditRow>, i64), DbError>;
+    fn run(self, s: &mut KeyStore) -> Self::Output {
+        let mut c = s.pool.get()?;
+        read_tx(&mut c, |c| Ok(audit::list(c, &self.filter)?))
+    }
+}
+
 /// With no credential configured at all, a fresh install gets one admin key, printed once on
 /// stderr; only its hash is stored. Returns the key when one was created.
 pub fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Option<String>, DbError> {
-    write_tx(conn, |c| {
-        let now = now_micros();
-        if q::count_active(c, now)? > 0 {
-            return Ok(None);
-        }
-        let key = generate_key();
-        let hash = hash_key(&key);
-        q::insert(
-            c,
-            &KeyRow {
-                id: key_id_from_hash(&hash),
-                key_hash: hash,
-                key_prefix: display_prefix(&key),
-                description: "bootstrap admin key (created on first start)".into(),
-                role: "admin".into(),
-                project: "*".into(),
-                pattern: None,
-                created_at: now,
-                expires_at: None,
-                revoked_at: None,
-            },
-        )?;
-        Ok(Some(key))
-    })
+    let active = q::count_active(conn, now_micros())?;
+    if active > 0 {
+        return Ok(None);
+    }
+    let created = create_key(
+        conn,
+        &NewKey {
+            description: "bootstrap admin key (created on first start)".into(),
+            role: Role::Admin,
+            project: "*".into(),
+            pattern: None,
+            expires_at: None,
+        },
+        &Actor {
+            principal_id: "system:bootstrap".into(),
+            request_id: "startup".into(),
+        },
+    )?;
+    Ok(Some(created.key))
 }

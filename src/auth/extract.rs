@@ -5,8 +5,10 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
+use jsonwebtoken::Algorithm;
+
 use super::keys::{hash_key, is_valid_format};
-use super::Principal;
+use super::{oidc, Principal};
 use crate::actors::key_store::{Authenticate, KeyRejection};
 use crate::error::ApiError;
 use crate::server::AppState;
@@ -29,7 +31,7 @@ pub fn has_jwt_shape(v: &str) -> bool {
 
 enum Credential {
     ApiKey(String),
-    Jwt,
+    Jwt(String),
 }
 
 fn parse_header(value: Option<&str>) -> Result<Credential, ApiError> {
@@ -43,18 +45,47 @@ fn parse_header(value: Option<&str>) -> Result<Credential, ApiError> {
             return Err(ApiError::unauthorized("Invalid API key format"));
         }
         if has_jwt_shape(rest) {
-            return Ok(Credential::Jwt);
+            return Ok(Credential::Jwt(rest.to_owned()));
         }
         if !is_valid_format(rest) {
             return Err(ApiError::unauthorized("Invalid API key format"));
         }
         Ok(Credential::ApiKey(rest.to_owned()))
     } else if scheme.eq_ignore_ascii_case("token") {
-        Ok(Credential::Jwt)
+        if rest.is_empty() {
+            return Err(ApiError::unauthorized("Invalid token: empty"));
+        }
+        Ok(Credential::Jwt(rest.to_owned()))
     } else {
         Err(ApiError::unauthorized(
             "Unsupported authentication scheme (use 'Bearer <api key>' or 'Token <jwt>')",
         ))
+    }
+}
+
+/// HS256 goes to the static JWT verifier; RS256/ES256 to the OIDC provider named by `iss`.
+/// Any other algorithm, `alg: none` included, is refused before any key is looked at.
+async fn verify_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|_| ApiError::unauthorized("Invalid token: malformed or unsupported header"))?;
+    match header.alg {
+        Algorithm::HS256 => match &state.jwt {
+            Some(v) => v.verify(token),
+            None => Err(ApiError::unauthorized(
+                "Invalid token: JWT authentication is not configured on this server",
+            )),
+        },
+        alg @ (Algorithm::RS256 | Algorithm::ES256) => {
+            let provider = oidc::provider_for(&state.oidc, token)
+                .ok_or_else(|| ApiError::unauthorized("Invalid token: unknown issuer"))?;
+            let kid = header
+                .kid
+                .ok_or_else(|| ApiError::unauthorized("Invalid token: missing kid"))?;
+            provider.verify(token, &kid, alg, &state.jwks_client).await
+        }
+        _ => Err(ApiError::unauthorized(
+            "Invalid token: algorithm not allowed (HS256, RS256 or ES256)",
+        )),
     }
 }
 
@@ -78,9 +109,7 @@ impl FromRequest for Principal {
         Box::pin(async move {
             let state = state.ok_or_else(ApiError::internal)?;
             match parse_header(header.as_deref())? {
-                Credential::Jwt => Err(ApiError::unauthorized(
-                    "Invalid token: JWT authentication is not configured on this server",
-                )),
+                Credential::Jwt(token) => verify_token(&state, &token).await,
                 Credential::ApiKey(key) => {
                     let hash = hash_key(&key);
                     if let Some(k) = state.static_keys.get(&hash) {
@@ -133,9 +162,9 @@ mod tests {
         ));
         assert!(matches!(
             parse_header(Some("Bearer a.b.c")),
-            Ok(Credential::Jwt)
+            Ok(Credential::Jwt(_))
         ));
-        assert!(matches!(parse_header(Some("Token x")), Ok(Credential::Jwt)));
+        assert!(matches!(parse_header(Some("Token x")), Ok(Credential::Jwt(_))));
         assert!(parse_header(Some("Basic dXNlcjpwdw==")).is_err());
     }
 }

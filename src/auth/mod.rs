@@ -1,7 +1,9 @@
 //! Who is calling, and what they may do (contract §2).
 
 pub mod extract;
+pub mod jwt;
 pub mod keys;
+pub mod oidc;
 
 use std::fmt;
 

@@ -47,3 +47,55 @@ pub fn insert(conn: &mut DbConn, e: AuditEntry<'_>, now: i64) -> QueryResult<()>
         .execute(conn)?;
     Ok(())
 }
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub project: Option<String>,
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+    pub actor: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+type Db = <DbConn as Connection>::Backend;
+
+fn filtered(f: &AuditFilter) -> audit_events::BoxedQuery<'static, Db> {
+    let mut q = audit_events::table.into_boxed();
+    if let Some(p) = &f.project {
+        q = q.filter(audit_events::project.eq(p.clone()));
+    }
+    if let Some(a) = &f.action {
+        q = q.filter(audit_events::action.eq(a.clone()));
+    }
+    if let Some(r) = &f.resource_type {
+        q = q.filter(audit_events::resource_type.eq(r.clone()));
+    }
+    if let Some(a) = &f.actor {
+        q = q.filter(audit_events::actor.eq(a.clone()));
+    }
+    if let Some(s) = f.since {
+        q = q.filter(audit_events::ts.ge(s));
+    }
+    if let Some(u) = f.until {
+        q = q.filter(audit_events::ts.le(u));
+    }
+    q
+}
+
+/// One page, newest first, and the filtered total.
+pub fn list(conn: &mut DbConn, f: &AuditFilter) -> QueryResult<(Vec<AuditRow>, i64)> {
+    let total: i64 = filtered(f).count().get_result(conn)?;
+    if total <= f.offset {
+        return Ok((Vec::new(), total));
+    }
+    let rows = filtered(f)
+        .order((audit_events::ts.desc(), audit_events::id.desc()))
+        .limit(f.limit)
+        .offset(f.offset)
+        .select(AuditRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}

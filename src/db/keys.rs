@@ -47,3 +47,35 @@ pub fn count_active(conn: &mut DbConn, now: i64) -> QueryResult<i64> {
         .count()
         .get_result(conn)
 }
+
+/// Keys newest first; `project` limits to one project's keys.
+pub fn list(conn: &mut DbConn, project: Option<&str>) -> QueryResult<Vec<KeyRow>> {
+    let mut q = api_keys::table
+        .select(KeyRow::as_select())
+        .order((api_keys::created_at.desc(), api_keys::id.desc()))
+        .into_boxed();
+    if let Some(p) = project {
+        q = q.filter(api_keys::project.eq(p.to_owned()));
+    }
+    q.load(conn)
+}
+
+pub fn find_by_id(conn: &mut DbConn, id: &str) -> QueryResult<Option<KeyRow>> {
+    api_keys::table
+        .filter(api_keys::id.eq(id))
+        .select(KeyRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Marks a key revoked; true when this call revoked it.
+pub fn revoke(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool> {
+    let n = diesel::update(
+        api_keys::table
+            .filter(api_keys::id.eq(id))
+            .filter(api_keys::revoked_at.is_null()),
+    )
+    .set(api_keys::revoked_at.eq(now))
+    .execute(conn)?;
+    Ok(n == 1)
+}

@@ -234,7 +234,7 @@ pub struct ListQuery {
     offset: Option<i64>,
 }
 
-fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+pub fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
     v.as_deref()
         .map(|s| {
             parse_rfc3339(s).ok_or_else(|| {

@@ -46,8 +46,8 @@ pub async fn info(state: web::Data<AppState>) -> HttpResponse {
         "storage": state.backend.as_str(),
         "auth": {
             "api_keys": true,
-            "jwt": false,
-            "oidc_providers": [],
+            "jwt": state.jwt.is_some(),
+            "oidc_providers": state.oidc.iter().map(|p| p.issuer.as_str()).collect::<Vec<_>>(),
         },
     }))
 }

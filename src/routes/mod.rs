@@ -1,8 +1,10 @@
 //! HTTP handlers: extract, validate with `domain/`, authorize, send one message, map the reply.
 
+pub mod audit;
 pub mod baselines;
 pub mod health;
 pub mod json;
+pub mod keys;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -49,6 +51,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource(&format!("{BENCH}/promote")).route(web::post().to(baselines::promote)),
                 )
+                .service(
+                    resource("/keys")
+                        .route(web::post().to(keys::create_key))
+                        .route(web::get().to(keys::list_keys)),
+                )
+                .service(resource("/keys/{id}").route(web::delete().to(keys::revoke_key)))
+                .service(resource("/audit").route(web::get().to(audit::list_audit)))
                 .default_service(web::to(not_found)),
         );
 }

@@ -1,0 +1,89 @@
+//! The audit log (contract §8). Admin scope; project admins see their project only.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::baselines::{parse_limit, parse_offset, parse_time};
+use crate::actors::key_store::ListAudit;
+use crate::api::{AuditEvent, Pagination};
+use crate::auth::{Principal, Scope};
+use crate::db::audit::AuditFilter;
+use crate::domain::names::check_text;
+use crate::error::ApiError;
+use crate::server::AppState;
+
+const ACTIONS: &[&str] = &["create", "update", "delete", "promote"];
+const RESOURCES: &[&str] = &["baseline", "key", "verdict", "decision"];
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    project: Option<String>,
+    action: Option<String>,
+    resource_type: Option<String>,
+    actor: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub async fn list_audit(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    if !principal.scopes.contains(Scope::Admin) {
+        return Err(ApiError::forbidden("Requires 'admin' permission"));
+    }
+    let q = query.into_inner();
+    let project = match (&principal.project, q.project) {
+        (Some(own), Some(asked)) if &asked != own => {
+            return Err(ApiError::forbidden(format!(
+                "Key is restricted to project '{own}'"
+            )))
+        }
+        (Some(own), _) => Some(own.clone()),
+        (None, asked) => asked,
+    };
+    if let Some(p) = &project {
+        check_text("project", p, 64)?;
+    }
+    if let Some(a) = &q.action {
+        if !ACTIONS.contains(&a.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid action: expected one of {}",
+                ACTIONS.join(", ")
+            )));
+        }
+    }
+    if let Some(r) = &q.resource_type {
+        if !RESOURCES.contains(&r.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid resource_type: expected one of {}",
+                RESOURCES.join(", ")
+            )));
+        }
+    }
+    if let Some(a) = &q.actor {
+        check_text("actor", a, 256)?;
+    }
+    let limit = parse_limit(q.limit, 50, 1000)?;
+    let offset = parse_offset(q.offset)?;
+    let filter = AuditFilter {
+        project,
+        action: q.action,
+        resource_type: q.resource_type,
+        actor: q.actor,
+        since: parse_time("since", &q.since)?,
+        until: parse_time("until", &q.until)?,
+        limit,
+        offset,
+    };
+    let (rows, total) = state.keys.read(ListAudit { filter }).await??;
+    let events: Vec<AuditEvent> = rows.iter().map(AuditEvent::from_row).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "events": events,
+        "pagination": Pagination::new(total, offset, limit, rows.len()),
+    })))
+}

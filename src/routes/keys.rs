@@ -1,0 +1,201 @@
+//! Key management (contract §8): create, list, revoke. Admin scope; a project admin manages
+//! only its own project's keys and cannot mint keys for every project.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::json::JsonBody;
+use crate::actors::baseline_store::Actor;
+use crate::actors::key_store::{CreateKey, ListKeys, NewKey, RevokeKey};
+use crate::api::{CreateKeyResponse, KeyEntry};
+use crate::auth::{BenchFilter, Principal, Role, Scope};
+use crate::domain::names::{check_text, ProjectName};
+use crate::domain::time::{now_micros, parse_rfc3339, to_rfc3339};
+use crate::error::ApiError;
+use crate::middleware::current_request_id;
+use crate::server::AppState;
+
+fn require_admin(p: &Principal) -> Result<(), ApiError> {
+    if p.scopes.contains(Scope::Admin) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("Requires 'admin' permission"))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CreateKeyBody {
+    description: String,
+    role: String,
+    project: String,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// Validates a key request (shared with the `keys create` operator command).
+pub fn validate_new_key(
+    description: &str,
+    role: &str,
+    project: &str,
+    pattern: Option<&str>,
+    expires_at: Option<&str>,
+) -> Result<NewKey, ApiError> {
+    let description = description.trim();
+    if description.is_empty() {
+        return Err(ApiError::bad_request(
+            "Invalid description: must not be blank",
+        ));
+    }
+    check_text("description", description, 256)?;
+    let role = Role::parse(role).ok_or_else(|| {
+        ApiError::bad_request("Invalid role: expected viewer, contributor, promoter or admin")
+    })?;
+    let project = if project == "*" {
+        "*".to_owned()
+    } else {
+        ProjectName::parse(project)?.into_string()
+    };
+    let pattern = match pattern {
+        None => None,
+        Some(p) => {
+            if p.is_empty()
+                || p.len() > 128
+                || !p.chars().all(|c| {
+                    c.is_ascii_lowercase()
+                        || c.is_ascii_digit()
+                        || matches!(c, '_' | '.' | '-' | '/' | '*' | '?')
+                })
+            {
+                return Err(ApiError::bad_request(
+                    "Invalid pattern: a glob of 1-128 characters from a-z 0-9 _ . - / * ?",
+                ));
+            }
+            BenchFilter::from_glob(p).map_err(|_| ApiError::bad_request("Invalid pattern"))?;
+            Some(p.to_owned())
+        }
+    };
+    let expires_at = match expires_at {
+        None => None,
+        Some(t) => {
+            let m = parse_rfc3339(t).ok_or_else(|| {
+                ApiError::bad_request("Invalid expires_at: expected an RFC 3339 timestamp")
+            })?;
+            if m <= now_micros() {
+                return Err(ApiError::bad_request(
+                    "Invalid expires_at: must lie in the future",
+                ));
+            }
+            Some(m)
+        }
+    };
+    Ok(NewKey {
+        description: description.to_owned(),
+        role,
+        project,
+        pattern,
+        expires_at,
+    })
+}
+
+pub async fn create_key(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: JsonBody<CreateKeyBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&principal)?;
+    let b = body.value;
+    let new = validate_new_key(
+        &b.description,
+        &b.role,
+        &b.project,
+        b.pattern.as_deref(),
+        b.expires_at.as_deref(),
+    )?;
+    if let Some(own) = &principal.project {
+        if new.project == "*" {
+            return Err(ApiError::forbidden(
+                "Project admins cannot create keys for all projects",
+            ));
+        }
+        if &new.project != own {
+            return Err(ApiError::forbidden(format!(
+                "Key is restricted to project '{own}'"
+            )));
+        }
+    }
+    let created = state
+        .keys
+        .write(
+            "keys",
+            CreateKey {
+                new,
+                actor: Actor {
+                    principal_id: principal.id.clone(),
+                    request_id: current_request_id(),
+                },
+            },
+        )
+        .await??;
+    let r = created.row;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/keys/{}", r.id)))
+        .json(CreateKeyResponse {
+            id: r.id,
+            key: created.key,
+            description: r.description,
+            role: r.role,
+            project: r.project,
+            pattern: r.pattern,
+            created_at: to_rfc3339(r.created_at),
+            expires_at: r.expires_at.map(to_rfc3339),
+        }))
+}
+
+pub async fn list_keys(
+    principal: Principal,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&principal)?;
+    let rows = state
+        .keys
+        .read(ListKeys {
+            project: principal.project.clone(),
+        })
+        .await??;
+    let keys: Vec<KeyEntry> = rows.iter().map(KeyEntry::from_row).collect();
+    Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
+}
+
+pub async fn revoke_key(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&principal)?;
+    let id = path.into_inner();
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::not_found(format!("API key {id} not found")));
+    }
+    let row = state
+        .keys
+        .write(
+            "keys",
+            RevokeKey {
+                id,
+                visible_project: principal.project.clone(),
+                actor: Actor {
+                    principal_id: principal.id.clone(),
+                    request_id: current_request_id(),
+                },
+            },
+        )
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({
+        "id": row.id,
+        "revoked_at": row.revoked_at.map(to_rfc3339),
+    })))
+}
