@@ -164,7 +164,10 @@ mod tests {
             parse_header(Some("Bearer a.b.c")),
             Ok(Credential::Jwt(_))
         ));
-        assert!(matches!(parse_header(Some("Token x")), Ok(Credential::Jwt(_))));
+        assert!(matches!(
+            parse_header(Some("Token x")),
+            Ok(Credential::Jwt(_))
+        ));
         assert!(parse_header(Some("Basic dXNlcjpwdw==")).is_err());
     }
 }
