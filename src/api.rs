@@ -220,3 +220,129 @@ impl<'a> AuditEvent<'a> {
         }
     }
 }
+
+pub const VERDICT_SCHEMA_V1: &str = "perfgate.verdict.v1";
+pub const DEPENDENCY_EVENT_SCHEMA_V1: &str = "perfgate.dependency_event.v1";
+pub const FLEET_ALERT_SCHEMA_V1: &str = "perfgate.fleet_alert.v1";
+
+#[derive(Serialize)]
+pub struct VerdictRecord<'a> {
+    schema: &'static str,
+    id: &'a str,
+    project: &'a str,
+    benchmark: &'a str,
+    run_id: &'a str,
+    status: &'a str,
+    counts: &'a RawValue,
+    reasons: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git_ref: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git_sha: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wall_ms_cv: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flakiness_score: Option<f64>,
+    created_at: String,
+}
+
+impl<'a> VerdictRecord<'a> {
+    pub fn from_row(r: &'a crate::db::verdicts::VerdictRow) -> Self {
+        Self {
+            schema: VERDICT_SCHEMA_V1,
+            id: &r.id,
+            project: &r.project,
+            benchmark: &r.benchmark,
+            run_id: &r.run_id,
+            status: &r.status,
+            counts: raw(&r.counts),
+            reasons: raw(&r.reasons),
+            git_ref: r.git_ref.as_deref(),
+            git_sha: r.git_sha.as_deref(),
+            wall_ms_cv: r.wall_ms_cv,
+            flakiness_score: r.flakiness_score,
+            created_at: to_rfc3339(r.created_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct DependencyEvent<'a> {
+    schema: &'static str,
+    id: &'a str,
+    project: &'a str,
+    benchmark: &'a str,
+    dep_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_version: Option<&'a str>,
+    metric: &'a str,
+    delta_pct: f64,
+    created_at: String,
+}
+
+impl<'a> DependencyEvent<'a> {
+    pub fn from_row(r: &'a crate::db::fleet::EventRow) -> Self {
+        Self {
+            schema: DEPENDENCY_EVENT_SCHEMA_V1,
+            id: &r.id,
+            project: &r.project,
+            benchmark: &r.benchmark,
+            dep_name: &r.dep_name,
+            old_version: r.old_version.as_deref(),
+            new_version: r.new_version.as_deref(),
+            metric: &r.metric,
+            delta_pct: r.delta_pct,
+            created_at: to_rfc3339(r.created_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AffectedProject<'a> {
+    project: &'a str,
+    benchmark: &'a str,
+    metric: &'a str,
+    delta_pct: f64,
+}
+
+#[derive(Serialize)]
+pub struct FleetAlert<'a> {
+    schema: &'static str,
+    id: &'a str,
+    dependency: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_version: Option<&'a str>,
+    affected_projects: Vec<AffectedProject<'a>>,
+    confidence: f64,
+    avg_delta_pct: f64,
+    first_seen: String,
+}
+
+impl<'a> FleetAlert<'a> {
+    pub fn from_alert(a: &'a crate::domain::fleet::Alert) -> Self {
+        Self {
+            schema: FLEET_ALERT_SCHEMA_V1,
+            id: &a.id,
+            dependency: &a.dependency,
+            old_version: a.old_version.as_deref(),
+            new_version: a.new_version.as_deref(),
+            affected_projects: a
+                .entries
+                .iter()
+                .map(|e| AffectedProject {
+                    project: &e.project,
+                    benchmark: &e.benchmark,
+                    metric: &e.metric,
+                    delta_pct: e.delta_pct,
+                })
+                .collect(),
+            confidence: a.confidence,
+            avg_delta_pct: a.avg_delta_pct,
+            first_seen: to_rfc3339(a.first_seen),
+        }
+    }
+}

@@ -11,7 +11,9 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::Semaphore;
 
 use crate::actors::baseline_store::BaselineStore;
+use crate::actors::fleet_analyzer::FleetAnalyzer;
 use crate::actors::key_store::{ensure_bootstrap_key, KeyStore};
+use crate::actors::verdict_log::VerdictLog;
 use crate::actors::Shards;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::keys::{parse_static_keys, StaticKey};
@@ -27,6 +29,8 @@ pub struct AppState {
     pub backend: StorageBackend,
     pub baselines: Shards<BaselineStore>,
     pub keys: Shards<KeyStore>,
+    pub verdicts: Shards<VerdictLog>,
+    pub fleet: Shards<FleetAnalyzer>,
     /// `--api-keys`, by SHA-256 of the key.
     pub static_keys: HashMap<String, StaticKey>,
     /// HS256 JWTs, when `--jwt-secret` is set.
@@ -144,52 +148,25 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let read_threads = config.read_pool_size as usize;
     // Held until shutdown: for `memory`, its keeper connection is the database.
     let storage = std::rc::Rc::new(storage);
-    let baselines = {
-        let (r, w) = (storage.read_pool.clone(), storage.write_pool.clone());
-        let readers = Shards::start(
-            "baseline_store",
-            read_threads,
-            0,
-            move || BaselineStore::new(r.clone()),
-            limiter.clone(),
-            timeout,
-        );
-        let writers = Shards::start(
-            "baseline_store",
-            0,
-            write_shards as usize,
-            move || BaselineStore::new(w.clone()),
-            limiter.clone(),
-            timeout,
-        );
-        readers.with_writers_of(writers)
+    let start = StoreStarter {
+        storage: &storage,
+        read_threads,
+        write_shards: write_shards as usize,
+        limiter: &limiter,
+        timeout,
     };
-    let keys = {
-        let (r, w) = (storage.read_pool.clone(), storage.write_pool.clone());
-        let readers = Shards::start(
-            "key_store",
-            read_threads,
-            0,
-            move || KeyStore::new(r.clone()),
-            limiter.clone(),
-            timeout,
-        );
-        let writers = Shards::start(
-            "key_store",
-            0,
-            1,
-            move || KeyStore::new(w.clone()),
-            limiter.clone(),
-            timeout,
-        );
-        readers.with_writers_of(writers)
-    };
+    let baselines = start.store("baseline_store", BaselineStore::new);
+    let keys = start.store("key_store", KeyStore::new);
+    let verdicts = start.store("verdict_log", VerdictLog::new);
+    let fleet = start.store("fleet_analyzer", FleetAnalyzer::new);
 
     let state = web::Data::new(AppState {
         config: config.clone(),
         backend,
         baselines,
         keys,
+        verdicts,
+        fleet,
         static_keys,
         jwt,
         oidc,
@@ -228,6 +205,44 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     log::info!("shut down: in-flight requests finished, closing storage");
     drop(storage);
     Ok(())
+}
+
+/// Starts one store's reader threads (on the read pool) and writer shards (on the write pool).
+struct StoreStarter<'a> {
+    storage: &'a Storage,
+    read_threads: usize,
+    write_shards: usize,
+    limiter: &'a Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl StoreStarter<'_> {
+    fn store<S>(&self, name: &'static str, new: fn(crate::db::DbPool) -> S) -> Shards<S>
+    where
+        S: actix::Actor<Context = actix::SyncContext<S>>,
+    {
+        let (r, w) = (
+            self.storage.read_pool.clone(),
+            self.storage.write_pool.clone(),
+        );
+        let readers = Shards::start(
+            name,
+            self.read_threads,
+            0,
+            move || new(r.clone()),
+            self.limiter.clone(),
+            self.timeout,
+        );
+        let writers = Shards::start(
+            name,
+            0,
+            self.write_shards,
+            move || new(w.clone()),
+            self.limiter.clone(),
+            self.timeout,
+        );
+        readers.with_writers_of(writers)
+    }
 }
 
 fn cors_layer() -> Cors {

@@ -174,6 +174,14 @@ fn authorization_matrix(b: Backend) {
     let promote = json!({"from_version": "nope", "to_version": "x", "tags": []});
     let new_key = json!({"description": "matrix", "role": "viewer", "project": "proj"});
     let missing_key = "/api/v1/keys/00000000000000000000000000000000".to_owned();
+    let verdict = json!({
+        "benchmark": "bench-a", "run_id": "r1", "status": "pass",
+        "counts": {"pass": 1, "warn": 0, "fail": 0, "skip": 0}, "reasons": [],
+    });
+    let dep_event = json!({
+        "project": "proj", "benchmark": "bench-a", "metric": "wall_ms", "delta_pct": 5.0,
+        "dependency_changes": [{"name": "serde", "old_version": "1", "new_version": "2"}],
+    });
     type Route<'a> = (&'a str, &'a str, String, Option<&'a Value>);
     let routes: Vec<Route> = vec![
         ("list", "GET", P.to_owned(), None),
@@ -198,51 +206,58 @@ fn authorization_matrix(b: Backend) {
         ("audit", "GET", "/api/v1/audit".into(), None),
         ("health", "GET", "/health".into(), None),
         ("info", "GET", "/api/v1/info".into(), None),
+        (
+            "verdict-submit",
+            "POST",
+            "/api/v1/projects/proj/verdicts".into(),
+            Some(&verdict),
+        ),
+        (
+            "verdict-list",
+            "GET",
+            "/api/v1/projects/proj/verdicts".into(),
+            None,
+        ),
+        (
+            "trend",
+            "GET",
+            format!("{P}/bench-a/trend?metric=wall_ms"),
+            None,
+        ),
+        (
+            "fleet-record",
+            "POST",
+            "/api/v1/fleet/dependency-event".into(),
+            Some(&dep_event),
+        ),
+        ("fleet-alerts", "GET", "/api/v1/fleet/alerts".into(), None),
+        (
+            "fleet-impact",
+            "GET",
+            "/api/v1/fleet/dependency/serde/impact".into(),
+            None,
+        ),
     ];
-    const DENIED: [u16; 12] = [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 200, 200];
-    let expected: Vec<(&str, [u16; 12])> = vec![
-        // list upload latest version delete promote k-create k-list k-revoke audit health info
+    const DENIED: [u16; 18] = [
+        401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 200, 200, 401, 401, 401, 401, 401, 401,
+    ];
+    #[rustfmt::skip]
+    let expected: Vec<(&str, [u16; 18])> = vec![
+        //                list upload latest version delete promote k-create k-list k-revoke audit health info v-submit v-list trend f-record f-alerts f-impact
         ("none", DENIED),
         ("malformed", DENIED),
         ("unknown", DENIED),
         ("revoked", DENIED),
         ("expired", DENIED),
-        (
-            "viewer",
-            [200, 403, 200, 200, 403, 403, 403, 403, 403, 403, 200, 200],
-        ),
-        (
-            "contributor",
-            [200, 201, 200, 200, 403, 403, 403, 403, 403, 403, 200, 200],
-        ),
-        (
-            "restricted",
-            [200, 201, 200, 200, 403, 403, 403, 403, 403, 403, 200, 200],
-        ),
-        (
-            "promoter",
-            [200, 201, 200, 200, 403, 404, 403, 403, 403, 403, 200, 200],
-        ),
-        (
-            "other-admin",
-            [403, 403, 403, 403, 403, 403, 403, 200, 404, 200, 200, 200],
-        ),
-        (
-            "project-admin",
-            [200, 201, 200, 200, 404, 404, 201, 200, 404, 200, 200, 200],
-        ),
-        (
-            "global-admin",
-            [200, 201, 200, 200, 404, 404, 201, 200, 404, 200, 200, 200],
-        ),
-        (
-            "jwt",
-            [200, 201, 200, 200, 403, 403, 403, 403, 403, 403, 200, 200],
-        ),
-        (
-            "oidc",
-            [200, 201, 200, 200, 403, 404, 403, 403, 403, 403, 200, 200],
-        ),
+        ("viewer",        [200, 403, 200, 200, 403, 403, 403, 403, 403, 403, 200, 200, 403, 200, 200, 403, 200, 200]),
+        ("contributor",   [200, 201, 200, 200, 403, 403, 403, 403, 403, 403, 200, 200, 201, 200, 200, 201, 200, 200]),
+        ("restricted",    [200, 201, 200, 200, 403, 403, 403, 403, 403, 403, 200, 200, 201, 200, 200, 201, 403, 403]),
+        ("promoter",      [200, 201, 200, 200, 403, 404, 403, 403, 403, 403, 200, 200, 201, 200, 200, 201, 200, 200]),
+        ("other-admin",   [403, 403, 403, 403, 403, 403, 403, 200, 404, 200, 200, 200, 403, 403, 403, 403, 403, 403]),
+        ("project-admin", [200, 201, 200, 200, 404, 404, 201, 200, 404, 200, 200, 200, 201, 200, 200, 201, 403, 403]),
+        ("global-admin",  [200, 201, 200, 200, 404, 404, 201, 200, 404, 200, 200, 200, 201, 200, 200, 201, 200, 200]),
+        ("jwt",           [200, 201, 200, 200, 403, 403, 403, 403, 403, 403, 200, 200, 201, 200, 200, 201, 403, 403]),
+        ("oidc",          [200, 201, 200, 200, 403, 404, 403, 403, 403, 403, 200, 200, 201, 200, 200, 201, 403, 403]),
     ];
     let mut failures = Vec::new();
     for ((name, auth), (ename, statuses)) in creds.iter().zip(&expected) {

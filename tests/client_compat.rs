@@ -181,4 +181,121 @@ fn published_client_round_trip(b: Backend) {
     });
 }
 
-backend_tests!(published_client_round_trip);
+fn published_client_verdicts_and_fleet(b: Backend) {
+    use perfgate_client::{
+        DependencyChange, DependencyImpactQuery, ListFleetAlertsQuery, ListVerdictsQuery,
+        RecordDependencyEventRequest, SubmitVerdictRequest,
+    };
+    use perfgate_types::{VerdictCounts, VerdictStatus};
+    let s = Server::start(b);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = client(&s, ADMIN);
+    rt.block_on(async {
+        // submit-verdict / verdicts / flaky
+        let mut ids = Vec::new();
+        for (status, cv) in [
+            (VerdictStatus::Pass, 0.12),
+            (VerdictStatus::Warn, 0.09),
+            (VerdictStatus::Fail, 0.06),
+        ] {
+            let v = c
+                .submit_verdict(
+                    "proj",
+                    &SubmitVerdictRequest {
+                        benchmark: "bench-a".into(),
+                        run_id: "run-1".into(),
+                        status,
+                        counts: VerdictCounts {
+                            pass: 1,
+                            warn: 0,
+                            fail: 2,
+                            skip: 3,
+                        },
+                        reasons: vec!["binary_bytes_fail".into()],
+                        git_ref: None,
+                        git_sha: Some("abc".into()),
+                        wall_ms_cv: Some(cv),
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(v.project, "proj");
+            ids.push(v.id);
+        }
+        let list = c
+            .list_verdicts("proj", &ListVerdictsQuery::new().with_benchmark("bench-a"))
+            .await
+            .unwrap();
+        assert_eq!(list.pagination.total, 3);
+        assert_eq!(list.verdicts[0].id, ids[2], "newest first");
+        assert!((list.verdicts[0].flakiness_score.unwrap() - 0.045).abs() < 1e-9);
+        assert_eq!(list.verdicts[0].status, VerdictStatus::Fail);
+        let fails = c
+            .list_verdicts(
+                "proj",
+                &ListVerdictsQuery::new().with_status(VerdictStatus::Fail),
+            )
+            .await
+            .unwrap();
+        assert_eq!(fails.verdicts.len(), 1);
+        let mut since = ListVerdictsQuery::new();
+        since.since = Some(list.verdicts[1].created_at);
+        assert_eq!(
+            c.list_verdicts("proj", &since)
+                .await
+                .unwrap()
+                .pagination
+                .total,
+            2
+        );
+
+        // fleet record-event / alerts / impact
+        for (project, delta) in [("proj-a", 12.0), ("proj-b", 18.0), ("proj-c", -3.0)] {
+            let r = c
+                .record_dependency_event(&RecordDependencyEventRequest {
+                    project: project.into(),
+                    benchmark: "bench-a".into(),
+                    dependency_changes: vec![DependencyChange {
+                        name: "serde".into(),
+                        old_version: Some("1.0.0".into()),
+                        new_version: Some("1.0.1".into()),
+                    }],
+                    metric: "wall_ms".into(),
+                    delta_pct: delta,
+                })
+                .await
+                .unwrap();
+            assert_eq!(r.recorded, 1);
+        }
+        let alerts = c
+            .list_fleet_alerts(&ListFleetAlertsQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(alerts.alerts.len(), 1);
+        let a = &alerts.alerts[0];
+        assert_eq!(a.dependency, "serde");
+        assert_eq!(a.affected_projects.len(), 2);
+        assert!((a.avg_delta_pct - 15.0).abs() < 1e-9);
+        assert!((a.confidence - 0.4).abs() < 1e-9);
+        let again = c
+            .list_fleet_alerts(&ListFleetAlertsQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(again.alerts[0].id, a.id, "stable id");
+        let impact = c
+            .dependency_impact("serde", &DependencyImpactQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(impact.events.len(), 3);
+        assert_eq!(impact.project_count, 3);
+        assert!((impact.avg_delta_pct - 9.0).abs() < 1e-9);
+    });
+}
+
+backend_tests!(
+    published_client_round_trip,
+    published_client_verdicts_and_fleet
+);

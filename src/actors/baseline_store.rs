@@ -405,3 +405,23 @@ impl Op<BaselineStore> for Promote {
         }
     }
 }
+
+/// Receipts of the newest `window` live versions, newest first (one index range scan).
+pub struct RecentReceipts {
+    pub project: ProjectName,
+    pub benchmark: BenchmarkName,
+    pub window: i64,
+}
+
+impl Op<BaselineStore> for RecentReceipts {
+    type Output = Result<Vec<String>, StoreError>;
+    fn run(self, s: &mut BaselineStore) -> Self::Output {
+        let mut c = s.conn()?;
+        Ok(q::recent_receipts(
+            &mut c,
+            self.project.as_str(),
+            self.benchmark.as_str(),
+            self.window,
+        )?)
+    }
+}

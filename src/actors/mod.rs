@@ -8,7 +8,9 @@
 //! arbiter (unique indexes, transactions); the shards only avoid needless contention.
 
 pub mod baseline_store;
+pub mod fleet_analyzer;
 pub mod key_store;
+pub mod verdict_log;
 
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -315,3 +315,19 @@ pub fn insert_idempotency(
         .execute(conn)?;
     Ok(())
 }
+
+pub fn recent_receipts(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    n: i64,
+) -> QueryResult<Vec<String>> {
+    baselines::table
+        .filter(baselines::project.eq(project))
+        .filter(baselines::benchmark.eq(benchmark))
+        .filter(baselines::deleted_at.is_null())
+        .order((baselines::created_at.desc(), baselines::id.desc()))
+        .limit(n)
+        .select(baselines::receipt)
+        .load(conn)
+}

@@ -6,8 +6,10 @@
 
 pub mod audit;
 pub mod baselines;
+pub mod fleet;
 pub mod keys;
 pub mod schema;
+pub mod verdicts;
 
 use std::time::Duration;
 

@@ -78,6 +78,65 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    verdicts (id) {
+        id -> Text,
+        project -> Text,
+        benchmark -> Text,
+        run_id -> Text,
+        status -> Text,
+        counts -> Text,
+        reasons -> Text,
+        git_ref -> Nullable<Text>,
+        git_sha -> Nullable<Text>,
+        wall_ms_cv -> Nullable<Double>,
+        flakiness_score -> Nullable<Double>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    dependency_events (id) {
+        id -> Text,
+        project -> Text,
+        benchmark -> Text,
+        dep_name -> Text,
+        old_version -> Nullable<Text>,
+        new_version -> Nullable<Text>,
+        metric -> Text,
+        delta_pct -> Double,
+        group_key -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    fleet_groups (group_key) {
+        group_key -> Text,
+        dep_name -> Text,
+        old_version -> Nullable<Text>,
+        new_version -> Nullable<Text>,
+        project_count -> BigInt,
+        entry_count -> BigInt,
+        delta_sum -> Double,
+        first_seen -> BigInt,
+        last_seen -> BigInt,
+    }
+}
+
+diesel::table! {
+    fleet_members (group_key, project, benchmark) {
+        group_key -> Text,
+        project -> Text,
+        benchmark -> Text,
+        metric -> Text,
+        delta_pct -> Double,
+        event_id -> Text,
+        first_seen -> BigInt,
+        last_seen -> BigInt,
+    }
+}
+
 diesel::joinable!(baseline_tags -> baselines (baseline_id));
 diesel::allow_tables_to_appear_in_same_query!(
     baselines,
@@ -86,4 +145,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     api_keys,
     audit_events,
+    verdicts,
+    dependency_events,
+    fleet_groups,
+    fleet_members,
 );

@@ -1,7 +1,10 @@
 //! Pure rules of the service: names, versions, receipts. Nothing here imports actix or diesel,
 //! so everything is unit-tested without a server.
 
+pub mod flakiness;
+pub mod fleet;
 pub mod names;
 pub mod receipt;
 pub mod time;
+pub mod trend;
 pub mod version;

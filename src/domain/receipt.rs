@@ -193,6 +193,26 @@ pub fn validate(json: &str) -> Result<ReceiptSummary, ReceiptError> {
     })
 }
 
+#[derive(Deserialize)]
+struct StatsOnly {
+    stats: std::collections::BTreeMap<String, MedianOnly>,
+}
+
+#[derive(Deserialize)]
+struct MedianOnly {
+    median: f64,
+}
+
+/// `stats.<metric>.median` of a stored receipt, if the receipt has that metric. Other fields
+/// (samples included) are skipped without being materialised.
+pub fn metric_median(json: &str, metric: &str) -> Option<f64> {
+    let s: StatsOnly = serde_json::from_str(json).ok()?;
+    s.stats
+        .get(metric)
+        .map(|m| m.median)
+        .filter(|v| v.is_finite())
+}
+
 /// serde_json appends " at line 1 column 42": meaningless for the client's nested document.
 fn strip_position(msg: &str) -> String {
     match msg.rfind(" at line ") {
@@ -233,6 +253,14 @@ mod tests {
         let s = validate(FIXTURE).unwrap();
         assert_eq!(s.bench_name, "bench-a");
         assert_eq!(s.wall_ms_median, 0);
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(metric_median(FIXTURE, "max_rss_kb"), Some(8752.0));
+        assert_eq!(metric_median(FIXTURE, "wall_ms"), Some(0.0));
+        assert_eq!(metric_median(FIXTURE, "throughput_per_s"), None);
+        assert_eq!(metric_median("not json", "wall_ms"), None);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::json::JsonBody;
-use crate::actors::baseline_store::{Actor, Delete, GetLatest, GetVersion, List, Promote, Upload};
+use crate::actors::baseline_store::{
+    Actor, Delete, GetLatest, GetVersion, List, Promote, RecentReceipts, Upload,
+};
 use crate::api::{
     etag_of, BaselineRecord, BaselineSummary, DeleteResponse, ListBaselinesResponse, Pagination,
     PromoteResponse,
@@ -78,7 +80,7 @@ fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn validate_git(git_ref: &Option<String>, git_sha: &Option<String>) -> Result<(), NameError> {
+pub fn validate_git(git_ref: &Option<String>, git_sha: &Option<String>) -> Result<(), NameError> {
     if let Some(r) = git_ref {
         check_text("git_ref", r, 256)?;
     }
@@ -470,6 +472,73 @@ pub async fn promote(
         res.headers_mut().insert(header::LOCATION, v);
     }
     Ok(res)
+}
+
+#[derive(Deserialize)]
+pub struct TrendQuery {
+    metric: String,
+    window: Option<i64>,
+    threshold: Option<f64>,
+    critical_window: Option<i64>,
+}
+
+/// `GET …/baselines/{benchmark}/trend`: a metric's medians over the newest `window` versions,
+/// oldest first, with the drift analysis.
+pub async fn trend(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<TrendQuery>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::domain::trend;
+    let (project, benchmark) = bench_path(&principal, Scope::Read, &path.0, &path.1)?;
+    let q = query.into_inner();
+    if !trend::METRICS.contains(&q.metric.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid metric: expected one of {}",
+            trend::METRICS.join(", ")
+        )));
+    }
+    let window = parse_limit(q.window, 30, 1000)
+        .map_err(|_| ApiError::bad_request("Invalid window: must be between 1 and 1000"))?;
+    let threshold = q.threshold.unwrap_or(0.20);
+    if !(threshold.is_finite() && threshold > 0.0 && threshold <= 10.0) {
+        return Err(ApiError::bad_request(
+            "Invalid threshold: must be a fraction in (0, 10]",
+        ));
+    }
+    let critical_window = match q.critical_window {
+        None => 10,
+        Some(c) if (1..=100_000).contains(&c) => c as u32,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "Invalid critical_window: must be between 1 and 100000",
+            ))
+        }
+    };
+    let (p, b) = (project.to_string(), benchmark.to_string());
+    let receipts = state
+        .baselines
+        .read(RecentReceipts {
+            project,
+            benchmark,
+            window,
+        })
+        .await??;
+    let values: Vec<f64> = receipts
+        .iter()
+        .rev()
+        .filter_map(|r| receipt::metric_median(r, &q.metric))
+        .collect();
+    let analysis = trend::analyze(&q.metric, &values, threshold, critical_window);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "project": p,
+        "benchmark": b,
+        "analysis": analysis,
+        "spark": trend::spark(&values),
+        "data_points": values.len(),
+        "values": values,
+    })))
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 
 pub mod audit;
 pub mod baselines;
+pub mod fleet;
 pub mod health;
 pub mod json;
 pub mod keys;
+pub mod verdicts;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -50,6 +52,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(
                     resource(&format!("{BENCH}/promote")).route(web::post().to(baselines::promote)),
+                )
+                .service(resource(&format!("{BENCH}/trend")).route(web::get().to(baselines::trend)))
+                .service(
+                    resource("/projects/{project}/verdicts")
+                        .route(web::post().to(verdicts::submit))
+                        .route(web::get().to(verdicts::list)),
+                )
+                .service(
+                    resource("/projects/{project}/verdicts/{id}")
+                        .route(web::get().to(verdicts::get)),
+                )
+                .service(resource("/fleet/dependency-event").route(web::post().to(fleet::record)))
+                .service(resource("/fleet/alerts").route(web::get().to(fleet::alerts)))
+                .service(
+                    resource("/fleet/dependency/{dep:.+}/impact")
+                        .route(web::get().to(fleet::impact)),
                 )
                 .service(
                     resource("/keys")

@@ -1,0 +1,114 @@
+//! The fleet analyzer (contract §6): records dependency changes and answers alerts and impact
+//! queries from aggregates maintained at write time, so an alert query costs the same whatever
+//! the length of the event history.
+
+use crate::auth::BenchFilter;
+use crate::db::fleet::{self as q, EventRow};
+use crate::db::{read_tx, write_tx, DbPool, PooledConn};
+use crate::domain::fleet::{self, Alert};
+use crate::error::DbError;
+use crate::store_actor;
+
+use super::Op;
+
+pub struct FleetAnalyzer {
+    pool: DbPool,
+}
+
+store_actor!(FleetAnalyzer);
+
+impl FleetAnalyzer {
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+    fn conn(&self) -> Result<PooledConn, DbError> {
+        Ok(self.pool.get()?)
+    }
+}
+
+/// One event per dependency change, all in one transaction.
+pub struct Record {
+    pub events: Vec<EventRow>,
+}
+
+impl Op<FleetAnalyzer> for Record {
+    type Output = Result<usize, DbError>;
+    fn run(self, s: &mut FleetAnalyzer) -> Self::Output {
+        let mut c = s.conn()?;
+        write_tx(&mut c, |c| {
+            for e in &self.events {
+                q::record(c, e)?;
+            }
+            Ok::<_, DbError>(self.events.len())
+        })
+    }
+}
+
+pub struct Alerts {
+    pub min_affected: usize,
+    pub since: Option<i64>,
+    pub limit: usize,
+    /// A caller restricted to some benchmarks only sees (and counts) those entries.
+    pub visible: Option<BenchFilter>,
+}
+
+impl Op<FleetAnalyzer> for Alerts {
+    type Output = Result<Vec<Alert>, DbError>;
+    fn run(self, s: &mut FleetAnalyzer) -> Self::Output {
+        let mut c = s.conn()?;
+        read_tx(&mut c, |c| {
+            let groups = match (self.since, &self.visible) {
+                // The common case reads only groups that already qualify, then their entries.
+                (None, None) => {
+                    let rows = q::groups_with(c, self.min_affected.max(1) as i64)?;
+                    let keys: Vec<String> = rows.iter().map(|g| g.group_key.clone()).collect();
+                    let members = q::members_of(c, &keys)?;
+                    q::to_groups(rows, members)
+                }
+                // A time window or a benchmark filter changes which entries count: regroup the
+                // entries (one per group, project and benchmark; never the raw events).
+                _ => {
+                    let mut members = match self.since {
+                        Some(t) => q::members_since(c, t)?,
+                        None => q::members_since(c, i64::MIN)?,
+                    };
+                    if let Some(f) = &self.visible {
+                        members.retain(|m| f.matches(&m.benchmark));
+                    }
+                    let mut keys: Vec<String> =
+                        members.iter().map(|m| m.group_key.clone()).collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    let rows = q::groups_by_key(c, &keys)?;
+                    q::to_groups(rows, members)
+                }
+            };
+            let mut alerts = fleet::alerts(groups, self.min_affected, self.limit);
+            if let Some(t) = self.since {
+                // first_seen within the window: the group's earliest regression since `t`.
+                for a in &mut alerts {
+                    if let Some(first) = q::first_regression_since(c, &a.id, t)? {
+                        a.first_seen = first;
+                    }
+                }
+            }
+            Ok(alerts)
+        })
+    }
+}
+
+pub struct Impact {
+    pub dependency: String,
+    pub since: Option<i64>,
+    pub limit: i64,
+}
+
+impl Op<FleetAnalyzer> for Impact {
+    type Output = Result<(Vec<EventRow>, i64, f64), DbError>;
+    fn run(self, s: &mut FleetAnalyzer) -> Self::Output {
+        let mut c = s.conn()?;
+        read_tx(&mut c, |c| {
+            Ok(q::impact(c, &self.dependency, self.since, self.limit)?)
+        })
+    }
+}

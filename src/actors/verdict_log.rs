@@ -1,0 +1,126 @@
+//! The verdict log (contract §5): verdicts with their flakiness score, and their history.
+
+use crate::auth::BenchFilter;
+use crate::db::audit::{self, AuditEntry};
+use crate::db::verdicts::{self as q, VerdictFilter, VerdictRow};
+use crate::db::{read_tx, write_tx, DbPool, PooledConn};
+use crate::domain::flakiness;
+use crate::domain::time::now_micros;
+use crate::error::DbError;
+use crate::store_actor;
+
+use super::baseline_store::{Actor, StoreError};
+use super::Op;
+
+pub struct VerdictLog {
+    pool: DbPool,
+}
+
+store_actor!(VerdictLog);
+
+impl VerdictLog {
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+    fn conn(&self) -> Result<PooledConn, DbError> {
+        Ok(self.pool.get()?)
+    }
+}
+
+/// A validated verdict; id, score and time are assigned here.
+pub struct NewVerdict {
+    pub project: String,
+    pub benchmark: String,
+    pub run_id: String,
+    pub status: String,
+    pub counts_json: String,
+    pub reasons_json: String,
+    pub git_ref: Option<String>,
+    pub git_sha: Option<String>,
+    pub wall_ms_cv: Option<f64>,
+}
+
+pub struct Submit {
+    pub verdict: NewVerdict,
+    pub actor: Actor,
+}
+
+impl Op<VerdictLog> for Submit {
+    type Output = Result<VerdictRow, StoreError>;
+    fn run(self, s: &mut VerdictLog) -> Self::Output {
+        let mut c = s.conn()?;
+        let v = self.verdict;
+        write_tx(&mut c, |c| {
+            // The history is read in the writer's transaction: verdicts of one project are
+            // applied one at a time, so the score sees every earlier verdict.
+            let stored = q::recent_cvs(c, &v.project, &v.benchmark, flakiness::HISTORY)?;
+            let now = now_micros();
+            let row = VerdictRow {
+                id: uuid::Uuid::new_v4().simple().to_string(),
+                flakiness_score: flakiness::score(v.wall_ms_cv, &stored),
+                project: v.project,
+                benchmark: v.benchmark,
+                run_id: v.run_id,
+                status: v.status,
+                counts: v.counts_json,
+                reasons: v.reasons_json,
+                git_ref: v.git_ref,
+                git_sha: v.git_sha,
+                wall_ms_cv: v.wall_ms_cv,
+                created_at: now,
+            };
+            q::insert(c, &row)?;
+            let mut extra = serde_json::Map::new();
+            extra.insert("benchmark".into(), row.benchmark.clone().into());
+            extra.insert("status".into(), row.status.clone().into());
+            extra.insert("run_id".into(), row.run_id.clone().into());
+            audit::insert(
+                c,
+                AuditEntry {
+                    actor: &self.actor.principal_id,
+                    action: "create",
+                    resource_type: "verdict",
+                    resource_id: &row.id,
+                    project: &row.project,
+                    request_id: &self.actor.request_id,
+                    extra,
+                },
+                now,
+            )?;
+            Ok(row)
+        })
+    }
+}
+
+pub struct List {
+    pub filter: VerdictFilter,
+    pub visible: Option<BenchFilter>,
+}
+
+impl Op<VerdictLog> for List {
+    type Output = Result<(Vec<VerdictRow>, i64), DbError>;
+    fn run(mut self, s: &mut VerdictLog) -> Self::Output {
+        let mut c = s.conn()?;
+        read_tx(&mut c, |c| {
+            if let Some(f) = &self.visible {
+                let names = q::benchmark_names(c, &self.filter.project)?;
+                self.filter.allowed_benchmarks =
+                    Some(names.into_iter().filter(|n| f.matches(n)).collect());
+            }
+            Ok(q::list(c, &self.filter)?)
+        })
+    }
+}
+
+pub struct Get {
+    pub project: String,
+    pub id: String,
+}
+
+impl Op<VerdictLog> for Get {
+    type Output = Result<Option<VerdictRow>, DbError>;
+    fn run(self, s: &mut VerdictLog) -> Self::Output {
+        let mut c = s.conn()?;
+        Ok(q::find(&mut c, &self.project, &self.id)?)
+    }
+}

@@ -1,0 +1,212 @@
+//! Fleet routes (contract §6). Recording needs write on the event's project; alerts and impact
+//! read across projects and need read on `*`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::baselines::{parse_limit, parse_time};
+use super::json::JsonBody;
+use crate::actors::fleet_analyzer::{Alerts, Impact, Record};
+use crate::api::{DependencyEvent, FleetAlert};
+use crate::auth::{Principal, Scope};
+use crate::db::fleet::EventRow;
+use crate::domain::fleet::group_key;
+use crate::domain::names::{check_text, BenchmarkName, ProjectName};
+use crate::domain::time::now_micros;
+use crate::error::ApiError;
+use crate::server::AppState;
+
+#[derive(Deserialize)]
+pub struct Change {
+    name: String,
+    #[serde(default)]
+    old_version: Option<String>,
+    #[serde(default)]
+    new_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct RecordBody {
+    project: String,
+    benchmark: String,
+    dependency_changes: Vec<Change>,
+    metric: String,
+    delta_pct: f64,
+}
+
+fn check_dep_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() {
+        return Err(ApiError::bad_request(
+            "Invalid dependency name: must not be empty",
+        ));
+    }
+    check_text("dependency name", name, 128)?;
+    Ok(())
+}
+
+pub async fn record(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: JsonBody<RecordBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.value;
+    let project = ProjectName::parse(&b.project)?;
+    let benchmark = BenchmarkName::parse(&b.benchmark)?;
+    principal.authorize(Scope::Write, project.as_str(), Some(benchmark.as_str()))?;
+    if b.dependency_changes.is_empty() {
+        return Err(ApiError::bad_request(
+            "Invalid dependency_changes: at least one change is required",
+        ));
+    }
+    if b.dependency_changes.len() > 500 {
+        return Err(ApiError::bad_request(
+            "Invalid dependency_changes: at most 500 changes",
+        ));
+    }
+    if b.metric.is_empty()
+        || b.metric.len() > 64
+        || !b
+            .metric
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+    {
+        return Err(ApiError::bad_request(
+            "Invalid metric: 1-64 characters of a-z 0-9 _",
+        ));
+    }
+    if !b.delta_pct.is_finite() {
+        return Err(ApiError::bad_request(
+            "Invalid delta_pct: must be a finite number",
+        ));
+    }
+    let now = now_micros();
+    let mut events = Vec::with_capacity(b.dependency_changes.len());
+    for c in &b.dependency_changes {
+        check_dep_name(&c.name)?;
+        for v in [&c.old_version, &c.new_version].into_iter().flatten() {
+            check_text("dependency version", v, 128)?;
+        }
+        events.push(EventRow {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            project: project.as_str().to_owned(),
+            benchmark: benchmark.as_str().to_owned(),
+            dep_name: c.name.clone(),
+            old_version: c.old_version.clone(),
+            new_version: c.new_version.clone(),
+            metric: b.metric.clone(),
+            delta_pct: b.delta_pct,
+            group_key: group_key(&c.name, c.old_version.as_deref(), c.new_version.as_deref()),
+            created_at: now,
+        });
+    }
+    let location = format!(
+        "/api/v1/fleet/dependency/{}/impact",
+        utf8_percent_encode(&events[0].dep_name, NON_ALPHANUMERIC)
+    );
+    let n = state
+        .fleet
+        .write(project.as_str(), Record { events })
+        .await??;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .json(json!({ "recorded": n })))
+}
+
+fn require_global_read(p: &Principal) -> Result<(), ApiError> {
+    if !p.scopes.contains(Scope::Read) {
+        return Err(ApiError::forbidden("Requires 'read' permission"));
+    }
+    if let Some(own) = &p.project {
+        return Err(ApiError::forbidden(format!(
+            "Key is restricted to project '{own}'; fleet data needs read access to all projects"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct AlertsQuery {
+    min_affected: Option<i64>,
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn alerts(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<AlertsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require_global_read(&principal)?;
+    let q = query.into_inner();
+    let min_affected = match q.min_affected {
+        None => 2,
+        Some(n) if (0..=100_000).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "Invalid min_affected: must be between 0 and 100000",
+            ))
+        }
+    };
+    let limit = parse_limit(q.limit, 50, 1000)?;
+    let alerts = state
+        .fleet
+        .read(Alerts {
+            min_affected,
+            since: parse_time("since", &q.since)?,
+            limit: limit as usize,
+            visible: principal.benchmarks.clone(),
+        })
+        .await??;
+    let body: Vec<FleetAlert> = alerts.iter().map(FleetAlert::from_alert).collect();
+    Ok(HttpResponse::Ok().json(json!({ "alerts": body })))
+}
+
+#[derive(Deserialize)]
+pub struct ImpactQuery {
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn impact(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ImpactQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require_global_read(&principal)?;
+    let dep = path.into_inner();
+    check_dep_name(&dep)?;
+    let q = query.into_inner();
+    let limit = parse_limit(q.limit, 50, 1000)?;
+    let (mut events, mut projects, mut avg) = state
+        .fleet
+        .read(Impact {
+            dependency: dep.clone(),
+            since: parse_time("since", &q.since)?,
+            limit,
+        })
+        .await??;
+    if let Some(f) = &principal.benchmarks {
+        // A restricted caller sees, and is summarised, only its benchmarks.
+        events.retain(|e| f.matches(&e.benchmark));
+        let mut p: Vec<&str> = events.iter().map(|e| e.project.as_str()).collect();
+        p.sort_unstable();
+        p.dedup();
+        projects = p.len() as i64;
+        avg = if events.is_empty() {
+            0.0
+        } else {
+            events.iter().map(|e| e.delta_pct).sum::<f64>() / events.len() as f64
+        };
+    }
+    let list: Vec<DependencyEvent> = events.iter().map(DependencyEvent::from_row).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "dependency": dep,
+        "events": list,
+        "project_count": projects,
+        "avg_delta_pct": avg,
+    })))
+}

@@ -1,0 +1,197 @@
+//! Verdict routes (contract §5).
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::baselines::{parse_limit, parse_offset, parse_time, validate_git};
+use super::json::JsonBody;
+use crate::actors::baseline_store::Actor;
+use crate::actors::verdict_log::{Get, List, NewVerdict, Submit};
+use crate::api::{Pagination, VerdictRecord};
+use crate::auth::{Principal, Scope};
+use crate::db::verdicts::VerdictFilter;
+use crate::domain::names::{check_text, BenchmarkName, ProjectName};
+use crate::error::ApiError;
+use crate::middleware::current_request_id;
+use crate::server::AppState;
+
+const STATUSES: &[&str] = &["pass", "warn", "fail", "skip"];
+
+#[derive(Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    pass: u32,
+    warn: u32,
+    fail: u32,
+    skip: u32,
+}
+
+#[derive(Deserialize)]
+pub struct SubmitBody {
+    benchmark: String,
+    run_id: String,
+    status: String,
+    counts: Counts,
+    reasons: Vec<String>,
+    #[serde(default)]
+    git_ref: Option<String>,
+    #[serde(default)]
+    git_sha: Option<String>,
+    #[serde(default)]
+    wall_ms_cv: Option<f64>,
+}
+
+fn check_status(s: &str) -> Result<(), ApiError> {
+    if STATUSES.contains(&s) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "Invalid status: expected pass, warn, fail or skip",
+        ))
+    }
+}
+
+pub async fn submit(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: JsonBody<SubmitBody>,
+) -> Result<HttpResponse, ApiError> {
+    let project = ProjectName::parse(&path)?;
+    let b = body.value;
+    let benchmark = BenchmarkName::parse(&b.benchmark)?;
+    principal.authorize(Scope::Write, project.as_str(), Some(benchmark.as_str()))?;
+    if b.run_id.is_empty() {
+        return Err(ApiError::bad_request("Invalid run_id: must not be empty"));
+    }
+    check_text("run_id", &b.run_id, 256)?;
+    check_status(&b.status)?;
+    if b.reasons.len() > 256 {
+        return Err(ApiError::bad_request(
+            "Invalid reasons: at most 256 entries",
+        ));
+    }
+    for r in &b.reasons {
+        check_text("reasons", r, 512)?;
+    }
+    validate_git(&b.git_ref, &b.git_sha)?;
+    if b.wall_ms_cv.is_some_and(|v| !v.is_finite()) {
+        return Err(ApiError::bad_request(
+            "Invalid wall_ms_cv: must be a finite number",
+        ));
+    }
+    let verdict = NewVerdict {
+        project: project.as_str().to_owned(),
+        benchmark: benchmark.into_string(),
+        run_id: b.run_id,
+        status: b.status,
+        counts_json: serde_json::to_string(&b.counts).map_err(|_| ApiError::internal())?,
+        reasons_json: serde_json::to_string(&b.reasons).map_err(|_| ApiError::internal())?,
+        git_ref: b.git_ref,
+        git_sha: b.git_sha,
+        wall_ms_cv: b.wall_ms_cv,
+    };
+    let row = state
+        .verdicts
+        .write(
+            project.as_str(),
+            Submit {
+                verdict,
+                actor: Actor {
+                    principal_id: principal.id.clone(),
+                    request_id: current_request_id(),
+                },
+            },
+        )
+        .await??;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            format!("/api/v1/projects/{}/verdicts/{}", project, row.id),
+        ))
+        .json(VerdictRecord::from_row(&row)))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    benchmark: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub async fn list(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let project = ProjectName::parse(&path)?;
+    principal.authorize(Scope::Read, project.as_str(), None)?;
+    let q = query.into_inner();
+    if let Some(b) = &q.benchmark {
+        BenchmarkName::parse(b)?;
+    }
+    if let Some(s) = &q.status {
+        check_status(s)?;
+    }
+    let limit = parse_limit(q.limit, 50, 1000)?;
+    let offset = parse_offset(q.offset)?;
+    let filter = VerdictFilter {
+        project: project.into_string(),
+        benchmark: q.benchmark,
+        allowed_benchmarks: None,
+        status: q.status,
+        since: parse_time("since", &q.since)?,
+        until: parse_time("until", &q.until)?,
+        limit,
+        offset,
+    };
+    let (rows, total) = state
+        .verdicts
+        .read(List {
+            filter,
+            visible: principal.benchmarks.clone(),
+        })
+        .await??;
+    let verdicts: Vec<VerdictRecord> = rows.iter().map(VerdictRecord::from_row).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "verdicts": verdicts,
+        "pagination": Pagination::new(total, offset, limit, rows.len()),
+    })))
+}
+
+pub async fn get(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, id) = path.into_inner();
+    let project = ProjectName::parse(&project)?;
+    principal.authorize(Scope::Read, project.as_str(), None)?;
+    let not_found = || ApiError::not_found(format!("Verdict {id} not found"));
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(not_found());
+    }
+    let row = state
+        .verdicts
+        .read(Get {
+            project: project.into_string(),
+            id: id.clone(),
+        })
+        .await??
+        .ok_or_else(not_found)?;
+    // A caller restricted to some benchmarks does not see the others' verdicts.
+    if principal
+        .benchmarks
+        .as_ref()
+        .is_some_and(|f| !f.matches(&row.benchmark))
+    {
+        return Err(not_found());
+    }
+    Ok(HttpResponse::Ok().json(VerdictRecord::from_row(&row)))
+}
