@@ -50,5 +50,27 @@ step baseline migrate --dir baselines
 step baseline list --prefix bench-
 step baseline delete --benchmark bench-a --version v1 --force
 step baseline list
+
+# Verdicts: compare posts one (best effort), submit-verdict posts another.
+step compare --baseline @server:bench-a --current run2.json --out cmp2.json || true
+step baseline submit-verdict --compare cmp2.json --git-ref refs/heads/main --git-sha 0123abc
+step baseline verdicts --benchmark bench-a
+test "$(curl -fs "$PERFGATE_SERVER_URL/projects/e2e/verdicts?benchmark=bench-a" -H "Authorization: Bearer $KEY" \
+  | python3 -c 'import json,sys;print(json.load(sys.stdin)["pagination"]["total"])')" -ge 2
+step baseline flaky --min-score 0.0
+
+# Fleet: the same dependency upgrade in two projects.
+cat > old.lock <<'LOCK'
+version = 3
+
+[[package]]
+name = "serde"
+version = "1.0.0"
+LOCK
+sed 's/1.0.0/1.0.1/' old.lock > new.lock
+step fleet record-event --project e2e --benchmark bench-a --compare cmp2.json --baseline-lock old.lock --current-lock new.lock --metric binary_bytes
+step fleet record-event --project e2e-other --benchmark bench-a --compare cmp2.json --baseline-lock old.lock --current-lock new.lock --metric binary_bytes
+step fleet alerts --min-affected 1
+step fleet impact --dependency serde
 echo
 echo "CLI end-to-end: OK"

@@ -58,9 +58,10 @@ impl Op<FleetAnalyzer> for Alerts {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {
             let groups = match (self.since, &self.visible) {
-                // The common case reads only groups that already qualify, then their entries.
+                // The common case reads the best `limit` qualifying groups, then their entries.
                 (None, None) => {
-                    let rows = q::groups_with(c, self.min_affected.max(1) as i64)?;
+                    let rows =
+                        q::top_groups(c, self.min_affected.max(1) as i64, self.limit as i64)?;
                     let keys: Vec<String> = rows.iter().map(|g| g.group_key.clone()).collect();
                     let members = q::members_of(c, &keys)?;
                     q::to_groups(rows, members)

@@ -32,6 +32,8 @@ pub struct GroupRow {
     pub project_count: i64,
     pub entry_count: i64,
     pub delta_sum: f64,
+    pub conf_rank: i64,
+    pub avg_delta: f64,
     pub first_seen: i64,
     pub last_seen: i64,
 }
@@ -73,6 +75,8 @@ fn apply_regression(conn: &mut DbConn, e: &EventRow) -> QueryResult<()> {
             fleet_groups::project_count.eq(0i64),
             fleet_groups::entry_count.eq(0i64),
             fleet_groups::delta_sum.eq(0.0f64),
+            fleet_groups::conf_rank.eq(0i64),
+            fleet_groups::avg_delta.eq(0.0f64),
             fleet_groups::first_seen.eq(e.created_at),
             fleet_groups::last_seen.eq(e.created_at),
         ))
@@ -149,6 +153,11 @@ pub fn refresh_group(conn: &mut DbConn, key: &str) -> QueryResult<()> {
     projects.sort_unstable();
     projects.dedup();
     let sum: f64 = members.iter().map(|m| m.1).sum();
+    let avg = if members.is_empty() {
+        0.0
+    } else {
+        sum / members.len() as f64
+    };
     let first = members.iter().map(|m| m.2).min().unwrap_or(0);
     let last = members.iter().map(|m| m.3).max().unwrap_or(0);
     diesel::update(fleet_groups::table.filter(fleet_groups::group_key.eq(key)))
@@ -156,6 +165,8 @@ pub fn refresh_group(conn: &mut DbConn, key: &str) -> QueryResult<()> {
             fleet_groups::project_count.eq(projects.len() as i64),
             fleet_groups::entry_count.eq(members.len() as i64),
             fleet_groups::delta_sum.eq(sum),
+            fleet_groups::conf_rank.eq((projects.len() as i64).min(CONFIDENCE_FULL)),
+            fleet_groups::avg_delta.eq(avg),
             fleet_groups::first_seen.eq(first),
             fleet_groups::last_seen.eq(last),
         ))
@@ -163,10 +174,21 @@ pub fn refresh_group(conn: &mut DbConn, key: &str) -> QueryResult<()> {
     Ok(())
 }
 
-/// Groups with at least `min_projects` distinct projects (no event is read).
-pub fn groups_with(conn: &mut DbConn, min_projects: i64) -> QueryResult<Vec<GroupRow>> {
+/// Distinct projects at which an alert's confidence reaches 1.
+pub const CONFIDENCE_FULL: i64 = 5;
+
+/// The `limit` best groups with at least `min_projects` distinct projects, in alert order (an
+/// index walk: no event is read, and only the groups returned are visited when
+/// `min_projects <= 5`).
+pub fn top_groups(conn: &mut DbConn, min_projects: i64, limit: i64) -> QueryResult<Vec<GroupRow>> {
     fleet_groups::table
         .filter(fleet_groups::project_count.ge(min_projects))
+        .order((
+            fleet_groups::conf_rank.desc(),
+            fleet_groups::avg_delta.desc(),
+            fleet_groups::group_key.asc(),
+        ))
+        .limit(limit)
         .select(GroupRow::as_select())
         .load(conn)
 }

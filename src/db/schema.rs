@@ -119,6 +119,8 @@ diesel::table! {
         project_count -> BigInt,
         entry_count -> BigInt,
         delta_sum -> Double,
+        conf_rank -> BigInt,
+        avg_delta -> Double,
         first_seen -> BigInt,
         last_seen -> BigInt,
     }

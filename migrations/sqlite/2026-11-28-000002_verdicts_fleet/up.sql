@@ -46,10 +46,14 @@ CREATE TABLE fleet_groups (
     project_count BIGINT NOT NULL,
     entry_count   BIGINT NOT NULL,
     delta_sum     DOUBLE PRECISION NOT NULL,
+    -- Alert order, kept with the aggregates: min(project_count, 5) (confidence) and the mean
+    -- delta. The alert query walks this index top-down and stops after `limit` groups.
+    conf_rank     BIGINT NOT NULL,
+    avg_delta     DOUBLE PRECISION NOT NULL,
     first_seen    BIGINT NOT NULL,
     last_seen     BIGINT NOT NULL
 );
-CREATE INDEX fleet_groups_projects_idx ON fleet_groups (project_count);
+CREATE INDEX fleet_groups_rank_idx ON fleet_groups (conf_rank DESC, avg_delta DESC, group_key);
 
 CREATE TABLE fleet_members (
     group_key  TEXT NOT NULL,
