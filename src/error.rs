@@ -272,6 +272,15 @@ impl DbError {
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
+        let kind = if e.is_transient() {
+            "transient"
+        } else {
+            "internal"
+        };
+        crate::metrics::METRICS
+            .storage_errors
+            .with_label_values(&[kind])
+            .inc();
         if e.is_transient() {
             log::warn!("storage temporarily unavailable: {e}: {e:?}");
             ApiError::unavailable("Storage is temporarily unavailable; retry shortly")

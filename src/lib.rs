@@ -22,6 +22,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod middleware;
 pub mod ops;
 pub mod routes;

@@ -67,6 +67,23 @@ fn is_json(res: &ServiceResponse<impl MessageBody>) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
+/// Counts a request in the in-flight gauge for as long as it lives (even if its future is
+/// dropped half-way).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        crate::metrics::METRICS.http_in_flight.inc();
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        crate::metrics::METRICS.http_in_flight.dec();
+    }
+}
+
 /// Outermost middleware: assigns the request id, runs the request inside its scope, turns any
 /// non-JSON error response (router 404s, payload errors raised by actix itself) into the contract's
 /// JSON error, echoes `X-Request-Id`, and writes the access log line.
@@ -77,6 +94,7 @@ pub async fn request_context(
     let id = sanitize_request_id(req.headers().get(&REQUEST_ID_HEADER));
     let started = Instant::now();
     let method = req.method().clone();
+    let in_flight = InFlight::enter();
     let scoped_id = id.clone();
     let result = REQUEST_ID
         .scope(scoped_id, async move {
@@ -125,7 +143,15 @@ pub async fn request_context(
         .match_pattern()
         .unwrap_or_else(|| "<unmatched>".to_owned());
     let status = res.status().as_u16();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    drop(in_flight);
+    crate::metrics::observe_request(
+        crate::metrics::method_label(&method),
+        &route,
+        status,
+        elapsed,
+    );
+    let ms = elapsed.as_secs_f64() * 1000.0;
     log::info!(
         target: "access",
         method = method.as_str(),

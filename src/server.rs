@@ -40,6 +40,9 @@ pub struct AppState {
     /// HTTP client for JWKS. No idle pooling: fetches are rare and may come from any worker's
     /// runtime, so no connection outlives the runtime that opened it.
     pub jwks_client: reqwest::Client,
+    /// For pool gauges at `/metrics`.
+    pub read_pool: crate::db::DbPool,
+    pub write_pool: crate::db::DbPool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +174,8 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         jwt,
         oidc,
         jwks_client,
+        read_pool: storage.read_pool.clone(),
+        write_pool: storage.write_pool.clone(),
     });
     let cors = config.cors;
     let max_body = config.max_body_bytes;

@@ -406,3 +406,115 @@ fn health_degrades_when_storage_is_gone() {
         "{v}"
     );
 }
+
+#[test]
+fn metrics_use_route_templates_and_bounded_labels() {
+    let s = Server::start(Backend::Memory);
+    let receipt = fixture("run-bench-a-1.json");
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt),
+        201,
+    );
+    expect_error(
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt),
+        409,
+        "conflict",
+    );
+    expect(
+        s.get(VIEWER, "/api/v1/projects/proj/baselines/bench-a/latest"),
+        200,
+    );
+    expect(
+        s.post(
+            CONTRIB,
+            "/api/v1/projects/proj/verdicts",
+            &json!({"benchmark": "bench-a", "run_id": "r", "status": "warn",
+                    "counts": {"pass": 0, "warn": 1, "fail": 0, "skip": 0}, "reasons": []}),
+        ),
+        201,
+    );
+    expect_error(
+        s.http
+            .get(s.url("/api/v1/projects/proj/baselines"))
+            .send()
+            .unwrap(),
+        401,
+        "unauthorized",
+    );
+    expect_error(
+        s.get(
+            "pg_live_nobodynobodynobodynobodynobody12",
+            "/api/v1/projects/proj/baselines",
+        ),
+        401,
+        "unauthorized",
+    );
+    // Many distinct URLs, including unknown ones, must not create label values.
+    for i in 0..40 {
+        let _ = s.get(
+            VIEWER,
+            &format!("/api/v1/projects/p{i}/baselines/b{i}/latest"),
+        );
+        let _ = s.get(VIEWER, &format!("/random/{i}/path?x={i}"));
+    }
+    let r = s.http.get(s.url("/metrics")).send().unwrap();
+    assert_eq!(r.status(), 200, "metrics are open");
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().unwrap();
+    let has = |needle: &str| text.lines().any(|l| l.starts_with(needle));
+    assert!(
+        has(
+            r#"perfgate_http_requests_total{method="GET",route="/api/v1/projects/{project}/baselines/{benchmark:.+}/latest",status="200"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        has(r#"perfgate_http_requests_total{method="GET",route="<unmatched>",status="404"} 40"#),
+        "{text}"
+    );
+    assert!(has(
+        r#"perfgate_http_request_duration_seconds_bucket{method="POST",route="/api/v1/projects/{project}/baselines",status="201""#
+    ));
+    assert!(has("perfgate_http_requests_in_flight"));
+    assert!(has(
+        r#"perfgate_actor_mailbox_depth{actor="baseline_store"}"#
+    ));
+    assert!(has(
+        r#"perfgate_actor_message_duration_seconds_count{actor="baseline_store"}"#
+    ));
+    assert!(has(
+        r#"perfgate_actor_message_duration_seconds_count{actor="verdict_log"}"#
+    ));
+    assert!(
+        has(r#"perfgate_db_pool_connections{pool="read",state="max"} 2"#),
+        "{text}"
+    );
+    assert!(has(r#"perfgate_db_pool_wait_seconds_count{pool="write"}"#));
+    assert!(has(
+        r#"perfgate_baseline_uploads_total{outcome="created"} 1"#
+    ));
+    assert!(has(
+        r#"perfgate_baseline_uploads_total{outcome="conflict"} 1"#
+    ));
+    assert!(has(r#"perfgate_verdicts_total{status="warn"} 1"#));
+    assert!(has(r#"perfgate_auth_failures_total{reason="missing"} 1"#));
+    assert!(has(
+        r#"perfgate_auth_failures_total{reason="unknown_key"} 1"#
+    ));
+    assert!(
+        !text.contains("random/"),
+        "raw paths must never become labels"
+    );
+    assert!(
+        !text.contains("p17"),
+        "raw path segments must never become labels"
+    );
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("perfgate_http_requests_total{"))
+        .count();
+    assert!(series < 12, "bounded label sets: {series}");
+}

@@ -33,6 +33,8 @@ pub trait Op<S>: Send + 'static {
 pub struct Job<M, S> {
     op: M,
     _permit: OwnedSemaphorePermit,
+    /// Counts the message in the mailbox-depth gauge until the actor takes it.
+    queued: crate::metrics::QueueGuard,
     _store: PhantomData<fn() -> S>,
 }
 
@@ -76,7 +78,9 @@ macro_rules! store_actor {
 }
 
 impl<M, S> Job<M, S> {
+    /// Takes the operation out; the message leaves the mailbox-depth count here.
     pub fn into_op(self) -> M {
+        drop(self.queued);
         self.op
     }
 }
@@ -180,9 +184,16 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
         let job = Job {
             op,
             _permit: permit,
+            queued: crate::metrics::QueueGuard::new(self.name),
             _store: PhantomData,
         };
-        match addr.send(job).timeout(timeout).await {
+        let started = std::time::Instant::now();
+        let result = addr.send(job).timeout(timeout).await;
+        crate::metrics::METRICS
+            .message_duration
+            .with_label_values(&[self.name])
+            .observe(started.elapsed().as_secs_f64());
+        match result {
             Ok(JobResult(out)) => Ok(out),
             Err(MailboxError::Timeout) => {
                 log::warn!("{}: no answer within {:?}", self.name, timeout);

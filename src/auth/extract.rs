@@ -108,29 +108,56 @@ impl FromRequest for Principal {
         };
         Box::pin(async move {
             let state = state.ok_or_else(ApiError::internal)?;
-            match parse_header(header.as_deref())? {
-                Credential::Jwt(token) => verify_token(&state, &token).await,
-                Credential::ApiKey(key) => {
-                    let hash = hash_key(&key);
-                    if let Some(k) = state.static_keys.get(&hash) {
-                        return Ok(k.principal.clone());
-                    }
-                    match state.keys.read(Authenticate { key_hash: hash }).await? {
-                        Ok(Ok(p)) => Ok(p),
-                        Ok(Err(KeyRejection::Unknown)) => {
-                            Err(ApiError::unauthorized("Invalid API key"))
-                        }
-                        Ok(Err(KeyRejection::Revoked)) => {
-                            Err(ApiError::unauthorized("API key has been revoked"))
-                        }
-                        Ok(Err(KeyRejection::Expired)) => {
-                            Err(ApiError::unauthorized("API key has expired"))
-                        }
-                        Err(e) => Err(e.into()),
-                    }
+            let result = authenticate(&state, header.as_deref()).await;
+            if let Err(e) = &result {
+                if e.status.as_u16() == 401 {
+                    crate::metrics::auth_failure(failure_reason(header.as_deref(), &e.message));
                 }
             }
+            result
         })
+    }
+}
+
+/// A closed set of reasons for the auth-failure counter.
+fn failure_reason(header: Option<&str>, message: &str) -> &'static str {
+    if header.is_none() {
+        "missing"
+    } else if message.contains("revoked") {
+        "revoked"
+    } else if message.contains("expired") {
+        "expired"
+    } else if message.starts_with("Invalid token") {
+        "invalid_token"
+    } else if message.contains("format") {
+        "malformed"
+    } else if message == "Invalid API key" {
+        "unknown_key"
+    } else {
+        "other"
+    }
+}
+
+async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Principal, ApiError> {
+    match parse_header(header)? {
+        Credential::Jwt(token) => verify_token(state, &token).await,
+        Credential::ApiKey(key) => {
+            let hash = hash_key(&key);
+            if let Some(k) = state.static_keys.get(&hash) {
+                return Ok(k.principal.clone());
+            }
+            match state.keys.read(Authenticate { key_hash: hash }).await? {
+                Ok(Ok(p)) => Ok(p),
+                Ok(Err(KeyRejection::Unknown)) => Err(ApiError::unauthorized("Invalid API key")),
+                Ok(Err(KeyRejection::Revoked)) => {
+                    Err(ApiError::unauthorized("API key has been revoked"))
+                }
+                Ok(Err(KeyRejection::Expired)) => {
+                    Err(ApiError::unauthorized("API key has expired"))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
     }
 }
 

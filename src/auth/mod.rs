@@ -160,6 +160,7 @@ impl Principal {
         benchmark: Option<&str>,
     ) -> Result<(), ApiError> {
         if !self.scopes.contains(scope) {
+            crate::metrics::auth_failure("forbidden_scope");
             return Err(ApiError::forbidden(format!(
                 "Requires '{}' permission",
                 scope.as_str()
@@ -167,6 +168,7 @@ impl Principal {
         }
         if let Some(p) = &self.project {
             if p != project {
+                crate::metrics::auth_failure("forbidden_project");
                 return Err(ApiError::forbidden(format!(
                     "Key is restricted to project '{p}'"
                 )));
@@ -174,6 +176,7 @@ impl Principal {
         }
         if let (Some(f), Some(b)) = (&self.benchmarks, benchmark) {
             if !f.matches(b) {
+                crate::metrics::auth_failure("forbidden_benchmark");
                 return Err(ApiError::forbidden(format!(
                     "Key is restricted to benchmarks matching '{}'",
                     f.source

@@ -36,8 +36,45 @@ pub enum DbConn {
     Sqlite(SqliteConnection),
 }
 
-pub type DbPool = Pool<ConnManager>;
 pub type PooledConn = PooledConnection<ConnManager>;
+
+/// An r2d2 pool with a name, so that the time spent waiting for a connection is measured per
+/// pool.
+#[derive(Clone)]
+pub struct DbPool {
+    name: &'static str,
+    inner: Pool<ConnManager>,
+}
+
+impl DbPool {
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    pub fn get(&self) -> Result<PooledConn, r2d2::PoolError> {
+        self.timed(|p| p.get())
+    }
+    pub fn get_timeout(&self, t: Duration) -> Result<PooledConn, r2d2::PoolError> {
+        self.timed(|p| p.get_timeout(t))
+    }
+    fn timed(
+        &self,
+        f: impl FnOnce(&Pool<ConnManager>) -> Result<PooledConn, r2d2::PoolError>,
+    ) -> Result<PooledConn, r2d2::PoolError> {
+        let start = std::time::Instant::now();
+        let r = f(&self.inner);
+        crate::metrics::METRICS
+            .pool_wait
+            .with_label_values(&[self.name])
+            .observe(start.elapsed().as_secs_f64());
+        r
+    }
+    pub fn state(&self) -> r2d2::State {
+        self.inner.state()
+    }
+    pub fn max_size(&self) -> u32 {
+        self.inner.max_size()
+    }
+}
 
 /// Opens connections of the configured backend. r2d2's stock manager would call
 /// `DbConn::establish`, which tries each backend in turn; the backend here comes from the
@@ -141,16 +178,17 @@ impl Storage {
             synchronous: opts.sqlite_synchronous,
             busy_timeout_ms: opts.busy_timeout.as_millis() as u64,
         };
-        let build = |size: u32| {
+        let build = |name: &'static str, size: u32| {
             Pool::builder()
                 .max_size(size)
                 .min_idle(Some(1))
                 .connection_timeout(opts.connect_timeout)
                 .connection_customizer(Box::new(pragmas))
                 .build(manager.clone())
+                .map(|inner| DbPool { name, inner })
         };
-        let read_pool = build(opts.read_pool_size)?;
-        let write_pool = build(opts.write_pool_size)?;
+        let read_pool = build("read", opts.read_pool_size)?;
+        let write_pool = build("write", opts.write_pool_size)?;
         Ok(Storage {
             backend: opts.backend,
             read_pool,

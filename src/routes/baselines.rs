@@ -192,7 +192,7 @@ pub async fn upload(
         }
     };
     let metadata_json = serde_json::to_string(&metadata).map_err(|_| ApiError::internal())?;
-    let outcome = state
+    let outcome = match state
         .baselines
         .write(
             project.as_str(),
@@ -210,7 +210,31 @@ pub async fn upload(
                 actor: actor(&principal),
             },
         )
-        .await??;
+        .await
+        .and_then(|r| r.map_err(ApiError::from))
+    {
+        Ok(o) => o,
+        Err(e) => {
+            let outcome = if e.status.as_u16() == 409 {
+                "conflict"
+            } else {
+                "error"
+            };
+            crate::metrics::METRICS
+                .uploads
+                .with_label_values(&[outcome])
+                .inc();
+            return Err(e);
+        }
+    };
+    crate::metrics::METRICS
+        .uploads
+        .with_label_values(&[if outcome.replayed {
+            "replayed"
+        } else {
+            "created"
+        }])
+        .inc();
     let r = outcome.response;
     if outcome.replayed {
         log::info!("replayed upload {} for Idempotency-Key", r.id);

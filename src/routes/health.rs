@@ -51,3 +51,14 @@ pub async fn info(state: web::Data<AppState>) -> HttpResponse {
         },
     }))
 }
+
+/// Prometheus text exposition (open, like `/health`).
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let body = crate::metrics::render(&[
+        (state.read_pool.name(), &state.read_pool),
+        (state.write_pool.name(), &state.write_pool),
+    ]);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body)
+}

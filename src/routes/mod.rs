@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // `{benchmark:.+}` captures names containing `/` (the CLI does not percent-encode them).
     const BENCH: &str = "/projects/{project}/baselines/{benchmark:.+}";
     cfg.service(resource("/health").route(web::get().to(health::health)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
         .service(
             web::scope("/api/v1")
                 .service(resource("/health").route(web::get().to(health::health)))

@@ -106,6 +106,15 @@ pub async fn submit(
             },
         )
         .await??;
+    let status: &'static str = STATUSES
+        .iter()
+        .find(|s| **s == row.status)
+        .copied()
+        .unwrap_or("other");
+    crate::metrics::METRICS
+        .verdicts
+        .with_label_values(&[status])
+        .inc();
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,

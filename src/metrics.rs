@@ -1,0 +1,182 @@
+//! Prometheus metrics, served as text at `/metrics`.
+//!
+//! Every label value comes from a closed set: route *templates* (never raw paths), the HTTP
+//! methods the server routes, status codes, actor names and fixed reasons, so label cardinality
+//! stays bounded whatever URLs clients send.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub http_in_flight: IntGauge,
+    pub mailbox_depth: IntGaugeVec,
+    pub message_duration: HistogramVec,
+    pub pool_connections: IntGaugeVec,
+    pub pool_wait: HistogramVec,
+    pub storage_errors: IntCounterVec,
+    pub uploads: IntCounterVec,
+    pub verdicts: IntCounterVec,
+    pub auth_failures: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0,
+];
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new_custom(Some("perfgate".into()), None)?;
+    let m = Metrics {
+        http_requests: IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by method, route template and status",
+            ),
+            &["method", "route", "status"],
+        )?,
+        http_duration: HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "route", "status"],
+        )?,
+        http_in_flight: IntGauge::new("http_requests_in_flight", "HTTP requests being served")?,
+        mailbox_depth: IntGaugeVec::new(
+            Opts::new(
+                "actor_mailbox_depth",
+                "Messages waiting in an actor's mailbox",
+            ),
+            &["actor"],
+        )?,
+        message_duration: HistogramVec::new(
+            HistogramOpts::new(
+                "actor_message_duration_seconds",
+                "Time from sending a message to an actor to its reply",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["actor"],
+        )?,
+        pool_connections: IntGaugeVec::new(
+            Opts::new(
+                "db_pool_connections",
+                "Database pool connections by pool and state",
+            ),
+            &["pool", "state"],
+        )?,
+        pool_wait: HistogramVec::new(
+            HistogramOpts::new(
+                "db_pool_wait_seconds",
+                "Time spent waiting for a pooled connection",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["pool"],
+        )?,
+        storage_errors: IntCounterVec::new(
+            Opts::new("storage_errors_total", "Storage failures by kind"),
+            &["kind"],
+        )?,
+        uploads: IntCounterVec::new(
+            Opts::new("baseline_uploads_total", "Baseline uploads by outcome"),
+            &["outcome"],
+        )?,
+        verdicts: IntCounterVec::new(
+            Opts::new("verdicts_total", "Verdicts recorded by status"),
+            &["status"],
+        )?,
+        auth_failures: IntCounterVec::new(
+            Opts::new("auth_failures_total", "Refused credentials by reason"),
+            &["reason"],
+        )?,
+        registry,
+    };
+    m.registry.register(Box::new(m.http_requests.clone()))?;
+    m.registry.register(Box::new(m.http_duration.clone()))?;
+    m.registry.register(Box::new(m.http_in_flight.clone()))?;
+    m.registry.register(Box::new(m.mailbox_depth.clone()))?;
+    m.registry.register(Box::new(m.message_duration.clone()))?;
+    m.registry.register(Box::new(m.pool_connections.clone()))?;
+    m.registry.register(Box::new(m.pool_wait.clone()))?;
+    m.registry.register(Box::new(m.storage_errors.clone()))?;
+    m.registry.register(Box::new(m.uploads.clone()))?;
+    m.registry.register(Box::new(m.verdicts.clone()))?;
+    m.registry.register(Box::new(m.auth_failures.clone()))?;
+    Ok(m)
+}
+
+pub static METRICS: LazyLock<Metrics> =
+    LazyLock::new(|| build().expect("metric definitions are static and valid"));
+
+/// A method label from a closed set.
+pub fn method_label(m: &actix_web::http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+pub fn observe_request(method: &'static str, route: &str, status: u16, elapsed: Duration) {
+    let status = status.to_string();
+    let labels = [method, route, status.as_str()];
+    METRICS.http_requests.with_label_values(&labels).inc();
+    METRICS
+        .http_duration
+        .with_label_values(&labels)
+        .observe(elapsed.as_secs_f64());
+}
+
+pub fn auth_failure(reason: &'static str) {
+    METRICS.auth_failures.with_label_values(&[reason]).inc();
+}
+
+/// Counts a queued message until it is dropped (when the actor starts on it).
+pub struct QueueGuard(&'static str);
+
+impl QueueGuard {
+    pub fn new(actor: &'static str) -> Self {
+        METRICS.mailbox_depth.with_label_values(&[actor]).inc();
+        QueueGuard(actor)
+    }
+}
+
+impl Drop for QueueGuard {
+    fn drop(&mut self) {
+        METRICS.mailbox_depth.with_label_values(&[self.0]).dec();
+    }
+}
+
+/// The text exposition, with pool gauges sampled now.
+pub fn render(pools: &[(&'static str, &crate::db::DbPool)]) -> String {
+    for (name, pool) in pools {
+        let st = pool.state();
+        METRICS
+            .pool_connections
+            .with_label_values(&[name, "idle"])
+            .set(i64::from(st.idle_connections));
+        METRICS
+            .pool_connections
+            .with_label_values(&[name, "in_use"])
+            .set(i64::from(st.connections - st.idle_connections));
+        METRICS
+            .pool_connections
+            .with_label_values(&[name, "max"])
+            .set(i64::from(pool.max_size()));
+    }
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&METRICS.registry.gather(), &mut buf) {
+        log::error!("encoding metrics: {e}");
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}
