@@ -146,15 +146,34 @@ impl std::fmt::Debug for ServerConfig {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`.
 pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((creds, host)) = rest.rsplit_once('@') {
-            let user = creds.split(':').next().unwrap_or("");
-            return format!("{scheme}://{user}:***@{host}");
-        }
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((creds, host)) => {
+                let user = creds.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
-    url.to_owned()
+    out
 }
 
 fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -185,7 +204,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Json,
             max_body_bytes: 2 * 1024 * 1024,
             read_pool_size: 4,
-            write_shards: 4,
+            write_shards: 2,
             max_in_flight: 1024,
             workers: 0,
             shutdown_grace: 30,
@@ -499,6 +518,10 @@ mod tests {
         assert!(!d.contains("hunter2"), "{d}");
         assert!(!d.contains("pg_live_abc"), "{d}");
         assert!(d.contains("postgres://app:***@db/perf"));
+        assert_eq!(
+            redact_url("postgres://db/perf?user=app&password=hunter2&sslmode=disable"),
+            "postgres://db/perf?user=app&password=***&sslmode=disable"
+        );
     }
 
     #[test]

@@ -252,7 +252,10 @@ impl DbError {
                     DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection
                 ) || {
                     let m = info.message();
-                    m.contains("database is locked") || m.contains("database is busy")
+                    m.contains("database is locked")
+                        || m.contains("database is busy")
+                        || m.contains("deadlock detected")
+                        || m.contains("canceling statement due to")
                 }
             }
             _ => false,

@@ -160,7 +160,7 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     read_pool_size: Option<u32>,
-    /// Writer shards on PostgreSQL (SQLite always uses one writer) [default: 4]
+    /// Writer shards on PostgreSQL (SQLite always uses one writer) [default: 2]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     write_shards: Option<u32>,

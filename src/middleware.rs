@@ -98,13 +98,9 @@ pub async fn request_context(
     let scoped_id = id.clone();
     let result = REQUEST_ID
         .scope(scoped_id, async move {
-            let res = next.call(req).await;
-            // Errors that escaped as `Err` are rendered here, still inside the scope.
-            let res = match res {
+            let res = match next.call(req).await {
                 Ok(r) => r.map_into_boxed_body(),
-                Err(e) => {
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             };
             let status = res.status();
             if (status.is_client_error() || status.is_server_error()) && !is_json(&res) {
@@ -125,14 +121,32 @@ pub async fn request_context(
     let mut res = match result {
         Ok(r) => r,
         Err(e) => {
-            // An error that no handler rendered: render it with the request id.
+            // An error that escaped every handler (the request is gone with it): render the
+            // JSON error with the request id here, and still log and count it.
             let status = e.as_response_error().status_code();
-            let api = ApiError::for_status(status);
-            return Err(actix_web::error::InternalError::from_response(
-                e.to_string(),
-                api.to_response(&id),
-            )
-            .into());
+            let mut response = ApiError::for_status(status).to_response(&id);
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert(REQUEST_ID_HEADER, v);
+            }
+            let elapsed = started.elapsed();
+            drop(in_flight);
+            crate::metrics::observe_request(
+                crate::metrics::method_label(&method),
+                "<error>",
+                status.as_u16(),
+                elapsed,
+            );
+            log::info!(
+                target: "access",
+                method = method.as_str(),
+                route = "<error>",
+                status = status.as_u16(),
+                request_id = id.as_str();
+                "{method} <error> {}", status.as_u16()
+            );
+            return Err(
+                actix_web::error::InternalError::from_response(e.to_string(), response).into(),
+            );
         }
     };
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -23,6 +23,9 @@ use crate::db::{Storage, StorageOptions};
 use crate::middleware::request_context;
 use crate::routes;
 
+/// Store actors started by the server (baseline store, key store, verdict log, fleet analyzer).
+const STORES: u32 = 4;
+
 /// Shared by every handler.
 pub struct AppState {
     pub config: ServerConfig,
@@ -99,12 +102,16 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             StorageBackend::Postgres => config.database_url.clone().unwrap_or_default(),
             _ => config.sqlite_file().to_string_lossy().into_owned(),
         },
-        read_pool_size: config.read_pool_size,
-        write_pool_size: write_shards + 1,
+        // Every store runs its own reader threads and writer shards; each thread may hold one
+        // connection, so the pools are sized to the threads that use them.
+        read_pool_size: config.read_pool_size * STORES,
+        write_pool_size: write_shards * STORES,
         // A pool that cannot hand out a connection within a few seconds is down or saturated:
         // fail fast with 503 rather than holding the request for the whole timeout.
         connect_timeout: timeout.min(Duration::from_secs(5)),
-        busy_timeout: timeout,
+        // Lock waits end well before the request's deadline, so a write either commits while
+        // the client still waits for it or fails (and rolls back) before the client gets 503.
+        busy_timeout: timeout.mul_f64(0.8),
         sqlite_synchronous: "FULL",
     };
     let shown_url = match backend {

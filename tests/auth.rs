@@ -685,6 +685,33 @@ fn key_management(b: Backend) {
         .find(|k| k["id"] == id.as_str())
         .unwrap();
     assert_eq!(revoked["revoked_at"], rv["revoked_at"]);
+    // A key restricted to some benchmarks cannot mint keys (it could mint wider ones).
+    let narrow = create_key(
+        &s,
+        ADMIN,
+        json!({"description": "narrow admin", "role": "admin", "project": "proj", "pattern": "bench-*"}),
+    );
+    let e = expect_error(
+        s.post(
+            narrow["key"].as_str().unwrap(),
+            "/api/v1/keys",
+            &json!({"description": "x", "role": "admin", "project": "proj"}),
+        ),
+        403,
+        "forbidden",
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot create keys"),
+        "{e}"
+    );
+    expect_error(
+        s.get(narrow["key"].as_str().unwrap(), "/api/v1/audit"),
+        403,
+        "forbidden",
+    );
     // Expiry.
     let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1200)).to_rfc3339();
     let exp = create_key(

@@ -442,6 +442,11 @@ fn list_filters_and_pagination(b: Backend) {
     let enc = |t: &str| t.replace('+', "%2B");
     let w = list(&format!("since={}&until={}", enc(t0), enc(t1)));
     assert_eq!(w["pagination"]["total"], 5);
+    // An offset's '+' sent unencoded (as curl users do) arrives as a space and is still read.
+    assert_eq!(
+        list("since=2000-01-01T00:00:00+00:00")["pagination"]["total"],
+        5
+    );
     let w = list(&format!("since={}", enc(t1)));
     assert_eq!(versions(&w), ["render/html@v1"]);
     let w = list(&format!("until={}", enc(t0)));

@@ -489,7 +489,7 @@ fn metrics_use_route_templates_and_bounded_labels() {
         r#"perfgate_actor_message_duration_seconds_count{actor="verdict_log"}"#
     ));
     assert!(
-        has(r#"perfgate_db_pool_connections{pool="read",state="max"} 2"#),
+        has(r#"perfgate_db_pool_connections{pool="read",state="max"} 8"#),
         "{text}"
     );
     assert!(has(r#"perfgate_db_pool_wait_seconds_count{pool="write"}"#));

@@ -149,6 +149,8 @@ pub struct Upload {
     /// Receipt JSON exactly as it will be stored and served.
     pub receipt: String,
     pub wall_ms_median: i64,
+    /// `{"metric": median}` of the receipt's stats.
+    pub medians_json: String,
     pub metadata_json: String,
     pub tags: Vec<String>,
     /// `(Idempotency-Key, sha256 of the request body)`.
@@ -220,6 +222,7 @@ impl Op<BaselineStore> for Upload {
                 source: "upload".into(),
                 promoted_from: None,
                 wall_ms_median: Some(self.wall_ms_median),
+                medians: self.medians_json.clone(),
                 created_at: now,
                 updated_at: now,
                 deleted_at: None,
@@ -369,6 +372,7 @@ impl Op<BaselineStore> for Promote {
                 source: "promote".into(),
                 promoted_from: Some(source.version.clone()),
                 wall_ms_median: source.wall_ms_median,
+                medians: source.medians.clone(),
                 created_at: now,
                 updated_at: now,
                 deleted_at: None,
@@ -406,18 +410,19 @@ impl Op<BaselineStore> for Promote {
     }
 }
 
-/// Receipts of the newest `window` live versions, newest first (one index range scan).
-pub struct RecentReceipts {
+/// Stat medians of the newest `window` live versions, newest first (one index range scan; the
+/// receipts themselves are not read).
+pub struct RecentMedians {
     pub project: ProjectName,
     pub benchmark: BenchmarkName,
     pub window: i64,
 }
 
-impl Op<BaselineStore> for RecentReceipts {
+impl Op<BaselineStore> for RecentMedians {
     type Output = Result<Vec<String>, StoreError>;
     fn run(self, s: &mut BaselineStore) -> Self::Output {
         let mut c = s.conn()?;
-        Ok(q::recent_receipts(
+        Ok(q::recent_medians(
             &mut c,
             self.project.as_str(),
             self.benchmark.as_str(),

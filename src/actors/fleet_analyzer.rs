@@ -33,8 +33,11 @@ pub struct Record {
 
 impl Op<FleetAnalyzer> for Record {
     type Output = Result<usize, DbError>;
-    fn run(self, s: &mut FleetAnalyzer) -> Self::Output {
+    fn run(mut self, s: &mut FleetAnalyzer) -> Self::Output {
         let mut c = s.conn()?;
+        // Group rows are locked in one global order, so two transactions touching the same
+        // groups (on any replica) cannot deadlock.
+        self.events.sort_by(|a, b| a.group_key.cmp(&b.group_key));
         write_tx(&mut c, |c| {
             for e in &self.events {
                 q::record(c, e)?;
@@ -102,6 +105,8 @@ pub struct Impact {
     pub dependency: String,
     pub since: Option<i64>,
     pub limit: i64,
+    /// A restricted caller sees, and is summarised, only its benchmarks' events.
+    pub visible: Option<BenchFilter>,
 }
 
 impl Op<FleetAnalyzer> for Impact {
@@ -109,7 +114,23 @@ impl Op<FleetAnalyzer> for Impact {
     fn run(self, s: &mut FleetAnalyzer) -> Self::Output {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {
-            Ok(q::impact(c, &self.dependency, self.since, self.limit)?)
+            let Some(f) = &self.visible else {
+                return Ok(q::impact(c, &self.dependency, self.since, self.limit)?);
+            };
+            // The regex cannot run in SQL: read the dependency's events and filter here.
+            let (mut events, _, _) = q::impact(c, &self.dependency, self.since, i64::MAX)?;
+            events.retain(|e| f.matches(&e.benchmark));
+            let mut projects: Vec<&str> = events.iter().map(|e| e.project.as_str()).collect();
+            projects.sort_unstable();
+            projects.dedup();
+            let n = projects.len() as i64;
+            let avg = if events.is_empty() {
+                0.0
+            } else {
+                events.iter().map(|e| e.delta_pct).sum::<f64>() / events.len() as f64
+            };
+            events.truncate(self.limit.max(0) as usize);
+            Ok((events, n, avg))
         })
     }
 }

@@ -90,7 +90,12 @@ pub struct CreatedKey {
 
 /// Creates a key and its audit event in one transaction.
 pub fn create_key(conn: &mut DbConn, new: &NewKey, actor: &Actor) -> Result<CreatedKey, DbError> {
-    write_tx(conn, |c| {
+    write_tx(conn, |c| insert_key(c, new, actor))
+}
+
+/// The statements of [`create_key`], inside the caller's transaction.
+fn insert_key(c: &mut DbConn, new: &NewKey, actor: &Actor) -> Result<CreatedKey, DbError> {
+    {
         let now = now_micros();
         let key = generate_key();
         let hash = hash_key(&key);
@@ -124,7 +129,7 @@ pub fn create_key(conn: &mut DbConn, new: &NewKey, actor: &Actor) -> Result<Crea
             now,
         )?;
         Ok(CreatedKey { row, key })
-    })
+    }
 }
 
 /// Revokes a key (and writes the audit event) in one transaction. `visible_project` limits
@@ -221,25 +226,29 @@ impl Op<KeyStore> for ListAudit {
 }
 
 /// With no credential configured at all, a fresh install gets one admin key, printed once on
-/// stderr; only its hash is stored. Returns the key when one was created.
+/// stderr; only its hash is stored. "Fresh" means the key table has never held a key: revoking
+/// every key later does not bring a bootstrap key back. Replicas starting together take an
+/// advisory lock, so only one of them creates it. Returns the key when one was created.
 pub fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Option<String>, DbError> {
-    let active = q::count_active(conn, now_micros())?;
-    if active > 0 {
-        return Ok(None);
-    }
-    let created = create_key(
-        conn,
-        &NewKey {
+    write_tx(conn, |c| {
+        if let DbConn::Pg(pg) = c {
+            use diesel::connection::SimpleConnection;
+            pg.batch_execute("SELECT pg_advisory_xact_lock(7370127086112105570)")?;
+        }
+        if q::count_all(c)? > 0 {
+            return Ok(None);
+        }
+        let new = NewKey {
             description: "bootstrap admin key (created on first start)".into(),
             role: Role::Admin,
             project: "*".into(),
             pattern: None,
             expires_at: None,
-        },
-        &Actor {
+        };
+        let actor = Actor {
             principal_id: "system:bootstrap".into(),
             request_id: "startup".into(),
-        },
-    )?;
-    Ok(Some(created.key))
+        };
+        Ok(Some(insert_key(c, &new, &actor)?.key))
+    })
 }

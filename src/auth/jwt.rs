@@ -118,7 +118,7 @@ fn principal_from_claims(c: &Claims) -> Result<Principal, ApiError> {
         scopes = scopes.with(scope);
     }
     let project = match c.project_id.as_str() {
-        "*" | "" => None,
+        "*" => None,
         p => Some(
             ProjectName::parse(p)
                 .map_err(|_| ApiError::unauthorized("Invalid token: bad project_id"))?

@@ -81,8 +81,16 @@ pub fn parse_static_keys(specs: &[String]) -> Result<HashMap<String, StaticKey>,
         let project = parts.next();
         let regex = parts.next();
         let role = Role::parse(role_s).ok_or_else(|| {
+            // The field is echoed only when it cannot be (part of) a secret.
+            let shown = if role_s.len() <= 16 && role_s.bytes().all(|b| b.is_ascii_alphabetic()) {
+                format!("{role_s:?}")
+            } else if role_s.starts_with(LIVE_PREFIX) || role_s.starts_with(TEST_PREFIX) {
+                "(not shown: it looks like a key; role and key may be swapped)".to_owned()
+            } else {
+                "(not shown)".to_owned()
+            };
             fail(format!(
-                "unknown role {role_s:?} (expected viewer, contributor, promoter or admin; format role:key[:project[:benchmark_regex]])"
+                "unknown role {shown} (expected viewer, contributor, promoter or admin; format role:key[:project[:benchmark_regex]])"
             ))
         })?;
         if !is_valid_format(key) {
@@ -166,6 +174,8 @@ mod tests {
             "admin:pg_live_tooshort".to_owned(),
             format!("admin:{K}:bad/project"),
             format!("admin:{K}:p:(unclosed"),
+            format!("{K}:admin"),
+            format!("admin={K}"),
         ] {
             let e = parse_static_keys(&[spec]).unwrap_err().to_string();
             assert!(!e.contains("abcdefghijklmnop"), "{e}");

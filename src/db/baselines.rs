@@ -25,6 +25,7 @@ pub struct BaselineRow {
     pub source: String,
     pub promoted_from: Option<String>,
     pub wall_ms_median: Option<i64>,
+    pub medians: String,
     pub created_at: i64,
     pub updated_at: i64,
     pub deleted_at: Option<i64>,
@@ -346,7 +347,8 @@ pub fn insert_idempotency(
     Ok(())
 }
 
-pub fn recent_receipts(
+/// The `medians` documents of the newest `n` live versions, newest first.
+pub fn recent_medians(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,
@@ -358,6 +360,6 @@ pub fn recent_receipts(
         .filter(baselines::deleted_at.is_null())
         .order((baselines::created_at.desc(), baselines::id.desc()))
         .limit(n)
-        .select(baselines::receipt)
+        .select(baselines::medians)
         .load(conn)
 }

@@ -35,17 +35,9 @@ pub fn insert(conn: &mut DbConn, row: &KeyRow) -> QueryResult<()> {
     Ok(())
 }
 
-/// Keys that can still authenticate.
-pub fn count_active(conn: &mut DbConn, now: i64) -> QueryResult<i64> {
-    api_keys::table
-        .filter(api_keys::revoked_at.is_null())
-        .filter(
-            api_keys::expires_at
-                .is_null()
-                .or(api_keys::expires_at.gt(now)),
-        )
-        .count()
-        .get_result(conn)
+/// Every key ever stored, revoked and expired ones included.
+pub fn count_all(conn: &mut DbConn) -> QueryResult<i64> {
+    api_keys::table.count().get_result(conn)
 }
 
 /// Keys newest first; `project` limits to one project's keys.

@@ -110,7 +110,7 @@ impl ManageConnection for ConnManager {
     }
 }
 
-/// Per-connection SQLite settings. `synchronous` is `FULL` by default: every commit is fsynced
+/// Per-connection settings (SQLite PRAGMAs, PostgreSQL timeouts). `synchronous` is `FULL` by default: every commit is fsynced
 /// before the client hears 201, so an acknowledged write survives kill -9 *and* power loss
 /// (`NORMAL` in WAL mode survives kill -9 but may lose the last commits on power loss).
 #[derive(Debug, Clone, Copy)]
@@ -121,14 +121,18 @@ struct SqlitePragmas {
 
 impl CustomizeConnection<DbConn, r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
-        if let DbConn::Sqlite(c) = conn {
-            c.batch_execute(&format!(
+        match conn {
+            DbConn::Sqlite(c) => c.batch_execute(&format!(
                 "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
                 self.busy_timeout_ms, self.synchronous
-            ))
-            .map_err(r2d2::Error::QueryError)?;
+            )),
+            // The same bound on PostgreSQL: no statement or lock wait outlives the request.
+            DbConn::Pg(c) => c.batch_execute(&format!(
+                "SET statement_timeout = {ms}; SET lock_timeout = {ms};",
+                ms = self.busy_timeout_ms
+            )),
         }
-        Ok(())
+        .map_err(r2d2::Error::QueryError)
     }
 }
 

@@ -16,6 +16,7 @@ diesel::table! {
         source -> Text,
         promoted_from -> Nullable<Text>,
         wall_ms_median -> Nullable<BigInt>,
+        medians -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
         deleted_at -> Nullable<BigInt>,
@@ -96,6 +97,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    verdict_counts (project, benchmark, status) {
+        project -> Text,
+        benchmark -> Text,
+        status -> Text,
+        n -> BigInt,
+    }
+}
+
+diesel::table! {
     dependency_events (id) {
         id -> Text,
         project -> Text,
@@ -148,6 +158,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     audit_events,
     verdicts,
+    verdict_counts,
     dependency_events,
     fleet_groups,
     fleet_members,

@@ -3,8 +3,9 @@
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 
-use super::schema::verdicts;
+use super::schema::{verdict_counts, verdicts};
 use super::DbConn;
+use crate::on_backend;
 
 type Db = <DbConn as Connection>::Backend;
 
@@ -25,10 +26,22 @@ pub struct VerdictRow {
     pub created_at: i64,
 }
 
+/// Inserts a verdict and counts it.
 pub fn insert(conn: &mut DbConn, row: &VerdictRow) -> QueryResult<()> {
     diesel::insert_into(verdicts::table)
         .values(row)
         .execute(conn)?;
+    on_backend!(conn, c => diesel::insert_into(verdict_counts::table)
+        .values((
+            verdict_counts::project.eq(&row.project),
+            verdict_counts::benchmark.eq(&row.benchmark),
+            verdict_counts::status.eq(&row.status),
+            verdict_counts::n.eq(1i64),
+        ))
+        .on_conflict((verdict_counts::project, verdict_counts::benchmark, verdict_counts::status))
+        .do_update()
+        .set(verdict_counts::n.eq(verdict_counts::n + 1))
+        .execute(c))?;
     Ok(())
 }
 
@@ -97,7 +110,27 @@ pub fn list(conn: &mut DbConn, f: &VerdictFilter) -> QueryResult<(Vec<VerdictRow
     if matches!(&f.allowed_benchmarks, Some(a) if a.is_empty()) {
         return Ok((Vec::new(), 0));
     }
-    let total: i64 = filtered(f).select(count_star()).first(conn)?;
+    let total: i64 = if f.since.is_none() && f.until.is_none() {
+        // Only benchmark/status filters: the maintained counts answer without a scan.
+        let mut q = verdict_counts::table
+            .filter(verdict_counts::project.eq(f.project.clone()))
+            .into_boxed();
+        if let Some(b) = &f.benchmark {
+            q = q.filter(verdict_counts::benchmark.eq(b.clone()));
+        }
+        if let Some(a) = &f.allowed_benchmarks {
+            q = q.filter(verdict_counts::benchmark.eq_any(a.clone()));
+        }
+        if let Some(st) = &f.status {
+            q = q.filter(verdict_counts::status.eq(st.clone()));
+        }
+        q.select(verdict_counts::n)
+            .load::<i64>(conn)?
+            .into_iter()
+            .sum()
+    } else {
+        filtered(f).select(count_star()).first(conn)?
+    };
     if total <= f.offset {
         return Ok((Vec::new(), total));
     }
@@ -112,9 +145,9 @@ pub fn list(conn: &mut DbConn, f: &VerdictFilter) -> QueryResult<(Vec<VerdictRow
 
 /// Distinct benchmark names with verdicts in a project (to apply a caller's benchmark filter).
 pub fn benchmark_names(conn: &mut DbConn, project: &str) -> QueryResult<Vec<String>> {
-    verdicts::table
-        .filter(verdicts::project.eq(project))
-        .select(verdicts::benchmark)
+    verdict_counts::table
+        .filter(verdict_counts::project.eq(project))
+        .select(verdict_counts::benchmark)
         .distinct()
         .load(conn)
 }

@@ -164,6 +164,14 @@ struct Stats {
 pub struct ReceiptSummary {
     pub wall_ms_median: u64,
     pub bench_name: String,
+    /// The median of every metric present in `stats`.
+    pub medians: std::collections::BTreeMap<&'static str, f64>,
+}
+
+impl ReceiptSummary {
+    pub fn medians_json(&self) -> String {
+        serde_json::to_string(&self.medians).unwrap_or_else(|_| "{}".into())
+    }
 }
 
 /// Checks that `json` is a `perfgate.run.v1` receipt.
@@ -187,30 +195,42 @@ pub fn validate(json: &str) -> Result<ReceiptSummary, ReceiptError> {
             message: format!("expected \"{RUN_SCHEMA_V1}\", got {:?}", r.schema),
         });
     }
+    let st = &r.stats;
+    let mut medians = std::collections::BTreeMap::new();
+    medians.insert("wall_ms", st.wall_ms.median as f64);
+    for (name, v) in [
+        ("cpu_ms", &st.cpu_ms),
+        ("page_faults", &st.page_faults),
+        ("ctx_switches", &st.ctx_switches),
+        ("max_rss_kb", &st.max_rss_kb),
+        ("io_read_bytes", &st.io_read_bytes),
+        ("io_write_bytes", &st.io_write_bytes),
+        ("network_packets", &st.network_packets),
+        ("energy_uj", &st.energy_uj),
+        ("binary_bytes", &st.binary_bytes),
+    ] {
+        if let Some(v) = v {
+            medians.insert(name, v.median as f64);
+        }
+    }
+    if let Some(t) = st
+        .throughput_per_s
+        .as_ref()
+        .filter(|t| t.median.is_finite())
+    {
+        medians.insert("throughput_per_s", t.median);
+    }
     Ok(ReceiptSummary {
-        wall_ms_median: r.stats.wall_ms.median,
+        wall_ms_median: st.wall_ms.median,
         bench_name: r.bench.name,
+        medians,
     })
 }
 
-#[derive(Deserialize)]
-struct StatsOnly {
-    stats: std::collections::BTreeMap<String, MedianOnly>,
-}
-
-#[derive(Deserialize)]
-struct MedianOnly {
-    median: f64,
-}
-
-/// `stats.<metric>.median` of a stored receipt, if the receipt has that metric. Other fields
-/// (samples included) are skipped without being materialised.
-pub fn metric_median(json: &str, metric: &str) -> Option<f64> {
-    let s: StatsOnly = serde_json::from_str(json).ok()?;
-    s.stats
-        .get(metric)
-        .map(|m| m.median)
-        .filter(|v| v.is_finite())
+/// `metric`'s value in a stored `medians` document.
+pub fn median_of(medians_json: &str, metric: &str) -> Option<f64> {
+    let m: std::collections::BTreeMap<String, f64> = serde_json::from_str(medians_json).ok()?;
+    m.get(metric).copied().filter(|v| v.is_finite())
 }
 
 /// serde_json appends " at line 1 column 42": meaningless for the client's nested document.
@@ -257,10 +277,17 @@ mod tests {
 
     #[test]
     fn medians() {
-        assert_eq!(metric_median(FIXTURE, "max_rss_kb"), Some(8752.0));
-        assert_eq!(metric_median(FIXTURE, "wall_ms"), Some(0.0));
-        assert_eq!(metric_median(FIXTURE, "throughput_per_s"), None);
-        assert_eq!(metric_median("not json", "wall_ms"), None);
+        let s = validate(FIXTURE).unwrap();
+        let json = s.medians_json();
+        assert_eq!(median_of(&json, "max_rss_kb"), Some(8752.0));
+        assert_eq!(median_of(&json, "wall_ms"), Some(0.0));
+        assert_eq!(median_of(&json, "throughput_per_s"), None);
+        assert_eq!(median_of("not json", "wall_ms"), None);
+        // Optional stats that are null still validate, and simply have no median.
+        let with_null = FIXTURE.replace(r#""stats":{"#, r#""stats":{"throughput_per_s":null,"#);
+        let s = validate(&with_null).unwrap();
+        assert!(!s.medians.contains_key("throughput_per_s"));
+        assert_eq!(s.medians["max_rss_kb"], 8752.0);
     }
 
     #[test]

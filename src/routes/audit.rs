@@ -36,6 +36,12 @@ pub async fn list_audit(
     if !principal.scopes.contains(Scope::Admin) {
         return Err(ApiError::forbidden("Requires 'admin' permission"));
     }
+    if principal.benchmarks.is_some() {
+        // Audit metadata names benchmarks; a key restricted to some of them cannot read it.
+        return Err(ApiError::forbidden(
+            "Keys restricted to some benchmarks cannot read the audit log",
+        ));
+    }
     let q = query.into_inner();
     let project = match (&principal.project, q.project) {
         (Some(own), Some(asked)) if &asked != own => {

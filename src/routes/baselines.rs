@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::json::JsonBody;
 use crate::actors::baseline_store::{
-    Actor, Delete, GetLatest, GetVersion, List, Promote, RecentReceipts, Upload,
+    Actor, Delete, GetLatest, GetVersion, List, Promote, RecentMedians, Upload,
 };
 use crate::api::{
     etag_of, BaselineRecord, BaselineSummary, DeleteResponse, ListBaselinesResponse, Pagination,
@@ -48,12 +48,13 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|');
 
 fn version_location(project: &str, benchmark: &str, version: &str) -> String {
-    format!(
-        "/api/v1/projects/{}/baselines/{}/versions/{}",
-        project,
-        benchmark,
-        utf8_percent_encode(version, SEGMENT)
-    )
+    // `.` and `..` are valid versions but would be resolved as dot-segments by clients.
+    let v = match version {
+        "." => "%2E".to_owned(),
+        ".." => "%2E%2E".to_owned(),
+        v => utf8_percent_encode(v, SEGMENT).to_string(),
+    };
+    format!("/api/v1/projects/{project}/baselines/{benchmark}/versions/{v}")
 }
 
 fn actor(p: &Principal) -> Actor {
@@ -204,6 +205,7 @@ pub async fn upload(
                 git_sha: b.git_sha,
                 receipt,
                 wall_ms_median: i64::try_from(summary.wall_ms_median).unwrap_or(i64::MAX),
+                medians_json: summary.medians_json(),
                 metadata_json,
                 tags,
                 idempotency,
@@ -263,7 +265,8 @@ pub struct ListQuery {
 pub fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
     v.as_deref()
         .map(|s| {
-            parse_rfc3339(s).ok_or_else(|| {
+            // An unencoded '+' of an offset arrives as a space.
+            parse_rfc3339(&s.replace(' ', "+")).ok_or_else(|| {
                 ApiError::bad_request(format!("Invalid {field}: expected an RFC 3339 timestamp"))
             })
         })
@@ -318,7 +321,9 @@ pub async fn list(
         })
         .unwrap_or_default();
     validate_tags(&tags)?;
-    let limit = parse_limit(q.limit, 50, 1000)?;
+    let include_receipt = q.include_receipt.unwrap_or(false);
+    // Receipts can be large: pages that carry them are capped lower.
+    let limit = parse_limit(q.limit, 50, if include_receipt { 200 } else { 1000 })?;
     let offset = parse_offset(q.offset)?;
     let filter = ListFilter {
         project: project.into_string(),
@@ -330,7 +335,7 @@ pub async fn list(
         tags,
         since: parse_time("since", &q.since)?,
         until: parse_time("until", &q.until)?,
-        include_receipt: q.include_receipt.unwrap_or(false),
+        include_receipt,
         limit,
         offset,
     };
@@ -541,18 +546,18 @@ pub async fn trend(
         }
     };
     let (p, b) = (project.to_string(), benchmark.to_string());
-    let receipts = state
+    let medians = state
         .baselines
-        .read(RecentReceipts {
+        .read(RecentMedians {
             project,
             benchmark,
             window,
         })
         .await??;
-    let values: Vec<f64> = receipts
+    let values: Vec<f64> = medians
         .iter()
         .rev()
-        .filter_map(|r| receipt::metric_median(r, &q.metric))
+        .filter_map(|m| receipt::median_of(m, &q.metric))
         .collect();
     let analysis = trend::analyze(&q.metric, &values, threshold, critical_window);
     Ok(HttpResponse::Ok().json(serde_json::json!({
@@ -574,6 +579,10 @@ mod tests {
         assert_eq!(
             version_location("p", "render/md", "v 1?#%"),
             "/api/v1/projects/p/baselines/render/md/versions/v%201%3F%23%25"
+        );
+        assert_eq!(
+            version_location("p", "b", ".."),
+            "/api/v1/projects/p/baselines/b/versions/%2E%2E"
         );
     }
 

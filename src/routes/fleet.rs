@@ -181,27 +181,15 @@ pub async fn impact(
     check_dep_name(&dep)?;
     let q = query.into_inner();
     let limit = parse_limit(q.limit, 50, 1000)?;
-    let (mut events, mut projects, mut avg) = state
+    let (events, projects, avg) = state
         .fleet
         .read(Impact {
             dependency: dep.clone(),
             since: parse_time("since", &q.since)?,
             limit,
+            visible: principal.benchmarks.clone(),
         })
         .await??;
-    if let Some(f) = &principal.benchmarks {
-        // A restricted caller sees, and is summarised, only its benchmarks.
-        events.retain(|e| f.matches(&e.benchmark));
-        let mut p: Vec<&str> = events.iter().map(|e| e.project.as_str()).collect();
-        p.sort_unstable();
-        p.dedup();
-        projects = p.len() as i64;
-        avg = if events.is_empty() {
-            0.0
-        } else {
-            events.iter().map(|e| e.delta_pct).sum::<f64>() / events.len() as f64
-        };
-    }
     let list: Vec<DependencyEvent> = events.iter().map(DependencyEvent::from_row).collect();
     Ok(HttpResponse::Ok().json(json!({
         "dependency": dep,

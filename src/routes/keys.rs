@@ -107,6 +107,12 @@ pub async fn create_key(
     body: JsonBody<CreateKeyBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&principal)?;
+    if principal.benchmarks.is_some() {
+        // Such a key could otherwise mint a key wider than itself.
+        return Err(ApiError::forbidden(
+            "Keys restricted to some benchmarks cannot create keys",
+        ));
+    }
     let b = body.value;
     let new = validate_new_key(
         &b.description,

@@ -15,6 +15,8 @@ CREATE TABLE baselines (
     source         TEXT NOT NULL,
     promoted_from  TEXT,
     wall_ms_median BIGINT,
+    -- {"metric": median, ...} of the receipt's stats: trends read this, never the receipts.
+    medians        TEXT NOT NULL,
     created_at     BIGINT NOT NULL,
     updated_at     BIGINT NOT NULL,
     deleted_at     BIGINT

@@ -17,6 +17,15 @@ CREATE TABLE verdicts (
 -- The flakiness score reads the 19 newest verdicts of one benchmark through this index.
 CREATE INDEX verdicts_benchmark_idx ON verdicts (project, benchmark, created_at DESC, id DESC);
 CREATE INDEX verdicts_project_idx ON verdicts (project, created_at DESC, id DESC);
+-- Verdicts per (project, benchmark, status), kept with every insert: list totals and the
+-- benchmark names a restricted key may see come from here, not from a scan of the history.
+CREATE TABLE verdict_counts (
+    project   TEXT NOT NULL,
+    benchmark TEXT NOT NULL,
+    status    TEXT NOT NULL,
+    n         BIGINT NOT NULL,
+    PRIMARY KEY (project, benchmark, status)
+);
 
 -- Every recorded dependency change (the impact query reads them per dependency).
 CREATE TABLE dependency_events (
