@@ -59,6 +59,29 @@ test "$(curl -fs "$PERFGATE_SERVER_URL/projects/e2e/verdicts?benchmark=bench-a" 
   | python3 -c 'import json,sys;print(json.load(sys.stdin)["pagination"]["total"])')" -ge 2
 step baseline flaky --min-score 0.0
 
+# perfgate check with [baseline_server]: compares locally and posts its verdict to the server.
+cat > perfgate.toml <<TOML
+[defaults]
+repeat = 3
+warmup = 0
+
+[baseline_server]
+url = "$PERFGATE_SERVER_URL"
+api_key = "$KEY"
+project = "check-project"
+fallback_to_local = false
+
+[[bench]]
+name = "bench-a"
+command = ["true"]
+TOML
+printf '\n$ perfgate check --config perfgate.toml --bench bench-a --baseline run1.json\n'
+env -u PERFGATE_PROJECT -u PERFGATE_API_KEY -u PERFGATE_SERVER_URL \
+  "$PERFGATE" check --config perfgate.toml --bench bench-a --baseline run1.json || true  # exit code = verdict
+test "$(curl -fs "$PERFGATE_SERVER_URL/projects/check-project/verdicts" -H "Authorization: Bearer $KEY" \
+  | python3 -c 'import json,sys;print(json.load(sys.stdin)["pagination"]["total"])')" = 1
+echo "check posted its verdict"
+
 # Fleet: the same dependency upgrade in two projects.
 cat > old.lock <<'LOCK'
 version = 3
