@@ -16,18 +16,21 @@ COPY examples ./examples
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin perfgate-server
 
 FROM debian:bookworm-slim
+# Debian's security updates replace these versions; pinning them would break rebuilds.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin perfgate \
+    && groupadd --system --gid 10001 perfgate \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /data --shell /usr/sbin/nologin perfgate \
     && mkdir -p /data && chown perfgate /data
 COPY --from=builder /src/target/release/perfgate-server /usr/local/bin/perfgate-server
 WORKDIR /data
-USER perfgate
+USER 10001:10001
 ENV PERFGATE_BIND=0.0.0.0:8080 \
     PERFGATE_DATABASE_URL=/data/perfgate.db
 EXPOSE 8080
 VOLUME ["/data"]
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-    CMD curl -fsS http://127.0.0.1:8080/health || exit 1
+    CMD ["curl", "-fsS", "http://127.0.0.1:8080/health"]
 ENTRYPOINT ["/usr/local/bin/perfgate-server"]

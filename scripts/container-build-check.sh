@@ -36,6 +36,7 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+trap 'echo "container-build-check: FAIL: line $LINENO: \`$BASH_COMMAND\` failed" >&2' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -93,13 +94,17 @@ if [ ${#AS_USER[@]} -gt 0 ]; then
     kill -0 "$RUN_PID" 2>/dev/null || break
     sleep 0.1
   done
-  [ -n "$SRV_PID" ] || fail "server process did not appear under runuser (pid $RUN_PID)"
+  if [ -z "$SRV_PID" ]; then
+    kill -0 "$RUN_PID" 2>/dev/null && fail "server process did not appear under runuser (pid $RUN_PID)"
+    fail "server exited during start-up"
+  fi
 else
   SRV_PID=$RUN_PID
 fi
-SRV_USER=$(ps -o user= -p "$SRV_PID" | tr -d ' ')
-[ "$SRV_USER" = "$USER_NAME" ] || fail "server runs as '$SRV_USER', expected '$USER_NAME'"
-[ "$(ps -o uid= -p "$SRV_PID" | tr -d ' ')" -ne 0 ] || fail "server runs as root"
+SRV_UID=$(ps -o uid= -p "$SRV_PID" | tr -d ' ' || true)
+[ -n "$SRV_UID" ] || fail "server exited during start-up"
+[ "$SRV_UID" -ne 0 ] || fail "server runs as root"
+[ "$SRV_UID" = "$(id -u "$USER_NAME")" ] || fail "server runs as uid $SRV_UID, expected $USER_NAME"
 
 # 4. /health until 200, bounded.
 echo "==> waiting for GET /health"
@@ -129,7 +134,7 @@ fi
 # 6. SIGTERM: the server must drain and exit 0 within 30 s.
 echo "==> SIGTERM"
 start=$SECONDS
-kill -TERM "$SRV_PID"
+kill -TERM "$SRV_PID" || fail "could not send SIGTERM to the server (pid $SRV_PID): it had already exited"
 deadline=$((SECONDS + 30))
 while kill -0 "$SRV_PID" 2>/dev/null; do
   [ "$SECONDS" -lt "$deadline" ] || fail "server still running 30 s after SIGTERM"
