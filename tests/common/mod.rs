@@ -113,6 +113,38 @@ impl Server {
     }
 
     pub fn start_with(backend: Backend, extra: &[String]) -> Server {
+        let mut s = Self::prepare(backend, extra);
+        s.spawn();
+        s
+    }
+
+    /// Several servers started at the same moment (each on its own port), then awaited: for
+    /// replicas racing through start-up together.
+    pub fn start_together(backends: Vec<Backend>) -> Vec<Server> {
+        let mut args = Vec::new();
+        for k in standard_keys() {
+            args.push("--api-keys".to_owned());
+            args.push(k);
+        }
+        let mut servers: Vec<Server> = backends
+            .into_iter()
+            .map(|b| {
+                let mut s = Self::prepare(b, &args);
+                s.launch(free_port());
+                s
+            })
+            .collect();
+        for s in &mut servers {
+            assert!(
+                s.wait_healthy(Duration::from_secs(30)),
+                "replica did not become healthy:\n{}",
+                s.log()
+            );
+        }
+        servers
+    }
+
+    fn prepare(backend: Backend, extra: &[String]) -> Server {
         let dir = temp_dir(backend.name());
         let storage_args: Vec<String> = match &backend {
             Backend::Memory => vec!["--storage-type".into(), "memory".into()],
@@ -129,7 +161,7 @@ impl Server {
                 url.clone(),
             ],
         };
-        let mut s = Server {
+        Server {
             base: String::new(),
             port: 0,
             backend,
@@ -141,14 +173,26 @@ impl Server {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
-        };
-        s.spawn();
-        s
+        }
     }
 
     fn spawn(&mut self) {
         for attempt in 0..5 {
-            let port = free_port();
+            self.launch(free_port());
+            if self.wait_healthy(Duration::from_secs(30)) {
+                return;
+            }
+            let log = self.log();
+            self.kill();
+            if !log.contains("Address already in use") || attempt == 4 {
+                panic!("server did not become healthy:\n{log}");
+            }
+        }
+    }
+
+    /// Starts the process without waiting for it.
+    fn launch(&mut self, port: u16) {
+        {
             let log = std::fs::File::create(self.dir.join(format!("server-{port}.log"))).unwrap();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_perfgate-server"));
             cmd.args(&self.storage_args)
@@ -176,14 +220,6 @@ impl Server {
             self.child = Some(child);
             self.port = port;
             self.base = format!("http://127.0.0.1:{port}");
-            if self.wait_healthy(Duration::from_secs(30)) {
-                return;
-            }
-            let log = self.log();
-            self.kill();
-            if !log.contains("Address already in use") || attempt == 4 {
-                panic!("server did not become healthy:\n{log}");
-            }
         }
     }
 

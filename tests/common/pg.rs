@@ -52,7 +52,62 @@ fn as_postgres(root: bool, bin: &Path) -> Command {
     }
 }
 
-fn start_cluster() -> Result<String, String> {
+/// A running throwaway cluster.
+pub struct Cluster {
+    pub url: String,
+    data: PathBuf,
+    pg_ctl: PathBuf,
+    root: bool,
+    opts: String,
+    log: PathBuf,
+}
+
+impl Cluster {
+    /// `pg_ctl stop -m fast`: the database goes away under the servers using it.
+    pub fn stop(&self) {
+        let ok = as_postgres(self.root, &self.pg_ctl)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "pg_ctl stop failed");
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn start(&self) {
+        let ok = as_postgres(self.root, &self.pg_ctl)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-o", &self.opts, "-l"])
+            .arg(&self.log)
+            .args(["-w", "-t", "60", "start"])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "pg_ctl start failed");
+    }
+}
+
+/// A cluster of its own (for tests that stop it), or `None` when PostgreSQL is unavailable and
+/// not required.
+pub fn dedicated_cluster() -> Option<Cluster> {
+    match start_cluster() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            if required() {
+                panic!("PERFGATE_REQUIRE_POSTGRES=1 but no PostgreSQL could be started: {e}");
+            }
+            eprintln!("\n!!! SKIPPING a PostgreSQL test: no local cluster ({e}).\n");
+            None
+        }
+    }
+}
+
+fn start_cluster() -> Result<Cluster, String> {
     let initdb = find_bin("initdb").ok_or("initdb not found")?;
     let pg_ctl = find_bin("pg_ctl").ok_or("pg_ctl not found")?;
     let root = is_root();
@@ -148,7 +203,14 @@ fn start_cluster() -> Result<String, String> {
             .spawn()
             .map_err(|e| format!("watchdog: {e}"))?;
     }
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+    Ok(Cluster {
+        url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        data,
+        pg_ctl,
+        root,
+        opts,
+        log: dir.join("pg.log"),
+    })
 }
 
 /// URL of a maintenance database on the test server, once per process.
@@ -160,7 +222,7 @@ pub fn base_url() -> Option<String> {
             }
         }
         match start_cluster() {
-            Ok(url) => Some(url),
+            Ok(c) => Some(c.url),
             Err(e) => {
                 if required() {
                     panic!("PERFGATE_REQUIRE_POSTGRES=1 but no PostgreSQL could be started: {e}");
