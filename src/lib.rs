@@ -27,6 +27,7 @@ pub mod middleware;
 pub mod ops;
 pub mod routes;
 pub mod server;
+pub mod transfer;
 
 pub use config::{ConfigError, LogFormat, ServerConfig, StorageBackend};
 pub use server::{run_server, ServerError};

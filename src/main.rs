@@ -30,6 +30,16 @@ enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Write every table (baselines, verdicts, fleet events, keys as hashes, audit) as JSON lines to stdout
+    Export {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Read JSON lines from `export` on stdin into the database (idempotent)
+    Import {
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Mint an HS256 JWT for testing (`Authorization: Token <jwt>`)
     Token {
         /// Shared secret (as given to the server's --jwt-secret) [env: PERFGATE_JWT_SECRET]
@@ -296,6 +306,35 @@ fn run_command(cmd: Command) -> ExitCode {
                 }
             }
         },
+        Command::Export { db } => {
+            let cfg = match db_config(&db) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match ops::export(&cfg, &mut out) {
+                Ok(n) => {
+                    eprintln!("exported {n} rows");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Import { db } => {
+            let cfg = match db_config(&db) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let stdin = std::io::stdin();
+            match ops::import(&cfg, stdin.lock()) {
+                Ok(n) => {
+                    eprintln!("imported {n} rows (rows already present were kept)");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::Token {
             secret,
             project,

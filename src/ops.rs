@@ -115,3 +115,17 @@ pub fn token(r: &TokenRequest<'_>) -> Result<String, String> {
     };
     mint(r.secret, &claims).map_err(|e| e.to_string())
 }
+
+/// `perfgate-server export`: the whole database as JSON lines on `out`.
+pub fn export(cfg: &ServerConfig, out: &mut impl std::io::Write) -> Result<u64, String> {
+    let storage = open(cfg)?;
+    let mut c = storage.read_pool.get().map_err(|e| e.to_string())?;
+    crate::transfer::export(&mut c, out).map_err(|e| format!("export failed: {e}"))
+}
+
+/// `perfgate-server import`: JSON lines from `input` into the database (idempotent).
+pub fn import(cfg: &ServerConfig, input: impl std::io::BufRead) -> Result<u64, String> {
+    let storage = open(cfg)?;
+    let mut c = storage.write_pool.get().map_err(|e| e.to_string())?;
+    crate::transfer::import(&mut c, input).map_err(|e| format!("import failed: {e}"))
+}

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use super::schema::audit_events;
 use super::DbConn;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = audit_events)]
 pub struct AuditRow {
     pub id: String,

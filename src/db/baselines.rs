@@ -9,7 +9,7 @@ use crate::on_backend;
 
 type Db = <DbConn as Connection>::Backend;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = baselines)]
 pub struct BaselineRow {
     pub id: String,

@@ -7,7 +7,7 @@ use super::DbConn;
 use crate::domain::fleet::{Entry, Group};
 use crate::on_backend;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = dependency_events)]
 pub struct EventRow {
     pub id: String,
@@ -22,7 +22,7 @@ pub struct EventRow {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = fleet_groups)]
 pub struct GroupRow {
     pub group_key: String,
@@ -38,7 +38,7 @@ pub struct GroupRow {
     pub last_seen: i64,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = fleet_members)]
 pub struct MemberRow {
     pub group_key: String,

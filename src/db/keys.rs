@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use super::schema::api_keys;
 use super::DbConn;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = api_keys)]
 pub struct KeyRow {
     pub id: String,

@@ -42,6 +42,8 @@ pub fn fixture_text(name: &str) -> String {
 pub enum Backend {
     Memory,
     Sqlite,
+    /// An existing SQLite file.
+    SqliteAt(String),
     /// A database URL of its own.
     Postgres(String),
 }
@@ -55,7 +57,7 @@ impl Backend {
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Memory => "memory",
-            Backend::Sqlite => "sqlite",
+            Backend::Sqlite | Backend::SqliteAt(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
     }
@@ -153,6 +155,12 @@ impl Server {
                 "sqlite".into(),
                 "--database-url".into(),
                 dir.join("perfgate.db").to_string_lossy().into_owned(),
+            ],
+            Backend::SqliteAt(path) => vec![
+                "--storage-type".into(),
+                "sqlite".into(),
+                "--database-url".into(),
+                path.clone(),
             ],
             Backend::Postgres(url) => vec![
                 "--storage-type".into(),

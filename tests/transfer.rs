@@ -1,0 +1,221 @@
+//! `export` / `import`: a populated SQLite database moved to PostgreSQL (and to another SQLite
+//! file) answers every API call exactly as before; importing twice changes nothing.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+const P: &str = "/api/v1/projects/proj/baselines";
+
+fn cli(args: &[&str], stdin: Option<&std::path::Path>) -> (Option<i32>, Vec<u8>, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_perfgate-server"));
+    c.args(args).env_remove("PERFGATE_DATABASE_URL");
+    if let Some(f) = stdin {
+        c.stdin(Stdio::from(std::fs::File::open(f).unwrap()));
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn populate(s: &Server) -> String {
+    let r1 = fixture("run-bench-a-1.json");
+    let r2 = fixture("run-bench-a-2.json");
+    for (i, (bench, r)) in [
+        ("bench-a", &r1),
+        ("bench-a", &r2),
+        ("render/md", &r1),
+        ("bench-b", &r2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut body = upload_body(bench, Some(&format!("v{i}")), r);
+        body["tags"] = json!(["nightly", format!("t{i}")]);
+        body["metadata"] = json!({"runner": format!("r{i}")});
+        body["git_ref"] = json!("refs/heads/main");
+        let r = s
+            .http
+            .post(s.url(P))
+            .bearer_auth(ADMIN)
+            .header("idempotency-key", format!("idem-{i}"))
+            .json(&body)
+            .send()
+            .unwrap();
+        expect(r, 201);
+    }
+    expect(s.upload(ADMIN, "other", "bench-z", None, &r1), 201);
+    expect(
+        s.post(
+            ADMIN,
+            &format!("{P}/bench-a/promote"),
+            &json!({"from_version": "v0", "to_version": "stable", "tags": ["release"]}),
+        ),
+        201,
+    );
+    expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/v1")), 200);
+    for (bench, status, cv) in [
+        ("bench-a", "pass", 0.1),
+        ("bench-a", "fail", 0.5),
+        ("bench-b", "warn", 0.2),
+    ] {
+        let v = json!({"benchmark": bench, "run_id": "r", "status": status,
+                       "counts": {"pass": 1, "warn": 0, "fail": 0, "skip": 0}, "reasons": ["x"], "wall_ms_cv": cv});
+        expect(s.post(CONTRIB, "/api/v1/projects/proj/verdicts", &v), 201);
+    }
+    for (p, d) in [("proj", 10.0), ("other", 20.0), ("third", -1.0)] {
+        let e = json!({"project": p, "benchmark": "bench-a", "metric": "wall_ms", "delta_pct": d,
+                       "dependency_changes": [{"name": "serde", "old_version": "1.0", "new_version": "1.1"}]});
+        expect(s.post(ADMIN, "/api/v1/fleet/dependency-event", &e), 201);
+    }
+    let k = expect(
+        s.post(
+            ADMIN,
+            "/api/v1/keys",
+            &json!({"description": "moves", "role": "viewer", "project": "proj"}),
+        ),
+        201,
+    );
+    let gone = expect(
+        s.post(
+            ADMIN,
+            "/api/v1/keys",
+            &json!({"description": "gone", "role": "viewer", "project": "*"}),
+        ),
+        201,
+    );
+    expect(
+        s.delete(
+            ADMIN,
+            &format!("/api/v1/keys/{}", gone["id"].as_str().unwrap()),
+        ),
+        200,
+    );
+    k["key"].as_str().unwrap().to_owned()
+}
+
+/// Every read answer that should survive the move.
+fn snapshot(s: &Server) -> Vec<(String, String)> {
+    let paths = [
+        format!("{P}?include_receipt=true&limit=200"),
+        format!("{P}?tags=nightly"),
+        "/api/v1/projects/other/baselines".to_owned(),
+        format!("{P}/bench-a/latest"),
+        format!("{P}/render/md/latest"),
+        format!("{P}/bench-a/versions/v0"),
+        format!("{P}/bench-a/versions/stable"),
+        format!("{P}/bench-a/versions/v1"),
+        format!("{P}/bench-a/trend?metric=wall_ms"),
+        "/api/v1/projects/proj/verdicts".to_owned(),
+        "/api/v1/projects/proj/verdicts?benchmark=bench-a".to_owned(),
+        "/api/v1/fleet/alerts?min_affected=1".to_owned(),
+        "/api/v1/fleet/dependency/serde/impact".to_owned(),
+        "/api/v1/audit?limit=1000".to_owned(),
+        "/api/v1/keys".to_owned(),
+    ];
+    paths
+        .iter()
+        .map(|p| {
+            let r = s
+                .http
+                .get(s.url(p))
+                .bearer_auth(ADMIN)
+                .header("x-request-id", "snapshot")
+                .send()
+                .unwrap();
+            (
+                p.clone(),
+                format!("{} {}", r.status().as_u16(), r.text().unwrap()),
+            )
+        })
+        .collect()
+}
+
+fn check_move(target: Backend) {
+    let mut src = Server::start(Backend::Sqlite);
+    let moved_key = populate(&src);
+    let before = snapshot(&src);
+    src.kill();
+    let db = src.dir.join("perfgate.db");
+    let dump = src.dir.join("dump.jsonl");
+    let (code, out, err) = cli(&["export", "--database-url", db.to_str().unwrap()], None);
+    assert_eq!(code, Some(0), "{err}");
+    std::fs::write(&dump, &out).unwrap();
+    let lines = String::from_utf8(out).unwrap();
+    assert!(lines.lines().next().unwrap().contains("perfgate-export"));
+    assert!(!lines.contains(&moved_key), "keys travel as hashes only");
+
+    let target_url = match &target {
+        Backend::Postgres(url) => url.clone(),
+        _ => src.dir.join("target.db").to_string_lossy().into_owned(),
+    };
+    for round in 0..2 {
+        let (code, _, err) = cli(&["import", "--database-url", &target_url], Some(&dump));
+        assert_eq!(code, Some(0), "import round {round}: {err}");
+    }
+    let dst = match target {
+        Backend::Postgres(url) => Server::start(Backend::Postgres(url)),
+        _ => Server::start(Backend::SqliteAt(target_url.clone())),
+    };
+    let after = snapshot(&dst);
+    for ((path, a), (_, b)) in before.iter().zip(&after) {
+        assert_eq!(a, b, "answer to {path} changed after the move");
+    }
+    expect(dst.get(&moved_key, P), 200);
+    // New writes keep working on the target (counters and uniqueness intact).
+    expect_error(
+        dst.upload(
+            ADMIN,
+            "proj",
+            "bench-a",
+            Some("v1"),
+            &fixture("run-bench-a-1.json"),
+        ),
+        409,
+        "conflict",
+    );
+    expect(
+        dst.upload(
+            ADMIN,
+            "proj",
+            "bench-a",
+            Some("v9"),
+            &fixture("run-bench-a-1.json"),
+        ),
+        201,
+    );
+    let l = expect(dst.get(ADMIN, &format!("{P}?benchmark=bench-a")), 200);
+    assert_eq!(l["pagination"]["total"], 3);
+}
+
+#[test]
+fn sqlite_to_postgres_answers_identically() {
+    if let Some(pg) = Backend::postgres() {
+        check_move(pg);
+    }
+}
+
+#[test]
+fn sqlite_to_sqlite_answers_identically() {
+    check_move(Backend::Sqlite);
+}
+
+#[test]
+fn import_refuses_foreign_input() {
+    let dir = temp_dir("bad-import");
+    let f = dir.join("bad.jsonl");
+    std::fs::write(&f, "{\"hello\": 1}\n").unwrap();
+    let db = dir.join("t.db");
+    let (code, _, err) = cli(
+        &["import", "--database-url", db.to_str().unwrap()],
+        Some(&f),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a perfgate-server export"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
