@@ -78,7 +78,7 @@ pub struct ServerConfig {
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
     /// Seconds in-flight requests get to finish on SIGTERM/Ctrl-C.
-    pub shutdown_grace: u64,
+    pub shutdown_timeout: u64,
     /// HS256 secret for static JWTs (`Authorization: Token <jwt>`).
     pub jwt_secret: Option<String>,
     /// Required `iss` of static JWTs.
@@ -129,7 +129,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("write_shards", &self.write_shards)
             .field("max_in_flight", &self.max_in_flight)
             .field("workers", &self.workers)
-            .field("shutdown_grace", &self.shutdown_grace)
+            .field("shutdown_timeout", &self.shutdown_timeout)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
@@ -207,7 +207,7 @@ impl Default for ServerConfig {
             write_shards: 2,
             max_in_flight: 1024,
             workers: 0,
-            shutdown_grace: 30,
+            shutdown_timeout: 30,
             jwt_secret: None,
             jwt_issuer: None,
             jwt_audience: None,
@@ -241,7 +241,7 @@ const ENV_KEYS: &[&str] = &[
     "write_shards",
     "max_in_flight",
     "workers",
-    "shutdown_grace",
+    "shutdown_timeout",
     "jwt_secret",
     "jwt_issuer",
     "jwt_audience",

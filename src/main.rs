@@ -185,7 +185,7 @@ struct ServeArgs {
     /// Seconds in-flight requests get to finish on shutdown [default: 30]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    shutdown_grace: Option<u64>,
+    shutdown_timeout: Option<u64>,
     /// HS256 secret for static JWTs (at least 32 bytes)
     #[arg(long, value_name = "SECRET")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -197,7 +197,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             .wrap(Condition::new(cors, cors_layer()))
             .wrap(from_fn(request_context))
     })
-    .shutdown_timeout(config.shutdown_grace)
+    .shutdown_timeout(config.shutdown_timeout)
     .client_request_timeout(Duration::from_secs(10))
     .client_disconnect_timeout(Duration::from_secs(2));
     if config.workers > 0 {
