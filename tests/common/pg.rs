@@ -43,13 +43,16 @@ fn is_root() -> bool {
 }
 
 fn as_postgres(root: bool, bin: &Path) -> Command {
-    if root {
+    let mut c = if root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(bin);
         c
     } else {
         Command::new(bin)
-    }
+    };
+    // The postgres user may not be allowed into the test's working directory.
+    c.current_dir("/");
+    c
 }
 
 /// A running throwaway cluster.
