@@ -241,11 +241,12 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn db_config(db: &DbArgs) -> Result<ServerConfig, ExitCode> {
-    ServerConfig::load(db.config.as_deref(), db).map_err(fail)
+fn db_config(db: &DbArgs) -> Result<ServerConfig, String> {
+    ServerConfig::load(db.config.as_deref(), db).map_err(|e| e.to_string())
 }
 
-fn run_command(cmd: Command) -> ExitCode {
+/// Runs an operator command; an `Err` is printed as one line and exits with 2.
+fn run_command(cmd: Command) -> Result<(), String> {
     match cmd {
         Command::Keys { action } => match action {
             KeysCommand::Create {
@@ -256,84 +257,40 @@ fn run_command(cmd: Command) -> ExitCode {
                 pattern,
                 expires_at,
             } => {
-                let cfg = match db_config(&db) {
-                    Ok(c) => c,
-                    Err(code) => return code,
-                };
-                match ops::keys_create(
-                    &cfg,
+                let k = ops::keys_create(
+                    &db_config(&db)?,
                     &role,
                     &project,
                     &description,
                     pattern.as_deref(),
                     expires_at.as_deref(),
-                ) {
-                    Ok(k) => {
-                        eprintln!(
-                            "created key {} (role {}, project {}); it is shown only once:",
-                            k.row.id, k.row.role, k.row.project
-                        );
-                        println!("{}", k.key);
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
+                )?;
+                eprintln!(
+                    "created key {} (role {}, project {}); it is shown only once:",
+                    k.row.id, k.row.role, k.row.project
+                );
+                println!("{}", k.key);
             }
             KeysCommand::List { db } => {
-                let cfg = match db_config(&db) {
-                    Ok(c) => c,
-                    Err(code) => return code,
-                };
-                match ops::keys_list(&cfg) {
-                    Ok(keys) => {
-                        println!("{}", serde_json::json!({ "keys": keys }));
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
+                let keys = ops::keys_list(&db_config(&db)?)?;
+                println!("{}", serde_json::json!({ "keys": keys }));
             }
             KeysCommand::Revoke { db, id } => {
-                let cfg = match db_config(&db) {
-                    Ok(c) => c,
-                    Err(code) => return code,
-                };
-                match ops::keys_revoke(&cfg, &id) {
-                    Ok(row) => {
-                        println!("revoked {}", row.id);
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
+                let row = ops::keys_revoke(&db_config(&db)?, &id)?;
+                println!("revoked {}", row.id);
             }
         },
         Command::Export { db } => {
-            let cfg = match db_config(&db) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
+            let cfg = db_config(&db)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            match ops::export(&cfg, &mut out) {
-                Ok(n) => {
-                    eprintln!("exported {n} rows");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
+            let n = ops::export(&cfg, &mut out)?;
+            eprintln!("exported {n} rows");
         }
         Command::Import { db } => {
-            let cfg = match db_config(&db) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let stdin = std::io::stdin();
-            match ops::import(&cfg, stdin.lock()) {
-                Ok(n) => {
-                    eprintln!("imported {n} rows (rows already present were kept)");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
+            let cfg = db_config(&db)?;
+            let n = ops::import(&cfg, std::io::stdin().lock())?;
+            eprintln!("imported {n} rows (rows already present were kept)");
         }
         Command::Token {
             secret,
@@ -344,10 +301,10 @@ fn run_command(cmd: Command) -> ExitCode {
             audience,
             ttl,
         } => {
-            let Some(secret) = secret.or_else(|| std::env::var("PERFGATE_JWT_SECRET").ok()) else {
-                return fail("--secret (or PERFGATE_JWT_SECRET) is required");
-            };
-            match ops::token(&ops::TokenRequest {
+            let secret = secret
+                .or_else(|| std::env::var("PERFGATE_JWT_SECRET").ok())
+                .ok_or("--secret (or PERFGATE_JWT_SECRET) is required")?;
+            let t = ops::token(&ops::TokenRequest {
                 secret: &secret,
                 sub: &sub,
                 project: &project,
@@ -355,21 +312,20 @@ fn run_command(cmd: Command) -> ExitCode {
                 issuer: issuer.as_deref(),
                 audience: audience.as_deref(),
                 ttl: std::time::Duration::from_secs(ttl),
-            }) {
-                Ok(t) => {
-                    println!("{t}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
+            })?;
+            println!("{t}");
         }
     }
+    Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(cmd) = cli.command {
-        return run_command(cmd);
+        return match run_command(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
     }
     let mut args = cli.serve;
     if args.no_cors {
