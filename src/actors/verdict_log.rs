@@ -104,8 +104,7 @@ impl Op<VerdictLog> for List {
         read_tx(&mut c, |c| {
             if let Some(f) = &self.visible {
                 let names = q::benchmark_names(c, &self.filter.project)?;
-                self.filter.allowed_benchmarks =
-                    Some(names.into_iter().filter(|n| f.matches(n)).collect());
+                self.filter.allowed_benchmarks = Some(f.visible(names));
             }
             Ok(q::list(c, &self.filter)?)
         })

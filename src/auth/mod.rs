@@ -133,6 +133,11 @@ impl BenchFilter {
     pub fn matches(&self, benchmark: &str) -> bool {
         self.regex.is_match(benchmark)
     }
+
+    /// The names this filter lets through (lists of a restricted caller are limited to them).
+    pub fn visible(&self, names: Vec<String>) -> Vec<String> {
+        names.into_iter().filter(|n| self.matches(n)).collect()
+    }
 }
 
 /// An authenticated caller.
