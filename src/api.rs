@@ -8,7 +8,7 @@ use crate::domain::time::to_rfc3339;
 
 pub const BASELINE_SCHEMA_V1: &str = "perfgate.baseline.v1";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct UploadResponse {
     pub id: String,
     pub benchmark: String,
@@ -17,7 +17,7 @@ pub struct UploadResponse {
     pub etag: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PromoteResponse {
     pub id: String,
     pub benchmark: String,
@@ -27,7 +27,7 @@ pub struct PromoteResponse {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeleteResponse {
     pub deleted: bool,
     pub id: String,
@@ -50,8 +50,9 @@ fn raw(s: &str) -> &RawValue {
 }
 
 /// The full record of latest/version, with the stored receipt bytes embedded verbatim.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BaselineRecord<'a> {
+    #[schema(value_type = String)]
     schema: &'static str,
     id: &'a str,
     project: &'a str,
@@ -61,8 +62,11 @@ pub struct BaselineRecord<'a> {
     git_ref: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     git_sha: Option<&'a str>,
+    #[schema(value_type = Object)]
     receipt: &'a RawValue,
+    #[schema(value_type = Object)]
     metadata: &'a RawValue,
+    #[schema(value_type = Object)]
     tags: &'a RawValue,
     created_at: String,
     updated_at: String,
@@ -93,7 +97,7 @@ impl<'a> BaselineRecord<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BaselineSummary<'a> {
     id: &'a str,
     benchmark: &'a str,
@@ -101,8 +105,10 @@ pub struct BaselineSummary<'a> {
     created_at: String,
     git_ref: Option<&'a str>,
     git_sha: Option<&'a str>,
+    #[schema(value_type = Object)]
     tags: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     receipt: Option<&'a RawValue>,
 }
 
@@ -121,7 +127,7 @@ impl<'a> BaselineSummary<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Pagination {
     pub total: u64,
     pub offset: u64,
@@ -142,13 +148,13 @@ impl Pagination {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListBaselinesResponse<'a> {
     pub baselines: Vec<BaselineSummary<'a>>,
     pub pagination: Pagination,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct KeyEntry {
     pub id: String,
     pub key_prefix: String,
@@ -180,7 +186,7 @@ impl KeyEntry {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreateKeyResponse {
     pub id: String,
     pub key: String,
@@ -194,7 +200,7 @@ pub struct CreateKeyResponse {
     pub expires_at: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuditEvent<'a> {
     pub id: &'a str,
     pub timestamp: String,
@@ -203,6 +209,7 @@ pub struct AuditEvent<'a> {
     pub resource_type: &'a str,
     pub resource_id: &'a str,
     pub project: &'a str,
+    #[schema(value_type = Object)]
     pub metadata: &'a RawValue,
 }
 
@@ -225,15 +232,18 @@ pub const VERDICT_SCHEMA_V1: &str = "perfgate.verdict.v1";
 pub const DEPENDENCY_EVENT_SCHEMA_V1: &str = "perfgate.dependency_event.v1";
 pub const FLEET_ALERT_SCHEMA_V1: &str = "perfgate.fleet_alert.v1";
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct VerdictRecord<'a> {
+    #[schema(value_type = String)]
     schema: &'static str,
     id: &'a str,
     project: &'a str,
     benchmark: &'a str,
     run_id: &'a str,
     status: &'a str,
+    #[schema(value_type = Object)]
     counts: &'a RawValue,
+    #[schema(value_type = Object)]
     reasons: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     git_ref: Option<&'a str>,
@@ -266,8 +276,9 @@ impl<'a> VerdictRecord<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DependencyEvent<'a> {
+    #[schema(value_type = String)]
     schema: &'static str,
     id: &'a str,
     project: &'a str,
@@ -299,7 +310,7 @@ impl<'a> DependencyEvent<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AffectedProject<'a> {
     project: &'a str,
     benchmark: &'a str,
@@ -307,8 +318,9 @@ pub struct AffectedProject<'a> {
     delta_pct: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FleetAlert<'a> {
+    #[schema(value_type = String)]
     schema: &'static str,
     id: &'a str,
     dependency: &'a str,

@@ -518,3 +518,77 @@ fn metrics_use_route_templates_and_bounded_labels() {
         .count();
     assert!(series < 12, "bounded label sets: {series}");
 }
+
+#[test]
+fn openapi_document_matches_the_router_both_ways() {
+    use std::collections::BTreeSet;
+    let s = Server::start(Backend::Memory);
+    let r = s.http.get(s.url("/api/v1/openapi.json")).send().unwrap();
+    assert_eq!(r.status(), 200, "the document is open");
+    let doc: Value = r.json().unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = BTreeSet::new();
+    let mut operation_ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if ["get", "post", "put", "patch", "delete", "head", "options"]
+                .contains(&method.as_str())
+            {
+                documented.insert((method.to_uppercase(), path.clone()));
+                let id = op["operationId"].as_str().unwrap().to_owned();
+                assert!(
+                    operation_ids.insert(id.clone()),
+                    "duplicate operationId {id}"
+                );
+            }
+        }
+    }
+    let routed: BTreeSet<(String, String)> =
+        perfgate_server::routes::routes().into_iter().collect();
+    assert_eq!(
+        documented.difference(&routed).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "documented but not routed"
+    );
+    assert_eq!(
+        routed.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "routed but not documented"
+    );
+    // Every documented route answers on the real server (401/200/4xx, never "no route" or 405).
+    for (method, path) in &documented {
+        let url = path
+            .replace("{project}", "proj")
+            .replace("{benchmark}", "bench-a")
+            .replace("{version}", "v1")
+            .replace("{id}", "00000000000000000000000000000000")
+            .replace("{dep}", "serde");
+        let req = match method.as_str() {
+            "GET" => s.http.get(s.url(&url)),
+            "POST" => s.http.post(s.url(&url)),
+            "DELETE" => s.http.delete(s.url(&url)),
+            m => panic!("{m}"),
+        };
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().unwrap();
+        assert_ne!(status, 405, "{method} {path}");
+        assert!(
+            !body.contains("No route for"),
+            "{method} {path} is not routed: {body}"
+        );
+    }
+    // The wire types are described.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "BaselineRecord",
+        "UploadBody",
+        "UploadResponse",
+        "ErrorBody",
+        "FleetAlert",
+        "VerdictRecord",
+    ] {
+        assert!(schemas.contains_key(name), "schema {name} missing");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}

@@ -16,7 +16,8 @@ use crate::server::AppState;
 const ACTIONS: &[&str] = &["create", "update", "delete", "promote"];
 const RESOURCES: &[&str] = &["baseline", "key", "verdict", "decision"];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     project: Option<String>,
     action: Option<String>,
@@ -28,6 +29,9 @@ pub struct AuditQuery {
     offset: Option<i64>,
 }
 
+#[utoipa::path(get, operation_id = "audit_list_audit", path = "/api/v1/audit", tag = "audit", security(("bearer" = []), ("token" = [])),
+    params(AuditQuery),
+    responses((status = 200, description = "Events newest first", body = crate::openapi::ListAuditResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn list_audit(
     principal: Principal,
     state: web::Data<AppState>,

@@ -120,7 +120,7 @@ fn record_response(req: &HttpRequest, row: &BaselineRow) -> HttpResponse {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct UploadBody {
     benchmark: String,
     #[serde(default)]
@@ -129,6 +129,8 @@ pub struct UploadBody {
     git_ref: Option<String>,
     #[serde(default)]
     git_sha: Option<String>,
+    /// A `perfgate.run.v1` receipt, stored byte for byte.
+    #[schema(value_type = Object)]
     receipt: Box<RawValue>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
@@ -138,6 +140,10 @@ pub struct UploadBody {
     normalize: Option<bool>,
 }
 
+#[utoipa::path(post, operation_id = "baselines_upload", path = "/api/v1/projects/{project}/baselines", tag = "baselines", security(("bearer" = []), ("token" = [])),
+    params(("project" = String, Path, description = "Project name"), ("Idempotency-Key" = Option<String>, Header, description = "Retry key: the same key and body return the first 201")),
+    request_body = UploadBody,
+    responses((status = 201, description = "Stored", body = crate::api::UploadResponse), (status = 409, description = "Version exists", body = crate::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::openapi::ErrorBody), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape or receipt", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn upload(
     principal: Principal,
     state: web::Data<AppState>,
@@ -248,7 +254,8 @@ pub async fn upload(
         .json(r))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     benchmark: Option<String>,
     benchmark_prefix: Option<String>,
@@ -293,6 +300,9 @@ pub fn parse_offset(offset: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+#[utoipa::path(get, operation_id = "baselines_list", path = "/api/v1/projects/{project}/baselines", tag = "baselines", security(("bearer" = []), ("token" = [])),
+    params(("project" = String, Path, description = "Project name"), ListQuery),
+    responses((status = 200, description = "One page, newest first", body = crate::api::ListBaselinesResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn list(
     principal: Principal,
     state: web::Data<AppState>,
@@ -365,6 +375,9 @@ fn bench_path(
     Ok((project, benchmark))
 }
 
+#[utoipa::path(get, operation_id = "baselines_latest", path = "/api/v1/projects/{project}/baselines/{benchmark}/latest", tag = "baselines", security(("bearer" = []), ("token" = [])),
+    params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)"), ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy")),
+    responses((status = 200, description = "The latest version", body = crate::api::BaselineRecord), (status = 304, description = "Not modified"), (status = 404, description = "No version", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn latest(
     principal: Principal,
     state: web::Data<AppState>,
@@ -385,6 +398,9 @@ pub async fn latest(
     }
 }
 
+#[utoipa::path(get, operation_id = "baselines_get_version", path = "/api/v1/projects/{project}/baselines/{benchmark}/versions/{version}", tag = "baselines", security(("bearer" = []), ("token" = [])),
+    params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)"), ("version" = String, Path, description = "Version"), ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy")),
+    responses((status = 200, description = "The version", body = crate::api::BaselineRecord), (status = 304, description = "Not modified"), (status = 404, description = "No such version", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn get_version(
     principal: Principal,
     state: web::Data<AppState>,
@@ -408,6 +424,9 @@ pub async fn get_version(
     }
 }
 
+#[utoipa::path(delete, operation_id = "baselines_delete_version", path = "/api/v1/projects/{project}/baselines/{benchmark}/versions/{version}", tag = "baselines", security(("bearer" = []), ("token" = [])),
+    params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)"), ("version" = String, Path, description = "Version")),
+    responses((status = 200, description = "Soft-deleted", body = crate::api::DeleteResponse), (status = 404, description = "No live version", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn delete_version(
     principal: Principal,
     state: web::Data<AppState>,
@@ -438,7 +457,7 @@ pub async fn delete_version(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PromoteBody {
     from_version: String,
     to_version: String,
@@ -452,6 +471,9 @@ pub struct PromoteBody {
     normalize: Option<bool>,
 }
 
+#[utoipa::path(post, operation_id = "baselines_promote", path = "/api/v1/projects/{project}/baselines/{benchmark}/promote", tag = "baselines", security(("bearer" = []), ("token" = [])),
+    params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)")), request_body = PromoteBody,
+    responses((status = 201, description = "Promoted", body = crate::api::PromoteResponse), (status = 404, description = "Source missing", body = crate::openapi::ErrorBody), (status = 409, description = "Target exists", body = crate::openapi::ErrorBody), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn promote(
     principal: Principal,
     state: web::Data<AppState>,
@@ -503,7 +525,8 @@ pub async fn promote(
     Ok(res)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TrendQuery {
     metric: String,
     window: Option<i64>,
@@ -513,6 +536,9 @@ pub struct TrendQuery {
 
 /// `GET …/baselines/{benchmark}/trend`: a metric's medians over the newest `window` versions,
 /// oldest first, with the drift analysis.
+#[utoipa::path(get, operation_id = "baselines_trend", path = "/api/v1/projects/{project}/baselines/{benchmark}/trend", tag = "baselines", security(("bearer" = []), ("token" = [])),
+    params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)"), TrendQuery),
+    responses((status = 200, description = "Series and drift analysis", body = crate::openapi::TrendResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn trend(
     principal: Principal,
     state: web::Data<AppState>,

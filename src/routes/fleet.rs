@@ -19,7 +19,7 @@ use crate::domain::time::now_micros;
 use crate::error::ApiError;
 use crate::server::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Change {
     name: String,
     #[serde(default)]
@@ -28,7 +28,7 @@ pub struct Change {
     new_version: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RecordBody {
     project: String,
     benchmark: String,
@@ -47,6 +47,9 @@ fn check_dep_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(post, operation_id = "fleet_record", path = "/api/v1/fleet/dependency-event", tag = "fleet", security(("bearer" = []), ("token" = [])),
+    request_body = RecordBody,
+    responses((status = 201, description = "One event per change", body = crate::openapi::RecordedResponse), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn record(
     principal: Principal,
     state: web::Data<AppState>,
@@ -127,13 +130,17 @@ fn require_global_read(p: &Principal) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AlertsQuery {
     min_affected: Option<i64>,
     since: Option<String>,
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, operation_id = "fleet_alerts", path = "/api/v1/fleet/alerts", tag = "fleet", security(("bearer" = []), ("token" = [])),
+    params(AlertsQuery),
+    responses((status = 200, description = "Alerts, most confident first", body = crate::openapi::ListAlertsResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn alerts(
     principal: Principal,
     state: web::Data<AppState>,
@@ -164,12 +171,16 @@ pub async fn alerts(
     Ok(HttpResponse::Ok().json(json!({ "alerts": body })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImpactQuery {
     since: Option<String>,
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, operation_id = "fleet_impact", path = "/api/v1/fleet/dependency/{dep}/impact", tag = "fleet", security(("bearer" = []), ("token" = [])),
+    params(("dep" = String, Path, description = "Dependency name (may contain /)"), ImpactQuery),
+    responses((status = 200, description = "Events oldest first", body = crate::openapi::ImpactResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn impact(
     principal: Principal,
     state: web::Data<AppState>,

@@ -8,7 +8,18 @@ use crate::server::AppState;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// `/health`: the same probe as `/api/v1/health`.
+#[utoipa::path(get, operation_id = "health_health_doc", path = "/health", tag = "health",
+    responses((status = 200, description = "Storage answers", body = crate::openapi::HealthResponse),
+              (status = 503, description = "Storage degraded", body = crate::openapi::HealthResponse)))]
+pub async fn health_doc(state: web::Data<AppState>) -> HttpResponse {
+    health(state).await
+}
+
 /// Runs a real query through the reader actors; 503 with the same body shape when it fails.
+#[utoipa::path(get, operation_id = "health_health", path = "/api/v1/health", tag = "health",
+    responses((status = 200, description = "Storage answers", body = crate::openapi::HealthResponse),
+              (status = 503, description = "Storage degraded", body = crate::openapi::HealthResponse)))]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let backend = state.backend.as_str();
     let ok = match state
@@ -40,6 +51,8 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+#[utoipa::path(get, operation_id = "health_info", path = "/api/v1/info", tag = "health",
+    responses((status = 200, description = "Server facts", body = crate::openapi::InfoResponse)))]
 pub async fn info(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "version": VERSION,
@@ -53,6 +66,8 @@ pub async fn info(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Prometheus text exposition (open, like `/health`).
+#[utoipa::path(get, operation_id = "health_metrics", path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let body = crate::metrics::render(&[
         (state.read_pool.name(), &state.read_pool),
@@ -61,4 +76,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(body)
+}
+
+/// This document.
+#[utoipa::path(get, operation_id = "health_openapi", path = "/api/v1/openapi.json", tag = "health",
+    responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::openapi::DOCUMENT.as_str())
 }

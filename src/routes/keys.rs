@@ -25,7 +25,7 @@ fn require_admin(p: &Principal) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateKeyBody {
     description: String,
     role: String,
@@ -101,6 +101,9 @@ pub fn validate_new_key(
     })
 }
 
+#[utoipa::path(post, operation_id = "keys_create_key", path = "/api/v1/keys", tag = "keys", security(("bearer" = []), ("token" = [])),
+    request_body = CreateKeyBody,
+    responses((status = 201, description = "Created; the key is shown only here", body = crate::api::CreateKeyResponse), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn create_key(
     principal: Principal,
     state: web::Data<AppState>,
@@ -161,6 +164,8 @@ pub async fn create_key(
         }))
 }
 
+#[utoipa::path(get, operation_id = "keys_list_keys", path = "/api/v1/keys", tag = "keys", security(("bearer" = []), ("token" = [])),
+    responses((status = 200, description = "Keys newest first, revoked included", body = crate::openapi::ListKeysResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn list_keys(
     principal: Principal,
     state: web::Data<AppState>,
@@ -176,6 +181,9 @@ pub async fn list_keys(
     Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
 }
 
+#[utoipa::path(delete, operation_id = "keys_revoke_key", path = "/api/v1/keys/{id}", tag = "keys", security(("bearer" = []), ("token" = [])),
+    params(("id" = String, Path, description = "Key id")),
+    responses((status = 200, description = "Revoked", body = crate::openapi::RevokeKeyResponse), (status = 404, description = "Unknown", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn revoke_key(
     principal: Principal,
     state: web::Data<AppState>,

@@ -29,54 +29,84 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
+/// The API routes, declared once: the macro registers them and lists them (for the OpenAPI
+/// coverage test). `{benchmark:.+}` captures names containing `/` (the CLI does not
+/// percent-encode them).
+macro_rules! api_routes {
+    ($( $path:literal => [ $( $method:ident $handler:path ),+ ] ),* $(,)?) => {
+        fn register_api(scope: actix_web::Scope) -> actix_web::Scope {
+            scope $( .service(resource($path) $( .route(web::$method().to($handler)) )+ ) )*
+        }
+
+        /// Every `(METHOD, path)` the server routes, with OpenAPI-style `{param}` templates.
+        pub fn routes() -> Vec<(String, String)> {
+            let mut out = vec![
+                ("GET".to_owned(), "/health".to_owned()),
+                ("GET".to_owned(), "/metrics".to_owned()),
+            ];
+            $( $( out.push((stringify!($method).to_uppercase(), openapi_path(concat!("/api/v1", $path)))); )+ )*
+            out
+        }
+    };
+}
+
+/// `/a/{b:.+}/c` → `/a/{b}/c`.
+pub fn openapi_path(template: &str) -> String {
+    let (mut out, mut in_param, mut in_regex) = (String::new(), false, false);
+    for ch in template.chars() {
+        match ch {
+            '{' => {
+                in_param = true;
+                out.push(ch);
+            }
+            ':' if in_param => in_regex = true,
+            '}' => {
+                (in_param, in_regex) = (false, false);
+                out.push(ch);
+            }
+            _ if in_regex => {}
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+api_routes! {
+    "/health" => [get health::health],
+    "/info" => [get health::info],
+    "/openapi.json" => [get health::openapi],
+    "/projects/{project}/baselines" => [post baselines::upload, get baselines::list],
+    "/projects/{project}/baselines/{benchmark:.+}/latest" => [get baselines::latest],
+    "/projects/{project}/baselines/{benchmark:.+}/versions/{version}" => [get baselines::get_version, delete baselines::delete_version],
+    "/projects/{project}/baselines/{benchmark:.+}/promote" => [post baselines::promote],
+    "/projects/{project}/baselines/{benchmark:.+}/trend" => [get baselines::trend],
+    "/projects/{project}/verdicts" => [post verdicts::submit, get verdicts::list],
+    "/projects/{project}/verdicts/{id}" => [get verdicts::get],
+    "/fleet/dependency-event" => [post fleet::record],
+    "/fleet/alerts" => [get fleet::alerts],
+    "/fleet/dependency/{dep:.+}/impact" => [get fleet::impact],
+    "/keys" => [post keys::create_key, get keys::list_keys],
+    "/keys/{id}" => [delete keys::revoke_key],
+    "/audit" => [get audit::list_audit],
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // `{benchmark:.+}` captures names containing `/` (the CLI does not percent-encode them).
-    const BENCH: &str = "/projects/{project}/baselines/{benchmark:.+}";
-    cfg.service(resource("/health").route(web::get().to(health::health)))
+    cfg.service(resource("/health").route(web::get().to(health::health_doc)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
-        .service(
-            web::scope("/api/v1")
-                .service(resource("/health").route(web::get().to(health::health)))
-                .service(resource("/info").route(web::get().to(health::info)))
-                .service(
-                    resource("/projects/{project}/baselines")
-                        .route(web::post().to(baselines::upload))
-                        .route(web::get().to(baselines::list)),
-                )
-                .service(
-                    resource(&format!("{BENCH}/latest")).route(web::get().to(baselines::latest)),
-                )
-                .service(
-                    resource(&format!("{BENCH}/versions/{{version}}"))
-                        .route(web::get().to(baselines::get_version))
-                        .route(web::delete().to(baselines::delete_version)),
-                )
-                .service(
-                    resource(&format!("{BENCH}/promote")).route(web::post().to(baselines::promote)),
-                )
-                .service(resource(&format!("{BENCH}/trend")).route(web::get().to(baselines::trend)))
-                .service(
-                    resource("/projects/{project}/verdicts")
-                        .route(web::post().to(verdicts::submit))
-                        .route(web::get().to(verdicts::list)),
-                )
-                .service(
-                    resource("/projects/{project}/verdicts/{id}")
-                        .route(web::get().to(verdicts::get)),
-                )
-                .service(resource("/fleet/dependency-event").route(web::post().to(fleet::record)))
-                .service(resource("/fleet/alerts").route(web::get().to(fleet::alerts)))
-                .service(
-                    resource("/fleet/dependency/{dep:.+}/impact")
-                        .route(web::get().to(fleet::impact)),
-                )
-                .service(
-                    resource("/keys")
-                        .route(web::post().to(keys::create_key))
-                        .route(web::get().to(keys::list_keys)),
-                )
-                .service(resource("/keys/{id}").route(web::delete().to(keys::revoke_key)))
-                .service(resource("/audit").route(web::get().to(audit::list_audit)))
-                .default_service(web::to(not_found)),
+        .service(register_api(web::scope("/api/v1")).default_service(web::to(not_found)));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn openapi_paths() {
+        assert_eq!(
+            super::openapi_path("/p/{project}/b/{benchmark:.+}/v/{version}"),
+            "/p/{project}/b/{benchmark}/v/{version}"
         );
+        assert_eq!(
+            super::openapi_path("/fleet/dependency/{dep:.+}/impact"),
+            "/fleet/dependency/{dep}/impact"
+        );
+    }
 }

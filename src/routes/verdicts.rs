@@ -19,7 +19,7 @@ use crate::server::AppState;
 
 const STATUSES: &[&str] = &["pass", "warn", "fail", "skip"];
 
-#[derive(Deserialize, serde::Serialize)]
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Counts {
     pass: u32,
@@ -28,7 +28,7 @@ pub struct Counts {
     skip: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SubmitBody {
     benchmark: String,
     run_id: String,
@@ -53,6 +53,9 @@ fn check_status(s: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(post, operation_id = "verdicts_submit", path = "/api/v1/projects/{project}/verdicts", tag = "verdicts", security(("bearer" = []), ("token" = [])),
+    params(("project" = String, Path, description = "Project name")), request_body = SubmitBody,
+    responses((status = 201, description = "Recorded, with its flakiness score", body = crate::api::VerdictRecord), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn submit(
     principal: Principal,
     state: web::Data<AppState>,
@@ -123,7 +126,8 @@ pub async fn submit(
         .json(VerdictRecord::from_row(&row)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     benchmark: Option<String>,
     status: Option<String>,
@@ -133,6 +137,9 @@ pub struct ListQuery {
     offset: Option<i64>,
 }
 
+#[utoipa::path(get, operation_id = "verdicts_list", path = "/api/v1/projects/{project}/verdicts", tag = "verdicts", security(("bearer" = []), ("token" = [])),
+    params(("project" = String, Path, description = "Project name"), ListQuery),
+    responses((status = 200, description = "One page, newest first", body = crate::openapi::ListVerdictsResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn list(
     principal: Principal,
     state: web::Data<AppState>,
@@ -174,6 +181,9 @@ pub async fn list(
     })))
 }
 
+#[utoipa::path(get, operation_id = "verdicts_get", path = "/api/v1/projects/{project}/verdicts/{id}", tag = "verdicts", security(("bearer" = []), ("token" = [])),
+    params(("project" = String, Path, description = "Project name"), ("id" = String, Path, description = "Verdict id")),
+    responses((status = 200, description = "The verdict", body = crate::api::VerdictRecord), (status = 404, description = "Unknown", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn get(
     principal: Principal,
     state: web::Data<AppState>,
