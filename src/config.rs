@@ -99,6 +99,16 @@ pub struct ServerConfig {
     /// `issuer=URL,jwks_url=URL,audience=AUD,claim=FIELD,mapping=ID:PROJECT:ROLE[;…]`.
     #[serde(deserialize_with = "string_or_list")]
     pub oidc_provider: Vec<String>,
+    /// Requests per second allowed per credential (0 = no limit).
+    pub rate_limit: u32,
+    /// Burst per credential (default: the rate).
+    pub rate_limit_burst: Option<u32>,
+    /// Longest request URL (path and query), in bytes; longer gets 414.
+    pub max_url_bytes: usize,
+    /// Largest total size of the request headers, in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Deepest JSON nesting accepted in a body; deeper gets 400.
+    pub max_json_depth: usize,
     /// Seconds between periodic JWKS refreshes.
     pub jwks_refresh_interval: u64,
     /// Minimum seconds between refreshes triggered by an unknown `kid`.
@@ -140,6 +150,11 @@ impl std::fmt::Debug for ServerConfig {
             .field("gitlab_oidc_issuer", &self.gitlab_oidc_issuer)
             .field("gitlab_oidc_audience", &self.gitlab_oidc_audience)
             .field("oidc_provider", &self.oidc_provider)
+            .field("rate_limit", &self.rate_limit)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("max_url_bytes", &self.max_url_bytes)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("max_json_depth", &self.max_json_depth)
             .field("jwks_refresh_interval", &self.jwks_refresh_interval)
             .field("jwks_min_refresh_interval", &self.jwks_min_refresh_interval)
             .finish()
@@ -218,6 +233,11 @@ impl Default for ServerConfig {
             gitlab_oidc_issuer: "https://gitlab.com".into(),
             gitlab_oidc_audience: "perfgate".into(),
             oidc_provider: Vec::new(),
+            rate_limit: 0,
+            rate_limit_burst: None,
+            max_url_bytes: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_json_depth: 64,
             jwks_refresh_interval: 300,
             jwks_min_refresh_interval: 10,
         }
@@ -254,6 +274,11 @@ const ENV_KEYS: &[&str] = &[
     "oidc_provider",
     "jwks_refresh_interval",
     "jwks_min_refresh_interval",
+    "rate_limit",
+    "rate_limit_burst",
+    "max_url_bytes",
+    "max_header_bytes",
+    "max_json_depth",
 ];
 
 impl ServerConfig {
@@ -468,6 +493,19 @@ impl ServerConfig {
             .map_err(|e| ConfigError(e.to_string()))?;
         crate::auth::jwt::JwtVerifier::from_config(self)?;
         crate::auth::oidc::providers_from_config(self)?;
+        if self.rate_limit_burst == Some(0) {
+            return Err(ConfigError("rate_limit_burst must be at least 1".into()));
+        }
+        if self.max_url_bytes < 256 || self.max_header_bytes < 1024 {
+            return Err(ConfigError(
+                "max_url_bytes must be at least 256 and max_header_bytes at least 1024".into(),
+            ));
+        }
+        if self.max_json_depth < 8 || self.max_json_depth > 128 {
+            return Err(ConfigError(
+                "max_json_depth must be between 8 and 128".into(),
+            ));
+        }
         if self.jwks_refresh_interval == 0 || self.jwks_min_refresh_interval == 0 {
             return Err(ConfigError(
                 "jwks_refresh_interval and jwks_min_refresh_interval must be at least 1".into(),

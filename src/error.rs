@@ -128,6 +128,16 @@ impl ApiError {
         e.retry_after = Some(1);
         e
     }
+    /// 429 with the seconds to wait.
+    pub fn rate_limited(retry_after: u32) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "Rate limit exceeded for this credential; retry after the given delay",
+        );
+        e.retry_after = Some(retry_after.max(1));
+        e
+    }
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -162,6 +172,7 @@ impl ApiError {
             ),
             415 => Self::unsupported_media_type(),
             422 => Self::unprocessable("Unprocessable request"),
+            429 => Self::rate_limited(1),
             431 => Self::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 ErrorCode::InvalidInput,

@@ -226,6 +226,26 @@ struct ServeArgs {
     #[arg(long, value_name = "SPEC")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     oidc_provider: Vec<String>,
+    /// Requests per second per credential, 0 = no limit [default: 0]
+    #[arg(long, value_name = "RPS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<u32>,
+    /// Burst per credential [default: the rate]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_burst: Option<u32>,
+    /// Longest request URL in bytes (414 above) [default: 8192]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_url_bytes: Option<usize>,
+    /// Largest total request header size in bytes (431 above) [default: 16384]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_header_bytes: Option<usize>,
+    /// Deepest JSON nesting accepted in a body (400 above) [default: 64]
+    #[arg(long, value_name = "LEVELS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_json_depth: Option<usize>,
     /// Seconds between periodic JWKS refreshes [default: 300]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub uploads: IntCounterVec,
     pub verdicts: IntCounterVec,
     pub auth_failures: IntCounterVec,
+    pub rate_limited: IntCounterVec,
+    pub limit_rejections: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -94,6 +96,20 @@ fn build() -> Result<Metrics, prometheus::Error> {
             Opts::new("auth_failures_total", "Refused credentials by reason"),
             &["reason"],
         )?,
+        rate_limited: IntCounterVec::new(
+            Opts::new(
+                "rate_limited_total",
+                "Requests refused by the per-credential rate limit",
+            ),
+            &["kind"],
+        )?,
+        limit_rejections: IntCounterVec::new(
+            Opts::new(
+                "request_limit_rejections_total",
+                "Requests refused by a size or depth limit",
+            ),
+            &["limit"],
+        )?,
         registry,
     };
     m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -107,6 +123,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.uploads.clone()))?;
     m.registry.register(Box::new(m.verdicts.clone()))?;
     m.registry.register(Box::new(m.auth_failures.clone()))?;
+    m.registry.register(Box::new(m.rate_limited.clone()))?;
+    m.registry.register(Box::new(m.limit_rejections.clone()))?;
     Ok(m)
 }
 

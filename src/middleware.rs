@@ -84,6 +84,43 @@ impl Drop for InFlight {
     }
 }
 
+/// URL and header size limits (`max_url_bytes`, `max_header_bytes`), checked before routing.
+/// Requests beyond actix's own hard header limit never get this far (it closes them with 431).
+fn size_limits(req: &ServiceRequest) -> Option<ApiError> {
+    let cfg = &req
+        .app_data::<actix_web::web::Data<crate::server::AppState>>()?
+        .config;
+    let url = req.path().len() + req.query_string().len();
+    if url > cfg.max_url_bytes {
+        crate::metrics::METRICS
+            .limit_rejections
+            .with_label_values(&["url"])
+            .inc();
+        return Some(ApiError::new(
+            actix_web::http::StatusCode::URI_TOO_LONG,
+            crate::error::ErrorCode::InvalidInput,
+            format!("Request URL exceeds {} bytes", cfg.max_url_bytes),
+        ));
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers > cfg.max_header_bytes {
+        crate::metrics::METRICS
+            .limit_rejections
+            .with_label_values(&["headers"])
+            .inc();
+        return Some(ApiError::new(
+            actix_web::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            crate::error::ErrorCode::InvalidInput,
+            format!("Request headers exceed {} bytes", cfg.max_header_bytes),
+        ));
+    }
+    None
+}
+
 /// Outermost middleware: assigns the request id, runs the request inside its scope, turns any
 /// non-JSON error response (router 404s, payload errors raised by actix itself) into the contract's
 /// JSON error, echoes `X-Request-Id`, and writes the access log line.
@@ -98,6 +135,9 @@ pub async fn request_context(
     let scoped_id = id.clone();
     let result = REQUEST_ID
         .scope(scoped_id, async move {
+            if let Some(refusal) = size_limits(&req) {
+                return Ok(req.into_response(refusal.to_response(&current_request_id())));
+            }
             let res = match next.call(req).await {
                 Ok(r) => r.map_into_boxed_body(),
                 Err(e) => return Err(e),

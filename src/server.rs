@@ -43,6 +43,8 @@ pub struct AppState {
     /// HTTP client for JWKS. No idle pooling: fetches are rare and may come from any worker's
     /// runtime, so no connection outlives the runtime that opened it.
     pub jwks_client: reqwest::Client,
+    /// Per-credential token buckets (`rate_limit`), keyed by principal id.
+    pub limiter: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
     /// For pool gauges at `/metrics`.
     pub read_pool: crate::db::DbPool,
     pub write_pool: crate::db::DbPool,
@@ -170,6 +172,17 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let verdicts = start.store("verdict_log", VerdictLog::new);
     let fleet = start.store("fleet_analyzer", FleetAnalyzer::new);
 
+    let limiter = rate_limiter(&config);
+    if let Some(l) = &limiter {
+        // Forget idle credentials now and then, so the table stays small.
+        let l = l.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                l.retain_recent();
+            }
+        });
+    }
     let state = web::Data::new(AppState {
         config: config.clone(),
         backend,
@@ -181,6 +194,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         jwt,
         oidc,
         jwks_client,
+        limiter,
         read_pool: storage.read_pool.clone(),
         write_pool: storage.write_pool.clone(),
     });
@@ -217,6 +231,16 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     log::info!("shut down: in-flight requests finished, closing storage");
     drop(storage);
     Ok(())
+}
+
+fn rate_limiter(cfg: &ServerConfig) -> Option<Arc<governor::DefaultKeyedRateLimiter<String>>> {
+    let rate = std::num::NonZeroU32::new(cfg.rate_limit)?;
+    let burst = cfg
+        .rate_limit_burst
+        .and_then(std::num::NonZeroU32::new)
+        .unwrap_or(rate);
+    let quota = governor::Quota::per_second(rate).allow_burst(burst);
+    Some(Arc::new(governor::RateLimiter::dashmap(quota)))
 }
 
 /// Starts one store's reader threads (on the read pool) and writer shards (on the write pool).

@@ -109,13 +109,34 @@ impl FromRequest for Principal {
         Box::pin(async move {
             let state = state.ok_or_else(ApiError::internal)?;
             let result = authenticate(&state, header.as_deref()).await;
-            if let Err(e) = &result {
-                if e.status.as_u16() == 401 {
+            match &result {
+                Err(e) if e.status.as_u16() == 401 => {
                     crate::metrics::auth_failure(failure_reason(header.as_deref(), &e.message));
                 }
+                Ok(p) => rate_limit(&state, p)?,
+                Err(_) => {}
             }
             result
         })
+    }
+}
+
+/// The credential's token bucket: 429 with the wait in `Retry-After` when it is empty.
+fn rate_limit(state: &AppState, p: &Principal) -> Result<(), ApiError> {
+    let Some(limiter) = &state.limiter else {
+        return Ok(());
+    };
+    match limiter.check_key(&p.id) {
+        Ok(()) => Ok(()),
+        Err(not_until) => {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            crate::metrics::METRICS
+                .rate_limited
+                .with_label_values(&["credential"])
+                .inc();
+            Err(ApiError::rate_limited(wait.as_secs_f64().ceil() as u32))
+        }
     }
 }
 

@@ -35,6 +35,35 @@ fn is_json_content_type(req: &HttpRequest) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// Deepest `{`/`[` nesting in a JSON text (strings skipped); stops counting past `limit`.
+pub fn json_depth(bytes: &[u8], limit: usize) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+                if max > limit {
+                    return max;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
@@ -55,10 +84,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         if !is_json_content_type(req) {
             return Box::pin(async { Err(ApiError::unsupported_media_type()) });
         }
-        let limit = req
+        let (limit, max_depth) = req
             .app_data::<web::Data<AppState>>()
-            .map(|s| s.config.max_body_bytes)
-            .unwrap_or(2 * 1024 * 1024);
+            .map(|s| (s.config.max_body_bytes, s.config.max_json_depth))
+            .unwrap_or((2 * 1024 * 1024, 64));
         let bytes = Bytes::from_request(req, payload);
         Box::pin(async move {
             let bytes = bytes.await.map_err(|e| {
@@ -68,6 +97,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                     ApiError::bad_request("Could not read the request body")
                 }
             })?;
+            if json_depth(&bytes, max_depth) > max_depth {
+                crate::metrics::METRICS
+                    .limit_rejections
+                    .with_label_values(&["json_depth"])
+                    .inc();
+                return Err(ApiError::bad_request(format!(
+                    "JSON nesting deeper than {max_depth} levels"
+                )));
+            }
             let value = parse_json(&bytes)?;
             Ok(JsonBody { value, bytes })
         })
@@ -83,4 +121,30 @@ pub fn query_config() -> web::QueryConfig {
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default()
         .error_handler(|e, _| ApiError::bad_request(format!("Invalid path: {e}")).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_depth;
+
+    #[test]
+    fn depth() {
+        assert_eq!(json_depth(br#"{"a": [1, {"b": 2}]}"#, 64), 3);
+        assert_eq!(
+            json_depth(br#"{"a": "[[[[{{{{"}"#, 64),
+            1,
+            "brackets in strings do not count"
+        );
+        assert_eq!(
+            json_depth(br#"{"a": "\"[[["}"#, 64),
+            1,
+            "escaped quotes stay in the string"
+        );
+        assert_eq!(
+            json_depth(b"[[[[[[[[[[", 3),
+            4,
+            "stops early past the limit"
+        );
+        assert_eq!(json_depth(b"42", 64), 0);
+    }
 }
