@@ -109,6 +109,11 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Deepest JSON nesting accepted in a body; deeper gets 400.
     pub max_json_depth: usize,
+    /// Seconds a client gets to send its request head, and its body; slower clients are cut
+    /// off (408) without holding a worker.
+    pub client_timeout: u64,
+    /// Open connections accepted per worker thread; more wait in the listen backlog.
+    pub max_connections: usize,
     /// Seconds between periodic JWKS refreshes.
     pub jwks_refresh_interval: u64,
     /// Minimum seconds between refreshes triggered by an unknown `kid`.
@@ -155,6 +160,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_url_bytes", &self.max_url_bytes)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("max_json_depth", &self.max_json_depth)
+            .field("client_timeout", &self.client_timeout)
+            .field("max_connections", &self.max_connections)
             .field("jwks_refresh_interval", &self.jwks_refresh_interval)
             .field("jwks_min_refresh_interval", &self.jwks_min_refresh_interval)
             .finish()
@@ -238,6 +245,8 @@ impl Default for ServerConfig {
             max_url_bytes: 8 * 1024,
             max_header_bytes: 16 * 1024,
             max_json_depth: 64,
+            client_timeout: 10,
+            max_connections: 10_000,
             jwks_refresh_interval: 300,
             jwks_min_refresh_interval: 10,
         }
@@ -279,6 +288,8 @@ const ENV_KEYS: &[&str] = &[
     "max_url_bytes",
     "max_header_bytes",
     "max_json_depth",
+    "client_timeout",
+    "max_connections",
 ];
 
 impl ServerConfig {
@@ -499,6 +510,11 @@ impl ServerConfig {
         if self.max_url_bytes < 256 || self.max_header_bytes < 1024 {
             return Err(ConfigError(
                 "max_url_bytes must be at least 256 and max_header_bytes at least 1024".into(),
+            ));
+        }
+        if self.client_timeout == 0 || self.max_connections == 0 {
+            return Err(ConfigError(
+                "client_timeout and max_connections must be at least 1".into(),
             ));
         }
         if self.max_json_depth < 8 || self.max_json_depth > 128 {

@@ -246,6 +246,14 @@ struct ServeArgs {
     #[arg(long, value_name = "LEVELS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_json_depth: Option<usize>,
+    /// Seconds a client gets to send its request head and its body (408 after) [default: 10]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_timeout: Option<u64>,
+    /// Open connections per worker thread [default: 10000]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
     /// Seconds between periodic JWKS refreshes [default: 300]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -212,8 +212,11 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             .wrap(from_fn(request_context))
     })
     .shutdown_timeout(config.shutdown_timeout)
-    .client_request_timeout(Duration::from_secs(10))
-    .client_disconnect_timeout(Duration::from_secs(2));
+    // A client dribbling its request head is cut off after client_timeout (actix answers 408);
+    // a dribbled body is cut off by the JSON extractor's own deadline.
+    .client_request_timeout(Duration::from_secs(config.client_timeout))
+    .client_disconnect_timeout(Duration::from_secs(2))
+    .max_connections(config.max_connections);
     if config.workers > 0 {
         server = server.workers(config.workers);
     }

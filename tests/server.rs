@@ -704,3 +704,149 @@ fn size_and_depth_limits_answer_json_errors() {
     let l = expect(s.get(ADMIN, "/api/v1/projects/proj/baselines"), 200);
     assert_eq!(l["pagination"]["total"], 1);
 }
+
+#[test]
+fn slow_clients_are_cut_off() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+    let s = Server::start_with(
+        Backend::Memory,
+        &[
+            "--api-keys".into(),
+            format!("admin:{ADMIN}"),
+            "--client-timeout".into(),
+            "1".into(),
+        ],
+    );
+    let addr = format!("127.0.0.1:{}", s.port);
+    let read_all = |mut c: TcpStream| {
+        c.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    // A request head that never completes.
+    let t0 = Instant::now();
+    let mut head = TcpStream::connect(&addr).unwrap();
+    head.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let answer = read_all(head);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "head cut off: {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    // A body that never completes: 408 with the JSON error.
+    let t0 = Instant::now();
+    let mut body = TcpStream::connect(&addr).unwrap();
+    write!(
+        body,
+        "POST /api/v1/projects/proj/baselines HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"benchmark\":"
+    )
+    .unwrap();
+    // Other clients are served meanwhile.
+    expect(s.http.get(s.url("/health")).send().unwrap(), 200);
+    let answer = read_all(body);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "body cut off: {:?}",
+        t0.elapsed()
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"timeout""#), "{answer}");
+}
+
+#[test]
+fn no_secret_reaches_the_logs_at_trace_level() {
+    const SECRET: &str = "jwt-secret-jwt-secret-jwt-secret-0123";
+    let (backend, password) = match Backend::postgres() {
+        Some(Backend::Postgres(url)) => (
+            Backend::Postgres(url.replacen("postgres@", "postgres:hunter2pass@", 1)),
+            Some("hunter2pass"),
+        ),
+        _ => (Backend::Sqlite, None),
+    };
+    let s = Server::start_with(
+        backend,
+        &[
+            "--api-keys".into(),
+            format!("admin:{ADMIN}"),
+            "--jwt-secret".into(),
+            SECRET.into(),
+            "--log-level".into(),
+            "trace".into(),
+        ],
+    );
+    expect(
+        s.upload(
+            ADMIN,
+            "proj",
+            "bench-a",
+            Some("v1"),
+            &fixture("run-bench-a-1.json"),
+        ),
+        201,
+    );
+    let token = perfgate_server::ops::token(&perfgate_server::ops::TokenRequest {
+        secret: SECRET,
+        sub: "ci",
+        project: "proj",
+        scopes: "read",
+        issuer: None,
+        audience: None,
+        ttl: Duration::from_secs(600),
+    })
+    .unwrap();
+    let r = s
+        .http
+        .get(s.url("/api/v1/projects/proj/baselines"))
+        .header("authorization", format!("Token {token}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let created = expect(
+        s.post(
+            ADMIN,
+            "/api/v1/keys",
+            &json!({"description": "d", "role": "viewer", "project": "*"}),
+        ),
+        201,
+    );
+    let new_key = created["key"].as_str().unwrap().to_owned();
+    expect(s.get(&new_key, "/api/v1/projects/proj/baselines"), 200);
+    expect_error(
+        s.get(
+            "pg_live_wrongwrongwrongwrongwrongwrong99",
+            "/api/v1/projects/proj/baselines",
+        ),
+        401,
+        "unauthorized",
+    );
+    let r = s
+        .http
+        .get(s.url("/api/v1/projects/proj/baselines"))
+        .header("authorization", "Token not.a.jwt")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = s.log();
+    assert!(log.lines().count() > 10, "trace logging is on");
+    for (what, secret) in [
+        ("API key", ADMIN),
+        ("JWT secret", SECRET),
+        ("JWT", token.as_str()),
+        ("created key", new_key.as_str()),
+        ("presented key", "pg_live_wrongwrongwrongwrongwrongwrong99"),
+    ] {
+        assert!(!log.contains(secret), "{what} found in the log");
+    }
+    if let Some(p) = password {
+        assert!(!log.contains(p), "database password found in the log");
+    }
+}

@@ -84,19 +84,38 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         if !is_json_content_type(req) {
             return Box::pin(async { Err(ApiError::unsupported_media_type()) });
         }
-        let (limit, max_depth) = req
+        let (limit, max_depth, body_timeout) = req
             .app_data::<web::Data<AppState>>()
-            .map(|s| (s.config.max_body_bytes, s.config.max_json_depth))
-            .unwrap_or((2 * 1024 * 1024, 64));
+            .map(|s| {
+                (
+                    s.config.max_body_bytes,
+                    s.config.max_json_depth,
+                    std::time::Duration::from_secs(s.config.client_timeout),
+                )
+            })
+            .unwrap_or((2 * 1024 * 1024, 64, std::time::Duration::from_secs(10)));
         let bytes = Bytes::from_request(req, payload);
         Box::pin(async move {
-            let bytes = bytes.await.map_err(|e| {
-                if e.as_response_error().status_code().as_u16() == 413 {
-                    ApiError::payload_too_large(limit)
-                } else {
-                    ApiError::bad_request("Could not read the request body")
-                }
-            })?;
+            let bytes = tokio::time::timeout(body_timeout, bytes)
+                .await
+                .map_err(|_| {
+                    crate::metrics::METRICS
+                        .limit_rejections
+                        .with_label_values(&["slow_body"])
+                        .inc();
+                    ApiError::new(
+                        actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                        crate::error::ErrorCode::Timeout,
+                        "The request body did not arrive in time",
+                    )
+                })?
+                .map_err(|e| {
+                    if e.as_response_error().status_code().as_u16() == 413 {
+                        ApiError::payload_too_large(limit)
+                    } else {
+                        ApiError::bad_request("Could not read the request body")
+                    }
+                })?;
             if json_depth(&bytes, max_depth) > max_depth {
                 crate::metrics::METRICS
                     .limit_rejections
