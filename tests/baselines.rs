@@ -293,6 +293,7 @@ fn errors_are_contract_json(b: Backend) {
     expect_error(s.get(ADMIN, "/api/v1/nope"), 404, "not_found");
     expect_error(s.get(ADMIN, "/nope"), 404, "not_found");
     let r = s.http.put(s.url(P)).bearer_auth(ADMIN).send().unwrap();
+    assert_eq!(r.headers()["allow"], "POST, GET");
     expect_error(r, 405, "method_not_allowed");
     let r = s.http.patch(s.url("/health")).send().unwrap();
     expect_error(r, 405, "method_not_allowed");

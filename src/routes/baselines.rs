@@ -332,8 +332,14 @@ pub async fn list(
         .unwrap_or_default();
     validate_tags(&tags)?;
     let include_receipt = q.include_receipt.unwrap_or(false);
-    // Receipts can be large: pages that carry them are capped lower.
-    let limit = parse_limit(q.limit, 50, if include_receipt { 200 } else { 1000 })?;
+    // Receipts can be large: pages that carry them hold at most 200 rows (the page says so in
+    // `pagination.limit`, and `has_more` leads to the rest).
+    let limit = parse_limit(q.limit, 50, 1000)?;
+    let limit = if include_receipt {
+        limit.min(200)
+    } else {
+        limit
+    };
     let offset = parse_offset(q.offset)?;
     let filter = ListFilter {
         project: project.into_string(),

@@ -12,10 +12,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::method_not_allowed())
-}
-
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found(format!(
         "No route for {} {}",
@@ -24,9 +20,25 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-/// A resource whose other methods answer 405 with the JSON error.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource whose other methods answer 405 with the JSON error and an `Allow` header.
+/// `allowed` lists the methods separated by spaces, in any case.
+fn resource(path: &str, allowed: &str) -> actix_web::Resource {
+    let allow = allowed
+        .split_whitespace()
+        .map(str::to_uppercase)
+        .collect::<Vec<_>>()
+        .join(", ");
+    web::resource(path).default_service(web::to(move || {
+        let allow = allow.clone();
+        async move {
+            let mut res = ApiError::method_not_allowed()
+                .to_response(&crate::middleware::current_request_id());
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
+                res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+            }
+            res
+        }
+    }))
 }
 
 /// The API routes, declared once: the macro registers them and lists them (for the OpenAPI
@@ -35,7 +47,10 @@ fn resource(path: &str) -> actix_web::Resource {
 macro_rules! api_routes {
     ($( $path:literal => [ $( $method:ident $handler:path ),+ ] ),* $(,)?) => {
         fn register_api(scope: actix_web::Scope) -> actix_web::Scope {
-            scope $( .service(resource($path) $( .route(web::$method().to($handler)) )+ ) )*
+            scope $( .service(
+                resource($path, concat!($( stringify!($method), " " ),+))
+                $( .route(web::$method().to($handler)) )+
+            ) )*
         }
 
         /// Every `(METHOD, path)` the server routes, with OpenAPI-style `{param}` templates.
@@ -91,8 +106,8 @@ api_routes! {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/health").route(web::get().to(health::health_doc)))
-        .service(resource("/metrics").route(web::get().to(health::metrics)))
+    cfg.service(resource("/health", "get").route(web::get().to(health::health_doc)))
+        .service(resource("/metrics", "get").route(web::get().to(health::metrics)))
         .service(register_api(web::scope("/api/v1")).default_service(web::to(not_found)));
 }
 
