@@ -850,3 +850,55 @@ fn no_secret_reaches_the_logs_at_trace_level() {
         assert!(!log.contains(p), "database password found in the log");
     }
 }
+
+#[test]
+fn connection_cap_holds_extra_clients_until_a_slot_frees() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let mut s = Server::start_with(
+        Backend::Memory,
+        &[
+            "--api-keys".into(),
+            format!("admin:{ADMIN}"),
+            "--max-connections".into(),
+            "2".into(),
+        ],
+    );
+    // Drop the harness client's pooled connection so that it holds no slot.
+    s.http = Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // Two workers with two slots each: four idle keep-alive connections fill them.
+    let addr = format!("127.0.0.1:{}", s.port);
+    let open = |wait: Duration| {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(wait)).unwrap();
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap_or(0);
+        (
+            c,
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        )
+    };
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let (c, ok) = open(Duration::from_secs(10));
+        assert!(ok, "connection {i} is within the cap and is served");
+        held.push(c);
+    }
+    // A fifth client waits in the listen backlog: no answer while every slot is taken.
+    let (mut extra, served) = open(Duration::from_millis(1500));
+    assert!(!served, "beyond the cap a new connection is not served");
+    // Freeing slots lets it through.
+    held.clear();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "served once a slot frees"
+    );
+}
