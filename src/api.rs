@@ -40,7 +40,7 @@ pub fn etag_of(content_hash: &str) -> String {
     format!("\"sha256:{content_hash}\"")
 }
 
-fn raw(s: &str) -> &RawValue {
+pub(crate) fn raw(s: &str) -> &RawValue {
     // Stored JSON was produced or validated by this server; a corrupt row degrades to null
     // rather than breaking the whole response.
     serde_json::from_str::<&RawValue>(s).unwrap_or_else(|_| {

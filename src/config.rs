@@ -114,6 +114,8 @@ pub struct ServerConfig {
     pub client_timeout: u64,
     /// Open connections accepted per worker thread; more wait in the listen backlog.
     pub max_connections: usize,
+    /// A directory whose files override the embedded dashboard (`index.html`, `assets/…`).
+    pub static_dir: Option<std::path::PathBuf>,
     /// Seconds between periodic JWKS refreshes.
     pub jwks_refresh_interval: u64,
     /// Minimum seconds between refreshes triggered by an unknown `kid`.
@@ -162,6 +164,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_json_depth", &self.max_json_depth)
             .field("client_timeout", &self.client_timeout)
             .field("max_connections", &self.max_connections)
+            .field("static_dir", &self.static_dir)
             .field("jwks_refresh_interval", &self.jwks_refresh_interval)
             .field("jwks_min_refresh_interval", &self.jwks_min_refresh_interval)
             .finish()
@@ -247,6 +250,7 @@ impl Default for ServerConfig {
             max_json_depth: 64,
             client_timeout: 10,
             max_connections: 10_000,
+            static_dir: None,
             jwks_refresh_interval: 300,
             jwks_min_refresh_interval: 10,
         }
@@ -290,6 +294,7 @@ const ENV_KEYS: &[&str] = &[
     "max_json_depth",
     "client_timeout",
     "max_connections",
+    "static_dir",
 ];
 
 impl ServerConfig {
@@ -511,6 +516,14 @@ impl ServerConfig {
             return Err(ConfigError(
                 "max_url_bytes must be at least 256 and max_header_bytes at least 1024".into(),
             ));
+        }
+        if let Some(d) = &self.static_dir {
+            if !d.is_dir() {
+                return Err(ConfigError(format!(
+                    "static_dir {} is not a readable directory",
+                    d.display()
+                )));
+            }
         }
         if self.client_timeout == 0 || self.max_connections == 0 {
             return Err(ConfigError(

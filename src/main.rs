@@ -254,6 +254,10 @@ struct ServeArgs {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_connections: Option<usize>,
+    /// Serve the dashboard's files from DIR first (index.html, assets/…), embedded ones otherwise
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    static_dir: Option<std::path::PathBuf>,
     /// Seconds between periodic JWKS refreshes [default: 300]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::api;
-use crate::routes::{audit, baselines, fleet, health, keys, verdicts};
+use crate::routes::{audit, baselines, dashboard, fleet, health, keys, verdicts};
 
 /// `{"code", "message", "request_id", "details"?}`: every error.
 #[derive(Serialize, ToSchema)]
@@ -169,6 +169,10 @@ impl Modify for Security {
         keys::list_keys,
         keys::revoke_key,
         audit::list_audit,
+        dashboard::whoami,
+        dashboard::projects,
+        dashboard::project_benchmarks,
+        dashboard::history,
     ),
     components(schemas(ErrorBody))
 )]

@@ -200,13 +200,14 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     });
     let cors = config.cors;
     let max_body = config.max_body_bytes;
+    let static_dir = config.static_dir.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(routes::json::query_config())
             .app_data(routes::json::path_config())
-            .configure(routes::configure)
+            .configure(|c| routes::configure(c, static_dir.clone()))
             .default_service(web::to(routes::not_found))
             .wrap(Condition::new(cors, cors_layer()))
             .wrap(from_fn(request_context))

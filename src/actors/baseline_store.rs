@@ -25,7 +25,7 @@ impl BaselineStore {
     pub fn new(pool: DbPool) -> Self {
         Self { pool }
     }
-    fn conn(&self) -> Result<PooledConn, StoreError> {
+    pub(crate) fn conn(&self) -> Result<PooledConn, StoreError> {
         Ok(self.pool.get().map_err(DbError::from)?)
     }
 }

@@ -8,6 +8,7 @@
 //! arbiter (unique indexes, transactions); the shards only avoid needless contention.
 
 pub mod baseline_store;
+pub mod dashboard;
 pub mod fleet_analyzer;
 pub mod key_store;
 pub mod verdict_log;

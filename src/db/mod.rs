@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod baselines;
+pub mod dashboard;
 pub mod fleet;
 pub mod keys;
 pub mod schema;

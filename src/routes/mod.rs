@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod baselines;
+pub mod dashboard;
 pub mod fleet;
 pub mod health;
 pub mod json;
@@ -90,6 +91,10 @@ api_routes! {
     "/health" => [get health::health],
     "/info" => [get health::info],
     "/openapi.json" => [get health::openapi],
+    "/whoami" => [get dashboard::whoami],
+    "/projects" => [get dashboard::projects],
+    "/projects/{project}/benchmarks" => [get dashboard::project_benchmarks],
+    "/projects/{project}/benchmarks/{benchmark:.+}/history" => [get dashboard::history],
     "/projects/{project}/baselines" => [post baselines::upload, get baselines::list],
     "/projects/{project}/baselines/{benchmark:.+}/latest" => [get baselines::latest],
     "/projects/{project}/baselines/{benchmark:.+}/versions/{version}" => [get baselines::get_version, delete baselines::delete_version],
@@ -105,7 +110,10 @@ api_routes! {
     "/audit" => [get audit::list_audit],
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Every route: the API, health and metrics, and the dashboard (`static_dir` overrides its
+/// embedded assets).
+pub fn configure(cfg: &mut web::ServiceConfig, static_dir: Option<std::path::PathBuf>) {
+    dashboard::configure(cfg, static_dir);
     cfg.service(resource("/health", "get").route(web::get().to(health::health_doc)))
         .service(resource("/metrics", "get").route(web::get().to(health::metrics)))
         .service(register_api(web::scope("/api/v1")).default_service(web::to(not_found)));

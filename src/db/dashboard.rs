@@ -1,0 +1,206 @@
+//! Read models for the dashboard: the project picker, a project's benchmark table and one
+//! benchmark's history. Every query walks an index (`benchmarks` primary key,
+//! `baselines_latest_idx`, `verdicts_benchmark_idx`, `verdicts_project_idx`) and reads a bounded
+//! number of rows per benchmark, so the cost follows the number of benchmarks shown, not the
+//! history length.
+
+use diesel::prelude::*;
+
+use super::schema::{baselines, benchmarks, verdict_counts, verdicts};
+use super::DbConn;
+
+/// One row of the `benchmarks` table: a benchmark and its live baseline count.
+#[derive(Debug, Clone, Queryable)]
+pub struct BenchmarkCount {
+    pub project: String,
+    pub benchmark: String,
+    pub baselines: i64,
+    pub updated_at: i64,
+}
+
+/// Every `(project, benchmark)` with baselines or verdicts, optionally of one project; sorted
+/// by project, then benchmark. Benchmarks known only from verdicts have 0 baselines.
+pub fn benchmark_counts(
+    conn: &mut DbConn,
+    project: Option<&str>,
+) -> QueryResult<Vec<BenchmarkCount>> {
+    let mut q = benchmarks::table
+        .select((
+            benchmarks::project,
+            benchmarks::benchmark,
+            benchmarks::baseline_count,
+            benchmarks::updated_at,
+        ))
+        .into_boxed();
+    let mut v = verdict_counts::table
+        .select((verdict_counts::project, verdict_counts::benchmark))
+        .distinct()
+        .into_boxed();
+    if let Some(p) = project {
+        q = q.filter(benchmarks::project.eq(p.to_owned()));
+        v = v.filter(verdict_counts::project.eq(p.to_owned()));
+    }
+    let mut rows: Vec<BenchmarkCount> = q.load(conn)?;
+    rows.retain(|r| r.baselines > 0);
+    let known: std::collections::HashSet<(String, String)> = rows
+        .iter()
+        .map(|r| (r.project.clone(), r.benchmark.clone()))
+        .collect();
+    for (project, benchmark) in v.load::<(String, String)>(conn)? {
+        if !known.contains(&(project.clone(), benchmark.clone())) {
+            rows.push(BenchmarkCount {
+                project,
+                benchmark,
+                baselines: 0,
+                updated_at: 0,
+            });
+        }
+    }
+    rows.sort_by(|a, b| (&a.project, &a.benchmark).cmp(&(&b.project, &b.benchmark)));
+    Ok(rows)
+}
+
+/// Number of verdicts per `(project, benchmark)`, optionally of one project (from the
+/// maintained per-status counts).
+pub fn verdict_totals(
+    conn: &mut DbConn,
+    project: Option<&str>,
+) -> QueryResult<std::collections::HashMap<(String, String), i64>> {
+    let mut q = verdict_counts::table
+        .select((
+            verdict_counts::project,
+            verdict_counts::benchmark,
+            verdict_counts::n,
+        ))
+        .into_boxed();
+    if let Some(p) = project {
+        q = q.filter(verdict_counts::project.eq(p.to_owned()));
+    }
+    let mut out = std::collections::HashMap::new();
+    for (p, b, n) in q.load::<(String, String, i64)>(conn)? {
+        *out.entry((p, b)).or_insert(0) += n;
+    }
+    Ok(out)
+}
+
+/// Time of the newest verdict of a project, or of one benchmark.
+pub fn last_verdict_at(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: Option<&str>,
+) -> QueryResult<Option<i64>> {
+    let mut q = verdicts::table
+        .filter(verdicts::project.eq(project.to_owned()))
+        .into_boxed();
+    if let Some(b) = benchmark {
+        q = q.filter(verdicts::benchmark.eq(b.to_owned()));
+    }
+    q.order((verdicts::created_at.desc(), verdicts::id.desc()))
+        .select(verdicts::created_at)
+        .first(conn)
+        .optional()
+}
+
+/// A version as the benchmark table and its sparkline need it.
+#[derive(Debug, Clone, Queryable)]
+pub struct RecentVersion {
+    pub version: String,
+    pub created_at: i64,
+    pub wall_ms_median: Option<i64>,
+    pub source: String,
+}
+
+/// The newest `n` live versions of a benchmark, newest first.
+pub fn recent_versions(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    n: i64,
+) -> QueryResult<Vec<RecentVersion>> {
+    baselines::table
+        .filter(baselines::project.eq(project))
+        .filter(baselines::benchmark.eq(benchmark))
+        .filter(baselines::deleted_at.is_null())
+        .order((baselines::created_at.desc(), baselines::id.desc()))
+        .limit(n)
+        .select((
+            baselines::version,
+            baselines::created_at,
+            baselines::wall_ms_median,
+            baselines::source,
+        ))
+        .load(conn)
+}
+
+/// The newest verdict of a benchmark: `(id, status, created_at, flakiness_score)`.
+pub type LastVerdict = (String, String, i64, Option<f64>);
+
+pub fn last_verdict(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+) -> QueryResult<Option<LastVerdict>> {
+    verdicts::table
+        .filter(verdicts::project.eq(project))
+        .filter(verdicts::benchmark.eq(benchmark))
+        .order((verdicts::created_at.desc(), verdicts::id.desc()))
+        .select((
+            verdicts::id,
+            verdicts::status,
+            verdicts::created_at,
+            verdicts::flakiness_score,
+        ))
+        .first(conn)
+        .optional()
+}
+
+/// One version of a benchmark's history, with its receipt (stored text, never re-parsed here).
+#[derive(Debug, Clone, Queryable)]
+pub struct HistoryRow {
+    pub id: String,
+    pub version: String,
+    pub git_ref: Option<String>,
+    pub git_sha: Option<String>,
+    pub receipt: String,
+    pub tags: String,
+    pub content_hash: String,
+    pub source: String,
+    pub promoted_from: Option<String>,
+    pub created_at: i64,
+}
+
+/// The newest `limit` live versions of a benchmark after `offset`, newest first, and the number
+/// of live versions.
+pub fn history(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<(Vec<HistoryRow>, i64)> {
+    let live = || {
+        baselines::table
+            .filter(baselines::project.eq(project))
+            .filter(baselines::benchmark.eq(benchmark))
+            .filter(baselines::deleted_at.is_null())
+    };
+    let total: i64 = live().count().get_result(conn)?;
+    let rows = live()
+        .order((baselines::created_at.desc(), baselines::id.desc()))
+        .limit(limit)
+        .offset(offset)
+        .select((
+            baselines::id,
+            baselines::version,
+            baselines::git_ref,
+            baselines::git_sha,
+            baselines::receipt,
+            baselines::tags,
+            baselines::content_hash,
+            baselines::source,
+            baselines::promoted_from,
+            baselines::created_at,
+        ))
+        .load(conn)?;
+    Ok((rows, total))
+}
