@@ -203,7 +203,7 @@
     const W = 600; const H = 200; const L = 36; const B = 34; const T = 10;
     const top = Math.max(...counts);
     const bw = (W - L - 8) / bins;
-    let svg = `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(metric)} histogram" data-bins="${bins}">`;
+    let svg = `<svg class="chart hist" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(metric)} histogram" data-bins="${bins}">`;
     counts.forEach((c, k) => {
       const h = (c / top) * (H - T - B);
       const from = lo + k * width; const to = hi === lo ? hi : from + width;
@@ -288,7 +288,7 @@
         <span id="bench-count" class="muted"></span></div>
       <div class="table-wrap"><table id="benchmarks-table"><thead><tr>
         <th class="sortable" data-sort="name">Benchmark</th><th class="sortable hide-sm" data-sort="version">Latest version</th>
-        <th class="sortable" data-sort="age">Age</th><th class="sortable num" data-sort="wall">wall_ms</th>
+        <th class="sortable hide-sm" data-sort="age">Age</th><th class="sortable num" data-sort="wall">wall_ms</th>
         <th>Last 30</th><th class="sortable" data-sort="verdict">Verdict</th><th class="sortable num hide-sm" data-sort="baselines">Versions</th>
       </tr></thead><tbody></tbody></table></div>`;
     const tbody = $('#benchmarks-table tbody');
@@ -300,7 +300,7 @@
       tbody.innerHTML = shown.map((r) => `<tr data-benchmark="${esc(r.benchmark)}">
         <td class="name"><a href="${benchHref(project, r.benchmark)}">${esc(r.benchmark)}</a></td>
         <td class="mono hide-sm">${r.latest ? `<a href="${versionHref(project, r.benchmark, r.latest.version)}">${esc(r.latest.version)}</a>` : '–'}</td>
-        <td>${r.latest ? when(r.latest.created_at) : '–'}</td>
+        <td class="hide-sm">${r.latest ? when(r.latest.created_at) : '–'}</td>
         <td class="num" data-col="wall">${r.latest ? num(r.latest.wall_ms_median) : '–'}</td>
         <td>${sparkline(r.spark)}</td>
         <td>${r.last_verdict ? statusBadge(r.last_verdict.status) : '<span class="muted">–</span>'}</td>
