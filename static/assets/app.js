@@ -564,7 +564,7 @@
         </form><div id="new-key"></div></div>
       <h2>Keys</h2>
       ${d.keys.length ? `<div class="table-wrap"><table id="keys-table"><thead><tr><th>Description</th><th>Key</th><th>Role</th><th>Project</th><th class="hide-sm">Pattern</th><th class="hide-sm">Created</th><th>Status</th><th></th></tr></thead><tbody>
-        ${d.keys.map((k) => `<tr data-key-id="${esc(k.id)}"><td class="name">${esc(k.description)}</td><td class="mono">${esc(k.key_prefix)}…</td><td>${esc(k.role)}</td><td>${esc(k.project)}</td>
+        ${d.keys.map((k) => `<tr data-key-id="${esc(k.id)}"><td class="name">${esc(k.description)}</td><td class="mono">${esc(k.key_prefix)}</td><td>${esc(k.role)}</td><td>${esc(k.project)}</td>
           <td class="mono hide-sm">${esc(k.pattern || '–')}</td><td class="hide-sm">${when(k.created_at)}</td>
           <td>${k.revoked_at ? `<span class="badge fail">revoked</span>` : k.expires_at && Date.parse(k.expires_at) < Date.now() ? '<span class="badge skip">expired</span>' : '<span class="badge pass">active</span>'}</td>
           <td>${k.revoked_at ? '' : `<button type="button" class="small danger" data-action="revoke" data-id="${esc(k.id)}">Revoke</button>`}</td></tr>`).join('')}</tbody></table></div>`
