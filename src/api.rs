@@ -66,7 +66,7 @@ pub struct BaselineRecord<'a> {
     receipt: &'a RawValue,
     #[schema(value_type = Object)]
     metadata: &'a RawValue,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Vec<String>)]
     tags: &'a RawValue,
     created_at: String,
     updated_at: String,
@@ -105,7 +105,7 @@ pub struct BaselineSummary<'a> {
     created_at: String,
     git_ref: Option<&'a str>,
     git_sha: Option<&'a str>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Vec<String>)]
     tags: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -241,9 +241,9 @@ pub struct VerdictRecord<'a> {
     benchmark: &'a str,
     run_id: &'a str,
     status: &'a str,
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::routes::verdicts::Counts)]
     counts: &'a RawValue,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Vec<String>)]
     reasons: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     git_ref: Option<&'a str>,

@@ -5,10 +5,12 @@
 use std::sync::LazyLock;
 
 use serde::Serialize;
+use serde_json::{json, Value};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::api;
+use crate::domain::names;
 use crate::routes::{audit, baselines, dashboard, fleet, health, keys, verdicts};
 
 /// `{"code", "message", "request_id", "details"?}`: every error.
@@ -180,7 +182,360 @@ pub struct ApiDoc;
 
 /// The document, rendered once.
 pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_json()
-        .unwrap_or_else(|_| "{}".to_owned())
+    let (doc, _) = constrained_document();
+    serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned())
 });
+
+/// The generated document with the constraints the handlers check by hand (names, bounded
+/// texts, enums, ranges), so that it describes exactly what the server accepts; also returns
+/// the table entries that matched nothing (a test keeps that list empty).
+pub fn constrained_document() -> (Value, Vec<String>) {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    let mut unmatched = Vec::new();
+    for (location, name, constraint) in parameter_constraints() {
+        let mut hit = false;
+        if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+            for item in paths.values_mut().filter_map(Value::as_object_mut) {
+                for op in item.values_mut() {
+                    let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut)
+                    else {
+                        continue;
+                    };
+                    for p in params {
+                        if p["in"] == location && p["name"] == name {
+                            hit = true;
+                            if let Some(example) = constraint.get("x-example") {
+                                p["example"] = example.clone();
+                            }
+                            merge(&mut p["schema"], &constraint);
+                        }
+                    }
+                }
+            }
+        }
+        if !hit {
+            unmatched.push(format!("{location} parameter {name}"));
+        }
+    }
+    for (schema, property, constraint) in property_constraints() {
+        match doc
+            .pointer_mut(&format!(
+                "/components/schemas/{schema}/properties/{property}"
+            ))
+            .filter(|v| v.is_object())
+        {
+            Some(target) => {
+                if let Some(example) = constraint.get("x-example") {
+                    target["examples"] = json!([example]);
+                }
+                merge(target, &constraint)
+            }
+            None => unmatched.push(format!("{schema}.{property}")),
+        }
+    }
+    response_headers(&mut doc, &mut unmatched);
+    integer_bounds(&mut doc);
+    (doc, unmatched)
+}
+
+/// The headers every response carries (`X-Request-Id`; `Retry-After` on 503) and those of
+/// particular responses (`ETag`, `Location`), all marked required.
+fn response_headers(doc: &mut Value, unmatched: &mut Vec<String>) {
+    let etag = json!({"required": true, "description": "\"sha256:<content_hash>\"",
+        "schema": {"type": "string", "pattern": "^\"sha256:[0-9a-f]{64}\"$"}});
+    let location = json!({"required": true, "description": "URL path of the created resource",
+        "schema": {"type": "string", "pattern": "^/api/v1/"}});
+    let specific: [(&str, &str, &str, &Value); 9] = [
+        ("baselines_upload", "201", "ETag", &etag),
+        ("baselines_upload", "201", "Location", &location),
+        ("baselines_latest", "200", "ETag", &etag),
+        ("baselines_latest", "304", "ETag", &etag),
+        ("baselines_get_version", "200", "ETag", &etag),
+        ("baselines_get_version", "304", "ETag", &etag),
+        ("baselines_promote", "201", "Location", &location),
+        ("verdicts_submit", "201", "Location", &location),
+        ("keys_create_key", "201", "Location", &location),
+    ];
+    let mut hits = vec![false; specific.len()];
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for op in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+    {
+        let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+        let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (status, response) in responses.iter_mut() {
+            let headers = &mut response["headers"];
+            headers["X-Request-Id"] = json!({"required": true,
+                "description": "The request's id (taken from the request when printable, else generated)",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:/+=-]{1,128}$"}});
+            if status == "503" {
+                headers["Retry-After"] = json!({"required": true, "description": "Seconds to wait",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"}});
+            }
+            for (i, (op_id, st, name, header)) in specific.iter().enumerate() {
+                if *op_id == id && st == status {
+                    headers[*name] = (*header).clone();
+                    hits[i] = true;
+                }
+            }
+        }
+    }
+    for (i, hit) in hits.into_iter().enumerate() {
+        if !hit {
+            let (op, st, name, _) = specific[i];
+            unmatched.push(format!("{op} {st} header {name}"));
+        }
+    }
+}
+
+/// utoipa writes `u32` as `int32` and `u64` as `int64` with only `minimum: 0`; JSON Schema
+/// generators then draw integers the server cannot parse. Unsigned integers get their real
+/// maximum (and `u64` loses the `int64` format it does not fit), signed `int32` its range.
+fn integer_bounds(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            let is_integer = match o.get("type") {
+                Some(Value::String(t)) => t == "integer",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+                _ => false,
+            };
+            if is_integer && !o.contains_key("maximum") {
+                let unsigned = o.get("minimum").and_then(Value::as_i64) == Some(0);
+                match (o.get("format").and_then(Value::as_str), unsigned) {
+                    (Some("int32"), true) => {
+                        o.insert("format".into(), "int64".into());
+                        o.insert("maximum".into(), u32::MAX.into());
+                    }
+                    (Some("int64"), true) => {
+                        o.remove("format");
+                        o.insert("maximum".into(), u64::MAX.into());
+                    }
+                    (Some("int32"), false) => {
+                        o.insert("minimum".into(), i32::MIN.into());
+                        o.insert("maximum".into(), i32::MAX.into());
+                    }
+                    _ => {}
+                }
+            }
+            o.values_mut().for_each(integer_bounds);
+        }
+        Value::Array(a) => a.iter_mut().for_each(integer_bounds),
+        _ => {}
+    }
+}
+
+/// Adds `constraint`'s keywords to a schema; an enum also admits `null` when the schema does.
+fn merge(target: &mut Value, constraint: &Value) {
+    let nullable = match &target["type"] {
+        Value::Array(types) => types.iter().any(|t| t == "null"),
+        _ => false,
+    };
+    let (Some(t), Some(c)) = (target.as_object_mut(), constraint.as_object()) else {
+        return;
+    };
+    for (k, v) in c {
+        if k.starts_with("x-") {
+            continue;
+        }
+        let mut v = v.clone();
+        if k == "enum" && nullable {
+            if let Some(values) = v.as_array_mut() {
+                values.push(Value::Null);
+            }
+        }
+        t.insert(k.clone(), v);
+    }
+}
+
+fn text(min: usize, max_bytes: usize) -> Value {
+    json!({"pattern": names::text_pattern(min, max_bytes), "minLength": min, "maxLength": max_bytes})
+}
+
+/// `constraint` as a whole string schema (for array items, which are replaced, not merged).
+fn string(mut constraint: Value) -> Value {
+    constraint["type"] = json!("string");
+    constraint
+}
+
+fn project() -> Value {
+    json!({"pattern": names::PROJECT_PATTERN, "minLength": 1, "maxLength": 64, "x-example": "my-project"})
+}
+
+fn benchmark() -> Value {
+    json!({"pattern": names::BENCHMARK_PATTERN, "minLength": 1, "maxLength": 64, "x-example": "bench-a"})
+}
+
+fn version() -> Value {
+    json!({"pattern": names::VERSION_PATTERN, "minLength": 1, "maxLength": 128, "x-example": "v1"})
+}
+
+/// A tag: non-empty, no `,`, at most 128 bytes, no control characters.
+fn tags() -> Value {
+    json!({"maxItems": 64, "items": {"type": "string", "minLength": 1, "maxLength": 128,
+        "pattern": r"^(?:[^,\x00-\x1f\x7f-\x9f]{1,32}|[\x20-\x2b\x2d-\x7e]{1,128})$"}})
+}
+
+fn one_of(values: &[&str]) -> Value {
+    json!({ "enum": values })
+}
+
+fn range(min: i64, max: i64) -> Value {
+    json!({"minimum": min, "maximum": max})
+}
+
+fn date_time() -> Value {
+    json!({"format": "date-time", "pattern": crate::domain::time::RFC3339_PATTERN})
+}
+
+fn parameter_constraints() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        ("path", "project", project()),
+        ("path", "benchmark", benchmark()),
+        ("path", "version", version()),
+        ("path", "id", json!({"pattern": "^[0-9a-f]{32}$"})),
+        (
+            "path",
+            "dep",
+            json!({"pattern": names::text_pattern(1, 128), "minLength": 1, "maxLength": 128, "x-example": "serde"}),
+        ),
+        (
+            "header",
+            "Idempotency-Key",
+            json!({"pattern": "^[!-~]{1,255}$"}),
+        ),
+        ("query", "benchmark", benchmark()),
+        ("query", "benchmark_prefix", text(0, 64)),
+        ("query", "git_ref", text(0, 256)),
+        ("query", "git_sha", text(0, 128)),
+        // Comma-separated; 128 bytes hold at most 64 tags of at most 128 bytes.
+        ("query", "tags", text(0, 128)),
+        ("query", "since", date_time()),
+        ("query", "until", date_time()),
+        ("query", "limit", range(1, 1000)),
+        ("query", "offset", range(0, i64::MAX)),
+        ("query", "status", one_of(verdicts::STATUSES)),
+        ("query", "metric", one_of(crate::domain::trend::METRICS)),
+        ("query", "window", range(1, 1000)),
+        (
+            "query",
+            "threshold",
+            json!({"exclusiveMinimum": 0, "maximum": 10}),
+        ),
+        ("query", "critical_window", range(1, 100_000)),
+        ("query", "min_affected", range(0, 100_000)),
+        ("query", "project", text(0, 64)),
+        ("query", "action", one_of(audit::ACTIONS)),
+        ("query", "resource_type", one_of(audit::RESOURCES)),
+        ("query", "actor", text(0, 256)),
+    ]
+}
+
+fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        ("UploadBody", "benchmark", benchmark()),
+        ("UploadBody", "version", version()),
+        ("UploadBody", "git_ref", text(0, 256)),
+        ("UploadBody", "git_sha", text(0, 128)),
+        ("UploadBody", "tags", tags()),
+        (
+            "UploadBody",
+            "metadata",
+            json!({"maxProperties": 64, "propertyNames": text(1, 128),
+                "additionalProperties": {"type": "string", "maxLength": 4096,
+                    "pattern": r"^(?:[\s\S]{0,1024}|[\x00-\x7f]{0,4096})$"}}),
+        ),
+        ("PromoteBody", "from_version", version()),
+        ("PromoteBody", "to_version", {
+            let mut v = version();
+            v["x-example"] = json!("v1-promoted");
+            v
+        }),
+        ("PromoteBody", "git_ref", text(0, 256)),
+        ("PromoteBody", "git_sha", text(0, 128)),
+        ("PromoteBody", "tags", tags()),
+        ("SubmitBody", "benchmark", benchmark()),
+        ("SubmitBody", "run_id", text(1, 256)),
+        ("SubmitBody", "status", one_of(verdicts::STATUSES)),
+        (
+            "SubmitBody",
+            "reasons",
+            json!({"maxItems": 256, "items": string(text(0, 512))}),
+        ),
+        ("SubmitBody", "git_ref", text(0, 256)),
+        ("SubmitBody", "git_sha", text(0, 128)),
+        ("RecordBody", "project", project()),
+        ("RecordBody", "benchmark", benchmark()),
+        (
+            "RecordBody",
+            "dependency_changes",
+            json!({"minItems": 1, "maxItems": 500}),
+        ),
+        (
+            "RecordBody",
+            "metric",
+            json!({"pattern": "^[a-z0-9_]{1,64}$"}),
+        ),
+        ("Change", "name", text(1, 128)),
+        ("Change", "old_version", text(0, 128)),
+        ("Change", "new_version", text(0, 128)),
+        // Not blank: at least one printable ASCII character that is not a space.
+        (
+            "CreateKeyBody",
+            "description",
+            json!({"maxLength": 256, "pattern": r"^(?:[^\x00-\x1f\x7f-\x9f]{0,30}[!-~][^\x00-\x1f\x7f-\x9f]{0,30}|[\x20-\x7e]*[!-~][\x20-\x7e]*)$"}),
+        ),
+        (
+            "CreateKeyBody",
+            "role",
+            one_of(&["viewer", "contributor", "promoter", "admin"]),
+        ),
+        (
+            "CreateKeyBody",
+            "project",
+            json!({"maxLength": 64, "pattern": format!("^(?:\\*|{})$",
+                names::PROJECT_PATTERN.trim_start_matches('^').trim_end_matches('$'))}),
+        ),
+        (
+            "CreateKeyBody",
+            "pattern",
+            json!({"pattern": r"^[a-z0-9_./*?-]{1,128}$"}),
+        ),
+        ("CreateKeyBody", "expires_at", date_time()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_constraint_applies_and_the_document_is_valid_json() {
+        let (doc, unmatched) = super::constrained_document();
+        assert!(
+            unmatched.is_empty(),
+            "constraints that matched nothing: {unmatched:?}"
+        );
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        // Patterns compile.
+        fn walk(v: &serde_json::Value, n: &mut usize) {
+            match v {
+                serde_json::Value::Object(o) => {
+                    if let Some(p) = o.get("pattern").and_then(|p| p.as_str()) {
+                        regex::Regex::new(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+                        *n += 1;
+                    }
+                    o.values().for_each(|v| walk(v, n));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, n)),
+                _ => {}
+            }
+        }
+        let mut n = 0;
+        walk(&doc, &mut n);
+        assert!(n > 30, "{n} patterns");
+    }
+}

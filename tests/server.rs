@@ -593,6 +593,102 @@ fn openapi_document_matches_the_router_both_ways() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 
+/// The JSON type names of `v` as JSON Schema spells them.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Checks every property of `value` against the declared `type` of the named component schema
+/// (one level deep, `$ref`s to other components followed).
+fn check_shape(doc: &Value, schema: &str, value: &Value, at: &str) {
+    let s = &doc["components"]["schemas"][schema];
+    assert!(s.is_object(), "schema {schema} missing");
+    for field in s["required"].as_array().into_iter().flatten() {
+        let f = field.as_str().unwrap();
+        assert!(
+            value.get(f).is_some(),
+            "{at}: required {schema}.{f} absent in {value}"
+        );
+    }
+    for (name, prop) in s["properties"].as_object().unwrap() {
+        let Some(v) = value.get(name) else { continue };
+        if let Some(r) = prop["$ref"].as_str() {
+            check_shape(
+                doc,
+                r.rsplit('/').next().unwrap(),
+                v,
+                &format!("{at}.{name}"),
+            );
+            continue;
+        }
+        let declared: Vec<&str> = match &prop["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().map(|t| t.as_str().unwrap()).collect(),
+            _ => continue,
+        };
+        let actual = json_type(v);
+        let fits =
+            declared.contains(&actual) || (actual == "integer" && declared.contains(&"number"));
+        assert!(
+            fits,
+            "{at}.{name}: documented {declared:?}, answered {actual} ({v})"
+        );
+    }
+}
+
+/// Regression: the document described `tags`, `reasons` and `counts` as plain objects while the
+/// server answers arrays (schemathesis: "Response violates schema").
+#[test]
+fn documented_response_shapes_match_real_responses() {
+    let s = Server::start(Backend::Memory);
+    let doc: Value = expect(
+        s.http.get(s.url("/api/v1/openapi.json")).send().unwrap(),
+        200,
+    );
+    let mut body = upload_body("bench-a", Some("v1"), &fixture("run-bench-a-1.json"));
+    body["tags"] = json!(["release"]);
+    body["metadata"] = json!({"k": "v"});
+    let up = expect(s.post(ADMIN, "/api/v1/projects/proj/baselines", &body), 201);
+    check_shape(&doc, "UploadResponse", &up, "upload");
+    let latest = expect(
+        s.get(ADMIN, "/api/v1/projects/proj/baselines/bench-a/latest"),
+        200,
+    );
+    check_shape(&doc, "BaselineRecord", &latest, "latest");
+    let list = expect(s.get(ADMIN, "/api/v1/projects/proj/baselines"), 200);
+    check_shape(&doc, "BaselineSummary", &list["baselines"][0], "list");
+    check_shape(&doc, "Pagination", &list["pagination"], "list");
+    let verdict = expect(
+        s.post(
+            ADMIN,
+            "/api/v1/projects/proj/verdicts",
+            &json!({"benchmark": "bench-a", "run_id": "r1", "status": "warn",
+                "counts": {"pass": 1, "warn": 1, "fail": 0, "skip": 0}, "reasons": ["slower"]}),
+        ),
+        201,
+    );
+    check_shape(&doc, "VerdictRecord", &verdict, "verdict");
+    // The upload body's receipt is described in full: a perfgate.run.v1 receipt.
+    assert_eq!(
+        doc["components"]["schemas"]["UploadBody"]["properties"]["receipt"]["$ref"],
+        "#/components/schemas/RunReceipt"
+    );
+    check_shape(
+        &doc,
+        "RunReceipt",
+        &fixture("run-bench-a-1.json"),
+        "fixture",
+    );
+}
+
 #[test]
 fn per_credential_rate_limit_answers_429_with_retry_after() {
     let s = Server::start_with(

@@ -145,6 +145,22 @@ impl Version {
     }
 }
 
+/// JSON Schema patterns (ECMA-262, also read alike by Python `re` and the `regex` crate) of the
+/// names above, for the OpenAPI document. Each accepts only what the parser accepts (a test
+/// checks it); limits in bytes are spelled as "any characters up to a quarter of the limit, or
+/// printable ASCII up to the limit", since JSON Schema lengths count characters.
+pub const PROJECT_PATTERN: &str = r"^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}|\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}|\.\.[A-Za-z0-9_.-]{1,62})$";
+pub const BENCHMARK_PATTERN: &str = r"^(?:[a-z0-9_-][a-z0-9_.-]*|\.[a-z0-9_-][a-z0-9_.-]*|\.\.[a-z0-9_.-]+)(?:/(?:[a-z0-9_-][a-z0-9_.-]*|\.[a-z0-9_-][a-z0-9_.-]*|\.\.[a-z0-9_.-]+))*$";
+pub const VERSION_PATTERN: &str = r"^(?:[^/\x00-\x1f\x7f-\x9f]{1,32}|[\x20-\x2e\x30-\x7e]{1,128})$";
+
+/// The pattern of a [`check_text`] field of `min..=max` bytes.
+pub fn text_pattern(min: usize, max: usize) -> String {
+    format!(
+        r"^(?:[^\x00-\x1f\x7f-\x9f]{{{min},{}}}|[\x20-\x7e]{{{min},{max}}})$",
+        (max / 4).max(min)
+    )
+}
+
 /// Validates a free-form short text field such as a tag, git ref or sha.
 pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), NameError> {
     if s.len() > max {
@@ -183,6 +199,79 @@ mod tests {
         }
         assert!(BenchmarkName::parse(&"a".repeat(64)).is_ok());
         assert!(BenchmarkName::parse(&"a".repeat(65)).is_err());
+    }
+
+    /// Strings over an alphabet that exercises every rule: all of length <= 3, plus long ones.
+    fn samples() -> Vec<String> {
+        let alphabet = [
+            "a",
+            "Z",
+            "0",
+            "_",
+            "-",
+            ".",
+            "/",
+            " ",
+            ",",
+            "*",
+            "\u{fc}",
+            "\n",
+            "\u{7f}",
+            "\u{85}",
+            "\u{1f600}",
+        ];
+        let mut out = vec![String::new()];
+        let mut level = vec![String::new()];
+        for _ in 0..3 {
+            let mut next = Vec::new();
+            for s in &level {
+                for c in alphabet {
+                    next.push(format!("{s}{c}"));
+                }
+            }
+            out.extend(next.iter().cloned());
+            level = next;
+        }
+        for n in [31, 32, 33, 63, 64, 65, 127, 128, 129, 200] {
+            for c in ["a", ".", "\u{fc}", "\u{1f600}", "a/"] {
+                out.push(c.repeat(n));
+                out.push(format!("{}{}", "a".repeat(n.saturating_sub(1)), c));
+            }
+        }
+        out
+    }
+
+    /// What the document calls valid, the server accepts; for printable ASCII, exactly.
+    fn agrees(pattern: &str, max_len: usize, parse: impl Fn(&str) -> bool) {
+        let re = regex::Regex::new(pattern).unwrap();
+        let mut accepted = 0;
+        for s in samples() {
+            let documented = re.is_match(&s) && s.chars().count() <= max_len;
+            if documented {
+                accepted += 1;
+                assert!(
+                    parse(&s),
+                    "{pattern} matches {s:?}, which the parser refuses"
+                );
+            } else if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                assert!(
+                    !parse(&s),
+                    "{pattern} refuses {s:?}, which the parser accepts"
+                );
+            }
+        }
+        assert!(accepted > 10, "{pattern} matched almost nothing");
+    }
+
+    #[test]
+    fn documented_patterns_agree_with_the_parsers() {
+        agrees(PROJECT_PATTERN, 64, |s| ProjectName::parse(s).is_ok());
+        agrees(BENCHMARK_PATTERN, 64, |s| BenchmarkName::parse(s).is_ok());
+        agrees(VERSION_PATTERN, 128, |s| Version::parse(s).is_ok());
+        agrees(&text_pattern(0, 64), 64, |s| check_text("f", s, 64).is_ok());
+        agrees(&text_pattern(1, 128), 128, |s| {
+            !s.is_empty() && check_text("f", s, 128).is_ok()
+        });
     }
 
     #[test]

@@ -21,9 +21,11 @@ impl std::fmt::Display for ReceiptError {
     }
 }
 
-#[derive(Deserialize)]
+/// A `perfgate.run.v1` receipt (contract §7). Unknown fields are allowed and kept.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)] // fields exist to be type-checked
-struct RunReceipt {
+pub struct RunReceipt {
+    #[schema(value_type = String, pattern = r"^perfgate\.run\.v1$", example = "perfgate.run.v1")]
     schema: String,
     tool: ToolInfo,
     run: RunMeta,
@@ -32,14 +34,14 @@ struct RunReceipt {
     stats: Stats,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct ToolInfo {
     name: String,
     version: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct RunMeta {
     id: String,
@@ -48,7 +50,7 @@ struct RunMeta {
     host: HostInfo,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct HostInfo {
     os: String,
@@ -61,7 +63,7 @@ struct HostInfo {
     hostname_hash: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct BenchMeta {
     name: String,
@@ -76,7 +78,7 @@ struct BenchMeta {
     timeout_ms: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct Sample {
     wall_ms: u64,
@@ -109,7 +111,7 @@ struct Sample {
     stderr: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct U64Summary {
     median: u64,
@@ -121,7 +123,7 @@ struct U64Summary {
     stddev: Option<f64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct F64Summary {
     median: f64,
@@ -133,7 +135,7 @@ struct F64Summary {
     stddev: Option<f64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct Stats {
     wall_ms: U64Summary,

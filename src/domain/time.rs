@@ -15,6 +15,14 @@ pub fn to_rfc3339(micros: i64) -> String {
     }
 }
 
+/// The JSON Schema pattern of the timestamps [`parse_rfc3339`] accepts, for the OpenAPI document
+/// (where `format: date-time` alone is only an annotation). It leaves out February 29 and leap
+/// seconds, which the parser takes only on some dates, so every timestamp it matches is accepted.
+pub const RFC3339_PATTERN: &str = concat!(
+    r"^[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))",
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+);
+
 /// Parses any RFC 3339 timestamp (any offset) to micros.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s)
@@ -33,5 +41,34 @@ mod tests {
         let off = parse_rfc3339("2026-11-28T05:17:59+02:00").unwrap();
         assert_eq!(to_rfc3339(off), "2026-11-28T03:17:59.000000Z");
         assert!(parse_rfc3339("yesterday").is_none());
+    }
+
+    #[test]
+    fn documented_pattern_is_accepted() {
+        let re = regex::Regex::new(RFC3339_PATTERN).unwrap();
+        let mut matched = 0;
+        for year in ["0000", "1970", "2024", "2026", "9999"] {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    for rest in ["T00:00:00Z", "T23:59:59.123456789+14:00", "T12:30:00-23:59"] {
+                        let s = format!("{year}-{month:02}-{day:02}{rest}");
+                        if re.is_match(&s) {
+                            matched += 1;
+                            assert!(parse_rfc3339(&s).is_some(), "{s} matches but is refused");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(matched > 5 * 12 * 27 * 3, "{matched}");
+        for bad in [
+            "",
+            "2026-11-28",
+            "2026-11-28T03:17:59",
+            "2026-02-30T00:00:00Z",
+            "2026-11-28T24:00:00Z",
+        ] {
+            assert!(!re.is_match(bad), "{bad}");
+        }
     }
 }

@@ -13,8 +13,8 @@ use crate::domain::names::check_text;
 use crate::error::ApiError;
 use crate::server::AppState;
 
-const ACTIONS: &[&str] = &["create", "update", "delete", "promote"];
-const RESOURCES: &[&str] = &["baseline", "key", "verdict", "decision"];
+pub const ACTIONS: &[&str] = &["create", "update", "delete", "promote"];
+pub const RESOURCES: &[&str] = &["baseline", "key", "verdict", "decision"];
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

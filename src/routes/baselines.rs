@@ -130,7 +130,7 @@ pub struct UploadBody {
     #[serde(default)]
     git_sha: Option<String>,
     /// A `perfgate.run.v1` receipt, stored byte for byte.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::domain::receipt::RunReceipt)]
     receipt: Box<RawValue>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,

@@ -211,7 +211,7 @@ pub async fn project_benchmarks(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// Versions per page, 1–200 (default 100).
+    /// Versions per page, 1–1000 (default 100); pages hold at most 200.
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -256,7 +256,9 @@ pub async fn history(
     let project = ProjectName::parse(&project)?;
     let benchmark = BenchmarkName::parse(&benchmark)?;
     principal.authorize(Scope::Read, project.as_str(), Some(benchmark.as_str()))?;
-    let limit = parse_limit(query.limit, 100, 200)?;
+    // Pages carry receipts: like receipt lists, they hold at most 200 rows (the page says so in
+    // `pagination.limit`).
+    let limit = parse_limit(query.limit, 100, 1000)?.min(200);
     let offset = parse_offset(query.offset)?;
     let (rows, total) = state
         .baselines

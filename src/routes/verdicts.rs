@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::middleware::current_request_id;
 use crate::server::AppState;
 
-const STATUSES: &[&str] = &["pass", "warn", "fail", "skip"];
+pub const STATUSES: &[&str] = &["pass", "warn", "fail", "skip"];
 
 #[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
