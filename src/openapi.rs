@@ -481,6 +481,11 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
             "metric",
             json!({"pattern": "^[a-z0-9_]{1,64}$"}),
         ),
+        (
+            "RecordBody",
+            "delta_pct",
+            json!({"minimum": -fleet::MAX_DELTA_PCT, "maximum": fleet::MAX_DELTA_PCT}),
+        ),
         ("Change", "name", text(1, 128)),
         ("Change", "old_version", text(0, 128)),
         ("Change", "new_version", text(0, 128)),

@@ -60,14 +60,30 @@ proptest! {
 
     #[test]
     fn valid_receipts_round_trip(median in 0u64..u64::MAX / 2, rss in 0u64..1 << 40) {
+        // rss first: a wall median written first could start with 8752 and be rewritten.
         let r = FIXTURE
-            .replacen("\"median\":0,\"min\":0,\"max\":0", &format!("\"median\":{median},\"min\":0,\"max\":{median}"), 1)
-            .replace("\"median\":8752", &format!("\"median\":{rss}"));
+            .replace("\"median\":8752", &format!("\"median\":{rss}"))
+            .replacen("\"median\":0,\"min\":0,\"max\":0", &format!("\"median\":{median},\"min\":0,\"max\":{median}"), 1);
         let s = receipt::validate(&r).unwrap();
         prop_assert_eq!(s.wall_ms_median, median);
         let n = receipt::normalize(&r).unwrap();
         prop_assert!(receipt::validate(&n).is_ok());
         prop_assert_eq!(receipt::median_of(&s.medians_json(), "max_rss_kb"), Some(rss as f64));
+    }
+
+    /// Regression (found by the `receipt` fuzz target): text after the receipt was accepted by
+    /// `validate`, and `normalize` then failed on it. Whatever validates also normalizes.
+    #[test]
+    fn trailing_text_is_refused_and_valid_receipts_normalize(tail in "\\PC{0,20}") {
+        let text = format!("{FIXTURE}{tail}");
+        match receipt::validate(&text) {
+            Ok(_) => {
+                prop_assert!(tail.trim().is_empty(), "accepted trailing {tail:?}");
+                let n = receipt::normalize(&text).unwrap();
+                prop_assert!(receipt::validate(&n).is_ok());
+            }
+            Err(e) => prop_assert_eq!(e.field, "receipt"),
+        }
     }
 
     #[test]

@@ -29,12 +29,18 @@ pub fn has_jwt_shape(v: &str) -> bool {
     n == 3
 }
 
-enum Credential {
+/// What an `Authorization` header carries, before any key or signature is looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `Bearer <key>` in the API key format.
     ApiKey(String),
+    /// `Token <jwt>`, or `Bearer` with a value of the three-part JWT shape.
     Jwt(String),
 }
 
-fn parse_header(value: Option<&str>) -> Result<Credential, ApiError> {
+/// Parses the `Authorization` header value: the first step of every authenticated request
+/// (public for the `auth_header` fuzz target). Every refusal is a 401.
+pub fn parse_header(value: Option<&str>) -> Result<Credential, ApiError> {
     let Some(value) = value else {
         return Err(ApiError::unauthorized("Missing authentication header"));
     };

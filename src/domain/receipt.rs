@@ -179,7 +179,7 @@ impl ReceiptSummary {
 /// Checks that `json` is a `perfgate.run.v1` receipt.
 pub fn validate(json: &str) -> Result<ReceiptSummary, ReceiptError> {
     let de = &mut serde_json::Deserializer::from_str(json);
-    let r: RunReceipt = serde_path_to_error::deserialize(de).map_err(|e| {
+    let r: RunReceipt = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." || path.is_empty() {
             "receipt".to_owned()
@@ -190,6 +190,12 @@ pub fn validate(json: &str) -> Result<ReceiptSummary, ReceiptError> {
             field,
             message: strip_position(&e.inner().to_string()),
         }
+    })?;
+    // One JSON value and nothing after it (found by the `receipt` fuzz target: trailing bytes
+    // were accepted, and `normalize` then failed on the same text).
+    de.end().map_err(|e| ReceiptError {
+        field: "receipt".into(),
+        message: strip_position(&e.to_string()),
     })?;
     if r.schema != RUN_SCHEMA_V1 {
         return Err(ReceiptError {
@@ -307,6 +313,13 @@ mod tests {
         assert_eq!(e.field, "receipt.schema");
         let e = validate("[]").unwrap_err();
         assert_eq!(e.field, "receipt");
+        let e = validate(&format!("{FIXTURE} x")).unwrap_err();
+        assert_eq!(e.field, "receipt");
+        assert!(e.message.contains("trailing characters"), "{e:?}");
+        assert!(
+            validate(&format!(" {FIXTURE}\n")).is_ok(),
+            "whitespace around is fine"
+        );
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct RecordBody {
     delta_pct: f64,
 }
 
+/// The largest `delta_pct` magnitude accepted (percent).
+pub const MAX_DELTA_PCT: f64 = 1e9;
+
 fn check_dep_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() {
         return Err(ApiError::bad_request(
@@ -80,9 +83,11 @@ pub async fn record(
             "Invalid metric: 1-64 characters of a-z 0-9 _",
         ));
     }
-    if !b.delta_pct.is_finite() {
+    // Bounded so that sums and averages over any number of events stay finite (found by
+    // schemathesis: two events at -1.7e308 made the impact average -inf, rendered as null).
+    if !(b.delta_pct.is_finite() && b.delta_pct.abs() <= MAX_DELTA_PCT) {
         return Err(ApiError::bad_request(
-            "Invalid delta_pct: must be a finite number",
+            "Invalid delta_pct: must be a finite number between -1e9 and 1e9",
         ));
     }
     let now = now_micros();
