@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # cargo fuzz smoke run: each target in fuzz/ for FUZZ_SECONDS (default 30) seconds.
 # Usage: scripts/fuzz-smoke.sh [target...]   (default: receipt auth_header)
-#   CARGO_FUZZ_ROOT  where cargo-fuzz is (installed there, pinned, when missing;
-#                    default /work/cache/cargo-fuzz)
+#   CARGO_FUZZ_ROOT  where cargo-fuzz is (installed there, pinned, when missing; default
+#                    /work/cache/cargo-fuzz when /work/cache exists, else ~/.cache/perfgate/cargo-fuzz)
 #   FUZZ_TARGET_DIR  cargo target directory of the fuzz build (default fuzz/target)
 # cargo-fuzz builds with nightly flags (-Zsanitizer=address); RUSTC_BOOTSTRAP=1 lets the stable
 # toolchain accept them. Fails on any crash, leak or failed assertion (the input is kept in
@@ -10,7 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO_FUZZ_VERSION=0.13.2
-CARGO_FUZZ_ROOT=${CARGO_FUZZ_ROOT:-/work/cache/cargo-fuzz}
+if [ -z "${CARGO_FUZZ_ROOT:-}" ]; then
+  # A shared cache when this machine has one, else the user's cache directory.
+  if [ -d /work/cache ]; then CARGO_FUZZ_ROOT=/work/cache/cargo-fuzz; else CARGO_FUZZ_ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/perfgate/cargo-fuzz; fi
+fi
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$PWD/fuzz/target}
 if ! "$CARGO_FUZZ_ROOT/bin/cargo-fuzz" --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
