@@ -9,6 +9,8 @@
 #                             replica, then two replicas with the load split between them
 #
 # Options: --secs N (measured seconds per scenario, default 10), --warmup N (default 3).
+# Databases and logs go to a fresh directory under $TMPDIR (the 1,000,000-baseline SQLite file
+# of --scale takes about 2.5 GB; TMPDIR=/dev/shm keeps it in RAM when the disk is short).
 # Environment: PERFGATE_REF_ROOT (cache of the reference install, default bench/.cache/
 # perfgate-server-0.18.1; installed with `cargo install` the first time), CARGO_TARGET_DIR.
 # Needs: cargo, wrk (Debian package `wrk`), python3, curl; --postgres also initdb/pg_ctl.
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     --postgres) MODE=postgres ;;
     --secs) SECS=$2; shift ;;
     --warmup) WARM=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
