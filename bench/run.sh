@@ -123,17 +123,24 @@ scenario() {
   local -a u=($urls)
   local n=${#u[@]} threads=$(( 2 / ${#u[@]} )) c=$(( conns / ${#u[@]} ))
   [ "$threads" -lt 1 ] && threads=1
-  RUN_TAG="w$RANDOM$RANDOM"
-  export RUN_TAG
+  # RUN_TAG keeps upload versions and verdict run ids unique across runs and wrk processes.
   local -a w=()
-  for url in "${u[@]}"; do wrk_run "$url" "$c" "$threads" "$script" "$WARM" >/dev/null & w+=($!); done
+  local tag="w$RANDOM$RANDOM" i=0
+  for url in "${u[@]}"; do
+    RUN_TAG="$tag-$i" wrk_run "$url" "$c" "$threads" "$script" "$WARM" >/dev/null &
+    w+=($!)
+    i=$((i + 1))
+  done
   wait "${w[@]}" || true
   for p in $pids; do echo 5 > "/proc/$p/clear_refs" 2>/dev/null || true; done
-  RUN_TAG="m$RANDOM$RANDOM"
-  export RUN_TAG
-  local i=0
+  tag="m$RANDOM$RANDOM"
+  i=0
   w=()
-  for url in "${u[@]}"; do wrk_run "$url" "$c" "$threads" "$script" "$SECS" > "$WORK/wrk.$i" & w+=($!); i=$((i + 1)); done
+  for url in "${u[@]}"; do
+    RUN_TAG="$tag-$i" wrk_run "$url" "$c" "$threads" "$script" "$SECS" > "$WORK/wrk.$i" &
+    w+=($!)
+    i=$((i + 1))
+  done
   wait "${w[@]}" || true
   local rss=0
   for p in $pids; do
@@ -208,8 +215,10 @@ run_default() {
   port=$(free_port)
   local etag
   etag=$(awk 'tolower($1) == "etag:" { sub(/\r$/, "", $2); print $2 }' "$WORK/latest.headers")
-  start ceiling "$port" "$CEILING" "$port" "$WORK/latest.body" "$etag" || true
-  # The ceiling has no /health: wait for its port instead.
+  "$CEILING" "$port" "$WORK/latest.body" "$etag" > "$WORK/ceiling.log" 2>&1 &
+  PID=$!
+  PIDS+=("$PID")
+  # The ceiling has no /health: wait for its route instead.
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/api/v1/projects/bench/baselines/bench-0/latest" >/dev/null 2>&1 && break; sleep 0.1; done
   scenario "$SCEN1" ceiling "$PID" "http://127.0.0.1:$port" 32 latest.lua
   stop "$PID"
@@ -299,7 +308,7 @@ run_postgres() {
   PG_STOP="cd / && ${as[*]} $pg_ctl -D $pgdir/data -m immediate stop"
   local dburl="postgres://postgres@127.0.0.1:$pgport/postgres"
   machine
-  echo "ours only, PostgreSQL $("$pg_ctl" --version | awk '{ print $NF }') (throwaway cluster, fsync on, synchronous_commit on); seed: 100 benchmarks x 30 versions over HTTP"
+  echo "ours only, $("$pg_ctl" --version | sed 's/^pg_ctl //') (throwaway cluster, fsync on, synchronous_commit on); seed: 100 benchmarks x 30 versions over HTTP"
   echo "two replicas: two wrk processes started together, one per replica, each with half the threads and connections"
   echo
   print_header
