@@ -1,5 +1,7 @@
 -- Shared wrk reporting: one machine-readable line at the end of a run.
 -- Non-2xx answers count as errors (wrk's own summary counts only socket errors).
+if report_loaded then return end
+report_loaded = true
 non2xx = 0  -- global: read per thread in done()
 local threads = {}
 

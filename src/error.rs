@@ -248,6 +248,8 @@ pub enum DbError {
     Migration(String),
     #[error("stored data is corrupt")]
     Corrupt(#[from] serde_json::Error),
+    #[error("{0}")]
+    Ownership(String),
 }
 
 impl DbError {

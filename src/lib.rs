@@ -17,6 +17,7 @@
 pub mod actors;
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -371,6 +371,7 @@ fn main() -> ExitCode {
         }
     };
     let result = actix_web::rt::System::new().block_on(run_server(config));
+    perfgate_server::logging::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ perfgate_server::ServerError::Config(_)) => {

@@ -36,8 +36,13 @@ pub fn with_request_id<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
     }
 }
 
+/// A random v4 UUID as 32 hex digits, from the thread-local CSPRNG (`Uuid::new_v4` asks the
+/// kernel for every id: a system call per request).
 pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .simple()
+        .to_string()
 }
 
 /// Keeps a client-supplied id only if it is short and printable; otherwise generates one. The id

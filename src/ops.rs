@@ -126,6 +126,13 @@ pub fn export(cfg: &ServerConfig, out: &mut impl std::io::Write) -> Result<u64, 
 /// `perfgate-server import`: JSON lines from `input` into the database (idempotent).
 pub fn import(cfg: &ServerConfig, input: impl std::io::BufRead) -> Result<u64, String> {
     let storage = open(cfg)?;
+    // A running server caches answers of the SQLite file it owns: no import behind its back.
+    let _owner = match storage.backend {
+        StorageBackend::Sqlite => {
+            Some(crate::db::SqliteOwner::acquire(&cfg.sqlite_file()).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
     let mut c = storage.write_pool.get().map_err(|e| e.to_string())?;
     crate::transfer::import(&mut c, input).map_err(|e| format!("import failed: {e}"))
 }

@@ -18,10 +18,14 @@ use crate::actors::Shards;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::keys::{parse_static_keys, StaticKey};
 use crate::auth::oidc::{providers_from_config, refresh_loop, Provider};
+use crate::cache::LatestCache;
 use crate::config::{redact_url, ServerConfig, StorageBackend};
 use crate::db::{Storage, StorageOptions};
 use crate::middleware::request_context;
 use crate::routes;
+
+/// Body bytes kept by the cache of GET latest answers (SQLite and memory).
+const LATEST_CACHE_BYTES: usize = 16 << 20;
 
 /// Store actors started by the server (baseline store, key store, verdict log, fleet analyzer).
 const STORES: u32 = 4;
@@ -31,6 +35,10 @@ pub struct AppState {
     pub config: ServerConfig,
     pub backend: StorageBackend,
     pub baselines: Shards<BaselineStore>,
+    /// Rendered GET latest answers (SQLite and memory only; see [`crate::cache`]).
+    pub latest_cache: Arc<LatestCache>,
+    /// Uploads waiting for their writer shard's next group commit.
+    pub upload_queue: Arc<crate::actors::baseline_store::UploadQueue>,
     pub keys: Shards<KeyStore>,
     pub verdicts: Shards<VerdictLog>,
     pub fleet: Shards<FleetAnalyzer>,
@@ -149,6 +157,16 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     })
     .await
     .map_err(|_| ServerError::Crashed)??;
+    // SQLite: this process becomes the file's only writer for as long as it runs (the cache of
+    // latest answers depends on it). Memory is process-local; PostgreSQL is shared, uncached.
+    let _owner = match backend {
+        StorageBackend::Sqlite => Some(crate::db::SqliteOwner::acquire(&config.sqlite_file())?),
+        _ => None,
+    };
+    let latest_cache = Arc::new(match backend {
+        StorageBackend::Postgres => LatestCache::disabled(),
+        _ => LatestCache::new(true, LATEST_CACHE_BYTES),
+    });
     if let Some(key) = bootstrap_key {
         // Printed once, on stderr, outside the logger: the only time this key is ever shown.
         eprintln!(
@@ -167,7 +185,10 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         limiter: &limiter,
         timeout,
     };
-    let baselines = start.store("baseline_store", BaselineStore::new);
+    let cache = latest_cache.clone();
+    let baselines = start.store("baseline_store", move |pool| {
+        BaselineStore::new(pool, cache.clone())
+    });
     let keys = start.store("key_store", KeyStore::new);
     let verdicts = start.store("verdict_log", VerdictLog::new);
     let fleet = start.store("fleet_analyzer", FleetAnalyzer::new);
@@ -187,6 +208,8 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         config: config.clone(),
         backend,
         baselines,
+        latest_cache,
+        upload_queue: Arc::default(),
         keys,
         verdicts,
         fleet,
@@ -234,6 +257,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     server.run().await?;
     log::info!("shut down: in-flight requests finished, closing storage");
     drop(storage);
+    crate::logging::flush();
     Ok(())
 }
 
@@ -257,10 +281,15 @@ struct StoreStarter<'a> {
 }
 
 impl StoreStarter<'_> {
-    fn store<S>(&self, name: &'static str, new: fn(crate::db::DbPool) -> S) -> Shards<S>
+    fn store<S>(
+        &self,
+        name: &'static str,
+        new: impl Fn(crate::db::DbPool) -> S + Clone + Send + Sync + 'static,
+    ) -> Shards<S>
     where
         S: actix::Actor<Context = actix::SyncContext<S>>,
     {
+        let new_w = new.clone();
         let (r, w) = (
             self.storage.read_pool.clone(),
             self.storage.write_pool.clone(),
@@ -277,7 +306,7 @@ impl StoreStarter<'_> {
             name,
             0,
             self.write_shards,
-            move || new(w.clone()),
+            move || new_w(w.clone()),
             self.limiter.clone(),
             self.timeout,
         );

@@ -888,6 +888,114 @@ fn acknowledged_writes_survive_kill_9(b: Backend) {
     }
 }
 
+/// GET latest is served from an in-process cache on memory and SQLite: every write that can
+/// change the answer (upload, delete, promote) must show in the very next read, conditional
+/// requests and authorization included. On PostgreSQL (no cache) the same answers hold.
+fn latest_follows_every_write(b: Backend) {
+    let s = Server::start(b);
+    let latest = format!("{P}/bench-a/latest");
+    let version_of = |key: &str| -> String {
+        expect(s.get(key, &latest), 200)["version"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    expect_error(s.get(VIEWER, &latest), 404, "not_found");
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()),
+        201,
+    );
+    expect(
+        s.upload(ADMIN, "proj", "bench-b", Some("b1"), &receipt()),
+        201,
+    );
+    for _ in 0..3 {
+        assert_eq!(version_of(VIEWER), "v1");
+    }
+    // Upload: the new version is latest at once.
+    let r2 = fixture("run-bench-a-2.json");
+    expect(s.upload(ADMIN, "proj", "bench-a", Some("v2"), &r2), 201);
+    assert_eq!(version_of(VIEWER), "v2");
+    // The ETag of the cached answer: 304 for it, 200 with the new one after a write.
+    let r = s
+        .http
+        .get(s.url(&latest))
+        .bearer_auth(VIEWER)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["receipt"], r2);
+    let r = s
+        .http
+        .get(s.url(&latest))
+        .bearer_auth(VIEWER)
+        .header("If-None-Match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+    // Delete: the previous version is latest again.
+    expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/v2")), 200);
+    assert_eq!(version_of(VIEWER), "v1");
+    let r = s
+        .http
+        .get(s.url(&latest))
+        .bearer_auth(VIEWER)
+        .header("If-None-Match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the deleted version's ETag no longer matches"
+    );
+    // Promote: the copy is latest.
+    expect(
+        s.post(
+            ADMIN,
+            &format!("{P}/bench-a/promote"),
+            &json!({"from_version": "v1", "to_version": "rel", "tags": []}),
+        ),
+        201,
+    );
+    assert_eq!(version_of(VIEWER), "rel");
+    // Other benchmarks are untouched; a cached answer is still authorized per request.
+    assert_eq!(
+        expect(s.get(VIEWER, &format!("{P}/bench-b/latest")), 200)["version"],
+        "b1"
+    );
+    expect_error(
+        s.get(OTHER_ADMIN, &format!("{P}/bench-b/latest")),
+        403,
+        "forbidden",
+    );
+    expect_error(
+        s.get("pg_live_unknownunknownunknownunknownunknown", &latest),
+        401,
+        "unauthorized",
+    );
+    // Deleting every version: 404, not a remembered answer.
+    expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/rel")), 200);
+    expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/v1")), 200);
+    expect_error(s.get(VIEWER, &latest), 404, "not_found");
+    // A restart (memory starts empty; SQLite and PostgreSQL keep their data) answers the same.
+    let mut s = s;
+    s.restart();
+    if !matches!(b_name(&s), "memory") {
+        assert_eq!(
+            expect(s.get(VIEWER, &format!("{P}/bench-b/latest")), 200)["version"],
+            "b1"
+        );
+        expect_error(s.get(VIEWER, &latest), 404, "not_found");
+    }
+}
+
+fn b_name(s: &Server) -> &'static str {
+    s.backend.name()
+}
+
 backend_tests!(
     health_and_info,
     upload_and_read_back_verbatim,
@@ -903,4 +1011,5 @@ backend_tests!(
     concurrent_uploads_lose_nothing,
     concurrent_promotes_have_one_winner,
     acknowledged_writes_survive_kill_9,
+    latest_follows_every_write,
 );

@@ -219,3 +219,62 @@ fn import_refuses_foreign_input() {
     assert!(err.contains("not a perfgate-server export"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The server caches answers of the SQLite file it serves, so it must be the file's only writer
+/// process: a second server and `import` are refused while it runs; read-only and key commands
+/// still work.
+#[test]
+fn one_server_per_sqlite_file() {
+    let s = Server::start(Backend::Sqlite);
+    expect(
+        s.upload(
+            ADMIN,
+            "proj",
+            "bench-a",
+            Some("v1"),
+            &fixture("run-bench-a-1.json"),
+        ),
+        201,
+    );
+    let db = s.dir.join("perfgate.db");
+    let db = db.to_str().unwrap();
+    let dump = s.dir.join("dump.jsonl");
+    let (code, out, err) = cli(&["export", "--database-url", db], None);
+    assert_eq!(code, Some(0), "export still works: {err}");
+    std::fs::write(&dump, &out).unwrap();
+    let (code, _, err) = cli(&["import", "--database-url", db], Some(&dump));
+    assert_ne!(code, Some(0), "import next to a running server must fail");
+    assert!(err.contains("in use by another perfgate-server"), "{err}");
+    let (code, _, err) = cli(&["keys", "list", "--database-url", db], None);
+    assert_eq!(code, Some(0), "key commands still work: {err}");
+
+    let port = free_port().to_string();
+    let mut second = Command::new(env!("CARGO_BIN_EXE_perfgate-server"))
+        .args(["--storage-type", "sqlite", "--database-url", db])
+        .args(["--bind", "127.0.0.1", "--port", &port])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = second.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = second.kill();
+            panic!("a second server on the same SQLite file kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("in use by another perfgate-server"), "{err}");
+    // The first server is unaffected.
+    assert_eq!(
+        expect(s.get(ADMIN, &format!("{P}/bench-a/latest")), 200)["version"],
+        "v1"
+    );
+}

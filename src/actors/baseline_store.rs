@@ -1,11 +1,16 @@
 //! The baseline store: uploads, reads, soft deletes and promotes (contract §4).
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use crate::api::{etag_of, UploadResponse};
 use crate::auth::BenchFilter;
+use crate::cache::LatestCache;
 use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as q, BaselineRow, ListFilter, SummaryRow};
+use diesel::Connection;
+
 use crate::db::{read_tx, write_tx, DbPool, PooledConn};
 use crate::domain::names::{BenchmarkName, ProjectName, Version};
 use crate::domain::time::{now_micros, to_rfc3339};
@@ -17,13 +22,15 @@ use super::Op;
 
 pub struct BaselineStore {
     pool: DbPool,
+    /// Invalidated here, by every write, before the write is acknowledged.
+    cache: Arc<LatestCache>,
 }
 
 store_actor!(BaselineStore);
 
 impl BaselineStore {
-    pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+    pub fn new(pool: DbPool, cache: Arc<LatestCache>) -> Self {
+        Self { pool, cache }
     }
     pub(crate) fn conn(&self) -> Result<PooledConn, StoreError> {
         Ok(self.pool.get().map_err(DbError::from)?)
@@ -35,6 +42,8 @@ impl BaselineStore {
 pub enum StoreError {
     NotFound(String),
     Conflict(String),
+    /// Storage failed for a whole group commit (answered 503; nothing of it was stored).
+    Unavailable(String),
     Db(DbError),
 }
 
@@ -55,6 +64,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(m) => ApiError::not_found(m),
             StoreError::Conflict(m) => ApiError::conflict(m),
+            StoreError::Unavailable(m) => ApiError::unavailable(m),
             StoreError::Db(e) => e.into(),
         }
     }
@@ -181,11 +191,10 @@ impl Upload {
     }
 }
 
-impl Op<BaselineStore> for Upload {
-    type Output = Result<UploadOutcome, StoreError>;
-    fn run(self, s: &mut BaselineStore) -> Self::Output {
-        let mut c = s.conn()?;
-        let result = write_tx(&mut c, |c| {
+impl Upload {
+    /// The upload's statements, inside the caller's transaction.
+    fn apply(&self, c: &mut crate::db::DbConn) -> Result<UploadOutcome, StoreError> {
+        {
             if let Some(done) = self.replay(c)? {
                 return Ok(done);
             }
@@ -258,18 +267,129 @@ impl Op<BaselineStore> for Upload {
                 response,
                 replayed: false,
             })
-        });
+        }
+    }
+
+    /// Another replica won the race for this version (or this Idempotency-Key): the unique
+    /// index refused our insert. A retry with the same key gets the first answer.
+    fn after_unique_violation(
+        &self,
+        c: &mut crate::db::DbConn,
+    ) -> Result<UploadOutcome, StoreError> {
+        if let Some(done) = self.replay(c)? {
+            return Ok(done);
+        }
+        let v = self.version.as_ref().map(|v| v.as_str()).unwrap_or("?");
+        Err(StoreError::Conflict(format!("{}/{v}", self.benchmark)))
+    }
+}
+
+impl Op<BaselineStore> for Upload {
+    type Output = Result<UploadOutcome, StoreError>;
+    fn run(self, s: &mut BaselineStore) -> Self::Output {
+        let mut c = s.conn()?;
+        let result = write_tx(&mut c, |c| self.apply(c));
+        s.cache
+            .invalidate(self.project.as_str(), self.benchmark.as_str());
         match result {
-            // Another replica won the race for this version (or this Idempotency-Key): the
-            // unique index refused our insert. A retry with the same key gets the first answer.
             Err(StoreError::Db(e)) if e.is_unique_violation() => {
-                if let Some(done) = read_tx(&mut c, |c| self.replay(c))? {
-                    return Ok(done);
-                }
-                let v = self.version.as_ref().map(|v| v.as_str()).unwrap_or("?");
-                Err(StoreError::Conflict(format!("{}/{v}", self.benchmark)))
+                read_tx(&mut c, |c| self.after_unique_violation(c))
             }
             other => other,
+        }
+    }
+}
+
+type UploadReply = tokio::sync::oneshot::Sender<Result<UploadOutcome, StoreError>>;
+
+/// Group commit of uploads. A handler queues its upload for the project's writer shard and then
+/// sends a [`FlushUploads`] through the shard's mailbox; the first flush to run takes every
+/// upload queued for the shard so far and commits them in **one** transaction (one fsync), each
+/// in a savepoint of its own, so a conflict or a bad row fails only its own request. Every
+/// request is answered only after that commit. Later flushes find their upload already done.
+#[derive(Default)]
+pub struct UploadQueue {
+    shards: std::sync::Mutex<std::collections::HashMap<usize, Vec<(Upload, UploadReply)>>>,
+}
+
+impl UploadQueue {
+    /// Queues `upload` for `shard`; its outcome arrives on the returned receiver once a flush of
+    /// that shard has committed it.
+    pub fn push(
+        &self,
+        shard: usize,
+        upload: Upload,
+    ) -> tokio::sync::oneshot::Receiver<Result<UploadOutcome, StoreError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut q = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        q.entry(shard).or_default().push((upload, tx));
+        rx
+    }
+
+    fn take(&self, shard: usize) -> Vec<(Upload, UploadReply)> {
+        let mut q = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        q.get_mut(&shard).map(std::mem::take).unwrap_or_default()
+    }
+}
+
+/// Commits the uploads queued for one writer shard (see [`UploadQueue`]).
+pub struct FlushUploads {
+    pub queue: Arc<UploadQueue>,
+    pub shard: usize,
+}
+
+impl Op<BaselineStore> for FlushUploads {
+    type Output = ();
+    fn run(self, s: &mut BaselineStore) {
+        let batch = self.queue.take(self.shard);
+        if batch.is_empty() {
+            return;
+        }
+        let mut c = match s.conn() {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = ApiError::from(e).message;
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+                }
+                return;
+            }
+        };
+        let mut results = Vec::with_capacity(batch.len());
+        let committed = write_tx(&mut c, |c| {
+            for (upload, _) in &batch {
+                // A savepoint per upload: its failure rolls back only its own statements.
+                let r = match c.transaction(|c| upload.apply(c)) {
+                    Err(StoreError::Db(e)) if e.is_unique_violation() => {
+                        upload.after_unique_violation(c)
+                    }
+                    other => other,
+                };
+                results.push(r);
+            }
+            Ok::<(), StoreError>(())
+        });
+        for (upload, _) in &batch {
+            s.cache
+                .invalidate(upload.project.as_str(), upload.benchmark.as_str());
+        }
+        match committed {
+            Ok(()) => {
+                for ((_, reply), r) in batch.into_iter().zip(results) {
+                    let _ = reply.send(r);
+                }
+            }
+            Err(e) => {
+                let err = ApiError::from(e);
+                log::warn!(
+                    "group commit of {} uploads failed: {}",
+                    batch.len(),
+                    err.message
+                );
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(StoreError::Unavailable(err.message.clone())));
+                }
+            }
         }
     }
 }
@@ -289,7 +409,7 @@ impl Op<BaselineStore> for Delete {
     type Output = Result<Deleted, StoreError>;
     fn run(self, s: &mut BaselineStore) -> Self::Output {
         let mut c = s.conn()?;
-        write_tx(&mut c, |c| {
+        let result = write_tx(&mut c, |c| {
             let now = now_micros();
             let (p, b, v) = (
                 self.project.as_str(),
@@ -316,7 +436,10 @@ impl Op<BaselineStore> for Delete {
                 now,
             )?;
             Ok(Deleted { deleted_at: now })
-        })
+        });
+        s.cache
+            .invalidate(self.project.as_str(), self.benchmark.as_str());
+        result
     }
 }
 
@@ -399,6 +522,7 @@ impl Op<BaselineStore> for Promote {
                 created_at: now,
             })
         });
+        s.cache.invalidate(p, b);
         match result {
             // Two replicas promoting to one target: the unique index picks the winner.
             Err(StoreError::Db(e)) if e.is_unique_violation() => {

@@ -163,6 +163,11 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
         self.send(&self.readers, op, timeout).await
     }
 
+    /// The writer shard that owns `shard_key` (the project).
+    pub fn shard_index(&self, shard_key: &str) -> usize {
+        shard_of(shard_key, self.writers.len().max(1))
+    }
+
     /// Sends a mutation to the writer shard that owns `shard_key` (the project).
     pub async fn write<M>(&self, shard_key: &str, op: M) -> Result<M::Output, ApiError>
     where

@@ -1,6 +1,7 @@
 //! Baseline routes (contract §4).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -12,13 +13,14 @@ use sha2::{Digest, Sha256};
 
 use super::json::JsonBody;
 use crate::actors::baseline_store::{
-    Actor, Delete, GetLatest, GetVersion, List, Promote, RecentMedians, Upload,
+    Actor, Delete, FlushUploads, GetLatest, GetVersion, List, Promote, RecentMedians, Upload,
 };
 use crate::api::{
     etag_of, BaselineRecord, BaselineSummary, DeleteResponse, ListBaselinesResponse, Pagination,
     PromoteResponse,
 };
 use crate::auth::{Principal, Scope};
+use crate::cache::CachedLatest;
 use crate::db::baselines::{BaselineRow, ListFilter};
 use crate::domain::names::{check_text, BenchmarkName, NameError, ProjectName, Version};
 use crate::domain::receipt;
@@ -101,23 +103,36 @@ fn not_modified(req: &HttpRequest, etag: &str) -> bool {
         .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
-fn record_response(req: &HttpRequest, row: &BaselineRow) -> HttpResponse {
-    let etag = etag_of(&row.content_hash);
-    if not_modified(req, &etag) {
-        return HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag))
-            .finish();
-    }
+/// The `200` answer of latest/version, rendered once (and kept by the latest cache).
+fn render_record(row: &BaselineRow) -> Result<Arc<CachedLatest>, ApiError> {
+    let etag_str = etag_of(&row.content_hash);
+    let etag = HeaderValue::from_str(&etag_str).map_err(|_| ApiError::internal())?;
     match serde_json::to_vec(&BaselineRecord::from_row(row)) {
-        Ok(body) => HttpResponse::Ok()
-            .content_type("application/json")
-            .insert_header((header::ETAG, etag))
-            .body(body),
+        Ok(body) => Ok(Arc::new(CachedLatest {
+            etag,
+            etag_str,
+            body: body.into(),
+        })),
         Err(e) => {
             log::error!("could not render baseline {}: {e}", row.id);
-            actix_web::ResponseError::error_response(&ApiError::internal())
+            Err(ApiError::internal())
         }
     }
+}
+
+fn record_response(req: &HttpRequest, r: &CachedLatest) -> HttpResponse {
+    if not_modified(req, &r.etag_str) {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, r.etag.clone()))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .insert_header((header::ETAG, r.etag.clone()))
+        .body(r.body.clone())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -199,28 +214,40 @@ pub async fn upload(
         }
     };
     let metadata_json = serde_json::to_string(&metadata).map_err(|_| ApiError::internal())?;
-    let outcome = match state
+    // Group commit: queued for the project's writer shard, committed by the next flush there.
+    let shard = state.baselines.shard_index(project.as_str());
+    let mut reply = state.upload_queue.push(
+        shard,
+        Upload {
+            project: project.clone(),
+            benchmark,
+            version,
+            git_ref: b.git_ref,
+            git_sha: b.git_sha,
+            receipt,
+            wall_ms_median: i64::try_from(summary.wall_ms_median).unwrap_or(i64::MAX),
+            medians_json: summary.medians_json(),
+            metadata_json,
+            tags,
+            idempotency,
+            actor: actor(&principal),
+        },
+    );
+    let flushed = state
         .baselines
         .write(
             project.as_str(),
-            Upload {
-                project: project.clone(),
-                benchmark,
-                version,
-                git_ref: b.git_ref,
-                git_sha: b.git_sha,
-                receipt,
-                wall_ms_median: i64::try_from(summary.wall_ms_median).unwrap_or(i64::MAX),
-                medians_json: summary.medians_json(),
-                metadata_json,
-                tags,
-                idempotency,
-                actor: actor(&principal),
+            FlushUploads {
+                queue: state.upload_queue.clone(),
+                shard,
             },
         )
-        .await
-        .and_then(|r| r.map_err(ApiError::from))
-    {
+        .await;
+    let outcome = match flushed.and_then(|()| match reply.try_recv() {
+        Ok(r) => r.map_err(ApiError::from),
+        // The flush ran but did not answer for this upload: it cannot have been stored.
+        Err(_) => Err(ApiError::internal()),
+    }) {
         Ok(o) => o,
         Err(e) => {
             let outcome = if e.status.as_u16() == 409 {
@@ -391,15 +418,25 @@ pub async fn latest(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (project, benchmark) = bench_path(&principal, Scope::Read, &path.0, &path.1)?;
-    let name = benchmark.to_string();
+    let cache = &state.latest_cache;
+    if let Some(hit) = cache.get(project.as_str(), benchmark.as_str()) {
+        return Ok(record_response(&req, &hit));
+    }
+    // Taken before the read: a write that commits meanwhile keeps this answer out of the cache.
+    let ticket = cache.ticket();
+    let (p, b) = (project.clone(), benchmark.clone());
     match state
         .baselines
         .read(GetLatest { project, benchmark })
         .await??
     {
-        Some(row) => Ok(record_response(&req, &row)),
+        Some(row) => {
+            let rendered = render_record(&row)?;
+            cache.fill(ticket, p.as_str(), b.as_str(), rendered.clone());
+            Ok(record_response(&req, &rendered))
+        }
         None => Err(ApiError::not_found(format!(
-            "Baseline {name}/latest not found"
+            "Baseline {b}/latest not found"
         ))),
     }
 }
@@ -425,7 +462,7 @@ pub async fn get_version(
         })
         .await??
     {
-        Some(row) => Ok(record_response(&req, &row)),
+        Some(row) => Ok(record_response(&req, &*render_record(&row)?)),
         None => Err(ApiError::not_found(format!("Baseline {label} not found"))),
     }
 }

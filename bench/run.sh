@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# Performance benchmark: this server against the reference perfgate-server 0.18.1 and the
+# framework ceiling, one command, one run. Everything on 127.0.0.1, bounded in time.
+#
+#   bench/run.sh              scenarios 1-6 on SQLite: ours, then the reference (same seed, same
+#                             load), then the ceiling (GET latest only); table and ratios
+#   bench/run.sh --scale      ours at 10,000 and at 1,000,000 baselines: scenarios 1, 2 and 5
+#   bench/run.sh --postgres   ours on a throwaway PostgreSQL: scenarios 1, 3 and 6 with one
+#                             replica, then two replicas with the load split between them
+#
+# Options: --secs N (measured seconds per scenario, default 10), --warmup N (default 3).
+# Databases and logs go to a fresh directory under $TMPDIR (the 1,000,000-baseline SQLite file
+# of --scale takes about 2.5 GB; TMPDIR=/dev/shm keeps it in RAM when the disk is short).
+# Environment: PERFGATE_REF_ROOT (cache of the reference install, default bench/.cache/
+# perfgate-server-0.18.1; installed with `cargo install` the first time), CARGO_TARGET_DIR.
+# Needs: cargo, wrk (Debian package `wrk`), python3, curl; --postgres also initdb/pg_ctl.
+#
+# Load: wrk, keep-alive, 2 threads; 32 connections for reads and the mixed scenario, 8 for
+# writes. Both servers run with their default log level (info) and format (JSON lines), logging
+# to a file, and SQLite in its durable setting (ours: WAL + synchronous=FULL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+MODE=default
+SECS=10
+WARM=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scale) MODE=scale ;;
+    --postgres) MODE=postgres ;;
+    --secs) SECS=$2; shift ;;
+    --warmup) WARM=$2; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+for tool in wrk python3 curl cargo; do
+  command -v "$tool" >/dev/null || { echo "$tool not found (wrk: apt-get install wrk)" >&2; exit 1; }
+done
+
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+echo "building (release) ..." >&2
+cargo build --release --quiet --bin perfgate-server --example ceiling
+OURS=$TARGET/release/perfgate-server
+CEILING=$TARGET/release/examples/ceiling
+
+REF_ROOT=${PERFGATE_REF_ROOT:-$ROOT/bench/.cache/perfgate-server-0.18.1}
+REF=$REF_ROOT/bin/perfgate-server
+if [ "$MODE" = default ] && [ ! -x "$REF" ]; then
+  echo "installing the reference perfgate-server 0.18.1 into $REF_ROOT (first run only) ..." >&2
+  cargo install perfgate-server --version 0.18.1 --root "$REF_ROOT"
+fi
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+  done
+  [ -n "${PG_STOP:-}" ] && eval "$PG_STOP" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+KEY=pg_live_benchbenchbenchbenchbenchbenchbe01
+RECEIPT=$ROOT/tests/fixtures/run-bench-a-1.json
+export KEY RECEIPT BENCH_DIR=$ROOT/bench PROJECT=bench BENCHMARKS=100 PROJECTS=0
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+wait_health() { # port pid
+  for _ in $(seq 300); do
+    curl -fs "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0
+    kill -0 "$2" 2>/dev/null || { echo "server exited during start-up" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "server did not become healthy" >&2
+  return 1
+}
+
+# start NAME PORT CMD... : runs a server in the background; sets PID.
+start() {
+  local name=$1 port=$2; shift 2
+  "$@" > "$WORK/$name.log" 2>&1 &
+  PID=$!
+  PIDS+=("$PID")
+  wait_health "$port" "$PID"
+}
+
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+rss_mb() { awk -v f="$2" '$1 == f":" { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+load_note() { awk '{ printf "%s", $1 }' /proc/loadavg; }
+
+# wrk_run URL CONNS THREADS SCRIPT SECS -> the RESULT line's fields
+wrk_run() {
+  local out
+  out=$(timeout $(( $5 + 30 )) wrk -t"$3" -c"$2" -d"${5}s" --timeout 5s -s "bench/$4" "$1" 2>&1) || true
+  local line
+  line=$(grep '^RESULT' <<<"$out" || true)
+  if [ -z "$line" ]; then
+    echo "wrk failed: $out" >&2
+    echo "requests=0 duration_us=1 p50_us=0 p99_us=0 errors=1"
+  else
+    echo "${line#RESULT }"
+  fi
+}
+
+RESULTS=$WORK/results
+: > "$RESULTS"
+ROW_FMT="%-26s %-10s %9s %8s %8s %7s %9s\n"
+print_header() { printf "$ROW_FMT" scenario server "req/s" "p50 ms" "p99 ms" errors "peak RSS"; }
+
+# scenario LABEL SERVER PID URLS CONNS SCRIPT : warm-up, reset the peak RSS, measure. URLS may
+# hold several base URLs separated by spaces: the connections and threads are split between
+# them (one wrk per URL, started together) and the results summed.
+scenario() {
+  local label=$1 server=$2 pids=$3 urls=$4 conns=$5 script=$6
+  local -a u=($urls)
+  local n=${#u[@]} threads=$(( 2 / ${#u[@]} )) c=$(( conns / ${#u[@]} ))
+  [ "$threads" -lt 1 ] && threads=1
+  # RUN_TAG keeps upload versions and verdict run ids unique across runs and wrk processes.
+  local -a w=()
+  local tag="w$RANDOM$RANDOM" i=0
+  for url in "${u[@]}"; do
+    RUN_TAG="$tag-$i" wrk_run "$url" "$c" "$threads" "$script" "$WARM" >/dev/null &
+    w+=($!)
+    i=$((i + 1))
+  done
+  wait "${w[@]}" || true
+  for p in $pids; do echo 5 > "/proc/$p/clear_refs" 2>/dev/null || true; done
+  tag="m$RANDOM$RANDOM"
+  i=0
+  w=()
+  for url in "${u[@]}"; do
+    RUN_TAG="$tag-$i" wrk_run "$url" "$c" "$threads" "$script" "$SECS" > "$WORK/wrk.$i" &
+    w+=($!)
+    i=$((i + 1))
+  done
+  wait "${w[@]}" || true
+  local rss=0
+  for p in $pids; do
+    local r
+    r=$(rss_mb "$p" VmHWM)
+    rss=$(awk -v a="$rss" -v b="$r" 'BEGIN { print (b > a) ? b : a }')
+  done
+  local req=0 dur=0 p50=0 p99=0 err=0
+  for (( i = 0; i < n; i++ )); do
+    local requests duration_us p50_us p99_us errors
+    eval "$(cat "$WORK/wrk.$i")"
+    req=$(( req + requests )); err=$(( err + errors ))
+    awk -v d="$duration_us" 'BEGIN { exit !(d > 0) }' && dur=$duration_us
+    [ "$p50_us" -gt "$p50" ] && p50=$p50_us
+    [ "$p99_us" -gt "$p99" ] && p99=$p99_us
+  done
+  local rps
+  rps=$(awk -v r="$req" -v d="$dur" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
+  printf "%s|%s|%s|%s|%s|%s|%s\n" "$label" "$server" "$rps" "$p50" "$p99" "$err" "$rss" >> "$RESULTS"
+  awk -v l="$label" -v s="$server" -v r="$rps" -v a="$p50" -v b="$p99" -v e="$err" -v m="$rss" -v f="$ROW_FMT" \
+    'BEGIN { printf f, l, s, r, sprintf("%.2f", a / 1000), sprintf("%.2f", b / 1000), e, m " MB" }'
+}
+
+get() { awk -F'|' -v l="$1" -v s="$2" -v c="$3" '$1 == l && $2 == s { print $c }' "$RESULTS"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == "ge") ? (v >= t) : (v <= t); print ok ? "met" : "MISSED" }'; }
+
+machine() {
+  echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr); load before run: $(load_note)"
+}
+
+SCEN1="1 GET latest"
+SCEN2="2 GET list (limit=50)"
+SCEN3="3 POST upload"
+SCEN4="4 POST verdict"
+SCEN5="5 GET trend (window=30)"
+SCEN6="6 mixed 70/20/10"
+
+run_default() {
+  machine
+  echo "seed: 100 benchmarks x 30 versions (3,000 baselines) in one project, uploaded over HTTP; ${SECS}s per scenario after ${WARM}s warm-up"
+  echo
+  print_header
+  local port idle_ours idle_ref
+  for server in ours reference; do
+    port=$(free_port)
+    if [ "$server" = ours ]; then
+      start ours "$port" "$OURS" --storage-type sqlite --database-url "$WORK/ours.db" --bind 127.0.0.1 \
+        --port "$port" --api-keys "admin:$KEY:bench"
+    else
+      start reference "$port" "$REF" --storage-type sqlite --database-url "$WORK/ref.db" --bind 127.0.0.1 \
+        --port "$port" --api-keys "admin:$KEY:bench"
+    fi
+    local pid=$PID url="http://127.0.0.1:$port"
+    sleep 1
+    local idle
+    idle=$(rss_mb "$pid" VmRSS)
+    python3 bench/seed_http.py "$port" "$KEY" bench 100 30 "$RECEIPT"
+    echo "idle|$server|$idle" >> "$RESULTS"
+    if [ "$server" = ours ]; then
+      curl -fs -D "$WORK/latest.headers" -o "$WORK/latest.body" -H "Authorization: Bearer $KEY" \
+        "$url/api/v1/projects/bench/baselines/bench-0/latest"
+    fi
+    scenario "$SCEN1" "$server" "$pid" "$url" 32 latest.lua
+    scenario "$SCEN2" "$server" "$pid" "$url" 32 list.lua
+    scenario "$SCEN3" "$server" "$pid" "$url" 8 upload.lua
+    scenario "$SCEN4" "$server" "$pid" "$url" 8 verdict.lua
+    scenario "$SCEN5" "$server" "$pid" "$url" 32 trend.lua
+    scenario "$SCEN6" "$server" "$pid" "$url" 32 mixed.lua
+    stop "$pid"
+  done
+  port=$(free_port)
+  local etag
+  etag=$(awk 'tolower($1) == "etag:" { sub(/\r$/, "", $2); print $2 }' "$WORK/latest.headers")
+  "$CEILING" "$port" "$WORK/latest.body" "$etag" > "$WORK/ceiling.log" 2>&1 &
+  PID=$!
+  PIDS+=("$PID")
+  # The ceiling has no /health: wait for its route instead.
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/api/v1/projects/bench/baselines/bench-0/latest" >/dev/null 2>&1 && break; sleep 0.1; done
+  scenario "$SCEN1" ceiling "$PID" "http://127.0.0.1:$port" 32 latest.lua
+  stop "$PID"
+
+  echo
+  echo "targets (ratios from this run):"
+  local o r c
+  o=$(get "$SCEN1" ours 3); r=$(get "$SCEN1" reference 3); c=$(get "$SCEN1" ceiling 3)
+  printf "  %-44s %8sx  (>= 4)     %s\n" "GET latest req/s ours / reference" "$(ratio "$o" "$r")" "$(verdict "$(ratio "$o" "$r")" 4 ge)"
+  printf "  %-44s %8sx  (>= 0.5)   %s\n" "GET latest req/s ours / ceiling" "$(ratio "$o" "$c")" "$(verdict "$(ratio "$o" "$c")" 0.5 ge)"
+  o=$(get "$SCEN2" ours 3); r=$(get "$SCEN2" reference 3)
+  printf "  %-44s %8sx  (>= 20)    %s\n" "list page req/s ours / reference" "$(ratio "$o" "$r")" "$(verdict "$(ratio "$o" "$r")" 20 ge)"
+  o=$(get "$SCEN3" ours 3); r=$(get "$SCEN3" reference 3)
+  printf "  %-44s %8sx  (>= 2)     %s\n" "upload req/s ours / reference" "$(ratio "$o" "$r")" "$(verdict "$(ratio "$o" "$r")" 2 ge)"
+  o=$(get "$SCEN4" ours 3); r=$(get "$SCEN4" reference 3)
+  printf "  %-44s %8sx  (>= 2)     %s\n" "verdict req/s ours / reference" "$(ratio "$o" "$r")" "$(verdict "$(ratio "$o" "$r")" 2 ge)"
+  local s
+  for s in "$SCEN1" "$SCEN2" "$SCEN3" "$SCEN4" "$SCEN5" "$SCEN6"; do
+    o=$(get "$s" ours 5); r=$(get "$s" reference 5)
+    printf "  %-44s %8s   (<= %s)  %s\n" "p99 ms ours, $s" "$(awk -v a="$o" 'BEGIN { printf "%.2f", a / 1000 }')" \
+      "$(awk -v a="$r" 'BEGIN { printf "%.2f", a / 1000 }')" "$(verdict "$o" "$r" le)"
+  done
+  local errs
+  errs=$(awk -F'|' '$2 == "ours" && NF == 7 { e += $6 } END { print e + 0 }' "$RESULTS")
+  printf "  %-44s %8s   (0)        %s\n" "errors, ours, all scenarios" "$errs" "$(verdict "$errs" 0 le)"
+  o=$(awk -F'|' '$1 == "idle" && $2 == "ours" { print $3 }' "$RESULTS")
+  r=$(awk -F'|' '$1 == "idle" && $2 == "reference" { print $3 }' "$RESULTS")
+  printf "  %-44s %8s   (<= %s MB) %s\n" "idle RSS MB ours (reference)" "$o" "$r" "$(verdict "$o" "$r" le)"
+  o=$(awk -F'|' '$2 == "ours" && NF == 7 && $7 > m { m = $7 } END { print m + 0 }' "$RESULTS")
+  printf "  %-44s %8s   (<= 64)    %s\n" "peak RSS MB under load, ours" "$o" "$(verdict "$o" 64 le)"
+}
+
+run_scale() {
+  machine
+  echo "ours only, SQLite; seeded straight into the database (bench/seed_baselines.py): 100 benchmarks x 100 versions per project"
+  echo
+  print_header
+  local n
+  for n in 1 100; do
+    local db=$WORK/scale-$n.db label=$(( n * 10000 ))
+    "$OURS" keys list --database-url "$db" >/dev/null   # creates the schema
+    echo "seeding $label baselines ..." >&2
+    python3 bench/seed_baselines.py "$db" "$n" "$RECEIPT" >&2
+    local port
+    port=$(free_port)
+    start "scale-$n" "$port" "$OURS" --storage-type sqlite --database-url "$db" --bind 127.0.0.1 --port "$port" \
+      --api-keys "admin:$KEY"
+    local pid=$PID url="http://127.0.0.1:$port"
+    PROJECT=p PROJECTS=$n
+    export PROJECT PROJECTS
+    local name="$label baselines"
+    scenario "$SCEN1" "$label" "$pid" "$url" 32 latest.lua
+    scenario "$SCEN2" "$label" "$pid" "$url" 32 list.lua
+    scenario "$SCEN5" "$label" "$pid" "$url" 32 trend.lua
+    stop "$pid"
+    rm -f "$db" "$db-wal" "$db-shm"
+  done
+  echo
+  echo "targets: p50 at 1,000,000 within 1.5x of p50 at 10,000"
+  local s a b
+  for s in "$SCEN1" "$SCEN2" "$SCEN5"; do
+    a=$(get "$s" 10000 4); b=$(get "$s" 1000000 4)
+    printf "  %-30s p50 %6.2f ms -> %6.2f ms  %5sx  %s\n" "$s" "$(awk -v x="$a" 'BEGIN { print x / 1000 }')" \
+      "$(awk -v x="$b" 'BEGIN { print x / 1000 }')" "$(ratio "$b" "$a")" "$(verdict "$(ratio "$b" "$a")" 1.5 le)"
+  done
+}
+
+run_postgres() {
+  local initdb pg_ctl
+  initdb=$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort | tail -1)
+  pg_ctl=$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort | tail -1)
+  [ -x "$initdb" ] && [ -x "$pg_ctl" ] || { echo "initdb/pg_ctl not found" >&2; exit 1; }
+  local as=() pgdir=$WORK/pg
+  mkdir -p "$pgdir"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres:postgres "$pgdir"
+    chmod 755 "$WORK"
+    as=(runuser -u postgres --)
+  fi
+  local pgport
+  pgport=$(free_port)
+  (cd / && "${as[@]}" "$initdb" -D "$pgdir/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null)
+  # A durable cluster (fsync and synchronous_commit on, the defaults): an acknowledged write is
+  # on disk.
+  (cd / && "${as[@]}" "$pg_ctl" -D "$pgdir/data" -l "$pgdir/pg.log" -w -t 60 \
+    -o "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null)
+  PG_STOP="cd / && ${as[*]} $pg_ctl -D $pgdir/data -m immediate stop"
+  local dburl="postgres://postgres@127.0.0.1:$pgport/postgres"
+  machine
+  echo "ours only, $("$pg_ctl" --version | sed 's/^pg_ctl //') (throwaway cluster, fsync on, synchronous_commit on); seed: 100 benchmarks x 30 versions over HTTP"
+  echo "two replicas: two wrk processes started together, one per replica, each with half the threads and connections"
+  echo
+  print_header
+  local p1 p2
+  p1=$(free_port)
+  start pg-a "$p1" "$OURS" --storage-type postgres --database-url "$dburl" --bind 127.0.0.1 --port "$p1" \
+    --api-keys "admin:$KEY:bench"
+  local pid1=$PID
+  python3 bench/seed_http.py "$p1" "$KEY" bench 100 30 "$RECEIPT"
+  local u1="http://127.0.0.1:$p1"
+  scenario "$SCEN1" "1 replica" "$pid1" "$u1" 32 latest.lua
+  scenario "$SCEN3" "1 replica" "$pid1" "$u1" 8 upload.lua
+  scenario "$SCEN6" "1 replica" "$pid1" "$u1" 32 mixed.lua
+  p2=$(free_port)
+  start pg-b "$p2" "$OURS" --storage-type postgres --database-url "$dburl" --bind 127.0.0.1 --port "$p2" \
+    --api-keys "admin:$KEY:bench"
+  local pid2=$PID u2="http://127.0.0.1:$p2"
+  scenario "$SCEN1" "2 replicas" "$pid1 $pid2" "$u1 $u2" 32 latest.lua
+  scenario "$SCEN3" "2 replicas" "$pid1 $pid2" "$u1 $u2" 8 upload.lua
+  scenario "$SCEN6" "2 replicas" "$pid1 $pid2" "$u1 $u2" 32 mixed.lua
+  stop "$pid1"
+  stop "$pid2"
+  echo
+  local a b
+  a=$(get "$SCEN1" "1 replica" 3); b=$(get "$SCEN1" "2 replicas" 3)
+  printf "  %-44s %8sx  (>= 1.6)   %s\n" "GET latest req/s, two replicas / one" "$(ratio "$b" "$a")" "$(verdict "$(ratio "$b" "$a")" 1.6 ge)"
+  a=$(get "$SCEN6" "1 replica" 3); b=$(get "$SCEN6" "2 replicas" 3)
+  printf "  %-44s %8sx\n" "mixed req/s, two replicas / one" "$(ratio "$b" "$a")"
+}
+
+case "$MODE" in
+  default) run_default ;;
+  scale) run_scale ;;
+  postgres) run_postgres ;;
+esac

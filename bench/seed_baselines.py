@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Seeds baselines straight into a perfgate-server SQLite database (already migrated), as the
+server's database layer writes them: one `baselines` row per version (receipt text, content
+hash, stat medians) and the per-benchmark live counts in `benchmarks`.
+
+Shape: PROJECTS projects (`p000`...) x 100 benchmarks (`bench-0`...) x 100 versions (`v000`...),
+so PROJECTS=1 gives 10,000 baselines and PROJECTS=100 gives 1,000,000; every project holds the
+same history, only the table size differs. Usage: seed_baselines.py DB PROJECTS RECEIPT
+"""
+import hashlib
+import json
+import sqlite3
+import sys
+import time
+import uuid
+
+BENCHMARKS = 100
+VERSIONS = 100
+
+
+def main():
+    db, projects, receipt_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    receipt = json.load(open(receipt_path))
+    # A few receipt variants (different wall_ms medians) so that trends have a series.
+    variants = []
+    for k in range(5):
+        r = json.loads(json.dumps(receipt))
+        r["stats"]["wall_ms"]["median"] = 10 + k
+        text = json.dumps(r, separators=(",", ":"))
+        medians = json.dumps({m: s["median"] for m, s in sorted(r["stats"].items())},
+                             separators=(",", ":"))
+        variants.append((text, hashlib.sha256(text.encode()).hexdigest(), medians,
+                         r["stats"]["wall_ms"]["median"]))
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute("PRAGMA synchronous = OFF")
+    # Bulk load without the indexes, then rebuild them exactly as the migration declared them.
+    indexes = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                          "AND tbl_name = 'baselines' AND sql IS NOT NULL").fetchall()
+    for name, _ in indexes:
+        con.execute(f"DROP INDEX {name}")
+    start = int(time.time() * 1e6) - projects * BENCHMARKS * VERSIONS * 10
+    t = start
+    for p in range(projects):
+        project = f"p{p:03d}"
+        rows = []
+        for v in range(VERSIONS):
+            for b in range(BENCHMARKS):
+                t += 10
+                text, digest, medians, wall = variants[(v * 7 + b) % 5]
+                rows.append((uuid.uuid4().hex, project, f"bench-{b}", f"v{v:03d}", None, None, text,
+                             "{}", "[]", digest, "upload", None, wall, medians, t, t, None))
+        con.executemany("INSERT INTO baselines (id, project, benchmark, version, git_ref, git_sha, "
+                        "receipt, metadata, tags, content_hash, source, promoted_from, "
+                        "wall_ms_median, medians, created_at, updated_at, deleted_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.executemany("INSERT INTO benchmarks (project, benchmark, baseline_count, created_at, "
+                        "updated_at) VALUES (?, ?, ?, ?, ?)",
+                        [(project, f"bench-{b}", VERSIONS, start, t) for b in range(BENCHMARKS)])
+        con.commit()
+    for _, sql in indexes:
+        con.execute(sql)
+    con.commit()
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    print(f"seeded {projects * BENCHMARKS * VERSIONS} baselines")
+
+
+main()

@@ -1,0 +1,206 @@
+//! In-process cache of `GET …/latest` response bodies, for storage that this process alone
+//! writes (`memory`, and SQLite, whose file the server holds an exclusive lock on; see
+//! [`crate::db::SqliteOwner`]). On PostgreSQL other replicas write too, so the cache is off there.
+//!
+//! Correctness rests on two rules:
+//! - **Every local write invalidates** the entries it may change, in the actor, after the
+//!   transaction ends and before the client hears the answer (upload, promote, delete).
+//! - **A fill never resurrects an invalidated value.** A reader takes the cache's generation
+//!   *before* it reads the database, and stores what it read only if no invalidation happened
+//!   since (checked under the same lock that invalidations take). A read that raced a write is
+//!   served but not kept.
+//!
+//! The cache holds at most [`LatestCache::budget`] bytes of bodies; beyond that, arbitrary
+//! entries are dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use actix_web::http::header::HeaderValue;
+use actix_web::web::Bytes;
+
+/// A rendered `200` answer of GET latest.
+#[derive(Debug)]
+pub struct CachedLatest {
+    pub etag: HeaderValue,
+    /// The quoted ETag as text, for `If-None-Match` comparison.
+    pub etag_str: String,
+    pub body: Bytes,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// project → benchmark → entry: looked up by `&str`, without building a key.
+    map: HashMap<String, HashMap<String, Arc<CachedLatest>>>,
+    bytes: usize,
+}
+
+pub struct LatestCache {
+    enabled: bool,
+    budget: usize,
+    generation: AtomicU64,
+    entries: RwLock<Entries>,
+}
+
+/// Taken before a database read; lets the result be stored afterwards.
+#[derive(Debug, Clone, Copy)]
+pub struct FillTicket(u64);
+
+impl LatestCache {
+    pub fn new(enabled: bool, budget: usize) -> Self {
+        Self {
+            enabled,
+            budget,
+            generation: AtomicU64::new(0),
+            entries: RwLock::new(Entries::default()),
+        }
+    }
+
+    pub fn disabled() -> Self {
+        Self::new(false, 0)
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    pub fn get(&self, project: &str, benchmark: &str) -> Option<Arc<CachedLatest>> {
+        if !self.enabled {
+            return None;
+        }
+        let e = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        e.map.get(project)?.get(benchmark).cloned()
+    }
+
+    /// Call before reading the database for a later [`fill`](Self::fill).
+    pub fn ticket(&self) -> FillTicket {
+        FillTicket(self.generation.load(Ordering::Acquire))
+    }
+
+    /// Stores a value read after `ticket` was taken, unless a write invalidated anything since.
+    pub fn fill(
+        &self,
+        ticket: FillTicket,
+        project: &str,
+        benchmark: &str,
+        value: Arc<CachedLatest>,
+    ) {
+        if !self.enabled || value.body.len() > self.budget {
+            return;
+        }
+        let mut e = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) != ticket.0 {
+            return;
+        }
+        while e.bytes + value.body.len() > self.budget {
+            // Drop an arbitrary entry (HashMap order is effectively random).
+            let Some(p) = e.map.keys().next().cloned() else {
+                break;
+            };
+            let inner = e.map.get_mut(&p).expect("key just seen");
+            let b = inner.keys().next().cloned();
+            let freed = b.and_then(|b| inner.remove(&b)).map_or(0, |v| v.body.len());
+            if inner.is_empty() {
+                e.map.remove(&p);
+            }
+            e.bytes -= freed;
+        }
+        let old = e
+            .map
+            .entry(project.to_owned())
+            .or_default()
+            .insert(benchmark.to_owned(), value.clone());
+        e.bytes += value.body.len();
+        e.bytes -= old.map_or(0, |o| o.body.len());
+    }
+
+    /// Forgets the latest of one benchmark. Call after every write that may change it (commit
+    /// or not), before acknowledging the write.
+    pub fn invalidate(&self, project: &str, benchmark: &str) {
+        if !self.enabled {
+            return;
+        }
+        let mut e = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut freed = 0;
+        if let Some(inner) = e.map.get_mut(project) {
+            freed = inner.remove(benchmark).map_or(0, |v| v.body.len());
+            if inner.is_empty() {
+                e.map.remove(project);
+            }
+        }
+        e.bytes -= freed;
+    }
+
+    /// Forgets everything (bulk writes such as `import`).
+    pub fn clear(&self) {
+        if !self.enabled {
+            return;
+        }
+        let mut e = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        e.map.clear();
+        e.bytes = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        let e = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        e.map.values().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(body: &str) -> Arc<CachedLatest> {
+        Arc::new(CachedLatest {
+            etag: HeaderValue::from_static("\"x\""),
+            etag_str: "\"x\"".into(),
+            body: Bytes::copy_from_slice(body.as_bytes()),
+        })
+    }
+
+    #[test]
+    fn a_fill_that_raced_a_write_is_not_kept() {
+        let c = LatestCache::new(true, 1 << 20);
+        let t = c.ticket();
+        c.invalidate("p", "b");
+        c.fill(t, "p", "b", entry("old"));
+        assert!(c.get("p", "b").is_none());
+        let t = c.ticket();
+        c.fill(t, "p", "b", entry("new"));
+        assert_eq!(&c.get("p", "b").unwrap().body[..], b"new");
+        c.invalidate("p", "b");
+        assert!(c.get("p", "b").is_none());
+    }
+
+    #[test]
+    fn stays_within_budget() {
+        let c = LatestCache::new(true, 10);
+        for i in 0..20 {
+            let t = c.ticket();
+            c.fill(t, "p", &format!("b{i}"), entry("abcd"));
+        }
+        assert!(c.len() <= 2);
+        let e = c.entries.read().unwrap();
+        assert!(e.bytes <= 10);
+    }
+
+    #[test]
+    fn disabled_never_stores() {
+        let c = LatestCache::disabled();
+        let t = c.ticket();
+        c.fill(t, "p", "b", entry("x"));
+        assert!(c.get("p", "b").is_none());
+    }
+}
