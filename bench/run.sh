@@ -41,18 +41,21 @@ for tool in wrk python3 curl cargo; do
   command -v "$tool" >/dev/null || { echo "$tool not found (wrk: apt-get install wrk)" >&2; exit 1; }
 done
 
+REF_ROOT=${PERFGATE_REF_ROOT:-$ROOT/bench/.cache/perfgate-server-0.18.1}
+REF=$REF_ROOT/bin/perfgate-server
+if [ "$MODE" = default ] && [ ! -x "$REF" ]; then
+  echo "installing the reference perfgate-server 0.18.1 into $REF_ROOT (first run only) ..." >&2
+  # A build directory of its own: with CARGO_TARGET_DIR set, `cargo install` would build its
+  # `perfgate-server` binary over ours.
+  cargo install perfgate-server --version 0.18.1 --root "$REF_ROOT" --target-dir "$REF_ROOT/build"
+  rm -rf "$REF_ROOT/build"
+fi
+
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 echo "building (release) ..." >&2
 cargo build --release --quiet --bin perfgate-server --example ceiling
 OURS=$TARGET/release/perfgate-server
 CEILING=$TARGET/release/examples/ceiling
-
-REF_ROOT=${PERFGATE_REF_ROOT:-$ROOT/bench/.cache/perfgate-server-0.18.1}
-REF=$REF_ROOT/bin/perfgate-server
-if [ "$MODE" = default ] && [ ! -x "$REF" ]; then
-  echo "installing the reference perfgate-server 0.18.1 into $REF_ROOT (first run only) ..." >&2
-  cargo install perfgate-server --version 0.18.1 --root "$REF_ROOT"
-fi
 
 WORK=$(mktemp -d)
 PIDS=()
