@@ -172,16 +172,22 @@ pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<(Vec<SummaryRow>, 
     Ok((rows, total))
 }
 
-pub fn latest(
-    conn: &mut DbConn,
-    project: &str,
-    benchmark: &str,
-) -> QueryResult<Option<BaselineRow>> {
+/// A benchmark's live (not deleted) versions, newest first (`baselines_latest_idx`).
+#[diesel::dsl::auto_type(no_type_alias)]
+pub fn live_newest_first<'a>(project: &'a str, benchmark: &'a str) -> _ {
     baselines::table
         .filter(baselines::project.eq(project))
         .filter(baselines::benchmark.eq(benchmark))
         .filter(baselines::deleted_at.is_null())
         .order((baselines::created_at.desc(), baselines::id.desc()))
+}
+
+pub fn latest(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+) -> QueryResult<Option<BaselineRow>> {
+    live_newest_first(project, benchmark)
         .select(BaselineRow::as_select())
         .first(conn)
         .optional()
@@ -354,11 +360,7 @@ pub fn recent_medians(
     benchmark: &str,
     n: i64,
 ) -> QueryResult<Vec<String>> {
-    baselines::table
-        .filter(baselines::project.eq(project))
-        .filter(baselines::benchmark.eq(benchmark))
-        .filter(baselines::deleted_at.is_null())
-        .order((baselines::created_at.desc(), baselines::id.desc()))
+    live_newest_first(project, benchmark)
         .limit(n)
         .select(baselines::medians)
         .load(conn)

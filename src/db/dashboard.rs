@@ -6,6 +6,7 @@
 
 use diesel::prelude::*;
 
+use super::baselines::live_newest_first;
 use super::schema::{baselines, benchmarks, verdict_counts, verdicts};
 use super::DbConn;
 
@@ -117,11 +118,7 @@ pub fn recent_versions(
     benchmark: &str,
     n: i64,
 ) -> QueryResult<Vec<RecentVersion>> {
-    baselines::table
-        .filter(baselines::project.eq(project))
-        .filter(baselines::benchmark.eq(benchmark))
-        .filter(baselines::deleted_at.is_null())
-        .order((baselines::created_at.desc(), baselines::id.desc()))
+    live_newest_first(project, benchmark)
         .limit(n)
         .select((
             baselines::version,
@@ -185,8 +182,7 @@ pub fn history(
             .filter(baselines::deleted_at.is_null())
     };
     let total: i64 = live().count().get_result(conn)?;
-    let rows = live()
-        .order((baselines::created_at.desc(), baselines::id.desc()))
+    let rows = live_newest_first(project, benchmark)
         .limit(limit)
         .offset(offset)
         .select((
