@@ -6,8 +6,10 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::Error;
+use actix_web::HttpMessage;
 
 use crate::error::ApiError;
 
@@ -129,6 +131,13 @@ fn size_limits(req: &ServiceRequest) -> Option<ApiError> {
 /// Outermost middleware: assigns the request id, runs the request inside its scope, turns any
 /// non-JSON error response (router 404s, payload errors raised by actix itself) into the contract's
 /// JSON error, echoes `X-Request-Id`, and writes the access log line.
+/// `POST /api/v1/projects/{project}/baselines`: an upload.
+fn is_upload_path(path: &str) -> bool {
+    path.strip_prefix("/api/v1/projects/")
+        .and_then(|rest| rest.strip_suffix("/baselines"))
+        .is_some_and(|project| !project.is_empty() && !project.contains('/'))
+}
+
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -137,6 +146,13 @@ pub async fn request_context(
     let started = Instant::now();
     let method = req.method().clone();
     let in_flight = InFlight::enter();
+    if req.method() == Method::POST && is_upload_path(req.path()) {
+        // Counted until the handler has queued it, so a group commit can wait for it.
+        if let Some(state) = req.app_data::<actix_web::web::Data<crate::server::AppState>>() {
+            let arriving = state.upload_queue.arriving();
+            req.extensions_mut().insert(arriving);
+        }
+    }
     let scoped_id = id.clone();
     let result = REQUEST_ID
         .scope(scoped_id, async move {
@@ -226,6 +242,16 @@ pub async fn request_context(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_paths_are_recognised() {
+        assert!(is_upload_path("/api/v1/projects/p/baselines"));
+        assert!(is_upload_path("/api/v1/projects/my-proj/baselines"));
+        assert!(!is_upload_path("/api/v1/projects//baselines"));
+        assert!(!is_upload_path("/api/v1/projects/p/baselines/b/latest"));
+        assert!(!is_upload_path("/api/v1/projects/p/verdicts"));
+        assert!(!is_upload_path("/api/v1/projects/a/b/baselines"));
+    }
 
     #[test]
     fn request_id_sanitized() {

@@ -115,7 +115,14 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         // Every store runs its own reader threads and writer shards; each thread may hold one
         // connection, so the pools are sized to the threads that use them.
         read_pool_size: config.read_pool_size * STORES,
-        write_pool_size: write_shards * STORES,
+        // SQLite: one write connection for the whole process, shared by every store's writer.
+        // A writer waiting for it is woken the moment it is returned; with a connection per
+        // store, two writers met in SQLite's lock, whose busy handler sleeps 1-100 ms between
+        // retries (the p99 of mixed upload and verdict traffic).
+        write_pool_size: match backend {
+            StorageBackend::Postgres => write_shards * STORES,
+            _ => 1,
+        },
         // A pool that cannot hand out a connection within a few seconds is down or saturated:
         // fail fast with 503 rather than holding the request for the whole timeout.
         connect_timeout: timeout.min(Duration::from_secs(5)),

@@ -217,7 +217,7 @@ impl Upload {
             };
             let content_hash = hex::encode(Sha256::digest(self.receipt.as_bytes()));
             let row = BaselineRow {
-                id: uuid::Uuid::new_v4().simple().to_string(),
+                id: crate::domain::ids::row_id(),
                 project: project.to_owned(),
                 benchmark: benchmark.to_owned(),
                 version: version.as_str().to_owned(),
@@ -307,12 +307,64 @@ type UploadReply = tokio::sync::oneshot::Sender<Result<UploadOutcome, StoreError
 /// upload queued for the shard so far and commits them in **one** transaction (one fsync), each
 /// in a savepoint of its own, so a conflict or a bad row fails only its own request. Every
 /// request is answered only after that commit. Later flushes find their upload already done.
+///
+/// A commit delay, in the spirit of PostgreSQL's `commit_delay`/`commit_siblings`: when uploads
+/// come in a stream (another upload is between its request head and the queue, or the shard
+/// committed less than [`STREAM_GAP`] ago), a flush keeps gathering while uploads keep joining,
+/// until none has joined for [`QUIET`] or [`GATHER`] has passed. A lone upload commits at once.
+/// Per upload, a commit costs its fsync, its WAL frame headers and the pages it shares with its
+/// neighbours (the newest leaf of each time-ordered index): a batch pays them once.
 #[derive(Default)]
 pub struct UploadQueue {
-    shards: std::sync::Mutex<std::collections::HashMap<usize, Vec<(Upload, UploadReply)>>>,
+    state: std::sync::Mutex<QueueState>,
+    /// Signalled when an upload is queued or stops arriving.
+    changed: std::sync::Condvar,
+    /// Upload requests between their head and their place in the queue.
+    arriving: std::sync::atomic::AtomicUsize,
+}
+
+type Pending = Vec<(Upload, UploadReply)>;
+
+#[derive(Default)]
+struct QueueState {
+    shards: std::collections::HashMap<usize, Pending>,
+    /// When each shard last took a batch.
+    last_take: std::collections::HashMap<usize, std::time::Instant>,
+}
+
+/// The longest a flush waits for other uploads to join its commit.
+pub const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+/// A flush stops gathering when no upload has joined for this long.
+pub const QUIET: std::time::Duration = std::time::Duration::from_micros(250);
+/// Uploads closer together than this count as a stream.
+pub const STREAM_GAP: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Counts one upload request as arriving, from its head until it is queued or dropped.
+pub struct ArrivingUpload(Arc<UploadQueue>);
+
+impl Drop for ArrivingUpload {
+    fn drop(&mut self) {
+        self.0
+            .arriving
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        // Under the lock, so a flush between its check and its wait cannot miss the signal.
+        drop(self.0.lock());
+        self.0.changed.notify_all();
+    }
 }
 
 impl UploadQueue {
+    /// Marks an upload request as on its way (taken by the request-context middleware).
+    pub fn arriving(self: &Arc<Self>) -> ArrivingUpload {
+        self.arriving
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        ArrivingUpload(self.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Queues `upload` for `shard`; its outcome arrives on the returned receiver once a flush of
     /// that shard has committed it.
     pub fn push(
@@ -321,14 +373,60 @@ impl UploadQueue {
         upload: Upload,
     ) -> tokio::sync::oneshot::Receiver<Result<UploadOutcome, StoreError>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut q = self.shards.lock().unwrap_or_else(|e| e.into_inner());
-        q.entry(shard).or_default().push((upload, tx));
+        self.lock()
+            .shards
+            .entry(shard)
+            .or_default()
+            .push((upload, tx));
+        self.changed.notify_all();
         rx
     }
 
-    fn take(&self, shard: usize) -> Vec<(Upload, UploadReply)> {
-        let mut q = self.shards.lock().unwrap_or_else(|e| e.into_inner());
-        q.get_mut(&shard).map(std::mem::take).unwrap_or_default()
+    /// Takes what is queued for `shard`, gathering first when uploads come in a stream.
+    fn take(&self, shard: usize) -> Pending {
+        use std::time::Instant;
+        let started = Instant::now();
+        let mut q = self.lock();
+        let queued = |q: &QueueState| q.shards.get(&shard).map_or(0, Vec::len);
+        if queued(&q) == 0 {
+            // An earlier flush committed this one's upload.
+            return Vec::new();
+        }
+        let arriving = || self.arriving.load(std::sync::atomic::Ordering::Acquire);
+        let stream = arriving() > 0
+            || q.last_take
+                .get(&shard)
+                .is_some_and(|t| started.duration_since(*t) < STREAM_GAP);
+        if stream {
+            let deadline = started + GATHER;
+            let mut seen = queued(&q);
+            let mut quiet_until = started + QUIET;
+            loop {
+                let now = Instant::now();
+                let n = queued(&q);
+                if n > seen {
+                    seen = n;
+                    quiet_until = now + QUIET;
+                }
+                let until = if arriving() > 0 {
+                    deadline
+                } else {
+                    quiet_until.min(deadline)
+                };
+                if now >= until {
+                    break;
+                }
+                q = match self.changed.wait_timeout(q, until - now) {
+                    Ok((q, _)) => q,
+                    Err(e) => e.into_inner().0,
+                };
+            }
+        }
+        q.last_take.insert(shard, Instant::now());
+        q.shards
+            .get_mut(&shard)
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 }
 
@@ -481,7 +579,7 @@ impl Op<BaselineStore> for Promote {
             };
             let now = now_micros();
             let row = BaselineRow {
-                id: uuid::Uuid::new_v4().simple().to_string(),
+                id: crate::domain::ids::row_id(),
                 project: p.to_owned(),
                 benchmark: b.to_owned(),
                 version: self.to_version.as_str().to_owned(),

@@ -56,7 +56,7 @@ impl Op<VerdictLog> for Submit {
             let stored = q::recent_cvs(c, &v.project, &v.benchmark, flakiness::HISTORY)?;
             let now = now_micros();
             let row = VerdictRow {
-                id: uuid::Uuid::new_v4().simple().to_string(),
+                id: crate::domain::ids::row_id(),
                 flakiness_score: flakiness::score(v.wall_ms_cv, &stored),
                 project: v.project,
                 benchmark: v.benchmark,

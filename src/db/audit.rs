@@ -33,7 +33,7 @@ pub fn insert(conn: &mut DbConn, e: AuditEntry<'_>, now: i64) -> QueryResult<()>
     let mut meta = e.extra;
     meta.insert("request_id".into(), e.request_id.into());
     let row = AuditRow {
-        id: uuid::Uuid::new_v4().simple().to_string(),
+        id: crate::domain::ids::row_id(),
         ts: now,
         actor: e.actor.to_owned(),
         action: e.action.to_owned(),

@@ -124,7 +124,9 @@ impl CustomizeConnection<DbConn, r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
         match conn {
             DbConn::Sqlite(c) => c.batch_execute(&format!(
-                "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
+                "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = {}; \
+                 PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; \
+                 PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};",
                 self.busy_timeout_ms, self.synchronous
             )),
             // The same bound on PostgreSQL: no statement or lock wait outlives the request.
@@ -177,6 +179,84 @@ fn sqlite_stable_plans() {
     });
 }
 
+/// How often the checkpointer looks for new commits to copy from the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// The writer's own checkpoint, a safety net for when the background one falls behind (pages).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 8192;
+/// A WAL file larger than this is truncated back to it when it restarts (bytes).
+const WAL_SIZE_LIMIT_BYTES: u64 = 64 << 20;
+
+/// Checkpoints a SQLite database in WAL mode from a thread of its own, so that the writer's
+/// commits never copy pages into the database file (and fsync it) while a client waits.
+///
+/// Every [`CHECKPOINT_EVERY`] it reads `PRAGMA data_version`, which changes when another
+/// connection has committed; only then does it run a `PASSIVE` checkpoint, which neither waits
+/// for nor blocks readers and the writer. Idle databases cost a cheap pragma per tick. The
+/// writer keeps SQLite's automatic checkpoint, at [`WAL_AUTOCHECKPOINT_PAGES`], as a bound on
+/// the WAL should this thread fall behind. The thread ends when the [`Storage`] is dropped.
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(url: &str) -> Result<Checkpointer, DbError> {
+        let mut conn = SqliteConnection::establish(url)?;
+        conn.batch_execute("PRAGMA busy_timeout = 1000; PRAGMA synchronous = FULL;")?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut seen: Option<i64> = None;
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    let version = match data_version(&mut conn) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            log::warn!("checkpointer: {e}");
+                            continue;
+                        }
+                    };
+                    if seen.is_some_and(|s| s == version) {
+                        continue;
+                    }
+                    match conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                        // Seen only once the checkpoint ran, so a failed one is retried.
+                        Ok(()) => seen = Some(version),
+                        Err(e) => log::warn!("checkpointer: {e}"),
+                    }
+                }
+            })
+            .map_err(|e| DbError::Migration(format!("cannot start the checkpointer: {e}")))?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+fn data_version(conn: &mut SqliteConnection) -> diesel::QueryResult<i64> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        data_version: i64,
+    }
+    diesel::sql_query("PRAGMA data_version")
+        .get_result::<Row>(conn)
+        .map(|r| r.data_version)
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The opened storage: a reader pool and a writer pool over one database.
 pub struct Storage {
     pub backend: StorageBackend,
@@ -185,6 +265,8 @@ pub struct Storage {
     /// `memory` keeps one connection open for the life of the process: the in-memory database
     /// disappears with its last connection.
     _keeper: Option<DbConn>,
+    /// SQLite files: checkpoints the WAL off the writer's path.
+    _checkpointer: Option<Checkpointer>,
 }
 
 pub struct StorageOptions {
@@ -237,6 +319,10 @@ impl Storage {
                 .build(manager.clone())
                 .map(|inner| DbPool { name, inner })
         };
+        let checkpointer = match opts.backend {
+            StorageBackend::Sqlite => Some(Checkpointer::start(&manager.url)?),
+            _ => None,
+        };
         let read_pool = build("read", opts.read_pool_size)?;
         let write_pool = build("write", opts.write_pool_size)?;
         Ok(Storage {
@@ -244,6 +330,7 @@ impl Storage {
             read_pool,
             write_pool,
             _keeper: keeper,
+            _checkpointer: checkpointer,
         })
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod flakiness;
 pub mod fleet;
+pub mod ids;
 pub mod names;
 pub mod receipt;
 pub mod time;

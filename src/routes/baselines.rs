@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -232,6 +232,11 @@ pub async fn upload(
             idempotency,
             actor: actor(&principal),
         },
+    );
+    // Queued: no longer arriving (a flush waiting for arrivals may commit now).
+    drop(
+        req.extensions_mut()
+            .remove::<crate::actors::baseline_store::ArrivingUpload>(),
     );
     let flushed = state
         .baselines

@@ -98,7 +98,7 @@ pub async fn record(
             check_text("dependency version", v, 128)?;
         }
         events.push(EventRow {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: crate::domain::ids::row_id(),
             project: project.as_str().to_owned(),
             benchmark: benchmark.as_str().to_owned(),
             dep_name: c.name.clone(),
