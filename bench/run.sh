@@ -115,8 +115,9 @@ wrk_run() {
 
 RESULTS=$WORK/results
 : > "$RESULTS"
-ROW_FMT="%-26s %-10s %9s %8s %8s %7s %9s\n"
-print_header() { printf "$ROW_FMT" scenario server "req/s" "p50 ms" "p99 ms" errors "peak RSS"; }
+ROW_FMT="%-26s %-10s %9s %8s %8s %7s %9s %5s\n"
+# cpu: how busy the whole machine was (all cores, load generator included) while measuring.
+print_header() { printf "$ROW_FMT" scenario server "req/s" "p50 ms" "p99 ms" errors "peak RSS" cpu; }
 
 # scenario LABEL SERVER PID URLS CONNS SCRIPT : warm-up, reset the peak RSS, measure. URLS may
 # hold several base URLs separated by spaces: the connections and threads are split between
@@ -139,12 +140,16 @@ scenario() {
   tag="m$RANDOM$RANDOM"
   i=0
   w=()
+  local cpu0
+  cpu0=$(cpu_ticks)
   for url in "${u[@]}"; do
     RUN_TAG="$tag-$i" wrk_run "$url" "$c" "$threads" "$script" "$SECS" > "$WORK/wrk.$i" &
     w+=($!)
     i=$((i + 1))
   done
   wait "${w[@]}" || true
+  local cpu
+  cpu=$(cpu_busy "$cpu0" "$(cpu_ticks)")
   local rss=0
   for p in $pids; do
     local r
@@ -163,8 +168,16 @@ scenario() {
   local rps
   rps=$(awk -v r="$req" -v d="$dur" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
   printf "%s|%s|%s|%s|%s|%s|%s\n" "$label" "$server" "$rps" "$p50" "$p99" "$err" "$rss" >> "$RESULTS"
-  awk -v l="$label" -v s="$server" -v r="$rps" -v a="$p50" -v b="$p99" -v e="$err" -v m="$rss" -v f="$ROW_FMT" \
-    'BEGIN { printf f, l, s, r, sprintf("%.2f", a / 1000), sprintf("%.2f", b / 1000), e, m " MB" }'
+  awk -v l="$label" -v s="$server" -v r="$rps" -v a="$p50" -v b="$p99" -v e="$err" -v m="$rss" -v c="$cpu" -v f="$ROW_FMT" \
+    'BEGIN { printf f, l, s, r, sprintf("%.2f", a / 1000), sprintf("%.2f", b / 1000), e, m " MB", c "%" }'
+}
+
+# "busy idle" jiffies of all CPUs (idle includes iowait), from /proc/stat.
+cpu_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
+# cpu_busy "B0 I0" "B1 I1" -> percent of the machine's CPU time that was busy in between
+cpu_busy() {
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); db = y[1] - x[1]; di = y[2] - x[2];
+    printf "%.0f", (db + di > 0) ? 100 * db / (db + di) : 0 }'
 }
 
 get() { awk -F'|' -v l="$1" -v s="$2" -v c="$3" '$1 == l && $2 == s { print $c }' "$RESULTS"; }

@@ -185,6 +185,58 @@ fn two_replicas_behave_like_one_server() {
 
 /// SIGTERM while uploads stream in: every acknowledged upload is stored, and the process exits
 /// within the grace period with status 0.
+/// Group commits on two replicas lock benchmark rows; batches that share benchmarks must take
+/// them in one order, or PostgreSQL aborts one with "deadlock detected" (a 503 after a second).
+#[test]
+fn replicas_committing_the_same_benchmarks_do_not_deadlock() {
+    let Some(Backend::Postgres(url)) = Backend::postgres() else {
+        return;
+    };
+    let servers = Server::start_together(vec![
+        Backend::Postgres(url.clone()),
+        Backend::Postgres(url.clone()),
+    ]);
+    let servers: Vec<Arc<Server>> = servers.into_iter().map(Arc::new).collect();
+    let (threads, rounds, benchmarks) = (16, 6, 4);
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let s = servers[i % 2].clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                for k in 0..rounds {
+                    // Half the clients walk the benchmarks upwards, half downwards.
+                    let b = if i % 4 < 2 {
+                        k % benchmarks
+                    } else {
+                        benchmarks - 1 - k % benchmarks
+                    };
+                    let r = s.upload(
+                        ADMIN,
+                        "dl",
+                        &format!("bench-{b}"),
+                        Some(&format!("t{i}-{k}")),
+                        &receipt(),
+                    );
+                    expect(r, 201);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let l = expect(
+        servers[0].get(VIEWER, "/api/v1/projects/dl/baselines?limit=1"),
+        200,
+    );
+    assert_eq!(l["pagination"]["total"], threads * rounds);
+    for s in &servers {
+        assert!(!s.log().contains("deadlock"), "{}", s.log());
+    }
+}
+
 fn graceful_shutdown_loses_no_acknowledged_upload(b: Backend) {
     let mut s = Server::start(b);
     let base = s.base.clone();

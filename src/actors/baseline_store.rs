@@ -311,7 +311,8 @@ type UploadReply = tokio::sync::oneshot::Sender<Result<UploadOutcome, StoreError
 /// A commit delay, in the spirit of PostgreSQL's `commit_delay`/`commit_siblings`: when uploads
 /// come in a stream (another upload is between its request head and the queue, or the shard
 /// committed less than [`STREAM_GAP`] ago), a flush keeps gathering while uploads keep joining,
-/// until none has joined for [`QUIET`] or [`GATHER`] has passed. A lone upload commits at once.
+/// until none has joined for [`QUIET`], as many as in its previous commit are queued with none on
+/// its way, or [`GATHER`] has passed. A lone upload commits at once.
 /// Per upload, a commit costs its fsync, its WAL frame headers and the pages it shares with its
 /// neighbours (the newest leaf of each time-ordered index): a batch pays them once.
 #[derive(Default)]
@@ -328,14 +329,14 @@ type Pending = Vec<(Upload, UploadReply)>;
 #[derive(Default)]
 struct QueueState {
     shards: std::collections::HashMap<usize, Pending>,
-    /// When each shard last took a batch.
-    last_take: std::collections::HashMap<usize, std::time::Instant>,
+    /// When each shard last took a batch, and how large it was.
+    last_take: std::collections::HashMap<usize, (std::time::Instant, usize)>,
 }
 
 /// The longest a flush waits for other uploads to join its commit.
 pub const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 /// A flush stops gathering when no upload has joined for this long.
-pub const QUIET: std::time::Duration = std::time::Duration::from_micros(250);
+pub const QUIET: std::time::Duration = std::time::Duration::from_micros(200);
 /// Uploads closer together than this count as a stream.
 pub const STREAM_GAP: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -393,10 +394,12 @@ impl UploadQueue {
             return Vec::new();
         }
         let arriving = || self.arriving.load(std::sync::atomic::Ordering::Acquire);
-        let stream = arriving() > 0
-            || q.last_take
-                .get(&shard)
-                .is_some_and(|t| started.duration_since(*t) < STREAM_GAP);
+        let last = q.last_take.get(&shard).copied();
+        let stream =
+            arriving() > 0 || last.is_some_and(|(t, _)| started.duration_since(t) < STREAM_GAP);
+        // A stream of N clients tends to bring N uploads per commit: once as many as last time
+        // are queued and none is on its way, waiting longer only adds latency.
+        let expected = last.map_or(usize::MAX, |(_, n)| n.max(2));
         if stream {
             let deadline = started + GATHER;
             let mut seen = queued(&q);
@@ -410,6 +413,8 @@ impl UploadQueue {
                 }
                 let until = if arriving() > 0 {
                     deadline
+                } else if n >= expected {
+                    break;
                 } else {
                     quiet_until.min(deadline)
                 };
@@ -422,11 +427,13 @@ impl UploadQueue {
                 };
             }
         }
-        q.last_take.insert(shard, Instant::now());
-        q.shards
+        let batch = q
+            .shards
             .get_mut(&shard)
             .map(std::mem::take)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        q.last_take.insert(shard, (Instant::now(), batch.len()));
+        batch
     }
 }
 
@@ -439,10 +446,17 @@ pub struct FlushUploads {
 impl Op<BaselineStore> for FlushUploads {
     type Output = ();
     fn run(self, s: &mut BaselineStore) {
-        let batch = self.queue.take(self.shard);
+        let mut batch = self.queue.take(self.shard);
         if batch.is_empty() {
             return;
         }
+        // One lock order for every batch on every replica: an upload locks its benchmark's row
+        // (the live count), so two replicas committing batches that share benchmarks in
+        // different orders would deadlock on PostgreSQL (and wait out `deadlock_timeout`).
+        batch.sort_by(|(a, _), (b, _)| {
+            (a.benchmark.as_str(), a.version.as_ref().map(|v| v.as_str()))
+                .cmp(&(b.benchmark.as_str(), b.version.as_ref().map(|v| v.as_str())))
+        });
         let mut c = match s.conn() {
             Ok(c) => c,
             Err(e) => {
