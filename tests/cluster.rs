@@ -16,17 +16,24 @@ fn receipt() -> Value {
     fixture("run-bench-a-1.json")
 }
 
-#[test]
-fn two_replicas_behave_like_one_server() {
+/// Two replicas on the test PostgreSQL, started at the same moment (None without PostgreSQL).
+fn two_replicas() -> Option<(String, Vec<Arc<Server>>)> {
     let Some(Backend::Postgres(url)) = Backend::postgres() else {
-        return;
+        return None;
     };
-    // Both start at the same moment: migrations must run once, under the advisory lock.
     let servers = Server::start_together(vec![
         Backend::Postgres(url.clone()),
         Backend::Postgres(url.clone()),
     ]);
-    let servers: Vec<Arc<Server>> = servers.into_iter().map(Arc::new).collect();
+    Some((url, servers.into_iter().map(Arc::new).collect()))
+}
+
+#[test]
+fn two_replicas_behave_like_one_server() {
+    // Both start at the same moment: migrations must run once, under the advisory lock.
+    let Some((url, servers)) = two_replicas() else {
+        return;
+    };
     {
         use diesel::{Connection, RunQueryDsl};
         #[derive(diesel::QueryableByName)]
@@ -183,20 +190,13 @@ fn two_replicas_behave_like_one_server() {
     }
 }
 
-/// SIGTERM while uploads stream in: every acknowledged upload is stored, and the process exits
-/// within the grace period with status 0.
 /// Group commits on two replicas lock benchmark rows; batches that share benchmarks must take
 /// them in one order, or PostgreSQL aborts one with "deadlock detected" (a 503 after a second).
 #[test]
 fn replicas_committing_the_same_benchmarks_do_not_deadlock() {
-    let Some(Backend::Postgres(url)) = Backend::postgres() else {
+    let Some((_, servers)) = two_replicas() else {
         return;
     };
-    let servers = Server::start_together(vec![
-        Backend::Postgres(url.clone()),
-        Backend::Postgres(url.clone()),
-    ]);
-    let servers: Vec<Arc<Server>> = servers.into_iter().map(Arc::new).collect();
     let (threads, rounds, benchmarks) = (16, 6, 4);
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
@@ -237,6 +237,8 @@ fn replicas_committing_the_same_benchmarks_do_not_deadlock() {
     }
 }
 
+/// SIGTERM while uploads stream in: every acknowledged upload is stored, and the process exits
+/// within the grace period with status 0.
 fn graceful_shutdown_loses_no_acknowledged_upload(b: Backend) {
     let mut s = Server::start(b);
     let base = s.base.clone();
