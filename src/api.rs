@@ -241,7 +241,7 @@ pub struct VerdictRecord<'a> {
     benchmark: &'a str,
     run_id: &'a str,
     status: &'a str,
-    #[schema(value_type = crate::routes::verdicts::Counts)]
+    #[schema(value_type = Counts)]
     counts: &'a RawValue,
     #[schema(value_type = Vec<String>)]
     reasons: &'a RawValue,
@@ -357,4 +357,14 @@ impl<'a> FleetAlert<'a> {
             first_seen: to_rfc3339(a.first_seen),
         }
     }
+}
+
+/// Check counts of a verdict (contract §5).
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    pub pass: u32,
+    pub warn: u32,
+    pub fail: u32,
+    pub skip: u32,
 }

@@ -11,7 +11,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::domain::names::NameError;
-use crate::middleware::current_request_id;
+use crate::request_id::current_request_id;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {

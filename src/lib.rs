@@ -26,9 +26,11 @@ pub mod logging;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod request_id;
 pub mod ops;
 pub mod routes;
 pub mod server;
+pub mod state;
 pub mod transfer;
 
 pub use config::{ConfigError, LogFormat, ServerConfig, StorageBackend};

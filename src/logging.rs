@@ -8,7 +8,7 @@ use std::time::Duration;
 use log::kv::{Key, Value, VisitSource};
 
 use crate::config::LogFormat;
-use crate::middleware::with_request_id;
+use crate::request_id::with_request_id;
 
 struct JsonKv<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
 

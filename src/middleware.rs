@@ -5,67 +5,14 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::Error;
 use actix_web::HttpMessage;
 
 use crate::error::ApiError;
-
-pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
-
-tokio::task_local! {
-    /// The id of the request this task is serving. actix-web drives one request's handler,
-    /// extractors and error rendering on the task that runs this middleware, so the value is
-    /// visible to `ApiError::error_response` and to every log line of the request.
-    static REQUEST_ID: String;
-}
-
-/// The current request's id, or a fresh one outside a request.
-pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(|id| id.clone())
-        .unwrap_or_else(|_| new_request_id())
-}
-
-/// Used by the log formatter: no allocation when there is no request.
-pub fn with_request_id<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
-    let mut f = Some(f);
-    match REQUEST_ID.try_with(|id| (f.take().expect("called once"))(Some(id.as_str()))) {
-        Ok(r) => r,
-        Err(_) => (f.take().expect("called once"))(None),
-    }
-}
-
-/// A random v4 UUID as 32 hex digits, from the thread-local CSPRNG (`Uuid::new_v4` asks the
-/// kernel for every id: a system call per request).
-pub fn new_request_id() -> String {
-    uuid::Builder::from_random_bytes(rand::random())
-        .into_uuid()
-        .simple()
-        .to_string()
-}
-
-/// Keeps a client-supplied id only if it is short and printable; otherwise generates one. The id
-/// is echoed in a header and written to logs, so it must not carry control characters.
-pub fn sanitize_request_id(raw: Option<&HeaderValue>) -> String {
-    let Some(raw) = raw.and_then(|v| v.to_str().ok()) else {
-        return new_request_id();
-    };
-    let cleaned: String = raw
-        .chars()
-        .filter(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '+' | '=')
-        })
-        .take(128)
-        .collect();
-    if cleaned.is_empty() {
-        new_request_id()
-    } else {
-        cleaned
-    }
-}
+use crate::request_id::{self, current_request_id, sanitize_request_id, REQUEST_ID_HEADER};
 
 fn is_json(res: &ServiceResponse<impl MessageBody>) -> bool {
     res.headers()
@@ -95,7 +42,7 @@ impl Drop for InFlight {
 /// Requests beyond actix's own hard header limit never get this far (it closes them with 431).
 fn size_limits(req: &ServiceRequest) -> Option<ApiError> {
     let cfg = &req
-        .app_data::<actix_web::web::Data<crate::server::AppState>>()?
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()?
         .config;
     let url = req.path().len() + req.query_string().len();
     if url > cfg.max_url_bytes {
@@ -148,14 +95,13 @@ pub async fn request_context(
     let in_flight = InFlight::enter();
     if req.method() == Method::POST && is_upload_path(req.path()) {
         // Counted until the handler has queued it, so a group commit can wait for it.
-        if let Some(state) = req.app_data::<actix_web::web::Data<crate::server::AppState>>() {
+        if let Some(state) = req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
             let arriving = state.upload_queue.arriving();
             req.extensions_mut().insert(arriving);
         }
     }
     let scoped_id = id.clone();
-    let result = REQUEST_ID
-        .scope(scoped_id, async move {
+    let result = request_id::scope(scoped_id, async move {
             if let Some(refusal) = size_limits(&req) {
                 return Ok(req.into_response(refusal.to_response(&current_request_id())));
             }
@@ -253,17 +199,4 @@ mod tests {
         assert!(!is_upload_path("/api/v1/projects/a/b/baselines"));
     }
 
-    #[test]
-    fn request_id_sanitized() {
-        let v = HeaderValue::from_static("abc-123_x.y");
-        assert_eq!(sanitize_request_id(Some(&v)), "abc-123_x.y");
-        let v = HeaderValue::from_static("a b\"c<script>");
-        assert_eq!(sanitize_request_id(Some(&v)), "abcscript");
-        let long = "x".repeat(300);
-        let v = HeaderValue::from_str(&long).unwrap();
-        assert_eq!(sanitize_request_id(Some(&v)).len(), 128);
-        let v = HeaderValue::from_static("   ");
-        assert_eq!(sanitize_request_id(Some(&v)).len(), 32);
-        assert_eq!(sanitize_request_id(None).len(), 32);
-    }
 }

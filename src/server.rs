@@ -1,6 +1,5 @@
 //! Wiring: storage, actors, the actix-web app, and the server's lifecycle.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,47 +15,20 @@ use crate::actors::key_store::{ensure_bootstrap_key, KeyStore};
 use crate::actors::verdict_log::VerdictLog;
 use crate::actors::Shards;
 use crate::auth::jwt::JwtVerifier;
-use crate::auth::keys::{parse_static_keys, StaticKey};
-use crate::auth::oidc::{providers_from_config, refresh_loop, Provider};
+use crate::auth::keys::parse_static_keys;
+use crate::auth::oidc::{providers_from_config, refresh_loop};
 use crate::cache::LatestCache;
 use crate::config::{redact_url, ServerConfig, StorageBackend};
 use crate::db::{Storage, StorageOptions};
 use crate::middleware::request_context;
 use crate::routes;
+use crate::state::AppState;
 
 /// Body bytes kept by the cache of GET latest answers (SQLite and memory).
 const LATEST_CACHE_BYTES: usize = 16 << 20;
 
 /// Store actors started by the server (baseline store, key store, verdict log, fleet analyzer).
 const STORES: u32 = 4;
-
-/// Shared by every handler.
-pub struct AppState {
-    pub config: ServerConfig,
-    pub backend: StorageBackend,
-    pub baselines: Shards<BaselineStore>,
-    /// Rendered GET latest answers (SQLite and memory only; see [`crate::cache`]).
-    pub latest_cache: Arc<LatestCache>,
-    /// Uploads waiting for their writer shard's next group commit.
-    pub upload_queue: Arc<crate::actors::baseline_store::UploadQueue>,
-    pub keys: Shards<KeyStore>,
-    pub verdicts: Shards<VerdictLog>,
-    pub fleet: Shards<FleetAnalyzer>,
-    /// `--api-keys`, by SHA-256 of the key.
-    pub static_keys: HashMap<String, StaticKey>,
-    /// HS256 JWTs, when `--jwt-secret` is set.
-    pub jwt: Option<JwtVerifier>,
-    /// OIDC providers (GitHub, GitLab, custom).
-    pub oidc: Vec<Arc<Provider>>,
-    /// HTTP client for JWKS. No idle pooling: fetches are rare and may come from any worker's
-    /// runtime, so no connection outlives the runtime that opened it.
-    pub jwks_client: reqwest::Client,
-    /// Per-credential token buckets (`rate_limit`), keyed by principal id.
-    pub limiter: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
-    /// For pool gauges at `/metrics`.
-    pub read_pool: crate::db::DbPool,
-    pub write_pool: crate::db::DbPool,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

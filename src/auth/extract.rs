@@ -11,7 +11,7 @@ use super::keys::{hash_key, is_valid_format};
 use super::{oidc, Principal};
 use crate::actors::key_store::{Authenticate, KeyRejection};
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Three non-empty base64url segments separated by dots.
 pub fn has_jwt_shape(v: &str) -> bool {

@@ -11,7 +11,7 @@ use crate::auth::{Principal, Scope};
 use crate::db::audit::AuditFilter;
 use crate::domain::names::check_text;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub const ACTIONS: &[&str] = &["create", "update", "delete", "promote"];
 pub const RESOURCES: &[&str] = &["baseline", "key", "verdict", "decision"];

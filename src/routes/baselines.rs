@@ -26,8 +26,8 @@ use crate::domain::names::{check_text, BenchmarkName, NameError, ProjectName, Ve
 use crate::domain::receipt;
 use crate::domain::time::{parse_rfc3339, to_rfc3339};
 use crate::error::ApiError;
-use crate::middleware::current_request_id;
-use crate::server::AppState;
+use crate::request_id::current_request_id;
+use crate::state::AppState;
 
 const MAX_TAGS: usize = 64;
 const MAX_METADATA: usize = 64;

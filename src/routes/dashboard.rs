@@ -19,7 +19,7 @@ use crate::auth::{Principal, Scope};
 use crate::domain::names::{BenchmarkName, ProjectName};
 use crate::domain::time::to_rfc3339;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 // ---------------------------------------------------------------------------------------------
 // Who am I
@@ -318,7 +318,7 @@ fn security_headers() -> DefaultHeaders {
 fn embedded(req: &HttpRequest, path: &str) -> HttpResponse {
     let Some(file) = Embedded::get(path) else {
         return ApiError::not_found(format!("No asset {path}"))
-            .to_response(&crate::middleware::current_request_id());
+            .to_response(&crate::request_id::current_request_id());
     };
     let etag = format!("\"{}\"", hex::encode(file.metadata.sha256_hash()));
     let matches = req
@@ -356,7 +356,7 @@ async fn asset(req: HttpRequest) -> HttpResponse {
         actix_web::http::Method::GET | actix_web::http::Method::HEAD
     ) {
         let mut res =
-            ApiError::method_not_allowed().to_response(&crate::middleware::current_request_id());
+            ApiError::method_not_allowed().to_response(&crate::request_id::current_request_id());
         res.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return res;
@@ -368,7 +368,7 @@ async fn asset(req: HttpRequest) -> HttpResponse {
         .any(|s| s.is_empty() || s == "." || s == "..")
     {
         return ApiError::not_found("No such asset")
-            .to_response(&crate::middleware::current_request_id());
+            .to_response(&crate::request_id::current_request_id());
     }
     embedded(&req, &format!("assets/{path}"))
 }

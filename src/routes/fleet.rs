@@ -17,7 +17,7 @@ use crate::domain::fleet::group_key;
 use crate::domain::names::{check_text, BenchmarkName, ProjectName};
 use crate::domain::time::now_micros;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Change {

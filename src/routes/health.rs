@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::actors::baseline_store::{Probe, PROBE_TIMEOUT};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -9,7 +9,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// A parsed JSON body, with the bytes it came from (for idempotency hashing).
 pub struct JsonBody<T> {

@@ -14,8 +14,8 @@ use crate::auth::{BenchFilter, Principal, Role, Scope};
 use crate::domain::names::{check_text, ProjectName};
 use crate::domain::time::{now_micros, parse_rfc3339, to_rfc3339};
 use crate::error::ApiError;
-use crate::middleware::current_request_id;
-use crate::server::AppState;
+use crate::request_id::current_request_id;
+use crate::state::AppState;
 
 fn require_admin(p: &Principal) -> Result<(), ApiError> {
     if p.scopes.contains(Scope::Admin) {

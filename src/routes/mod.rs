@@ -33,7 +33,7 @@ fn resource(path: &str, allowed: &str) -> actix_web::Resource {
         let allow = allow.clone();
         async move {
             let mut res = ApiError::method_not_allowed()
-                .to_response(&crate::middleware::current_request_id());
+                .to_response(&crate::request_id::current_request_id());
             if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
                 res.headers_mut().insert(actix_web::http::header::ALLOW, v);
             }

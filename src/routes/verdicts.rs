@@ -13,20 +13,12 @@ use crate::api::{Pagination, VerdictRecord};
 use crate::auth::{Principal, Scope};
 use crate::db::verdicts::VerdictFilter;
 use crate::domain::names::{check_text, BenchmarkName, ProjectName};
+use crate::api::Counts;
 use crate::error::ApiError;
-use crate::middleware::current_request_id;
-use crate::server::AppState;
+use crate::request_id::current_request_id;
+use crate::state::AppState;
 
 pub const STATUSES: &[&str] = &["pass", "warn", "fail", "skip"];
-
-#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Counts {
-    pass: u32,
-    warn: u32,
-    fail: u32,
-    skip: u32,
-}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SubmitBody {

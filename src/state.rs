@@ -1,0 +1,44 @@
+//! The state every handler shares: configuration, the store actors, credentials and caches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::actors::baseline_store::BaselineStore;
+use crate::actors::fleet_analyzer::FleetAnalyzer;
+use crate::actors::key_store::KeyStore;
+use crate::actors::verdict_log::VerdictLog;
+use crate::actors::Shards;
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::keys::StaticKey;
+use crate::auth::oidc::Provider;
+use crate::cache::LatestCache;
+use crate::config::{ServerConfig, StorageBackend};
+
+/// Shared by every handler.
+pub struct AppState {
+    pub config: ServerConfig,
+    pub backend: StorageBackend,
+    pub baselines: Shards<BaselineStore>,
+    /// Rendered GET latest answers (SQLite and memory only; see [`crate::cache`]).
+    pub latest_cache: Arc<LatestCache>,
+    /// Uploads waiting for their writer shard's next group commit.
+    pub upload_queue: Arc<crate::actors::baseline_store::UploadQueue>,
+    pub keys: Shards<KeyStore>,
+    pub verdicts: Shards<VerdictLog>,
+    pub fleet: Shards<FleetAnalyzer>,
+    /// `--api-keys`, by SHA-256 of the key.
+    pub static_keys: HashMap<String, StaticKey>,
+    /// HS256 JWTs, when `--jwt-secret` is set.
+    pub jwt: Option<JwtVerifier>,
+    /// OIDC providers (GitHub, GitLab, custom).
+    pub oidc: Vec<Arc<Provider>>,
+    /// HTTP client for JWKS. No idle pooling: fetches are rare and may come from any worker's
+    /// runtime, so no connection outlives the runtime that opened it.
+    pub jwks_client: reqwest::Client,
+    /// Per-credential token buckets (`rate_limit`), keyed by principal id.
+    pub limiter: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
+    /// For pool gauges at `/metrics`.
+    pub read_pool: crate::db::DbPool,
+    pub write_pool: crate::db::DbPool,
+}
+
