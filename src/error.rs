@@ -10,6 +10,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::actors::StoreError;
+use crate::db::DbError;
 use crate::domain::names::NameError;
 use crate::request_id::current_request_id;
 
@@ -56,6 +58,18 @@ pub struct ApiError {
     pub details: Option<serde_json::Value>,
     /// Seconds for `Retry-After` (503 and 429).
     pub retry_after: Option<u32>,
+    /// The storage failure behind a 5xx: logged and counted when the response is rendered,
+    /// never shown to the client.
+    pub cause: Option<Box<Cause>>,
+}
+
+/// A storage failure kept with the error it caused.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    /// `transient` (answered 503) or `internal` (500): the `storage_errors` metric's label.
+    pub kind: &'static str,
+    /// The failure with its sources, for the log.
+    pub detail: String,
 }
 
 #[derive(Serialize)]
@@ -75,6 +89,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            cause: None,
         }
     }
     pub fn unauthorized(m: impl Into<String>) -> Self {
@@ -225,6 +240,19 @@ impl ResponseError for ApiError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
+        if let Some(c) = &self.cause {
+            crate::metrics::METRICS
+                .storage_errors
+                .with_label_values(&[c.kind])
+                .inc();
+            if c.kind == "transient" {
+                log::warn!("storage temporarily unavailable: {}", c.detail);
+            } else {
+                log::error!("storage error: {}", c.detail);
+            }
+        } else if self.status.is_server_error() {
+            log::warn!("answered {self}");
+        }
         self.to_response(&current_request_id())
     }
 }
@@ -235,74 +263,43 @@ impl From<NameError> for ApiError {
     }
 }
 
-/// Failures below the HTTP layer.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("database error")]
-    Diesel(#[from] diesel::result::Error),
-    #[error("could not connect to the database")]
-    Connection(#[from] diesel::ConnectionError),
-    #[error("connection pool exhausted or unavailable")]
-    Pool(#[from] diesel::r2d2::PoolError),
-    #[error("migration failed: {0}")]
-    Migration(String),
-    #[error("stored data is corrupt")]
-    Corrupt(#[from] serde_json::Error),
-    #[error("{0}")]
-    Ownership(String),
-}
-
-impl DbError {
-    /// SQLite "database is locked/busy" and serialization failures are transient: the client
-    /// should retry, so they map to 503 rather than 500.
-    pub fn is_transient(&self) -> bool {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match self {
-            DbError::Pool(_) | DbError::Connection(_) => true,
-            DbError::Diesel(Error::DatabaseError(kind, info)) => {
-                matches!(
-                    kind,
-                    DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection
-                ) || {
-                    let m = info.message();
-                    m.contains("database is locked")
-                        || m.contains("database is busy")
-                        || m.contains("deadlock detected")
-                        || m.contains("canceling statement due to")
-                }
-            }
-            _ => false,
-        }
-    }
-
-    pub fn is_unique_violation(&self) -> bool {
-        matches!(
-            self,
-            DbError::Diesel(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _
-            ))
-        )
-    }
-}
-
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
-        let kind = if e.is_transient() {
-            "transient"
+        let (mut api, kind) = if e.is_transient() {
+            (
+                ApiError::unavailable("Storage is temporarily unavailable; retry shortly"),
+                "transient",
+            )
         } else {
-            "internal"
+            (ApiError::internal(), "internal")
         };
-        crate::metrics::METRICS
-            .storage_errors
-            .with_label_values(&[kind])
-            .inc();
-        if e.is_transient() {
-            log::warn!("storage temporarily unavailable: {e}: {e:?}");
-            ApiError::unavailable("Storage is temporarily unavailable; retry shortly")
-        } else {
-            log::error!("storage error: {e}: {e:?}");
-            ApiError::internal()
+        api.cause = Some(Box::new(Cause {
+            kind,
+            detail: format!("{e}: {e:?}"),
+        }));
+        api
+    }
+}
+
+/// A pure mapping: nothing is logged or counted here (see `error_response`).
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => ApiError::not_found(m),
+            StoreError::Conflict(m) => ApiError::conflict(m),
+            StoreError::Unavailable(m) => ApiError::unavailable(m),
+            StoreError::Timeout(t) => {
+                ApiError::timeout(format!("Storage did not answer within {} s", t.as_secs()))
+            }
+            StoreError::Internal(m) => {
+                let mut api = ApiError::internal();
+                api.cause = Some(Box::new(Cause {
+                    kind: "internal",
+                    detail: m,
+                }));
+                api
+            }
+            StoreError::Db(e) => e.into(),
         }
     }
 }

@@ -6,10 +6,8 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::Error;
-use actix_web::HttpMessage;
 
 use crate::error::ApiError;
 use crate::request_id::{self, current_request_id, sanitize_request_id, REQUEST_ID_HEADER};
@@ -78,13 +76,6 @@ fn size_limits(req: &ServiceRequest) -> Option<ApiError> {
 /// Outermost middleware: assigns the request id, runs the request inside its scope, turns any
 /// non-JSON error response (router 404s, payload errors raised by actix itself) into the contract's
 /// JSON error, echoes `X-Request-Id`, and writes the access log line.
-/// `POST /api/v1/projects/{project}/baselines`: an upload.
-fn is_upload_path(path: &str) -> bool {
-    path.strip_prefix("/api/v1/projects/")
-        .and_then(|rest| rest.strip_suffix("/baselines"))
-        .is_some_and(|project| !project.is_empty() && !project.contains('/'))
-}
-
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -93,38 +84,31 @@ pub async fn request_context(
     let started = Instant::now();
     let method = req.method().clone();
     let in_flight = InFlight::enter();
-    if req.method() == Method::POST && is_upload_path(req.path()) {
-        // Counted until the handler has queued it, so a group commit can wait for it.
-        if let Some(state) = req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
-            let arriving = state.upload_queue.arriving();
-            req.extensions_mut().insert(arriving);
-        }
-    }
     let scoped_id = id.clone();
     let result = request_id::scope(scoped_id, async move {
-            if let Some(refusal) = size_limits(&req) {
-                return Ok(req.into_response(refusal.to_response(&current_request_id())));
-            }
-            let res = match next.call(req).await {
-                Ok(r) => r.map_into_boxed_body(),
-                Err(e) => return Err(e),
-            };
-            let status = res.status();
-            if (status.is_client_error() || status.is_server_error()) && !is_json(&res) {
-                let (req, old) = res.into_parts();
-                let mut new = ApiError::for_status(status).to_response(&current_request_id());
-                // Keep headers the framework set for a reason (Allow, Retry-After).
-                for (name, value) in old.headers() {
-                    if name == header::ALLOW || name == header::RETRY_AFTER {
-                        new.headers_mut().insert(name.clone(), value.clone());
-                    }
+        if let Some(refusal) = size_limits(&req) {
+            return Ok(req.into_response(refusal.to_response(&current_request_id())));
+        }
+        let res = match next.call(req).await {
+            Ok(r) => r.map_into_boxed_body(),
+            Err(e) => return Err(e),
+        };
+        let status = res.status();
+        if (status.is_client_error() || status.is_server_error()) && !is_json(&res) {
+            let (req, old) = res.into_parts();
+            let mut new = ApiError::for_status(status).to_response(&current_request_id());
+            // Keep headers the framework set for a reason (Allow, Retry-After).
+            for (name, value) in old.headers() {
+                if name == header::ALLOW || name == header::RETRY_AFTER {
+                    new.headers_mut().insert(name.clone(), value.clone());
                 }
-                Ok(ServiceResponse::new(req, new))
-            } else {
-                Ok(res)
             }
-        })
-        .await;
+            Ok(ServiceResponse::new(req, new))
+        } else {
+            Ok(res)
+        }
+    })
+    .await;
     let mut res = match result {
         Ok(r) => r,
         Err(e) => {
@@ -183,20 +167,4 @@ pub async fn request_context(
         "{method} {route} {status} {ms:.3}ms"
     );
     Ok(res)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upload_paths_are_recognised() {
-        assert!(is_upload_path("/api/v1/projects/p/baselines"));
-        assert!(is_upload_path("/api/v1/projects/my-proj/baselines"));
-        assert!(!is_upload_path("/api/v1/projects//baselines"));
-        assert!(!is_upload_path("/api/v1/projects/p/baselines/b/latest"));
-        assert!(!is_upload_path("/api/v1/projects/p/verdicts"));
-        assert!(!is_upload_path("/api/v1/projects/a/b/baselines"));
-    }
-
 }

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::actors::baseline_store::Actor;
 use crate::actors::key_store::{create_key, revoke_key, CreatedKey};
+use crate::actors::Initiator;
 use crate::api::KeyEntry;
 use crate::auth::jwt::{mint, Audience, Claims};
 use crate::config::{ServerConfig, StorageBackend};
@@ -33,8 +33,8 @@ fn open(cfg: &ServerConfig) -> Result<Storage, String> {
     .map_err(|e| format!("cannot open the database: {e}"))
 }
 
-fn operator() -> Actor {
-    Actor {
+fn operator() -> Initiator {
+    Initiator {
         principal_id: format!(
             "cli:{}",
             std::env::var("USER").unwrap_or_else(|_| "operator".into())
@@ -69,7 +69,7 @@ pub fn keys_revoke(cfg: &ServerConfig, id: &str) -> Result<KeyRow, String> {
     let storage = open(cfg)?;
     let mut c = storage.write_pool.get().map_err(|e| e.to_string())?;
     revoke_key(&mut c, id, None, &operator()).map_err(|e| match e {
-        crate::actors::baseline_store::StoreError::NotFound(m) => m,
+        crate::actors::StoreError::NotFound(m) => m,
         other => format!("{other:?}"),
     })
 }

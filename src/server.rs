@@ -35,7 +35,7 @@ pub enum ServerError {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("storage: {0}")]
-    Storage(#[from] crate::error::DbError),
+    Storage(#[from] crate::db::DbError),
     #[error("could not listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -132,7 +132,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         } else {
             None
         };
-        Ok::<_, crate::error::DbError>((storage, key))
+        Ok::<_, crate::db::DbError>((storage, key))
     })
     .await
     .map_err(|_| ServerError::Crashed)??;
@@ -186,9 +186,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let state = web::Data::new(AppState {
         config: config.clone(),
         backend,
+        uploads: crate::actors::upload_batch::UploadBatcher::new(baselines.clone()),
         baselines,
         latest_cache,
-        upload_queue: Arc::default(),
         keys,
         verdicts,
         fleet,

@@ -21,8 +21,8 @@ pub struct AppState {
     pub baselines: Shards<BaselineStore>,
     /// Rendered GET latest answers (SQLite and memory only; see [`crate::cache`]).
     pub latest_cache: Arc<LatestCache>,
-    /// Uploads waiting for their writer shard's next group commit.
-    pub upload_queue: Arc<crate::actors::baseline_store::UploadQueue>,
+    /// The baseline store's writer shards with the uploads waiting for their group commit.
+    pub uploads: crate::actors::upload_batch::UploadBatcher,
     pub keys: Shards<KeyStore>,
     pub verdicts: Shards<VerdictLog>,
     pub fleet: Shards<FleetAnalyzer>,
@@ -41,4 +41,3 @@ pub struct AppState {
     pub read_pool: crate::db::DbPool,
     pub write_pool: crate::db::DbPool,
 }
-

@@ -9,16 +9,13 @@ use crate::auth::BenchFilter;
 use crate::cache::LatestCache;
 use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as q, BaselineRow, ListFilter, SummaryRow};
-use diesel::Connection;
-
-use crate::db::{read_tx, write_tx, DbPool, PooledConn};
+use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn};
 use crate::domain::names::{BenchmarkName, ProjectName, Version};
 use crate::domain::time::{now_micros, to_rfc3339};
 use crate::domain::version;
-use crate::error::{ApiError, DbError};
 use crate::store_actor;
 
-use super::Op;
+use super::{Initiator, Op, StoreError};
 
 pub struct BaselineStore {
     pool: DbPool,
@@ -35,46 +32,10 @@ impl BaselineStore {
     pub(crate) fn conn(&self) -> Result<PooledConn, StoreError> {
         Ok(self.pool.get().map_err(DbError::from)?)
     }
-}
-
-/// Outcomes a handler must tell apart; everything else is a storage failure.
-#[derive(Debug)]
-pub enum StoreError {
-    NotFound(String),
-    Conflict(String),
-    /// Storage failed for a whole group commit (answered 503; nothing of it was stored).
-    Unavailable(String),
-    Db(DbError),
-}
-
-impl From<DbError> for StoreError {
-    fn from(e: DbError) -> Self {
-        StoreError::Db(e)
+    /// Drops the cached latest answer of a benchmark this store just wrote.
+    pub(crate) fn invalidate(&self, project: &str, benchmark: &str) {
+        self.cache.invalidate(project, benchmark);
     }
-}
-
-impl From<diesel::result::Error> for StoreError {
-    fn from(e: diesel::result::Error) -> Self {
-        StoreError::Db(DbError::Diesel(e))
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(m) => ApiError::not_found(m),
-            StoreError::Conflict(m) => ApiError::conflict(m),
-            StoreError::Unavailable(m) => ApiError::unavailable(m),
-            StoreError::Db(e) => e.into(),
-        }
-    }
-}
-
-/// Who did it, for the audit log.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub principal_id: String,
-    pub request_id: String,
 }
 
 /// The health probe: `SELECT 1` on a pooled connection, waiting for a connection no longer
@@ -84,10 +45,10 @@ pub struct Probe;
 pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Op<BaselineStore> for Probe {
-    type Output = Result<(), DbError>;
+    type Output = Result<(), StoreError>;
     fn run(self, s: &mut BaselineStore) -> Self::Output {
-        let mut c = s.pool.get_timeout(PROBE_TIMEOUT)?;
-        crate::db::probe(&mut c)
+        let mut c = s.pool.get_timeout(PROBE_TIMEOUT).map_err(DbError::from)?;
+        Ok(crate::db::probe(&mut c)?)
     }
 }
 
@@ -164,7 +125,7 @@ pub struct Upload {
     pub tags: Vec<String>,
     /// `(Idempotency-Key, sha256 of the request body)`.
     pub idempotency: Option<(String, String)>,
-    pub actor: Actor,
+    pub actor: Initiator,
 }
 
 pub struct UploadOutcome {
@@ -174,7 +135,15 @@ pub struct UploadOutcome {
 }
 
 impl Upload {
-    fn replay(&self, c: &mut crate::db::DbConn) -> Result<Option<UploadOutcome>, StoreError> {
+    /// The order in which a group commit applies uploads (see `upload_batch`).
+    pub(super) fn lock_order(&self) -> (&str, Option<&str>) {
+        (
+            self.benchmark.as_str(),
+            self.version.as_ref().map(|v| v.as_str()),
+        )
+    }
+
+    fn replay(&self, c: &mut DbConn) -> Result<Option<UploadOutcome>, StoreError> {
         let Some((key, hash)) = &self.idempotency else {
             return Ok(None);
         };
@@ -193,7 +162,7 @@ impl Upload {
 
 impl Upload {
     /// The upload's statements, inside the caller's transaction.
-    fn apply(&self, c: &mut crate::db::DbConn) -> Result<UploadOutcome, StoreError> {
+    pub(super) fn apply(&self, c: &mut DbConn) -> Result<UploadOutcome, StoreError> {
         {
             if let Some(done) = self.replay(c)? {
                 return Ok(done);
@@ -272,9 +241,9 @@ impl Upload {
 
     /// Another replica won the race for this version (or this Idempotency-Key): the unique
     /// index refused our insert. A retry with the same key gets the first answer.
-    fn after_unique_violation(
+    pub(super) fn after_unique_violation(
         &self,
-        c: &mut crate::db::DbConn,
+        c: &mut DbConn,
     ) -> Result<UploadOutcome, StoreError> {
         if let Some(done) = self.replay(c)? {
             return Ok(done);
@@ -284,233 +253,11 @@ impl Upload {
     }
 }
 
-impl Op<BaselineStore> for Upload {
-    type Output = Result<UploadOutcome, StoreError>;
-    fn run(self, s: &mut BaselineStore) -> Self::Output {
-        let mut c = s.conn()?;
-        let result = write_tx(&mut c, |c| self.apply(c));
-        s.cache
-            .invalidate(self.project.as_str(), self.benchmark.as_str());
-        match result {
-            Err(StoreError::Db(e)) if e.is_unique_violation() => {
-                read_tx(&mut c, |c| self.after_unique_violation(c))
-            }
-            other => other,
-        }
-    }
-}
-
-type UploadReply = tokio::sync::oneshot::Sender<Result<UploadOutcome, StoreError>>;
-
-/// Group commit of uploads. A handler queues its upload for the project's writer shard and then
-/// sends a [`FlushUploads`] through the shard's mailbox; the first flush to run takes every
-/// upload queued for the shard so far and commits them in **one** transaction (one fsync), each
-/// in a savepoint of its own, so a conflict or a bad row fails only its own request. Every
-/// request is answered only after that commit. Later flushes find their upload already done.
-///
-/// A commit delay, in the spirit of PostgreSQL's `commit_delay`/`commit_siblings`: when uploads
-/// come in a stream (another upload is between its request head and the queue, or the shard
-/// committed less than [`STREAM_GAP`] ago), a flush keeps gathering while uploads keep joining,
-/// until none has joined for [`QUIET`], as many as in its previous commit are queued with none on
-/// its way, or [`GATHER`] has passed. A lone upload commits at once.
-/// Per upload, a commit costs its fsync, its WAL frame headers and the pages it shares with its
-/// neighbours (the newest leaf of each time-ordered index): a batch pays them once.
-#[derive(Default)]
-pub struct UploadQueue {
-    state: std::sync::Mutex<QueueState>,
-    /// Signalled when an upload is queued or stops arriving.
-    changed: std::sync::Condvar,
-    /// Upload requests between their head and their place in the queue.
-    arriving: std::sync::atomic::AtomicUsize,
-}
-
-type Pending = Vec<(Upload, UploadReply)>;
-
-#[derive(Default)]
-struct QueueState {
-    shards: std::collections::HashMap<usize, Pending>,
-    /// When each shard last took a batch, and how large it was.
-    last_take: std::collections::HashMap<usize, (std::time::Instant, usize)>,
-}
-
-/// The longest a flush waits for other uploads to join its commit.
-pub const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
-/// A flush stops gathering when no upload has joined for this long.
-pub const QUIET: std::time::Duration = std::time::Duration::from_micros(200);
-/// Uploads closer together than this count as a stream.
-pub const STREAM_GAP: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Counts one upload request as arriving, from its head until it is queued or dropped.
-pub struct ArrivingUpload(Arc<UploadQueue>);
-
-impl Drop for ArrivingUpload {
-    fn drop(&mut self) {
-        self.0
-            .arriving
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        // Under the lock, so a flush between its check and its wait cannot miss the signal.
-        drop(self.0.lock());
-        self.0.changed.notify_all();
-    }
-}
-
-impl UploadQueue {
-    /// Marks an upload request as on its way (taken by the request-context middleware).
-    pub fn arriving(self: &Arc<Self>) -> ArrivingUpload {
-        self.arriving
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        ArrivingUpload(self.clone())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues `upload` for `shard`; its outcome arrives on the returned receiver once a flush of
-    /// that shard has committed it.
-    pub fn push(
-        &self,
-        shard: usize,
-        upload: Upload,
-    ) -> tokio::sync::oneshot::Receiver<Result<UploadOutcome, StoreError>> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.lock()
-            .shards
-            .entry(shard)
-            .or_default()
-            .push((upload, tx));
-        self.changed.notify_all();
-        rx
-    }
-
-    /// Takes what is queued for `shard`, gathering first when uploads come in a stream.
-    fn take(&self, shard: usize) -> Pending {
-        use std::time::Instant;
-        let started = Instant::now();
-        let mut q = self.lock();
-        let queued = |q: &QueueState| q.shards.get(&shard).map_or(0, Vec::len);
-        if queued(&q) == 0 {
-            // An earlier flush committed this one's upload.
-            return Vec::new();
-        }
-        let arriving = || self.arriving.load(std::sync::atomic::Ordering::Acquire);
-        let last = q.last_take.get(&shard).copied();
-        let stream =
-            arriving() > 0 || last.is_some_and(|(t, _)| started.duration_since(t) < STREAM_GAP);
-        // A stream of N clients tends to bring N uploads per commit: once as many as last time
-        // are queued and none is on its way, waiting longer only adds latency.
-        let expected = last.map_or(usize::MAX, |(_, n)| n.max(2));
-        if stream {
-            let deadline = started + GATHER;
-            let mut seen = queued(&q);
-            let mut quiet_until = started + QUIET;
-            loop {
-                let now = Instant::now();
-                let n = queued(&q);
-                if n > seen {
-                    seen = n;
-                    quiet_until = now + QUIET;
-                }
-                let until = if arriving() > 0 {
-                    deadline
-                } else if n >= expected {
-                    break;
-                } else {
-                    quiet_until.min(deadline)
-                };
-                if now >= until {
-                    break;
-                }
-                q = match self.changed.wait_timeout(q, until - now) {
-                    Ok((q, _)) => q,
-                    Err(e) => e.into_inner().0,
-                };
-            }
-        }
-        let batch = q
-            .shards
-            .get_mut(&shard)
-            .map(std::mem::take)
-            .unwrap_or_default();
-        q.last_take.insert(shard, (Instant::now(), batch.len()));
-        batch
-    }
-}
-
-/// Commits the uploads queued for one writer shard (see [`UploadQueue`]).
-pub struct FlushUploads {
-    pub queue: Arc<UploadQueue>,
-    pub shard: usize,
-}
-
-impl Op<BaselineStore> for FlushUploads {
-    type Output = ();
-    fn run(self, s: &mut BaselineStore) {
-        let mut batch = self.queue.take(self.shard);
-        if batch.is_empty() {
-            return;
-        }
-        // One lock order for every batch on every replica: an upload locks its benchmark's row
-        // (the live count), so two replicas committing batches that share benchmarks in
-        // different orders would deadlock on PostgreSQL (and wait out `deadlock_timeout`).
-        batch.sort_by(|(a, _), (b, _)| {
-            (a.benchmark.as_str(), a.version.as_ref().map(|v| v.as_str()))
-                .cmp(&(b.benchmark.as_str(), b.version.as_ref().map(|v| v.as_str())))
-        });
-        let mut c = match s.conn() {
-            Ok(c) => c,
-            Err(e) => {
-                let msg = ApiError::from(e).message;
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
-                }
-                return;
-            }
-        };
-        let mut results = Vec::with_capacity(batch.len());
-        let committed = write_tx(&mut c, |c| {
-            for (upload, _) in &batch {
-                // A savepoint per upload: its failure rolls back only its own statements.
-                let r = match c.transaction(|c| upload.apply(c)) {
-                    Err(StoreError::Db(e)) if e.is_unique_violation() => {
-                        upload.after_unique_violation(c)
-                    }
-                    other => other,
-                };
-                results.push(r);
-            }
-            Ok::<(), StoreError>(())
-        });
-        for (upload, _) in &batch {
-            s.cache
-                .invalidate(upload.project.as_str(), upload.benchmark.as_str());
-        }
-        match committed {
-            Ok(()) => {
-                for ((_, reply), r) in batch.into_iter().zip(results) {
-                    let _ = reply.send(r);
-                }
-            }
-            Err(e) => {
-                let err = ApiError::from(e);
-                log::warn!(
-                    "group commit of {} uploads failed: {}",
-                    batch.len(),
-                    err.message
-                );
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(StoreError::Unavailable(err.message.clone())));
-                }
-            }
-        }
-    }
-}
-
 pub struct Delete {
     pub project: ProjectName,
     pub benchmark: BenchmarkName,
     pub version: Version,
-    pub actor: Actor,
+    pub actor: Initiator,
 }
 
 pub struct Deleted {
@@ -564,7 +311,7 @@ pub struct Promote {
     pub git_sha: Option<String>,
     pub tags: Vec<String>,
     pub normalize: bool,
-    pub actor: Actor,
+    pub actor: Initiator,
 }
 
 pub struct Promoted {

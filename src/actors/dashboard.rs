@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::baseline_store::{BaselineStore, StoreError};
+use super::baseline_store::BaselineStore;
 use super::Op;
+use super::StoreError;
 use crate::auth::BenchFilter;
 use crate::db::dashboard::{self as q, HistoryRow, LastVerdict, RecentVersion};
 use crate::db::read_tx;

@@ -6,10 +6,10 @@ use crate::auth::BenchFilter;
 use crate::db::fleet::{self as q, EventRow};
 use crate::db::{read_tx, write_tx, DbPool, PooledConn};
 use crate::domain::fleet::{self, Alert};
-use crate::error::DbError;
 use crate::store_actor;
 
-use super::Op;
+use super::{Op, StoreError};
+use crate::db::DbError;
 
 pub struct FleetAnalyzer {
     pool: DbPool,
@@ -21,8 +21,8 @@ impl FleetAnalyzer {
     pub fn new(pool: DbPool) -> Self {
         Self { pool }
     }
-    fn conn(&self) -> Result<PooledConn, DbError> {
-        Ok(self.pool.get()?)
+    fn conn(&self) -> Result<PooledConn, StoreError> {
+        Ok(self.pool.get().map_err(DbError::from)?)
     }
 }
 
@@ -32,7 +32,7 @@ pub struct Record {
 }
 
 impl Op<FleetAnalyzer> for Record {
-    type Output = Result<usize, DbError>;
+    type Output = Result<usize, StoreError>;
     fn run(mut self, s: &mut FleetAnalyzer) -> Self::Output {
         let mut c = s.conn()?;
         // Group rows are locked in one global order, so two transactions touching the same
@@ -42,7 +42,7 @@ impl Op<FleetAnalyzer> for Record {
             for e in &self.events {
                 q::record(c, e)?;
             }
-            Ok::<_, DbError>(self.events.len())
+            Ok::<_, StoreError>(self.events.len())
         })
     }
 }
@@ -56,7 +56,7 @@ pub struct Alerts {
 }
 
 impl Op<FleetAnalyzer> for Alerts {
-    type Output = Result<Vec<Alert>, DbError>;
+    type Output = Result<Vec<Alert>, StoreError>;
     fn run(self, s: &mut FleetAnalyzer) -> Self::Output {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {
@@ -110,7 +110,7 @@ pub struct Impact {
 }
 
 impl Op<FleetAnalyzer> for Impact {
-    type Output = Result<(Vec<EventRow>, i64, f64), DbError>;
+    type Output = Result<(Vec<EventRow>, i64, f64), StoreError>;
     fn run(self, s: &mut FleetAnalyzer) -> Self::Output {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {

@@ -7,11 +7,10 @@ use crate::db::audit::{self, AuditEntry, AuditFilter, AuditRow};
 use crate::db::keys::{self as q, KeyRow};
 use crate::db::{read_tx, write_tx, DbConn, DbPool};
 use crate::domain::time::now_micros;
-use crate::error::DbError;
 use crate::store_actor;
 
-use super::baseline_store::{Actor, StoreError};
-use super::Op;
+use super::{Initiator, Op, StoreError};
+use crate::db::DbError;
 
 pub struct KeyStore {
     pool: DbPool,
@@ -40,7 +39,7 @@ pub struct Authenticate {
 }
 
 impl Op<KeyStore> for Authenticate {
-    type Output = Result<Result<Principal, KeyRejection>, DbError>;
+    type Output = Result<Result<Principal, KeyRejection>, StoreError>;
     fn run(self, s: &mut KeyStore) -> Self::Output {
         let mut c = s.pool.get()?;
         let Some(row) = q::find_by_hash(&mut c, &self.key_hash)? else {
@@ -89,12 +88,16 @@ pub struct CreatedKey {
 }
 
 /// Creates a key and its audit event in one transaction.
-pub fn create_key(conn: &mut DbConn, new: &NewKey, actor: &Actor) -> Result<CreatedKey, DbError> {
+pub fn create_key(
+    conn: &mut DbConn,
+    new: &NewKey,
+    actor: &Initiator,
+) -> Result<CreatedKey, DbError> {
     write_tx(conn, |c| insert_key(c, new, actor))
 }
 
 /// The statements of [`create_key`], inside the caller's transaction.
-fn insert_key(c: &mut DbConn, new: &NewKey, actor: &Actor) -> Result<CreatedKey, DbError> {
+fn insert_key(c: &mut DbConn, new: &NewKey, actor: &Initiator) -> Result<CreatedKey, DbError> {
     {
         let now = now_micros();
         let key = generate_key();
@@ -138,7 +141,7 @@ pub fn revoke_key(
     conn: &mut DbConn,
     id: &str,
     visible_project: Option<&str>,
-    actor: &Actor,
+    actor: &Initiator,
 ) -> Result<KeyRow, StoreError> {
     write_tx(conn, |c| {
         let row = q::find_by_id(c, id)?
@@ -171,7 +174,7 @@ pub fn revoke_key(
 
 pub struct CreateKey {
     pub new: NewKey,
-    pub actor: Actor,
+    pub actor: Initiator,
 }
 
 impl Op<KeyStore> for CreateKey {
@@ -185,7 +188,7 @@ impl Op<KeyStore> for CreateKey {
 pub struct RevokeKey {
     pub id: String,
     pub visible_project: Option<String>,
-    pub actor: Actor,
+    pub actor: Initiator,
 }
 
 impl Op<KeyStore> for RevokeKey {
@@ -206,7 +209,7 @@ pub struct ListKeys {
 }
 
 impl Op<KeyStore> for ListKeys {
-    type Output = Result<Vec<KeyRow>, DbError>;
+    type Output = Result<Vec<KeyRow>, StoreError>;
     fn run(self, s: &mut KeyStore) -> Self::Output {
         let mut c = s.pool.get()?;
         Ok(q::list(&mut c, self.project.as_deref())?)
@@ -218,7 +221,7 @@ pub struct ListAudit {
 }
 
 impl Op<KeyStore> for ListAudit {
-    type Output = Result<(Vec<AuditRow>, i64), DbError>;
+    type Output = Result<(Vec<AuditRow>, i64), StoreError>;
     fn run(self, s: &mut KeyStore) -> Self::Output {
         let mut c = s.pool.get()?;
         read_tx(&mut c, |c| Ok(audit::list(c, &self.filter)?))
@@ -245,7 +248,7 @@ pub fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Option<String>, DbError
             pattern: None,
             expires_at: None,
         };
-        let actor = Actor {
+        let actor = Initiator {
             principal_id: "system:bootstrap".into(),
             request_id: "startup".into(),
         };

@@ -9,9 +9,13 @@
 
 pub mod baseline_store;
 pub mod dashboard;
+mod error;
 pub mod fleet_analyzer;
 pub mod key_store;
+pub mod upload_batch;
 pub mod verdict_log;
+
+pub use error::StoreError;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -21,7 +25,13 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::ApiError;
+/// Who asked for a change, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Initiator {
+    /// The principal's id (an API key id, `jwt:…`, `oidc:…`, or `operator` for the CLI).
+    pub principal_id: String,
+    pub request_id: String,
+}
 
 /// One use case run by a store actor, typically inside one transaction.
 pub trait Op<S>: Send + 'static {
@@ -146,7 +156,7 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
         self
     }
 
-    pub async fn read<M>(&self, op: M) -> Result<M::Output, ApiError>
+    pub async fn read<M>(&self, op: M) -> Result<M::Output, StoreError>
     where
         M: Op<S>,
         S: Handler<Job<M, S>>,
@@ -155,7 +165,7 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
     }
 
     /// A read with its own deadline (the health probe answers fast even when storage hangs).
-    pub async fn read_within<M>(&self, op: M, timeout: Duration) -> Result<M::Output, ApiError>
+    pub async fn read_within<M>(&self, op: M, timeout: Duration) -> Result<M::Output, StoreError>
     where
         M: Op<S>,
         S: Handler<Job<M, S>>,
@@ -169,7 +179,7 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
     }
 
     /// Sends a mutation to the writer shard that owns `shard_key` (the project).
-    pub async fn write<M>(&self, shard_key: &str, op: M) -> Result<M::Output, ApiError>
+    pub async fn write<M>(&self, shard_key: &str, op: M) -> Result<M::Output, StoreError>
     where
         M: Op<S>,
         S: Handler<Job<M, S>>,
@@ -178,14 +188,19 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
         self.send(addr, op, self.timeout).await
     }
 
-    async fn send<M>(&self, addr: &Addr<S>, op: M, timeout: Duration) -> Result<M::Output, ApiError>
+    async fn send<M>(
+        &self,
+        addr: &Addr<S>,
+        op: M,
+        timeout: Duration,
+    ) -> Result<M::Output, StoreError>
     where
         M: Op<S>,
         S: Handler<Job<M, S>>,
     {
         let permit = self.limiter.clone().try_acquire_owned().map_err(|_| {
             log::warn!("{}: too much work in flight, refusing request", self.name);
-            ApiError::unavailable("Server is overloaded; retry shortly")
+            StoreError::Unavailable("Server is overloaded; retry shortly".into())
         })?;
         let job = Job {
             op,
@@ -203,12 +218,11 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
             Ok(JobResult(out)) => Ok(out),
             Err(MailboxError::Timeout) => {
                 log::warn!("{}: no answer within {:?}", self.name, timeout);
-                Err(ApiError::timeout(format!(
-                    "Storage did not answer within {} s",
-                    timeout.as_secs()
-                )))
+                Err(StoreError::Timeout(timeout))
             }
-            Err(MailboxError::Closed) => Err(ApiError::unavailable("Storage is shutting down")),
+            Err(MailboxError::Closed) => {
+                Err(StoreError::Unavailable("Storage is shutting down".into()))
+            }
         }
     }
 }

@@ -6,11 +6,10 @@ use crate::db::verdicts::{self as q, VerdictFilter, VerdictRow};
 use crate::db::{read_tx, write_tx, DbPool, PooledConn};
 use crate::domain::flakiness;
 use crate::domain::time::now_micros;
-use crate::error::DbError;
 use crate::store_actor;
 
-use super::baseline_store::{Actor, StoreError};
-use super::Op;
+use super::{Initiator, Op, StoreError};
+use crate::db::DbError;
 
 pub struct VerdictLog {
     pool: DbPool,
@@ -22,8 +21,8 @@ impl VerdictLog {
     pub fn new(pool: DbPool) -> Self {
         Self { pool }
     }
-    fn conn(&self) -> Result<PooledConn, DbError> {
-        Ok(self.pool.get()?)
+    fn conn(&self) -> Result<PooledConn, StoreError> {
+        Ok(self.pool.get().map_err(DbError::from)?)
     }
 }
 
@@ -42,7 +41,7 @@ pub struct NewVerdict {
 
 pub struct Submit {
     pub verdict: NewVerdict,
-    pub actor: Actor,
+    pub actor: Initiator,
 }
 
 impl Op<VerdictLog> for Submit {
@@ -98,7 +97,7 @@ pub struct List {
 }
 
 impl Op<VerdictLog> for List {
-    type Output = Result<(Vec<VerdictRow>, i64), DbError>;
+    type Output = Result<(Vec<VerdictRow>, i64), StoreError>;
     fn run(mut self, s: &mut VerdictLog) -> Self::Output {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {
@@ -117,7 +116,7 @@ pub struct Get {
 }
 
 impl Op<VerdictLog> for Get {
-    type Output = Result<Option<VerdictRow>, DbError>;
+    type Output = Result<Option<VerdictRow>, StoreError>;
     fn run(self, s: &mut VerdictLog) -> Self::Output {
         let mut c = s.conn()?;
         Ok(q::find(&mut c, &self.project, &self.id)?)

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod baselines;
 pub mod dashboard;
+mod error;
 pub mod fleet;
 pub mod keys;
 pub mod schema;
@@ -22,7 +23,7 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::StorageBackend;
-use crate::error::DbError;
+pub use error::DbError;
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");

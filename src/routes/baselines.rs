@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -13,8 +13,10 @@ use sha2::{Digest, Sha256};
 
 use super::json::JsonBody;
 use crate::actors::baseline_store::{
-    Actor, Delete, FlushUploads, GetLatest, GetVersion, List, Promote, RecentMedians, Upload,
+    Delete, GetLatest, GetVersion, List, Promote, RecentMedians, Upload,
 };
+use crate::actors::upload_batch::ArrivingUpload;
+use crate::actors::{Initiator, StoreError};
 use crate::api::{
     etag_of, BaselineRecord, BaselineSummary, DeleteResponse, ListBaselinesResponse, Pagination,
     PromoteResponse,
@@ -59,8 +61,8 @@ fn version_location(project: &str, benchmark: &str, version: &str) -> String {
     format!("/api/v1/projects/{project}/baselines/{benchmark}/versions/{v}")
 }
 
-fn actor(p: &Principal) -> Actor {
-    Actor {
+fn initiator(p: &Principal) -> Initiator {
+    Initiator {
         principal_id: p.id.clone(),
         request_id: current_request_id(),
     }
@@ -135,6 +137,22 @@ fn record_response(req: &HttpRequest, r: &CachedLatest) -> HttpResponse {
         .body(r.body.clone())
 }
 
+/// Counts an upload as on its way to the group commit from its request head on, so a commit
+/// being gathered can wait for it. Declared first by the upload route only, so it is taken
+/// before the body is read.
+pub struct UploadArrival(Option<ArrivingUpload>);
+
+impl actix_web::FromRequest for UploadArrival {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let arriving = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.uploads.arriving());
+        std::future::ready(Ok(UploadArrival(arriving)))
+    }
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct UploadBody {
     benchmark: String,
@@ -160,6 +178,7 @@ pub struct UploadBody {
     request_body = UploadBody,
     responses((status = 201, description = "Stored", body = crate::api::UploadResponse), (status = 409, description = "Version exists", body = crate::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::openapi::ErrorBody), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape or receipt", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub async fn upload(
+    arrival: UploadArrival,
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -214,57 +233,32 @@ pub async fn upload(
         }
     };
     let metadata_json = serde_json::to_string(&metadata).map_err(|_| ApiError::internal())?;
-    // Group commit: queued for the project's writer shard, committed by the next flush there.
-    let shard = state.baselines.shard_index(project.as_str());
-    let mut reply = state.upload_queue.push(
-        shard,
-        Upload {
-            project: project.clone(),
-            benchmark,
-            version,
-            git_ref: b.git_ref,
-            git_sha: b.git_sha,
-            receipt,
-            wall_ms_median: i64::try_from(summary.wall_ms_median).unwrap_or(i64::MAX),
-            medians_json: summary.medians_json(),
-            metadata_json,
-            tags,
-            idempotency,
-            actor: actor(&principal),
-        },
-    );
-    // Queued: no longer arriving (a flush waiting for arrivals may commit now).
-    drop(
-        req.extensions_mut()
-            .remove::<crate::actors::baseline_store::ArrivingUpload>(),
-    );
-    let flushed = state
-        .baselines
-        .write(
-            project.as_str(),
-            FlushUploads {
-                queue: state.upload_queue.clone(),
-                shard,
-            },
-        )
-        .await;
-    let outcome = match flushed.and_then(|()| match reply.try_recv() {
-        Ok(r) => r.map_err(ApiError::from),
-        // The flush ran but did not answer for this upload: it cannot have been stored.
-        Err(_) => Err(ApiError::internal()),
-    }) {
+    let upload = Upload {
+        project: project.clone(),
+        benchmark,
+        version,
+        git_ref: b.git_ref,
+        git_sha: b.git_sha,
+        receipt,
+        wall_ms_median: i64::try_from(summary.wall_ms_median).unwrap_or(i64::MAX),
+        medians_json: summary.medians_json(),
+        metadata_json,
+        tags,
+        idempotency,
+        actor: initiator(&principal),
+    };
+    let outcome = match state.uploads.submit(upload, arrival.0).await {
         Ok(o) => o,
         Err(e) => {
-            let outcome = if e.status.as_u16() == 409 {
-                "conflict"
-            } else {
-                "error"
+            let outcome = match e {
+                StoreError::Conflict(_) => "conflict",
+                _ => "error",
             };
             crate::metrics::METRICS
                 .uploads
                 .with_label_values(&[outcome])
                 .inc();
-            return Err(e);
+            return Err(e.into());
         }
     };
     crate::metrics::METRICS
@@ -492,7 +486,7 @@ pub async fn delete_version(
                 project: project.clone(),
                 benchmark,
                 version,
-                actor: actor(&principal),
+                actor: initiator(&principal),
             },
         )
         .await??;
@@ -553,7 +547,7 @@ pub async fn promote(
                 git_sha: b.git_sha,
                 tags,
                 normalize: b.normalize.unwrap_or(false),
-                actor: actor(&principal),
+                actor: initiator(&principal),
             },
         )
         .await??;

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::json::JsonBody;
-use crate::actors::baseline_store::Actor;
 use crate::actors::key_store::{CreateKey, ListKeys, NewKey, RevokeKey};
+use crate::actors::Initiator;
 use crate::api::{CreateKeyResponse, KeyEntry};
 use crate::auth::{BenchFilter, Principal, Role, Scope};
 use crate::domain::names::{check_text, ProjectName};
@@ -142,7 +142,7 @@ pub async fn create_key(
             "keys",
             CreateKey {
                 new,
-                actor: Actor {
+                actor: Initiator {
                     principal_id: principal.id.clone(),
                     request_id: current_request_id(),
                 },
@@ -201,7 +201,7 @@ pub async fn revoke_key(
             RevokeKey {
                 id,
                 visible_project: principal.project.clone(),
-                actor: Actor {
+                actor: Initiator {
                     principal_id: principal.id.clone(),
                     request_id: current_request_id(),
                 },

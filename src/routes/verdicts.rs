@@ -7,13 +7,13 @@ use serde_json::json;
 
 use super::baselines::{parse_limit, parse_offset, parse_time, validate_git};
 use super::json::JsonBody;
-use crate::actors::baseline_store::Actor;
 use crate::actors::verdict_log::{Get, List, NewVerdict, Submit};
+use crate::actors::Initiator;
+use crate::api::Counts;
 use crate::api::{Pagination, VerdictRecord};
 use crate::auth::{Principal, Scope};
 use crate::db::verdicts::VerdictFilter;
 use crate::domain::names::{check_text, BenchmarkName, ProjectName};
-use crate::api::Counts;
 use crate::error::ApiError;
 use crate::request_id::current_request_id;
 use crate::state::AppState;
@@ -94,7 +94,7 @@ pub async fn submit(
             project.as_str(),
             Submit {
                 verdict,
-                actor: Actor {
+                actor: Initiator {
                     principal_id: principal.id.clone(),
                     request_id: current_request_id(),
                 },

@@ -1,0 +1,371 @@
+//! Group commit of uploads: every upload goes through [`UploadBatcher::submit`].
+//!
+//! A handler queues its upload for the project's writer shard and then sends a [`FlushUploads`]
+//! through the shard's mailbox; the first flush to run takes every upload queued for the shard so
+//! far and commits them in **one** transaction (one fsync), each in a savepoint of its own, so a
+//! conflict or a bad row fails only its own request. Every request is answered only after that
+//! commit. Later flushes find their upload already done.
+//!
+//! A commit delay, in the spirit of PostgreSQL's `commit_delay`/`commit_siblings`: when uploads
+//! come in a stream (another upload is between its request head and the queue, or the shard
+//! committed less than [`STREAM_GAP`] ago), a flush keeps gathering while uploads keep joining,
+//! until none has joined for [`QUIET`], as many as in its previous commit are queued with none on
+//! its way, or [`GATHER`] has passed. A lone upload commits at once. The rules are the pure
+//! [`Gathering`] state machine, unit-tested below.
+//!
+//! Per upload, a commit costs its fsync, its WAL frame headers and the pages it shares with its
+//! neighbours (the newest leaf of each time-ordered index): a batch pays them once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+
+use super::baseline_store::{BaselineStore, Upload, UploadOutcome};
+use super::{Op, Shards, StoreError};
+use crate::db::write_tx;
+
+/// The longest a flush waits for other uploads to join its commit.
+pub const GATHER: Duration = Duration::from_millis(2);
+/// A flush stops gathering when no upload has joined for this long.
+pub const QUIET: Duration = Duration::from_micros(200);
+/// Uploads closer together than this count as a stream.
+pub const STREAM_GAP: Duration = Duration::from_millis(2);
+
+/// What a flush does next while gathering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Take what is queued and commit it.
+    Take,
+    /// Wait for another item (or for this instant, whichever comes first).
+    WaitUntil(Instant),
+}
+
+/// The gathering rules of one flush, free of clocks and locks: the caller feeds it the time,
+/// the queue length and the number of requests on their way.
+#[derive(Debug, Clone)]
+pub struct Gathering {
+    deadline: Instant,
+    seen: usize,
+    quiet_until: Instant,
+    /// As many as the previous commit held: a stream of N clients tends to bring N per commit,
+    /// so once that many are queued and none is on its way, waiting longer only adds latency.
+    expected: usize,
+    stream: bool,
+}
+
+impl Gathering {
+    /// `last` is when this shard last took a batch and how large it was.
+    pub fn new(started: Instant, last: Option<(Instant, usize)>, arriving: usize) -> Self {
+        let stream = arriving > 0
+            || last.is_some_and(|(t, _)| started.saturating_duration_since(t) < STREAM_GAP);
+        Self {
+            deadline: started + GATHER,
+            seen: 0,
+            quiet_until: started + QUIET,
+            expected: last.map_or(usize::MAX, |(_, n)| n.max(2)),
+            stream,
+        }
+    }
+
+    pub fn step(&mut self, now: Instant, queued: usize, arriving: usize) -> Step {
+        if !self.stream {
+            return Step::Take;
+        }
+        if queued > self.seen {
+            if self.seen > 0 {
+                self.quiet_until = now + QUIET;
+            }
+            self.seen = queued;
+        }
+        let until = if arriving > 0 {
+            self.deadline
+        } else if queued >= self.expected {
+            return Step::Take;
+        } else {
+            self.quiet_until.min(self.deadline)
+        };
+        if now >= until {
+            Step::Take
+        } else {
+            Step::WaitUntil(until)
+        }
+    }
+}
+
+/// Items waiting for their shard's next commit, and the requests on their way to it.
+pub struct GatherQueue<T> {
+    state: Mutex<QueueState<T>>,
+    /// Signalled when an item is queued or a request stops arriving.
+    changed: Condvar,
+    /// Requests between their head and their place in the queue.
+    arriving: AtomicUsize,
+}
+
+struct QueueState<T> {
+    shards: HashMap<usize, Vec<T>>,
+    /// When each shard last took a batch, and how large it was.
+    last_take: HashMap<usize, (Instant, usize)>,
+}
+
+impl<T> Default for GatherQueue<T> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(QueueState {
+                shards: HashMap::new(),
+                last_take: HashMap::new(),
+            }),
+            changed: Condvar::new(),
+            arriving: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Counts one request as arriving, from its head until it is queued or dropped.
+pub struct Arriving<T>(Arc<GatherQueue<T>>);
+
+impl<T> Drop for Arriving<T> {
+    fn drop(&mut self) {
+        self.0.arriving.fetch_sub(1, Ordering::AcqRel);
+        // Under the lock, so a flush between its check and its wait cannot miss the signal.
+        drop(self.0.lock());
+        self.0.changed.notify_all();
+    }
+}
+
+impl<T> GatherQueue<T> {
+    /// Marks a request as on its way to the queue.
+    pub fn arriving(self: &Arc<Self>) -> Arriving<T> {
+        self.arriving.fetch_add(1, Ordering::AcqRel);
+        Arriving(self.clone())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn push(&self, shard: usize, item: T) {
+        self.lock().shards.entry(shard).or_default().push(item);
+        self.changed.notify_all();
+    }
+
+    /// Takes what is queued for `shard`, gathering first when items come in a stream. Empty
+    /// when an earlier flush already took this caller's item.
+    pub fn take(&self, shard: usize) -> Vec<T> {
+        let started = Instant::now();
+        let mut q = self.lock();
+        let queued = |q: &QueueState<T>| q.shards.get(&shard).map_or(0, Vec::len);
+        if queued(&q) == 0 {
+            return Vec::new();
+        }
+        let arriving = || self.arriving.load(Ordering::Acquire);
+        let mut gathering = Gathering::new(started, q.last_take.get(&shard).copied(), arriving());
+        while let Step::WaitUntil(until) = gathering.step(Instant::now(), queued(&q), arriving()) {
+            let wait = until.saturating_duration_since(Instant::now());
+            q = match self.changed.wait_timeout(q, wait) {
+                Ok((q, _)) => q,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        let batch = q
+            .shards
+            .get_mut(&shard)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        q.last_take.insert(shard, (Instant::now(), batch.len()));
+        batch
+    }
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<UploadOutcome, StoreError>>;
+type Pending = (Upload, Reply);
+
+/// An upload request on its way to the queue (see [`UploadBatcher::arriving`]).
+pub type ArrivingUpload = Arriving<Pending>;
+
+/// The baseline store's writer shards with the uploads waiting for them.
+#[derive(Clone)]
+pub struct UploadBatcher {
+    store: Shards<BaselineStore>,
+    queue: Arc<GatherQueue<Pending>>,
+}
+
+impl UploadBatcher {
+    pub fn new(store: Shards<BaselineStore>) -> Self {
+        Self {
+            store,
+            queue: Arc::default(),
+        }
+    }
+
+    /// Counts an upload request as on its way from its request head (the upload route's
+    /// extractor takes it), so a flush can wait for it.
+    pub fn arriving(&self) -> ArrivingUpload {
+        self.queue.arriving()
+    }
+
+    /// Stores `upload` in the next group commit of its project's writer shard and answers once
+    /// that commit is durable. `arrival` stops counting once the upload is queued.
+    pub async fn submit(
+        &self,
+        upload: Upload,
+        arrival: Option<ArrivingUpload>,
+    ) -> Result<UploadOutcome, StoreError> {
+        let project = upload.project.clone();
+        let shard = self.store.shard_index(project.as_str());
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.queue.push(shard, (upload, tx));
+        drop(arrival);
+        let flush = FlushUploads {
+            queue: self.queue.clone(),
+            shard,
+        };
+        self.store.write(project.as_str(), flush).await?;
+        match rx.try_recv() {
+            Ok(r) => r,
+            // The flush ran but did not answer for this upload: it cannot have been stored.
+            Err(_) => Err(StoreError::Internal(
+                "group commit ended without answering an upload".into(),
+            )),
+        }
+    }
+}
+
+/// Commits the uploads queued for one writer shard.
+struct FlushUploads {
+    queue: Arc<GatherQueue<Pending>>,
+    shard: usize,
+}
+
+impl Op<BaselineStore> for FlushUploads {
+    type Output = ();
+    fn run(self, s: &mut BaselineStore) {
+        let mut batch = self.queue.take(self.shard);
+        if batch.is_empty() {
+            return;
+        }
+        // One lock order for every batch on every replica: an upload locks its benchmark's row
+        // (the live count), so two replicas committing batches that share benchmarks in
+        // different orders would deadlock on PostgreSQL (and wait out `deadlock_timeout`).
+        batch.sort_by(|(a, _), (b, _)| a.lock_order().cmp(&b.lock_order()));
+        let mut c = match s.conn() {
+            Ok(c) => c,
+            Err(e) => return answer_all(batch, &e),
+        };
+        let mut results = Vec::with_capacity(batch.len());
+        let committed = write_tx(&mut c, |c| {
+            for (upload, _) in &batch {
+                // A savepoint per upload: its failure rolls back only its own statements.
+                let r = match c.transaction(|c| upload.apply(c)) {
+                    Err(StoreError::Db(e)) if e.is_unique_violation() => {
+                        upload.after_unique_violation(c)
+                    }
+                    other => other,
+                };
+                results.push(r);
+            }
+            Ok::<(), StoreError>(())
+        });
+        for (upload, _) in &batch {
+            s.invalidate(upload.project.as_str(), upload.benchmark.as_str());
+        }
+        match committed {
+            Ok(()) => {
+                for ((_, reply), r) in batch.into_iter().zip(results) {
+                    let _ = reply.send(r);
+                }
+            }
+            Err(e) => {
+                log::warn!("group commit of {} uploads failed: {e}", batch.len());
+                answer_all(batch, &e);
+            }
+        }
+    }
+}
+
+/// Nothing of the batch was stored: every request gets 503 (or the storage error's own answer).
+fn answer_all(batch: Vec<Pending>, e: &StoreError) {
+    for (_, reply) in batch {
+        let _ = reply.send(Err(e.for_each_of_batch()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: Instant, micros: u64) -> Instant {
+        base + Duration::from_micros(micros)
+    }
+
+    #[test]
+    fn a_lone_upload_commits_at_once() {
+        let t0 = Instant::now();
+        let mut g = Gathering::new(t0, None, 0);
+        assert_eq!(g.step(t0, 1, 0), Step::Take);
+        // The last commit was long ago: not a stream either.
+        let mut g = Gathering::new(at(t0, 10_000), Some((t0, 8)), 0);
+        assert_eq!(g.step(at(t0, 10_000), 1, 0), Step::Take);
+    }
+
+    #[test]
+    fn a_stream_waits_for_the_quiet_time() {
+        let t0 = Instant::now();
+        // One upload is still on its way: wait up to the gathering cap.
+        let mut g = Gathering::new(t0, None, 1);
+        assert_eq!(g.step(t0, 1, 1), Step::WaitUntil(t0 + GATHER));
+        // It joined and nothing else is arriving: wait for the quiet time after the join.
+        let joined = at(t0, 150);
+        assert_eq!(g.step(joined, 2, 0), Step::WaitUntil(joined + QUIET));
+        // Nobody joined within the quiet time: commit.
+        assert_eq!(g.step(joined + QUIET, 2, 0), Step::Take);
+    }
+
+    #[test]
+    fn gathering_is_capped() {
+        let t0 = Instant::now();
+        let mut g = Gathering::new(t0, None, 1);
+        // Requests keep arriving for ever: the cap ends the wait.
+        assert_eq!(g.step(at(t0, 1_000), 3, 1), Step::WaitUntil(t0 + GATHER));
+        assert_eq!(g.step(t0 + GATHER, 4, 1), Step::Take);
+        // Joins keep the quiet time moving, but never past the cap.
+        let mut g = Gathering::new(t0, Some((at(t0, 0), 100)), 0);
+        assert_eq!(g.step(t0, 1, 0), Step::WaitUntil(t0 + QUIET));
+        let late = at(t0, 1_900);
+        assert_eq!(g.step(late, 2, 0), Step::WaitUntil(t0 + GATHER));
+    }
+
+    #[test]
+    fn as_many_as_last_time_commits_without_waiting() {
+        let t0 = Instant::now();
+        // The previous commit, 1 ms ago, held 4 uploads.
+        let mut g = Gathering::new(at(t0, 1_000), Some((t0, 4)), 0);
+        let now = at(t0, 1_000);
+        assert_eq!(g.step(now, 3, 0), Step::WaitUntil(now + QUIET));
+        assert_eq!(g.step(at(t0, 1_050), 4, 0), Step::Take);
+        // …unless another one is on its way.
+        let mut g = Gathering::new(now, Some((t0, 4)), 0);
+        assert_eq!(g.step(now, 4, 1), Step::WaitUntil(now + GATHER));
+        // A previous batch of one still expects two.
+        let mut g = Gathering::new(now, Some((t0, 1)), 0);
+        assert!(matches!(g.step(now, 1, 0), Step::WaitUntil(_)));
+        assert_eq!(g.step(now, 2, 0), Step::Take);
+    }
+
+    #[test]
+    fn the_queue_hands_each_item_out_once() {
+        let q: Arc<GatherQueue<u32>> = Arc::default();
+        q.push(0, 1);
+        q.push(1, 2);
+        q.push(0, 3);
+        assert_eq!(q.take(0), vec![1, 3]);
+        assert!(q.take(0).is_empty());
+        assert_eq!(q.take(1), vec![2]);
+        let a = q.arriving();
+        assert_eq!(q.arriving.load(Ordering::Acquire), 1);
+        drop(a);
+        assert_eq!(q.arriving.load(Ordering::Acquire), 0);
+    }
+}
