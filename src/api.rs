@@ -6,10 +6,10 @@ use serde_json::value::RawValue;
 use crate::db::baselines::{BaselineRow, SummaryRow};
 use crate::domain::time::to_rfc3339;
 
-pub const BASELINE_SCHEMA_V1: &str = "perfgate.baseline.v1";
+pub(crate) const BASELINE_SCHEMA_V1: &str = "perfgate.baseline.v1";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct UploadResponse {
+pub(crate) struct UploadResponse {
     pub id: String,
     pub benchmark: String,
     pub version: String,
@@ -18,7 +18,7 @@ pub struct UploadResponse {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PromoteResponse {
+pub(crate) struct PromoteResponse {
     pub id: String,
     pub benchmark: String,
     pub version: String,
@@ -28,7 +28,7 @@ pub struct PromoteResponse {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DeleteResponse {
+pub(crate) struct DeleteResponse {
     pub deleted: bool,
     pub id: String,
     pub benchmark: String,
@@ -36,7 +36,7 @@ pub struct DeleteResponse {
     pub deleted_at: String,
 }
 
-pub fn etag_of(content_hash: &str) -> String {
+pub(crate) fn etag_of(content_hash: &str) -> String {
     format!("\"sha256:{content_hash}\"")
 }
 
@@ -51,7 +51,7 @@ pub(crate) fn raw(s: &str) -> &RawValue {
 
 /// The full record of latest/version, with the stored receipt bytes embedded verbatim.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct BaselineRecord<'a> {
+pub(crate) struct BaselineRecord<'a> {
     #[schema(value_type = String)]
     schema: &'static str,
     id: &'a str,
@@ -76,7 +76,7 @@ pub struct BaselineRecord<'a> {
 }
 
 impl<'a> BaselineRecord<'a> {
-    pub fn from_row(r: &'a BaselineRow) -> Self {
+    pub(crate) fn from_row(r: &'a BaselineRow) -> Self {
         Self {
             schema: BASELINE_SCHEMA_V1,
             id: &r.id,
@@ -98,7 +98,7 @@ impl<'a> BaselineRecord<'a> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct BaselineSummary<'a> {
+pub(crate) struct BaselineSummary<'a> {
     id: &'a str,
     benchmark: &'a str,
     version: &'a str,
@@ -113,7 +113,7 @@ pub struct BaselineSummary<'a> {
 }
 
 impl<'a> BaselineSummary<'a> {
-    pub fn from_row(r: &'a SummaryRow) -> Self {
+    pub(crate) fn from_row(r: &'a SummaryRow) -> Self {
         Self {
             id: &r.id,
             benchmark: &r.benchmark,
@@ -128,7 +128,7 @@ impl<'a> BaselineSummary<'a> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Pagination {
+pub(crate) struct Pagination {
     pub total: u64,
     pub offset: u64,
     pub limit: u32,
@@ -136,7 +136,7 @@ pub struct Pagination {
 }
 
 impl Pagination {
-    pub fn new(total: i64, offset: i64, limit: i64, returned: usize) -> Self {
+    pub(crate) fn new(total: i64, offset: i64, limit: i64, returned: usize) -> Self {
         let total = total.max(0) as u64;
         let offset = offset.max(0) as u64;
         Self {
@@ -149,7 +149,7 @@ impl Pagination {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ListBaselinesResponse<'a> {
+pub(crate) struct ListBaselinesResponse<'a> {
     pub baselines: Vec<BaselineSummary<'a>>,
     pub pagination: Pagination,
 }
@@ -187,7 +187,7 @@ impl KeyEntry {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct CreateKeyResponse {
+pub(crate) struct CreateKeyResponse {
     pub id: String,
     pub key: String,
     pub description: String,
@@ -201,7 +201,7 @@ pub struct CreateKeyResponse {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct AuditEvent<'a> {
+pub(crate) struct AuditEvent<'a> {
     pub id: &'a str,
     pub timestamp: String,
     pub actor: &'a str,
@@ -214,7 +214,7 @@ pub struct AuditEvent<'a> {
 }
 
 impl<'a> AuditEvent<'a> {
-    pub fn from_row(r: &'a crate::db::audit::AuditRow) -> Self {
+    pub(crate) fn from_row(r: &'a crate::db::audit::AuditRow) -> Self {
         Self {
             id: &r.id,
             timestamp: to_rfc3339(r.ts),
@@ -228,12 +228,12 @@ impl<'a> AuditEvent<'a> {
     }
 }
 
-pub const VERDICT_SCHEMA_V1: &str = "perfgate.verdict.v1";
-pub const DEPENDENCY_EVENT_SCHEMA_V1: &str = "perfgate.dependency_event.v1";
-pub const FLEET_ALERT_SCHEMA_V1: &str = "perfgate.fleet_alert.v1";
+pub(crate) const VERDICT_SCHEMA_V1: &str = "perfgate.verdict.v1";
+pub(crate) const DEPENDENCY_EVENT_SCHEMA_V1: &str = "perfgate.dependency_event.v1";
+pub(crate) const FLEET_ALERT_SCHEMA_V1: &str = "perfgate.fleet_alert.v1";
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct VerdictRecord<'a> {
+pub(crate) struct VerdictRecord<'a> {
     #[schema(value_type = String)]
     schema: &'static str,
     id: &'a str,
@@ -257,7 +257,7 @@ pub struct VerdictRecord<'a> {
 }
 
 impl<'a> VerdictRecord<'a> {
-    pub fn from_row(r: &'a crate::db::verdicts::VerdictRow) -> Self {
+    pub(crate) fn from_row(r: &'a crate::db::verdicts::VerdictRow) -> Self {
         Self {
             schema: VERDICT_SCHEMA_V1,
             id: &r.id,
@@ -277,7 +277,7 @@ impl<'a> VerdictRecord<'a> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct DependencyEvent<'a> {
+pub(crate) struct DependencyEvent<'a> {
     #[schema(value_type = String)]
     schema: &'static str,
     id: &'a str,
@@ -294,7 +294,7 @@ pub struct DependencyEvent<'a> {
 }
 
 impl<'a> DependencyEvent<'a> {
-    pub fn from_row(r: &'a crate::db::fleet::EventRow) -> Self {
+    pub(crate) fn from_row(r: &'a crate::db::fleet::EventRow) -> Self {
         Self {
             schema: DEPENDENCY_EVENT_SCHEMA_V1,
             id: &r.id,
@@ -311,7 +311,7 @@ impl<'a> DependencyEvent<'a> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct AffectedProject<'a> {
+pub(crate) struct AffectedProject<'a> {
     project: &'a str,
     benchmark: &'a str,
     metric: &'a str,
@@ -319,7 +319,7 @@ pub struct AffectedProject<'a> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct FleetAlert<'a> {
+pub(crate) struct FleetAlert<'a> {
     #[schema(value_type = String)]
     schema: &'static str,
     id: &'a str,
@@ -335,7 +335,7 @@ pub struct FleetAlert<'a> {
 }
 
 impl<'a> FleetAlert<'a> {
-    pub fn from_alert(a: &'a crate::domain::fleet::Alert) -> Self {
+    pub(crate) fn from_alert(a: &'a crate::domain::fleet::Alert) -> Self {
         Self {
             schema: FLEET_ALERT_SCHEMA_V1,
             id: &a.id,
@@ -362,7 +362,7 @@ impl<'a> FleetAlert<'a> {
 /// Check counts of a verdict (contract §5).
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub pass: u32,
     pub warn: u32,
     pub fail: u32,

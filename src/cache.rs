@@ -10,7 +10,7 @@
 //!   since (checked under the same lock that invalidations take). A read that raced a write is
 //!   served but not kept.
 //!
-//! The cache holds at most [`LatestCache::budget`] bytes of bodies; beyond that, arbitrary
+//! The cache holds at most its `budget` of bytes of bodies; beyond that, arbitrary
 //! entries are dropped.
 
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ use actix_web::web::Bytes;
 
 /// A rendered `200` answer of GET latest.
 #[derive(Debug)]
-pub struct CachedLatest {
+pub(crate) struct CachedLatest {
     pub etag: HeaderValue,
     /// The quoted ETag as text, for `If-None-Match` comparison.
     pub etag_str: String,
@@ -36,7 +36,7 @@ struct Entries {
     bytes: usize,
 }
 
-pub struct LatestCache {
+pub(crate) struct LatestCache {
     enabled: bool,
     budget: usize,
     generation: AtomicU64,
@@ -45,10 +45,10 @@ pub struct LatestCache {
 
 /// Taken before a database read; lets the result be stored afterwards.
 #[derive(Debug, Clone, Copy)]
-pub struct FillTicket(u64);
+pub(crate) struct FillTicket(u64);
 
 impl LatestCache {
-    pub fn new(enabled: bool, budget: usize) -> Self {
+    pub(crate) fn new(enabled: bool, budget: usize) -> Self {
         Self {
             enabled,
             budget,
@@ -57,19 +57,11 @@ impl LatestCache {
         }
     }
 
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Self::new(false, 0)
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    pub fn budget(&self) -> usize {
-        self.budget
-    }
-
-    pub fn get(&self, project: &str, benchmark: &str) -> Option<Arc<CachedLatest>> {
+    pub(crate) fn get(&self, project: &str, benchmark: &str) -> Option<Arc<CachedLatest>> {
         if !self.enabled {
             return None;
         }
@@ -78,12 +70,12 @@ impl LatestCache {
     }
 
     /// Call before reading the database for a later [`fill`](Self::fill).
-    pub fn ticket(&self) -> FillTicket {
+    pub(crate) fn ticket(&self) -> FillTicket {
         FillTicket(self.generation.load(Ordering::Acquire))
     }
 
     /// Stores a value read after `ticket` was taken, unless a write invalidated anything since.
-    pub fn fill(
+    pub(crate) fn fill(
         &self,
         ticket: FillTicket,
         project: &str,
@@ -121,7 +113,7 @@ impl LatestCache {
 
     /// Forgets the latest of one benchmark. Call after every write that may change it (commit
     /// or not), before acknowledging the write.
-    pub fn invalidate(&self, project: &str, benchmark: &str) {
+    pub(crate) fn invalidate(&self, project: &str, benchmark: &str) {
         if !self.enabled {
             return;
         }
@@ -137,24 +129,10 @@ impl LatestCache {
         e.bytes -= freed;
     }
 
-    /// Forgets everything (bulk writes such as `import`).
-    pub fn clear(&self) {
-        if !self.enabled {
-            return;
-        }
-        let mut e = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        e.map.clear();
-        e.bytes = 0;
-    }
-
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         let e = self.entries.read().unwrap_or_else(|p| p.into_inner());
         e.map.values().map(HashMap::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

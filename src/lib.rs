@@ -14,24 +14,24 @@
 //! }
 //! ```
 
-pub mod actors;
-pub mod api;
+pub(crate) mod actors;
+pub(crate) mod api;
 pub mod auth;
-pub mod cache;
+pub(crate) mod cache;
 pub mod config;
-pub mod db;
+pub(crate) mod db;
 pub mod domain;
-pub mod error;
+pub(crate) mod error;
 pub mod logging;
-pub mod metrics;
-pub mod middleware;
-pub mod openapi;
+pub(crate) mod metrics;
+pub(crate) mod middleware;
+pub(crate) mod openapi;
 pub mod ops;
-pub mod request_id;
+pub(crate) mod request_id;
 pub mod routes;
-pub mod server;
-pub mod state;
-pub mod transfer;
+pub(crate) mod server;
+pub(crate) mod state;
+pub(crate) mod transfer;
 
 pub use config::{ConfigError, LogFormat, ServerConfig, StorageBackend};
 pub use server::{run_server, ServerError};

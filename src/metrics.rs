@@ -12,7 +12,7 @@ use prometheus::{
     TextEncoder,
 };
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
@@ -128,11 +128,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
     Ok(m)
 }
 
-pub static METRICS: LazyLock<Metrics> =
+pub(crate) static METRICS: LazyLock<Metrics> =
     LazyLock::new(|| build().expect("metric definitions are static and valid"));
 
 /// A method label from a closed set.
-pub fn method_label(m: &actix_web::http::Method) -> &'static str {
+pub(crate) fn method_label(m: &actix_web::http::Method) -> &'static str {
     match m.as_str() {
         "GET" => "GET",
         "POST" => "POST",
@@ -145,7 +145,7 @@ pub fn method_label(m: &actix_web::http::Method) -> &'static str {
     }
 }
 
-pub fn observe_request(method: &'static str, route: &str, status: u16, elapsed: Duration) {
+pub(crate) fn observe_request(method: &'static str, route: &str, status: u16, elapsed: Duration) {
     let status = status.to_string();
     let labels = [method, route, status.as_str()];
     METRICS.http_requests.with_label_values(&labels).inc();
@@ -155,15 +155,15 @@ pub fn observe_request(method: &'static str, route: &str, status: u16, elapsed: 
         .observe(elapsed.as_secs_f64());
 }
 
-pub fn auth_failure(reason: &'static str) {
+pub(crate) fn auth_failure(reason: &'static str) {
     METRICS.auth_failures.with_label_values(&[reason]).inc();
 }
 
 /// Counts a queued message until it is dropped (when the actor starts on it).
-pub struct QueueGuard(&'static str);
+pub(crate) struct QueueGuard(&'static str);
 
 impl QueueGuard {
-    pub fn new(actor: &'static str) -> Self {
+    pub(crate) fn new(actor: &'static str) -> Self {
         METRICS.mailbox_depth.with_label_values(&[actor]).inc();
         QueueGuard(actor)
     }
@@ -176,7 +176,7 @@ impl Drop for QueueGuard {
 }
 
 /// The text exposition, with pool gauges sampled now.
-pub fn render(pools: &[(&'static str, &crate::db::DbPool)]) -> String {
+pub(crate) fn render(pools: &[(&'static str, &crate::db::DbPool)]) -> String {
     for (name, pool) in pools {
         let st = pool.state();
         METRICS

@@ -76,7 +76,7 @@ fn size_limits(req: &ServiceRequest) -> Option<ApiError> {
 /// Outermost middleware: assigns the request id, runs the request inside its scope, turns any
 /// non-JSON error response (router 404s, payload errors raised by actix itself) into the contract's
 /// JSON error, echoes `X-Request-Id`, and writes the access log line.
-pub async fn request_context(
+pub(crate) async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {

@@ -15,7 +15,7 @@ use crate::routes::{audit, baselines, dashboard, fleet, health, keys, verdicts};
 
 /// `{"code", "message", "request_id", "details"?}`: every error.
 #[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     pub code: String,
     pub message: String,
     pub request_id: String,
@@ -24,14 +24,14 @@ pub struct ErrorBody {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct StorageHealth {
+pub(crate) struct StorageHealth {
     pub backend: String,
     /// `healthy` or `unhealthy`
     pub status: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct HealthResponse {
+pub(crate) struct HealthResponse {
     /// `healthy` (200) or `degraded` (503)
     pub status: String,
     pub version: String,
@@ -39,21 +39,21 @@ pub struct HealthResponse {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AuthInfo {
+pub(crate) struct AuthInfo {
     pub api_keys: bool,
     pub jwt: bool,
     pub oidc_providers: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct InfoResponse {
+pub(crate) struct InfoResponse {
     pub version: String,
     pub storage: String,
     pub auth: AuthInfo,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct TrendAnalysis {
+pub(crate) struct TrendAnalysis {
     pub metric: String,
     pub slope_per_run: f64,
     pub intercept: f64,
@@ -66,7 +66,7 @@ pub struct TrendAnalysis {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct TrendResponse {
+pub(crate) struct TrendResponse {
     pub project: String,
     pub benchmark: String,
     pub analysis: Option<TrendAnalysis>,
@@ -76,43 +76,43 @@ pub struct TrendResponse {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ListVerdictsResponse {
+pub(crate) struct ListVerdictsResponse {
     #[schema(value_type = Vec<api::VerdictRecord>)]
     pub verdicts: Vec<serde_json::Value>,
     pub pagination: api::Pagination,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ListKeysResponse {
+pub(crate) struct ListKeysResponse {
     pub keys: Vec<api::KeyEntry>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct RevokeKeyResponse {
+pub(crate) struct RevokeKeyResponse {
     pub id: String,
     pub revoked_at: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ListAuditResponse {
+pub(crate) struct ListAuditResponse {
     #[schema(value_type = Vec<api::AuditEvent>)]
     pub events: Vec<serde_json::Value>,
     pub pagination: api::Pagination,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct RecordedResponse {
+pub(crate) struct RecordedResponse {
     pub recorded: u64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ListAlertsResponse {
+pub(crate) struct ListAlertsResponse {
     #[schema(value_type = Vec<api::FleetAlert>)]
     pub alerts: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ImpactResponse {
+pub(crate) struct ImpactResponse {
     pub dependency: String,
     #[schema(value_type = Vec<api::DependencyEvent>)]
     pub events: Vec<serde_json::Value>,
@@ -178,10 +178,10 @@ impl Modify for Security {
     ),
     components(schemas(ErrorBody))
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// The document, rendered once.
-pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     let (doc, _) = constrained_document();
     serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned())
 });
@@ -189,7 +189,7 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
 /// The generated document with the constraints the handlers check by hand (names, bounded
 /// texts, enums, ranges), so that it describes exactly what the server accepts; also returns
 /// the table entries that matched nothing (a test keeps that list empty).
-pub fn constrained_document() -> (Value, Vec<String>) {
+pub(crate) fn constrained_document() -> (Value, Vec<String>) {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
     let mut unmatched = Vec::new();
     for (location, name, constraint) in parameter_constraints() {

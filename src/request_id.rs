@@ -3,7 +3,7 @@
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 
-pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 tokio::task_local! {
     /// The id of the request this task is serving. actix-web drives one request's handler,
@@ -13,19 +13,19 @@ tokio::task_local! {
 }
 
 /// Runs `f` as the request `id`: its errors and log lines carry that id.
-pub async fn scope<F: std::future::Future>(id: String, f: F) -> F::Output {
+pub(crate) async fn scope<F: std::future::Future>(id: String, f: F) -> F::Output {
     REQUEST_ID.scope(id, f).await
 }
 
 /// The current request's id, or a fresh one outside a request.
-pub fn current_request_id() -> String {
+pub(crate) fn current_request_id() -> String {
     REQUEST_ID
         .try_with(|id| id.clone())
         .unwrap_or_else(|_| new_request_id())
 }
 
 /// Used by the log formatter: no allocation when there is no request.
-pub fn with_request_id<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
+pub(crate) fn with_request_id<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
     let mut f = Some(f);
     match REQUEST_ID.try_with(|id| (f.take().expect("called once"))(Some(id.as_str()))) {
         Ok(r) => r,
@@ -35,7 +35,7 @@ pub fn with_request_id<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
 
 /// A random v4 UUID as 32 hex digits, from the thread-local CSPRNG (`Uuid::new_v4` asks the
 /// kernel for every id: a system call per request).
-pub fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     uuid::Builder::from_random_bytes(rand::random())
         .into_uuid()
         .simple()
@@ -44,7 +44,7 @@ pub fn new_request_id() -> String {
 
 /// Keeps a client-supplied id only if it is short and printable; otherwise generates one. The id
 /// is echoed in a header and written to logs, so it must not carry control characters.
-pub fn sanitize_request_id(raw: Option<&HeaderValue>) -> String {
+pub(crate) fn sanitize_request_id(raw: Option<&HeaderValue>) -> String {
     let Some(raw) = raw.and_then(|v| v.to_str().ok()) else {
         return new_request_id();
     };

@@ -15,7 +15,7 @@ use crate::cache::LatestCache;
 use crate::config::{ServerConfig, StorageBackend};
 
 /// Shared by every handler.
-pub struct AppState {
+pub(crate) struct AppState {
     pub config: ServerConfig,
     pub backend: StorageBackend,
     pub baselines: Shards<BaselineStore>,

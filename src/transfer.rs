@@ -25,8 +25,8 @@ use crate::db::verdicts::VerdictRow;
 use crate::db::{write_tx, DbConn};
 use crate::on_backend;
 
-pub const FORMAT: &str = "perfgate-export";
-pub const VERSION: u32 = 1;
+pub(crate) const FORMAT: &str = "perfgate-export";
+pub(crate) const VERSION: u32 = 1;
 const BATCH: usize = 500;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
@@ -120,7 +120,7 @@ macro_rules! export_table {
 }
 
 /// Writes the whole database as JSON lines; returns the number of rows.
-pub fn export(conn: &mut DbConn, out: &mut impl Write) -> Result<u64, IoErr> {
+pub(crate) fn export(conn: &mut DbConn, out: &mut impl Write) -> Result<u64, IoErr> {
     let pb = progress("exporting");
     serde_json::to_writer(
         &mut *out,
@@ -325,7 +325,7 @@ impl Pending {
 
 /// Reads JSON lines (as written by [`export`]) and inserts every row that is not there yet.
 /// Returns the number of rows read.
-pub fn import(conn: &mut DbConn, input: impl BufRead) -> Result<u64, IoErr> {
+pub(crate) fn import(conn: &mut DbConn, input: impl BufRead) -> Result<u64, IoErr> {
     let pb = progress("importing");
     let mut pending = Pending::default();
     let mut n = 0u64;

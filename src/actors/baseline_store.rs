@@ -5,11 +5,11 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::api::{etag_of, UploadResponse};
-use crate::auth::BenchFilter;
 use crate::cache::LatestCache;
 use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as q, BaselineRow, ListFilter, SummaryRow};
 use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn};
+use crate::domain::access::BenchFilter;
 use crate::domain::names::{BenchmarkName, ProjectName, Version};
 use crate::domain::time::{now_micros, to_rfc3339};
 use crate::domain::version;
@@ -17,7 +17,7 @@ use crate::store_actor;
 
 use super::{Initiator, Op, StoreError};
 
-pub struct BaselineStore {
+pub(crate) struct BaselineStore {
     pool: DbPool,
     /// Invalidated here, by every write, before the write is acknowledged.
     cache: Arc<LatestCache>,
@@ -26,7 +26,7 @@ pub struct BaselineStore {
 store_actor!(BaselineStore);
 
 impl BaselineStore {
-    pub fn new(pool: DbPool, cache: Arc<LatestCache>) -> Self {
+    pub(crate) fn new(pool: DbPool, cache: Arc<LatestCache>) -> Self {
         Self { pool, cache }
     }
     pub(crate) fn conn(&self) -> Result<PooledConn, StoreError> {
@@ -40,9 +40,9 @@ impl BaselineStore {
 
 /// The health probe: `SELECT 1` on a pooled connection, waiting for a connection no longer
 /// than `PROBE_TIMEOUT` so that a dead database reports quickly.
-pub struct Probe;
+pub(crate) struct Probe;
 
-pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+pub(crate) const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Op<BaselineStore> for Probe {
     type Output = Result<(), StoreError>;
@@ -52,7 +52,7 @@ impl Op<BaselineStore> for Probe {
     }
 }
 
-pub struct GetLatest {
+pub(crate) struct GetLatest {
     pub project: ProjectName,
     pub benchmark: BenchmarkName,
 }
@@ -69,7 +69,7 @@ impl Op<BaselineStore> for GetLatest {
     }
 }
 
-pub struct GetVersion {
+pub(crate) struct GetVersion {
     pub project: ProjectName,
     pub benchmark: BenchmarkName,
     pub version: Version,
@@ -89,7 +89,7 @@ impl Op<BaselineStore> for GetVersion {
     }
 }
 
-pub struct List {
+pub(crate) struct List {
     pub filter: ListFilter,
     /// The caller's benchmark restriction: rows of other benchmarks are not visible, and the
     /// total counts only visible rows.
@@ -110,7 +110,7 @@ impl Op<BaselineStore> for List {
     }
 }
 
-pub struct Upload {
+pub(crate) struct Upload {
     pub project: ProjectName,
     pub benchmark: BenchmarkName,
     pub version: Option<Version>,
@@ -128,7 +128,7 @@ pub struct Upload {
     pub actor: Initiator,
 }
 
-pub struct UploadOutcome {
+pub(crate) struct UploadOutcome {
     pub response: UploadResponse,
     /// True when an earlier upload with the same Idempotency-Key and body is being replayed.
     pub replayed: bool,
@@ -253,14 +253,14 @@ impl Upload {
     }
 }
 
-pub struct Delete {
+pub(crate) struct Delete {
     pub project: ProjectName,
     pub benchmark: BenchmarkName,
     pub version: Version,
     pub actor: Initiator,
 }
 
-pub struct Deleted {
+pub(crate) struct Deleted {
     pub deleted_at: i64,
 }
 
@@ -302,7 +302,7 @@ impl Op<BaselineStore> for Delete {
     }
 }
 
-pub struct Promote {
+pub(crate) struct Promote {
     pub project: ProjectName,
     pub benchmark: BenchmarkName,
     pub from_version: Version,
@@ -314,7 +314,7 @@ pub struct Promote {
     pub actor: Initiator,
 }
 
-pub struct Promoted {
+pub(crate) struct Promoted {
     pub id: String,
     pub created_at: i64,
 }
@@ -394,7 +394,7 @@ impl Op<BaselineStore> for Promote {
 
 /// Stat medians of the newest `window` live versions, newest first (one index range scan; the
 /// receipts themselves are not read).
-pub struct RecentMedians {
+pub(crate) struct RecentMedians {
     pub project: ProjectName,
     pub benchmark: BenchmarkName,
     pub window: i64,

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use super::baseline_store::BaselineStore;
 use super::Op;
 use super::StoreError;
-use crate::auth::BenchFilter;
 use crate::db::dashboard::{self as q, HistoryRow, LastVerdict, RecentVersion};
 use crate::db::read_tx;
+use crate::domain::access::BenchFilter;
 
 /// Points in a benchmark's sparkline.
-pub const SPARK_POINTS: i64 = 30;
+pub(crate) const SPARK_POINTS: i64 = 30;
 
 #[derive(Debug)]
-pub struct ProjectSummary {
+pub(crate) struct ProjectSummary {
     pub project: String,
     pub benchmarks: u64,
     pub baselines: u64,
@@ -24,7 +24,7 @@ pub struct ProjectSummary {
 
 /// The projects a caller can read: every project for a caller of `*`, else its own (listed even
 /// when still empty, so the picker always has it). Counts cover visible benchmarks only.
-pub struct Projects {
+pub(crate) struct Projects {
     pub only: Option<String>,
     pub visible: Option<BenchFilter>,
 }
@@ -91,7 +91,7 @@ impl ProjectSummary {
 }
 
 #[derive(Debug)]
-pub struct BenchmarkOverview {
+pub(crate) struct BenchmarkOverview {
     pub benchmark: String,
     pub baselines: u64,
     pub verdicts: u64,
@@ -101,7 +101,7 @@ pub struct BenchmarkOverview {
 }
 
 /// A project's benchmark table: every visible benchmark with its newest versions and verdict.
-pub struct ProjectBenchmarks {
+pub(crate) struct ProjectBenchmarks {
     pub project: String,
     pub visible: Option<BenchFilter>,
 }
@@ -145,7 +145,7 @@ impl Op<BaselineStore> for ProjectBenchmarks {
 }
 
 /// One benchmark's live versions, newest first, with receipts.
-pub struct History {
+pub(crate) struct History {
     pub project: String,
     pub benchmark: String,
     pub limit: i64,

@@ -2,23 +2,23 @@
 //! queries from aggregates maintained at write time, so an alert query costs the same whatever
 //! the length of the event history.
 
-use crate::auth::BenchFilter;
 use crate::db::fleet::{self as q, EventRow};
 use crate::db::{read_tx, write_tx, DbPool, PooledConn};
+use crate::domain::access::BenchFilter;
 use crate::domain::fleet::{self, Alert};
 use crate::store_actor;
 
 use super::{Op, StoreError};
 use crate::db::DbError;
 
-pub struct FleetAnalyzer {
+pub(crate) struct FleetAnalyzer {
     pool: DbPool,
 }
 
 store_actor!(FleetAnalyzer);
 
 impl FleetAnalyzer {
-    pub fn new(pool: DbPool) -> Self {
+    pub(crate) fn new(pool: DbPool) -> Self {
         Self { pool }
     }
     fn conn(&self) -> Result<PooledConn, StoreError> {
@@ -27,7 +27,7 @@ impl FleetAnalyzer {
 }
 
 /// One event per dependency change, all in one transaction.
-pub struct Record {
+pub(crate) struct Record {
     pub events: Vec<EventRow>,
 }
 
@@ -47,7 +47,7 @@ impl Op<FleetAnalyzer> for Record {
     }
 }
 
-pub struct Alerts {
+pub(crate) struct Alerts {
     pub min_affected: usize,
     pub since: Option<i64>,
     pub limit: usize,
@@ -101,7 +101,7 @@ impl Op<FleetAnalyzer> for Alerts {
     }
 }
 
-pub struct Impact {
+pub(crate) struct Impact {
     pub dependency: String,
     pub since: Option<i64>,
     pub limit: i64,

@@ -1,32 +1,32 @@
 //! Keys and audit: authentication lookups, key management, the audit log, and the first-start
 //! bootstrap key.
 
-use crate::auth::keys::{display_prefix, generate_key, hash_key, key_id_from_hash};
-use crate::auth::{BenchFilter, Principal, Role};
 use crate::db::audit::{self, AuditEntry, AuditFilter, AuditRow};
 use crate::db::keys::{self as q, KeyRow};
 use crate::db::{read_tx, write_tx, DbConn, DbPool};
+use crate::domain::access::{BenchFilter, Principal, Role};
+use crate::domain::api_keys::{display_prefix, generate_key, hash_key, key_id_from_hash};
 use crate::domain::time::now_micros;
 use crate::store_actor;
 
 use super::{Initiator, Op, StoreError};
 use crate::db::DbError;
 
-pub struct KeyStore {
+pub(crate) struct KeyStore {
     pool: DbPool,
 }
 
 store_actor!(KeyStore);
 
 impl KeyStore {
-    pub fn new(pool: DbPool) -> Self {
+    pub(crate) fn new(pool: DbPool) -> Self {
         Self { pool }
     }
 }
 
 /// Why a stored key does not authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyRejection {
+pub(crate) enum KeyRejection {
     Unknown,
     Revoked,
     Expired,
@@ -34,7 +34,7 @@ pub enum KeyRejection {
 
 /// Looks a key up by its hash. Read from the database on every request, so a revocation made
 /// through any replica takes effect at once.
-pub struct Authenticate {
+pub(crate) struct Authenticate {
     pub key_hash: String,
 }
 
@@ -55,7 +55,7 @@ impl Op<KeyStore> for Authenticate {
     }
 }
 
-pub fn principal_of(row: &KeyRow) -> Option<Principal> {
+pub(crate) fn principal_of(row: &KeyRow) -> Option<Principal> {
     let role = Role::parse(&row.role)?;
     let benchmarks = match &row.pattern {
         Some(p) => Some(BenchFilter::from_glob(p).ok()?),
@@ -72,7 +72,7 @@ pub fn principal_of(row: &KeyRow) -> Option<Principal> {
 
 /// A validated key request (from the HTTP API or the operator command).
 #[derive(Debug, Clone)]
-pub struct NewKey {
+pub(crate) struct NewKey {
     pub description: String,
     pub role: Role,
     /// A project name or `*`.
@@ -88,7 +88,7 @@ pub struct CreatedKey {
 }
 
 /// Creates a key and its audit event in one transaction.
-pub fn create_key(
+pub(crate) fn create_key(
     conn: &mut DbConn,
     new: &NewKey,
     actor: &Initiator,
@@ -137,7 +137,7 @@ fn insert_key(c: &mut DbConn, new: &NewKey, actor: &Initiator) -> Result<Created
 
 /// Revokes a key (and writes the audit event) in one transaction. `visible_project` limits
 /// which keys the caller may see: others are reported as not found.
-pub fn revoke_key(
+pub(crate) fn revoke_key(
     conn: &mut DbConn,
     id: &str,
     visible_project: Option<&str>,
@@ -172,7 +172,7 @@ pub fn revoke_key(
     })
 }
 
-pub struct CreateKey {
+pub(crate) struct CreateKey {
     pub new: NewKey,
     pub actor: Initiator,
 }
@@ -185,7 +185,7 @@ impl Op<KeyStore> for CreateKey {
     }
 }
 
-pub struct RevokeKey {
+pub(crate) struct RevokeKey {
     pub id: String,
     pub visible_project: Option<String>,
     pub actor: Initiator,
@@ -204,7 +204,7 @@ impl Op<KeyStore> for RevokeKey {
     }
 }
 
-pub struct ListKeys {
+pub(crate) struct ListKeys {
     pub project: Option<String>,
 }
 
@@ -216,7 +216,7 @@ impl Op<KeyStore> for ListKeys {
     }
 }
 
-pub struct ListAudit {
+pub(crate) struct ListAudit {
     pub filter: AuditFilter,
 }
 
@@ -232,7 +232,7 @@ impl Op<KeyStore> for ListAudit {
 /// stderr; only its hash is stored. "Fresh" means the key table has never held a key: revoking
 /// every key later does not bring a bootstrap key back. Replicas starting together take an
 /// advisory lock, so only one of them creates it. Returns the key when one was created.
-pub fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Option<String>, DbError> {
+pub(crate) fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Option<String>, DbError> {
     write_tx(conn, |c| {
         if let DbConn::Pg(pg) = c {
             use diesel::connection::SimpleConnection;

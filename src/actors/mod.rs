@@ -7,15 +7,15 @@
 //! in arrival order, while other projects proceed in parallel. Across replicas the database is the
 //! arbiter (unique indexes, transactions); the shards only avoid needless contention.
 
-pub mod baseline_store;
-pub mod dashboard;
+pub(crate) mod baseline_store;
+pub(crate) mod dashboard;
 mod error;
-pub mod fleet_analyzer;
-pub mod key_store;
-pub mod upload_batch;
-pub mod verdict_log;
+pub(crate) mod fleet_analyzer;
+pub(crate) mod key_store;
+pub(crate) mod upload_batch;
+pub(crate) mod verdict_log;
 
-pub use error::StoreError;
+pub(crate) use error::StoreError;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -27,21 +27,21 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Who asked for a change, for the audit log.
 #[derive(Debug, Clone)]
-pub struct Initiator {
+pub(crate) struct Initiator {
     /// The principal's id (an API key id, `jwt:…`, `oidc:…`, or `operator` for the CLI).
     pub principal_id: String,
     pub request_id: String,
 }
 
 /// One use case run by a store actor, typically inside one transaction.
-pub trait Op<S>: Send + 'static {
+pub(crate) trait Op<S>: Send + 'static {
     type Output: Send + 'static;
     fn run(self, store: &mut S) -> Self::Output;
 }
 
 /// An [`Op`] in a mailbox. It carries its admission permit, so the bound on in-flight work holds
 /// until the actor has actually run it, even when the sender has already timed out.
-pub struct Job<M, S> {
+pub(crate) struct Job<M, S> {
     op: M,
     _permit: OwnedSemaphorePermit,
     /// Counts the message in the mailbox-depth gauge until the actor takes it.
@@ -54,7 +54,7 @@ impl<M: Op<S>, S: 'static> Message for Job<M, S> {
 }
 
 /// Lets any `Send` value be an actor reply.
-pub struct JobResult<T>(pub T);
+pub(crate) struct JobResult<T>(pub T);
 
 impl<A: Actor, M: Message<Result = JobResult<T>>, T: 'static> MessageResponse<A, M>
     for JobResult<T>
@@ -90,14 +90,14 @@ macro_rules! store_actor {
 
 impl<M, S> Job<M, S> {
     /// Takes the operation out; the message leaves the mailbox-depth count here.
-    pub fn into_op(self) -> M {
+    pub(crate) fn into_op(self) -> M {
         drop(self.queued);
         self.op
     }
 }
 
 /// Readers and writer shards of one store, with admission control and timeouts.
-pub struct Shards<S: Actor<Context = SyncContext<S>>> {
+pub(crate) struct Shards<S: Actor<Context = SyncContext<S>>> {
     name: &'static str,
     readers: Addr<S>,
     writers: Vec<Addr<S>>,
@@ -128,7 +128,7 @@ fn shard_of(key: &str, n: usize) -> usize {
 }
 
 impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
-    pub fn start(
+    pub(crate) fn start(
         name: &'static str,
         reader_threads: usize,
         writer_shards: usize,
@@ -151,12 +151,12 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
 
     /// Combines the readers of `self` with the writer shards of `other` (each started with its
     /// own pool).
-    pub fn with_writers_of(mut self, other: Shards<S>) -> Self {
+    pub(crate) fn with_writers_of(mut self, other: Shards<S>) -> Self {
         self.writers = other.writers;
         self
     }
 
-    pub async fn read<M>(&self, op: M) -> Result<M::Output, StoreError>
+    pub(crate) async fn read<M>(&self, op: M) -> Result<M::Output, StoreError>
     where
         M: Op<S>,
         S: Handler<Job<M, S>>,
@@ -165,7 +165,11 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
     }
 
     /// A read with its own deadline (the health probe answers fast even when storage hangs).
-    pub async fn read_within<M>(&self, op: M, timeout: Duration) -> Result<M::Output, StoreError>
+    pub(crate) async fn read_within<M>(
+        &self,
+        op: M,
+        timeout: Duration,
+    ) -> Result<M::Output, StoreError>
     where
         M: Op<S>,
         S: Handler<Job<M, S>>,
@@ -174,12 +178,12 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
     }
 
     /// The writer shard that owns `shard_key` (the project).
-    pub fn shard_index(&self, shard_key: &str) -> usize {
+    pub(crate) fn shard_index(&self, shard_key: &str) -> usize {
         shard_of(shard_key, self.writers.len().max(1))
     }
 
     /// Sends a mutation to the writer shard that owns `shard_key` (the project).
-    pub async fn write<M>(&self, shard_key: &str, op: M) -> Result<M::Output, StoreError>
+    pub(crate) async fn write<M>(&self, shard_key: &str, op: M) -> Result<M::Output, StoreError>
     where
         M: Op<S>,
         S: Handler<Job<M, S>>,

@@ -28,15 +28,15 @@ use super::{Op, Shards, StoreError};
 use crate::db::write_tx;
 
 /// The longest a flush waits for other uploads to join its commit.
-pub const GATHER: Duration = Duration::from_millis(2);
+pub(crate) const GATHER: Duration = Duration::from_millis(2);
 /// A flush stops gathering when no upload has joined for this long.
-pub const QUIET: Duration = Duration::from_micros(200);
+pub(crate) const QUIET: Duration = Duration::from_micros(200);
 /// Uploads closer together than this count as a stream.
-pub const STREAM_GAP: Duration = Duration::from_millis(2);
+pub(crate) const STREAM_GAP: Duration = Duration::from_millis(2);
 
 /// What a flush does next while gathering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Take what is queued and commit it.
     Take,
     /// Wait for another item (or for this instant, whichever comes first).
@@ -46,7 +46,7 @@ pub enum Step {
 /// The gathering rules of one flush, free of clocks and locks: the caller feeds it the time,
 /// the queue length and the number of requests on their way.
 #[derive(Debug, Clone)]
-pub struct Gathering {
+pub(crate) struct Gathering {
     deadline: Instant,
     seen: usize,
     quiet_until: Instant,
@@ -58,7 +58,7 @@ pub struct Gathering {
 
 impl Gathering {
     /// `last` is when this shard last took a batch and how large it was.
-    pub fn new(started: Instant, last: Option<(Instant, usize)>, arriving: usize) -> Self {
+    pub(crate) fn new(started: Instant, last: Option<(Instant, usize)>, arriving: usize) -> Self {
         let stream = arriving > 0
             || last.is_some_and(|(t, _)| started.saturating_duration_since(t) < STREAM_GAP);
         Self {
@@ -70,7 +70,7 @@ impl Gathering {
         }
     }
 
-    pub fn step(&mut self, now: Instant, queued: usize, arriving: usize) -> Step {
+    pub(crate) fn step(&mut self, now: Instant, queued: usize, arriving: usize) -> Step {
         if !self.stream {
             return Step::Take;
         }
@@ -96,7 +96,7 @@ impl Gathering {
 }
 
 /// Items waiting for their shard's next commit, and the requests on their way to it.
-pub struct GatherQueue<T> {
+pub(crate) struct GatherQueue<T> {
     state: Mutex<QueueState<T>>,
     /// Signalled when an item is queued or a request stops arriving.
     changed: Condvar,
@@ -124,7 +124,7 @@ impl<T> Default for GatherQueue<T> {
 }
 
 /// Counts one request as arriving, from its head until it is queued or dropped.
-pub struct Arriving<T>(Arc<GatherQueue<T>>);
+pub(crate) struct Arriving<T>(Arc<GatherQueue<T>>);
 
 impl<T> Drop for Arriving<T> {
     fn drop(&mut self) {
@@ -137,7 +137,7 @@ impl<T> Drop for Arriving<T> {
 
 impl<T> GatherQueue<T> {
     /// Marks a request as on its way to the queue.
-    pub fn arriving(self: &Arc<Self>) -> Arriving<T> {
+    pub(crate) fn arriving(self: &Arc<Self>) -> Arriving<T> {
         self.arriving.fetch_add(1, Ordering::AcqRel);
         Arriving(self.clone())
     }
@@ -146,14 +146,14 @@ impl<T> GatherQueue<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn push(&self, shard: usize, item: T) {
+    pub(crate) fn push(&self, shard: usize, item: T) {
         self.lock().shards.entry(shard).or_default().push(item);
         self.changed.notify_all();
     }
 
     /// Takes what is queued for `shard`, gathering first when items come in a stream. Empty
     /// when an earlier flush already took this caller's item.
-    pub fn take(&self, shard: usize) -> Vec<T> {
+    pub(crate) fn take(&self, shard: usize) -> Vec<T> {
         let started = Instant::now();
         let mut q = self.lock();
         let queued = |q: &QueueState<T>| q.shards.get(&shard).map_or(0, Vec::len);
@@ -183,17 +183,17 @@ type Reply = tokio::sync::oneshot::Sender<Result<UploadOutcome, StoreError>>;
 type Pending = (Upload, Reply);
 
 /// An upload request on its way to the queue (see [`UploadBatcher::arriving`]).
-pub type ArrivingUpload = Arriving<Pending>;
+pub(crate) type ArrivingUpload = Arriving<Pending>;
 
 /// The baseline store's writer shards with the uploads waiting for them.
 #[derive(Clone)]
-pub struct UploadBatcher {
+pub(crate) struct UploadBatcher {
     store: Shards<BaselineStore>,
     queue: Arc<GatherQueue<Pending>>,
 }
 
 impl UploadBatcher {
-    pub fn new(store: Shards<BaselineStore>) -> Self {
+    pub(crate) fn new(store: Shards<BaselineStore>) -> Self {
         Self {
             store,
             queue: Arc::default(),
@@ -202,13 +202,13 @@ impl UploadBatcher {
 
     /// Counts an upload request as on its way from its request head (the upload route's
     /// extractor takes it), so a flush can wait for it.
-    pub fn arriving(&self) -> ArrivingUpload {
+    pub(crate) fn arriving(&self) -> ArrivingUpload {
         self.queue.arriving()
     }
 
     /// Stores `upload` in the next group commit of its project's writer shard and answers once
     /// that commit is durable. `arrival` stops counting once the upload is queued.
-    pub async fn submit(
+    pub(crate) async fn submit(
         &self,
         upload: Upload,
         arrival: Option<ArrivingUpload>,

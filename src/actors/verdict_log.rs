@@ -1,9 +1,9 @@
 //! The verdict log (contract §5): verdicts with their flakiness score, and their history.
 
-use crate::auth::BenchFilter;
 use crate::db::audit::{self, AuditEntry};
 use crate::db::verdicts::{self as q, VerdictFilter, VerdictRow};
 use crate::db::{read_tx, write_tx, DbPool, PooledConn};
+use crate::domain::access::BenchFilter;
 use crate::domain::flakiness;
 use crate::domain::time::now_micros;
 use crate::store_actor;
@@ -11,14 +11,14 @@ use crate::store_actor;
 use super::{Initiator, Op, StoreError};
 use crate::db::DbError;
 
-pub struct VerdictLog {
+pub(crate) struct VerdictLog {
     pool: DbPool,
 }
 
 store_actor!(VerdictLog);
 
 impl VerdictLog {
-    pub fn new(pool: DbPool) -> Self {
+    pub(crate) fn new(pool: DbPool) -> Self {
         Self { pool }
     }
     fn conn(&self) -> Result<PooledConn, StoreError> {
@@ -27,7 +27,7 @@ impl VerdictLog {
 }
 
 /// A validated verdict; id, score and time are assigned here.
-pub struct NewVerdict {
+pub(crate) struct NewVerdict {
     pub project: String,
     pub benchmark: String,
     pub run_id: String,
@@ -39,7 +39,7 @@ pub struct NewVerdict {
     pub wall_ms_cv: Option<f64>,
 }
 
-pub struct Submit {
+pub(crate) struct Submit {
     pub verdict: NewVerdict,
     pub actor: Initiator,
 }
@@ -91,7 +91,7 @@ impl Op<VerdictLog> for Submit {
     }
 }
 
-pub struct List {
+pub(crate) struct List {
     pub filter: VerdictFilter,
     pub visible: Option<BenchFilter>,
 }
@@ -110,7 +110,7 @@ impl Op<VerdictLog> for List {
     }
 }
 
-pub struct Get {
+pub(crate) struct Get {
     pub project: String,
     pub id: String,
 }

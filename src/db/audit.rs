@@ -19,7 +19,7 @@ pub struct AuditRow {
 }
 
 /// What the caller knows about a mutation; the id and timestamp are filled in here.
-pub struct AuditEntry<'a> {
+pub(crate) struct AuditEntry<'a> {
     pub actor: &'a str,
     pub action: &'static str,
     pub resource_type: &'static str,
@@ -29,7 +29,7 @@ pub struct AuditEntry<'a> {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-pub fn insert(conn: &mut DbConn, e: AuditEntry<'_>, now: i64) -> QueryResult<()> {
+pub(crate) fn insert(conn: &mut DbConn, e: AuditEntry<'_>, now: i64) -> QueryResult<()> {
     let mut meta = e.extra;
     meta.insert("request_id".into(), e.request_id.into());
     let row = AuditRow {
@@ -49,7 +49,7 @@ pub fn insert(conn: &mut DbConn, e: AuditEntry<'_>, now: i64) -> QueryResult<()>
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
+pub(crate) struct AuditFilter {
     pub project: Option<String>,
     pub action: Option<String>,
     pub resource_type: Option<String>,
@@ -86,7 +86,7 @@ fn filtered(f: &AuditFilter) -> audit_events::BoxedQuery<'static, Db> {
 }
 
 /// One page, newest first, and the filtered total.
-pub fn list(conn: &mut DbConn, f: &AuditFilter) -> QueryResult<(Vec<AuditRow>, i64)> {
+pub(crate) fn list(conn: &mut DbConn, f: &AuditFilter) -> QueryResult<(Vec<AuditRow>, i64)> {
     let total: i64 = filtered(f).count().get_result(conn)?;
     if total <= f.offset {
         return Ok((Vec::new(), total));

@@ -33,7 +33,7 @@ pub struct BaselineRow {
 
 /// A list entry; the receipt only when asked for.
 #[derive(Debug, Clone, Queryable)]
-pub struct SummaryRow {
+pub(crate) struct SummaryRow {
     pub id: String,
     pub benchmark: String,
     pub version: String,
@@ -45,7 +45,7 @@ pub struct SummaryRow {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct ListFilter {
+pub(crate) struct ListFilter {
     pub project: String,
     pub benchmark: Option<String>,
     pub benchmark_prefix: Option<String>,
@@ -129,7 +129,7 @@ fn total_from_counts(conn: &mut DbConn, f: &ListFilter) -> QueryResult<Option<i6
 }
 
 /// One page, newest first, and the number of rows matching the filter.
-pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<(Vec<SummaryRow>, i64)> {
+pub(crate) fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<(Vec<SummaryRow>, i64)> {
     if matches!(&f.allowed_benchmarks, Some(a) if a.is_empty()) {
         return Ok((Vec::new(), 0));
     }
@@ -174,7 +174,7 @@ pub fn list(conn: &mut DbConn, f: &ListFilter) -> QueryResult<(Vec<SummaryRow>, 
 
 /// A benchmark's live (not deleted) versions, newest first (`baselines_latest_idx`).
 #[diesel::dsl::auto_type(no_type_alias)]
-pub fn live_newest_first<'a>(project: &'a str, benchmark: &'a str) -> _ {
+pub(crate) fn live_newest_first<'a>(project: &'a str, benchmark: &'a str) -> _ {
     baselines::table
         .filter(baselines::project.eq(project))
         .filter(baselines::benchmark.eq(benchmark))
@@ -182,7 +182,7 @@ pub fn live_newest_first<'a>(project: &'a str, benchmark: &'a str) -> _ {
         .order((baselines::created_at.desc(), baselines::id.desc()))
 }
 
-pub fn latest(
+pub(crate) fn latest(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,
@@ -194,7 +194,7 @@ pub fn latest(
 }
 
 /// A version, deleted or not.
-pub fn find_version(
+pub(crate) fn find_version(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,
@@ -209,7 +209,7 @@ pub fn find_version(
         .optional()
 }
 
-pub fn version_taken(
+pub(crate) fn version_taken(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,
@@ -225,7 +225,7 @@ pub fn version_taken(
 }
 
 /// Inserts a baseline with its tags and bumps the benchmark's count.
-pub fn insert(conn: &mut DbConn, row: &BaselineRow, tags: &[String]) -> QueryResult<()> {
+pub(crate) fn insert(conn: &mut DbConn, row: &BaselineRow, tags: &[String]) -> QueryResult<()> {
     diesel::insert_into(baselines::table)
         .values(row)
         .execute(conn)?;
@@ -248,7 +248,7 @@ pub fn insert(conn: &mut DbConn, row: &BaselineRow, tags: &[String]) -> QueryRes
 
 /// Adds `delta` to a benchmark's live-baseline count, creating the row on first use. An upsert,
 /// so two replicas creating one benchmark's first version at once both succeed.
-pub fn bump_benchmark(
+pub(crate) fn bump_benchmark(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,
@@ -275,7 +275,7 @@ pub fn bump_benchmark(
 }
 
 /// Benchmark names of a project (for applying a key's benchmark filter to lists).
-pub fn benchmark_names(conn: &mut DbConn, project: &str) -> QueryResult<Vec<String>> {
+pub(crate) fn benchmark_names(conn: &mut DbConn, project: &str) -> QueryResult<Vec<String>> {
     benchmarks::table
         .filter(benchmarks::project.eq(project))
         .select(benchmarks::benchmark)
@@ -284,7 +284,7 @@ pub fn benchmark_names(conn: &mut DbConn, project: &str) -> QueryResult<Vec<Stri
 }
 
 /// Marks a live version deleted; `None` when there is no live version.
-pub fn soft_delete(
+pub(crate) fn soft_delete(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,
@@ -313,12 +313,12 @@ pub fn soft_delete(
 }
 
 #[derive(Debug, Clone, Queryable)]
-pub struct IdempotencyRow {
+pub(crate) struct IdempotencyRow {
     pub request_hash: String,
     pub response: String,
 }
 
-pub fn find_idempotency(
+pub(crate) fn find_idempotency(
     conn: &mut DbConn,
     project: &str,
     key: &str,
@@ -331,7 +331,7 @@ pub fn find_idempotency(
         .optional()
 }
 
-pub fn insert_idempotency(
+pub(crate) fn insert_idempotency(
     conn: &mut DbConn,
     project: &str,
     key: &str,
@@ -354,7 +354,7 @@ pub fn insert_idempotency(
 }
 
 /// The `medians` documents of the newest `n` live versions, newest first.
-pub fn recent_medians(
+pub(crate) fn recent_medians(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,

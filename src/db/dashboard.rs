@@ -12,7 +12,7 @@ use super::DbConn;
 
 /// One row of the `benchmarks` table: a benchmark and its live baseline count.
 #[derive(Debug, Clone, Queryable)]
-pub struct BenchmarkCount {
+pub(crate) struct BenchmarkCount {
     pub project: String,
     pub benchmark: String,
     pub baselines: i64,
@@ -21,7 +21,7 @@ pub struct BenchmarkCount {
 
 /// Every `(project, benchmark)` with baselines or verdicts, optionally of one project; sorted
 /// by project, then benchmark. Benchmarks known only from verdicts have 0 baselines.
-pub fn benchmark_counts(
+pub(crate) fn benchmark_counts(
     conn: &mut DbConn,
     project: Option<&str>,
 ) -> QueryResult<Vec<BenchmarkCount>> {
@@ -63,7 +63,7 @@ pub fn benchmark_counts(
 
 /// Number of verdicts per `(project, benchmark)`, optionally of one project (from the
 /// maintained per-status counts).
-pub fn verdict_totals(
+pub(crate) fn verdict_totals(
     conn: &mut DbConn,
     project: Option<&str>,
 ) -> QueryResult<std::collections::HashMap<(String, String), i64>> {
@@ -85,7 +85,7 @@ pub fn verdict_totals(
 }
 
 /// Time of the newest verdict of a project, or of one benchmark.
-pub fn last_verdict_at(
+pub(crate) fn last_verdict_at(
     conn: &mut DbConn,
     project: &str,
     benchmark: Option<&str>,
@@ -104,7 +104,7 @@ pub fn last_verdict_at(
 
 /// A version as the benchmark table and its sparkline need it.
 #[derive(Debug, Clone, Queryable)]
-pub struct RecentVersion {
+pub(crate) struct RecentVersion {
     pub version: String,
     pub created_at: i64,
     pub wall_ms_median: Option<i64>,
@@ -112,7 +112,7 @@ pub struct RecentVersion {
 }
 
 /// The newest `n` live versions of a benchmark, newest first.
-pub fn recent_versions(
+pub(crate) fn recent_versions(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,
@@ -130,9 +130,9 @@ pub fn recent_versions(
 }
 
 /// The newest verdict of a benchmark: `(id, status, created_at, flakiness_score)`.
-pub type LastVerdict = (String, String, i64, Option<f64>);
+pub(crate) type LastVerdict = (String, String, i64, Option<f64>);
 
-pub fn last_verdict(
+pub(crate) fn last_verdict(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,
@@ -153,7 +153,7 @@ pub fn last_verdict(
 
 /// One version of a benchmark's history, with its receipt (stored text, never re-parsed here).
 #[derive(Debug, Clone, Queryable)]
-pub struct HistoryRow {
+pub(crate) struct HistoryRow {
     pub id: String,
     pub version: String,
     pub git_ref: Option<String>,
@@ -168,7 +168,7 @@ pub struct HistoryRow {
 
 /// The newest `limit` live versions of a benchmark after `offset`, newest first, and the number
 /// of live versions.
-pub fn history(
+pub(crate) fn history(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,

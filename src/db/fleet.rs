@@ -53,7 +53,7 @@ pub struct MemberRow {
 
 /// Stores an event; a regression also updates its group's members and aggregates. Runs inside
 /// the caller's transaction.
-pub fn record(conn: &mut DbConn, e: &EventRow) -> QueryResult<()> {
+pub(crate) fn record(conn: &mut DbConn, e: &EventRow) -> QueryResult<()> {
     diesel::insert_into(dependency_events::table)
         .values(e)
         .execute(conn)?;
@@ -139,7 +139,7 @@ fn apply_regression(conn: &mut DbConn, e: &EventRow) -> QueryResult<()> {
 }
 
 /// Recomputes one group's aggregates from its entries.
-pub fn refresh_group(conn: &mut DbConn, key: &str) -> QueryResult<()> {
+pub(crate) fn refresh_group(conn: &mut DbConn, key: &str) -> QueryResult<()> {
     let members: Vec<(String, f64, i64, i64)> = fleet_members::table
         .filter(fleet_members::group_key.eq(key))
         .select((
@@ -175,12 +175,16 @@ pub fn refresh_group(conn: &mut DbConn, key: &str) -> QueryResult<()> {
 }
 
 /// Distinct projects at which an alert's confidence reaches 1.
-pub const CONFIDENCE_FULL: i64 = 5;
+pub(crate) const CONFIDENCE_FULL: i64 = 5;
 
 /// The `limit` best groups with at least `min_projects` distinct projects, in alert order (an
 /// index walk: no event is read, and only the groups returned are visited when
 /// `min_projects <= 5`).
-pub fn top_groups(conn: &mut DbConn, min_projects: i64, limit: i64) -> QueryResult<Vec<GroupRow>> {
+pub(crate) fn top_groups(
+    conn: &mut DbConn,
+    min_projects: i64,
+    limit: i64,
+) -> QueryResult<Vec<GroupRow>> {
     fleet_groups::table
         .filter(fleet_groups::project_count.ge(min_projects))
         .order((
@@ -193,7 +197,7 @@ pub fn top_groups(conn: &mut DbConn, min_projects: i64, limit: i64) -> QueryResu
         .load(conn)
 }
 
-pub fn members_of(conn: &mut DbConn, keys: &[String]) -> QueryResult<Vec<MemberRow>> {
+pub(crate) fn members_of(conn: &mut DbConn, keys: &[String]) -> QueryResult<Vec<MemberRow>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -204,14 +208,14 @@ pub fn members_of(conn: &mut DbConn, keys: &[String]) -> QueryResult<Vec<MemberR
 }
 
 /// Entries whose newest regression is at or after `since`.
-pub fn members_since(conn: &mut DbConn, since: i64) -> QueryResult<Vec<MemberRow>> {
+pub(crate) fn members_since(conn: &mut DbConn, since: i64) -> QueryResult<Vec<MemberRow>> {
     fleet_members::table
         .filter(fleet_members::last_seen.ge(since))
         .select(MemberRow::as_select())
         .load(conn)
 }
 
-pub fn groups_by_key(conn: &mut DbConn, keys: &[String]) -> QueryResult<Vec<GroupRow>> {
+pub(crate) fn groups_by_key(conn: &mut DbConn, keys: &[String]) -> QueryResult<Vec<GroupRow>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -222,7 +226,7 @@ pub fn groups_by_key(conn: &mut DbConn, keys: &[String]) -> QueryResult<Vec<Grou
 }
 
 /// Earliest regression of a group at or after `since` (index range scan).
-pub fn first_regression_since(
+pub(crate) fn first_regression_since(
     conn: &mut DbConn,
     key: &str,
     since: i64,
@@ -238,7 +242,7 @@ pub fn first_regression_since(
 }
 
 /// Assembles domain groups from stored rows.
-pub fn to_groups(groups: Vec<GroupRow>, members: Vec<MemberRow>) -> Vec<Group> {
+pub(crate) fn to_groups(groups: Vec<GroupRow>, members: Vec<MemberRow>) -> Vec<Group> {
     let mut by_key: std::collections::HashMap<String, Group> = groups
         .into_iter()
         .map(|g| {
@@ -271,7 +275,7 @@ pub fn to_groups(groups: Vec<GroupRow>, members: Vec<MemberRow>) -> Vec<Group> {
 
 /// Events of one dependency, oldest first, and (over all matching events) the number of
 /// distinct projects and the average delta.
-pub fn impact(
+pub(crate) fn impact(
     conn: &mut DbConn,
     dep: &str,
     since: Option<i64>,

@@ -20,7 +20,7 @@ pub struct KeyRow {
     pub revoked_at: Option<i64>,
 }
 
-pub fn find_by_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<KeyRow>> {
+pub(crate) fn find_by_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<KeyRow>> {
     api_keys::table
         .filter(api_keys::key_hash.eq(hash))
         .select(KeyRow::as_select())
@@ -28,7 +28,7 @@ pub fn find_by_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<KeyRow>
         .optional()
 }
 
-pub fn insert(conn: &mut DbConn, row: &KeyRow) -> QueryResult<()> {
+pub(crate) fn insert(conn: &mut DbConn, row: &KeyRow) -> QueryResult<()> {
     diesel::insert_into(api_keys::table)
         .values(row)
         .execute(conn)?;
@@ -36,12 +36,12 @@ pub fn insert(conn: &mut DbConn, row: &KeyRow) -> QueryResult<()> {
 }
 
 /// Every key ever stored, revoked and expired ones included.
-pub fn count_all(conn: &mut DbConn) -> QueryResult<i64> {
+pub(crate) fn count_all(conn: &mut DbConn) -> QueryResult<i64> {
     api_keys::table.count().get_result(conn)
 }
 
 /// Keys newest first; `project` limits to one project's keys.
-pub fn list(conn: &mut DbConn, project: Option<&str>) -> QueryResult<Vec<KeyRow>> {
+pub(crate) fn list(conn: &mut DbConn, project: Option<&str>) -> QueryResult<Vec<KeyRow>> {
     let mut q = api_keys::table
         .select(KeyRow::as_select())
         .order((api_keys::created_at.desc(), api_keys::id.desc()))
@@ -52,7 +52,7 @@ pub fn list(conn: &mut DbConn, project: Option<&str>) -> QueryResult<Vec<KeyRow>
     q.load(conn)
 }
 
-pub fn find_by_id(conn: &mut DbConn, id: &str) -> QueryResult<Option<KeyRow>> {
+pub(crate) fn find_by_id(conn: &mut DbConn, id: &str) -> QueryResult<Option<KeyRow>> {
     api_keys::table
         .filter(api_keys::id.eq(id))
         .select(KeyRow::as_select())
@@ -61,7 +61,7 @@ pub fn find_by_id(conn: &mut DbConn, id: &str) -> QueryResult<Option<KeyRow>> {
 }
 
 /// Marks a key revoked; true when this call revoked it.
-pub fn revoke(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool> {
+pub(crate) fn revoke(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool> {
     let n = diesel::update(
         api_keys::table
             .filter(api_keys::id.eq(id))

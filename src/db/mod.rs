@@ -4,14 +4,14 @@
 //! Everything here blocks. It is called only from the `SyncContext` actors in `actors/`, never
 //! from an async actix worker.
 
-pub mod audit;
-pub mod baselines;
-pub mod dashboard;
+pub(crate) mod audit;
+pub(crate) mod baselines;
+pub(crate) mod dashboard;
 mod error;
-pub mod fleet;
-pub mod keys;
-pub mod schema;
-pub mod verdicts;
+pub(crate) mod fleet;
+pub(crate) mod keys;
+pub(crate) mod schema;
+pub(crate) mod verdicts;
 
 use std::time::Duration;
 
@@ -23,39 +23,39 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::StorageBackend;
-pub use error::DbError;
+pub(crate) use error::DbError;
 
-pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub(crate) const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub(crate) const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// Key of the PostgreSQL advisory lock held while migrations run, so that replicas starting
 /// together apply them once.
 const MIGRATION_LOCK_KEY: i64 = 0x7065_7266_6761_7465; // "perfgate"
 
 #[derive(diesel::MultiConnection)]
-pub enum DbConn {
+pub(crate) enum DbConn {
     Pg(PgConnection),
     Sqlite(SqliteConnection),
 }
 
-pub type PooledConn = PooledConnection<ConnManager>;
+pub(crate) type PooledConn = PooledConnection<ConnManager>;
 
 /// An r2d2 pool with a name, so that the time spent waiting for a connection is measured per
 /// pool.
 #[derive(Clone)]
-pub struct DbPool {
+pub(crate) struct DbPool {
     name: &'static str,
     inner: Pool<ConnManager>,
 }
 
 impl DbPool {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.name
     }
-    pub fn get(&self) -> Result<PooledConn, r2d2::PoolError> {
+    pub(crate) fn get(&self) -> Result<PooledConn, r2d2::PoolError> {
         self.timed(|p| p.get())
     }
-    pub fn get_timeout(&self, t: Duration) -> Result<PooledConn, r2d2::PoolError> {
+    pub(crate) fn get_timeout(&self, t: Duration) -> Result<PooledConn, r2d2::PoolError> {
         self.timed(|p| p.get_timeout(t))
     }
     fn timed(
@@ -70,10 +70,10 @@ impl DbPool {
             .observe(start.elapsed().as_secs_f64());
         r
     }
-    pub fn state(&self) -> r2d2::State {
+    pub(crate) fn state(&self) -> r2d2::State {
         self.inner.state()
     }
-    pub fn max_size(&self) -> u32 {
+    pub(crate) fn max_size(&self) -> u32 {
         self.inner.max_size()
     }
 }
@@ -82,7 +82,7 @@ impl DbPool {
 /// `DbConn::establish`, which tries each backend in turn; the backend here comes from the
 /// configuration instead.
 #[derive(Debug, Clone)]
-pub struct ConnManager {
+pub(crate) struct ConnManager {
     backend: StorageBackend,
     url: String,
 }
@@ -150,6 +150,7 @@ impl CustomizeConnection<DbConn, r2d2::Error> for SqlitePragmas {
 /// server's CPU. With QPSG a prepared statement keeps its plan, whatever the bound values; our
 /// statements have no bound `LIKE` patterns and no `ANALYZE` statistics that a per-value plan
 /// could exploit.
+#[allow(unsafe_code)] // SQLite's C API: the only unsafe code of the crate.
 fn sqlite_stable_plans() {
     use libsqlite3_sys as ffi;
     use std::ffi::{c_char, c_int};
@@ -259,7 +260,7 @@ impl Drop for Checkpointer {
 }
 
 /// The opened storage: a reader pool and a writer pool over one database.
-pub struct Storage {
+pub(crate) struct Storage {
     pub backend: StorageBackend,
     pub read_pool: DbPool,
     pub write_pool: DbPool,
@@ -270,7 +271,7 @@ pub struct Storage {
     _checkpointer: Option<Checkpointer>,
 }
 
-pub struct StorageOptions {
+pub(crate) struct StorageOptions {
     pub backend: StorageBackend,
     /// SQLite path or PostgreSQL URL (ignored for memory).
     pub url: String,
@@ -284,7 +285,7 @@ pub struct StorageOptions {
 
 impl Storage {
     /// Runs migrations, then builds the pools.
-    pub fn open(opts: StorageOptions) -> Result<Storage, DbError> {
+    pub(crate) fn open(opts: StorageOptions) -> Result<Storage, DbError> {
         sqlite_stable_plans();
         let (url, keeper) = match opts.backend {
             StorageBackend::Memory => {
@@ -342,7 +343,7 @@ impl Storage {
 /// is refused while the lock is held. SQLite's own locks are POSIX record locks, independent of
 /// `flock`; the file handle stays open until the lock is dropped (closing a handle of the file
 /// earlier would release SQLite's record locks of this process).
-pub struct SqliteOwner {
+pub(crate) struct SqliteOwner {
     file: Option<std::fs::File>,
 }
 
@@ -359,7 +360,7 @@ impl Drop for SqliteOwner {
 }
 
 impl SqliteOwner {
-    pub fn acquire(path: &std::path::Path) -> Result<SqliteOwner, DbError> {
+    pub(crate) fn acquire(path: &std::path::Path) -> Result<SqliteOwner, DbError> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .open(path)
@@ -411,7 +412,7 @@ fn run_migrations(backend: StorageBackend, url: &str) -> Result<(), DbError> {
 /// Runs `f` in a write transaction. On SQLite the transaction starts with `BEGIN IMMEDIATE`: a
 /// deferred `BEGIN` that reads and then writes can fail with SQLITE_BUSY at once, whatever the
 /// busy timeout, while an immediate one waits for the write lock up front.
-pub fn write_tx<T, E>(
+pub(crate) fn write_tx<T, E>(
     conn: &mut DbConn,
     f: impl FnOnce(&mut DbConn) -> Result<T, E>,
 ) -> Result<T, E>
@@ -439,7 +440,10 @@ where
 
 /// Runs `f` in a read transaction, so multi-statement reads (a page and its total) see one
 /// snapshot.
-pub fn read_tx<T, E>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> Result<T, E>) -> Result<T, E>
+pub(crate) fn read_tx<T, E>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
 where
     E: From<diesel::result::Error>,
 {
@@ -459,7 +463,7 @@ macro_rules! on_backend {
 }
 
 /// `SELECT 1`, the health probe.
-pub fn probe(conn: &mut DbConn) -> Result<(), DbError> {
+pub(crate) fn probe(conn: &mut DbConn) -> Result<(), DbError> {
     conn.batch_execute("SELECT 1")?;
     Ok(())
 }

@@ -27,7 +27,7 @@ pub struct VerdictRow {
 }
 
 /// Inserts a verdict and counts it.
-pub fn insert(conn: &mut DbConn, row: &VerdictRow) -> QueryResult<()> {
+pub(crate) fn insert(conn: &mut DbConn, row: &VerdictRow) -> QueryResult<()> {
     diesel::insert_into(verdicts::table)
         .values(row)
         .execute(conn)?;
@@ -46,7 +46,7 @@ pub fn insert(conn: &mut DbConn, row: &VerdictRow) -> QueryResult<()> {
 }
 
 /// `wall_ms_cv` of the `n` newest verdicts of a benchmark, newest first (index range scan).
-pub fn recent_cvs(
+pub(crate) fn recent_cvs(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,
@@ -61,7 +61,7 @@ pub fn recent_cvs(
         .load(conn)
 }
 
-pub fn find(conn: &mut DbConn, project: &str, id: &str) -> QueryResult<Option<VerdictRow>> {
+pub(crate) fn find(conn: &mut DbConn, project: &str, id: &str) -> QueryResult<Option<VerdictRow>> {
     verdicts::table
         .filter(verdicts::project.eq(project))
         .filter(verdicts::id.eq(id))
@@ -71,7 +71,7 @@ pub fn find(conn: &mut DbConn, project: &str, id: &str) -> QueryResult<Option<Ve
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct VerdictFilter {
+pub(crate) struct VerdictFilter {
     pub project: String,
     pub benchmark: Option<String>,
     /// Benchmarks a restricted caller may see.
@@ -106,7 +106,7 @@ fn filtered(f: &VerdictFilter) -> verdicts::BoxedQuery<'static, Db> {
 }
 
 /// One page, newest first, and the filtered total.
-pub fn list(conn: &mut DbConn, f: &VerdictFilter) -> QueryResult<(Vec<VerdictRow>, i64)> {
+pub(crate) fn list(conn: &mut DbConn, f: &VerdictFilter) -> QueryResult<(Vec<VerdictRow>, i64)> {
     if matches!(&f.allowed_benchmarks, Some(a) if a.is_empty()) {
         return Ok((Vec::new(), 0));
     }
@@ -144,7 +144,7 @@ pub fn list(conn: &mut DbConn, f: &VerdictFilter) -> QueryResult<(Vec<VerdictRow
 }
 
 /// Distinct benchmark names with verdicts in a project (to apply a caller's benchmark filter).
-pub fn benchmark_names(conn: &mut DbConn, project: &str) -> QueryResult<Vec<String>> {
+pub(crate) fn benchmark_names(conn: &mut DbConn, project: &str) -> QueryResult<Vec<String>> {
     verdict_counts::table
         .filter(verdict_counts::project.eq(project))
         .select(verdict_counts::benchmark)

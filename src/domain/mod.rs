@@ -1,6 +1,8 @@
 //! Pure rules of the service: names, versions, receipts. Nothing here imports actix or diesel,
 //! so everything is unit-tested without a server.
 
+pub mod access;
+pub mod api_keys;
 pub mod flakiness;
 pub mod fleet;
 pub mod ids;

@@ -7,18 +7,18 @@ use serde_json::json;
 use super::baselines::{parse_limit, parse_offset, parse_time};
 use crate::actors::key_store::ListAudit;
 use crate::api::{AuditEvent, Pagination};
-use crate::auth::{Principal, Scope};
+use crate::auth::{Access, Gate, Principal};
 use crate::db::audit::AuditFilter;
 use crate::domain::names::check_text;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub const ACTIONS: &[&str] = &["create", "update", "delete", "promote"];
-pub const RESOURCES: &[&str] = &["baseline", "key", "verdict", "decision"];
+pub(crate) const ACTIONS: &[&str] = &["create", "update", "delete", "promote"];
+pub(crate) const RESOURCES: &[&str] = &["baseline", "key", "verdict", "decision"];
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     project: Option<String>,
     action: Option<String>,
     resource_type: Option<String>,
@@ -32,30 +32,18 @@ pub struct AuditQuery {
 #[utoipa::path(get, operation_id = "audit_list_audit", path = "/api/v1/audit", tag = "audit", security(("bearer" = []), ("token" = [])),
     params(AuditQuery),
     responses((status = 200, description = "Events newest first", body = crate::openapi::ListAuditResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn list_audit(
+pub(crate) async fn list_audit(
     principal: Principal,
     state: web::Data<AppState>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    if !principal.scopes.contains(Scope::Admin) {
-        return Err(ApiError::forbidden("Requires 'admin' permission"));
-    }
-    if principal.benchmarks.is_some() {
-        // Audit metadata names benchmarks; a key restricted to some of them cannot read it.
-        return Err(ApiError::forbidden(
-            "Keys restricted to some benchmarks cannot read the audit log",
-        ));
-    }
     let q = query.into_inner();
-    let project = match (&principal.project, q.project) {
-        (Some(own), Some(asked)) if &asked != own => {
-            return Err(ApiError::forbidden(format!(
-                "Key is restricted to project '{own}'"
-            )))
-        }
-        (Some(own), _) => Some(own.clone()),
-        (None, asked) => asked,
-    };
+    // Audit metadata names benchmarks: a key bound to some of them cannot read it.
+    principal.allow(Access::Administer {
+        project: q.project.as_deref(),
+        what: "read the audit log",
+    })?;
+    let project = q.project.or_else(|| principal.project.clone());
     if let Some(p) = &project {
         check_text("project", p, 64)?;
     }

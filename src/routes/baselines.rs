@@ -21,7 +21,7 @@ use crate::api::{
     etag_of, BaselineRecord, BaselineSummary, DeleteResponse, ListBaselinesResponse, Pagination,
     PromoteResponse,
 };
-use crate::auth::{Principal, Scope};
+use crate::auth::{Gate, Principal, Scope};
 use crate::cache::CachedLatest;
 use crate::db::baselines::{BaselineRow, ListFilter};
 use crate::domain::names::{check_text, BenchmarkName, NameError, ProjectName, Version};
@@ -85,7 +85,10 @@ fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn validate_git(git_ref: &Option<String>, git_sha: &Option<String>) -> Result<(), NameError> {
+pub(crate) fn validate_git(
+    git_ref: &Option<String>,
+    git_sha: &Option<String>,
+) -> Result<(), NameError> {
     if let Some(r) = git_ref {
         check_text("git_ref", r, 256)?;
     }
@@ -140,7 +143,7 @@ fn record_response(req: &HttpRequest, r: &CachedLatest) -> HttpResponse {
 /// Counts an upload as on its way to the group commit from its request head on, so a commit
 /// being gathered can wait for it. Declared first by the upload route only, so it is taken
 /// before the body is read.
-pub struct UploadArrival(Option<ArrivingUpload>);
+pub(crate) struct UploadArrival(Option<ArrivingUpload>);
 
 impl actix_web::FromRequest for UploadArrival {
     type Error = ApiError;
@@ -154,7 +157,7 @@ impl actix_web::FromRequest for UploadArrival {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct UploadBody {
+pub(crate) struct UploadBody {
     benchmark: String,
     #[serde(default)]
     version: Option<String>,
@@ -177,7 +180,7 @@ pub struct UploadBody {
     params(("project" = String, Path, description = "Project name"), ("Idempotency-Key" = Option<String>, Header, description = "Retry key: the same key and body return the first 201")),
     request_body = UploadBody,
     responses((status = 201, description = "Stored", body = crate::api::UploadResponse), (status = 409, description = "Version exists", body = crate::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::openapi::ErrorBody), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape or receipt", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn upload(
+pub(crate) async fn upload(
     arrival: UploadArrival,
     principal: Principal,
     state: web::Data<AppState>,
@@ -282,7 +285,7 @@ pub async fn upload(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     benchmark: Option<String>,
     benchmark_prefix: Option<String>,
     git_ref: Option<String>,
@@ -295,7 +298,7 @@ pub struct ListQuery {
     offset: Option<i64>,
 }
 
-pub fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
     v.as_deref()
         .map(|s| {
             // An unencoded '+' of an offset arrives as a space.
@@ -306,7 +309,7 @@ pub fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiErr
         .transpose()
 }
 
-pub fn parse_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+pub(crate) fn parse_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     match limit {
         None => Ok(default),
         Some(l) if (1..=max).contains(&l) => Ok(l),
@@ -316,7 +319,7 @@ pub fn parse_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, Ap
     }
 }
 
-pub fn parse_offset(offset: Option<i64>) -> Result<i64, ApiError> {
+pub(crate) fn parse_offset(offset: Option<i64>) -> Result<i64, ApiError> {
     match offset {
         None => Ok(0),
         Some(o) if o >= 0 => Ok(o),
@@ -329,7 +332,7 @@ pub fn parse_offset(offset: Option<i64>) -> Result<i64, ApiError> {
 #[utoipa::path(get, operation_id = "baselines_list", path = "/api/v1/projects/{project}/baselines", tag = "baselines", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ListQuery),
     responses((status = 200, description = "One page, newest first", body = crate::api::ListBaselinesResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn list(
+pub(crate) async fn list(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -410,7 +413,7 @@ fn bench_path(
 #[utoipa::path(get, operation_id = "baselines_latest", path = "/api/v1/projects/{project}/baselines/{benchmark}/latest", tag = "baselines", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)"), ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy")),
     responses((status = 200, description = "The latest version", body = crate::api::BaselineRecord), (status = 304, description = "Not modified"), (status = 404, description = "No version", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn latest(
+pub(crate) async fn latest(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -443,7 +446,7 @@ pub async fn latest(
 #[utoipa::path(get, operation_id = "baselines_get_version", path = "/api/v1/projects/{project}/baselines/{benchmark}/versions/{version}", tag = "baselines", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)"), ("version" = String, Path, description = "Version"), ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy")),
     responses((status = 200, description = "The version", body = crate::api::BaselineRecord), (status = 304, description = "Not modified"), (status = 404, description = "No such version", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn get_version(
+pub(crate) async fn get_version(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String, String)>,
@@ -469,7 +472,7 @@ pub async fn get_version(
 #[utoipa::path(delete, operation_id = "baselines_delete_version", path = "/api/v1/projects/{project}/baselines/{benchmark}/versions/{version}", tag = "baselines", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)"), ("version" = String, Path, description = "Version")),
     responses((status = 200, description = "Soft-deleted", body = crate::api::DeleteResponse), (status = 404, description = "No live version", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn delete_version(
+pub(crate) async fn delete_version(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String, String)>,
@@ -500,7 +503,7 @@ pub async fn delete_version(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct PromoteBody {
+pub(crate) struct PromoteBody {
     from_version: String,
     to_version: String,
     #[serde(default)]
@@ -516,7 +519,7 @@ pub struct PromoteBody {
 #[utoipa::path(post, operation_id = "baselines_promote", path = "/api/v1/projects/{project}/baselines/{benchmark}/promote", tag = "baselines", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)")), request_body = PromoteBody,
     responses((status = 201, description = "Promoted", body = crate::api::PromoteResponse), (status = 404, description = "Source missing", body = crate::openapi::ErrorBody), (status = 409, description = "Target exists", body = crate::openapi::ErrorBody), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn promote(
+pub(crate) async fn promote(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -569,7 +572,7 @@ pub async fn promote(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct TrendQuery {
+pub(crate) struct TrendQuery {
     metric: String,
     window: Option<i64>,
     threshold: Option<f64>,
@@ -581,7 +584,7 @@ pub struct TrendQuery {
 #[utoipa::path(get, operation_id = "baselines_trend", path = "/api/v1/projects/{project}/baselines/{benchmark}/trend", tag = "baselines", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)"), TrendQuery),
     responses((status = 200, description = "Series and drift analysis", body = crate::openapi::TrendResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn trend(
+pub(crate) async fn trend(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::baselines::{parse_limit, parse_offset};
 use crate::actors::dashboard::{History, ProjectBenchmarks, Projects};
 use crate::api::{raw, Pagination};
-use crate::auth::{Principal, Scope};
+use crate::auth::{Gate, Principal, Scope};
 use crate::domain::names::{BenchmarkName, ProjectName};
 use crate::domain::time::to_rfc3339;
 use crate::error::ApiError;
@@ -25,7 +25,7 @@ use crate::state::AppState;
 // Who am I
 
 #[derive(Serialize, ToSchema)]
-pub struct WhoAmI {
+pub(crate) struct WhoAmI {
     /// Stable principal id (the audit actor).
     pub id: String,
     /// `viewer`, `contributor`, `promoter` or `admin`.
@@ -40,7 +40,7 @@ pub struct WhoAmI {
 
 #[utoipa::path(get, operation_id = "whoami", path = "/api/v1/whoami", tag = "dashboard", security(("bearer" = []), ("token" = [])),
     responses((status = 200, description = "The caller's identity and permissions", body = WhoAmI), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody)))]
-pub async fn whoami(principal: Principal) -> HttpResponse {
+pub(crate) async fn whoami(principal: Principal) -> HttpResponse {
     let scopes = [
         Scope::Read,
         Scope::Write,
@@ -65,7 +65,7 @@ pub async fn whoami(principal: Principal) -> HttpResponse {
 // Projects
 
 #[derive(Serialize, ToSchema)]
-pub struct ProjectInfo {
+pub(crate) struct ProjectInfo {
     pub project: String,
     /// Benchmarks with live baselines or verdicts, visible to the caller.
     pub benchmarks: u64,
@@ -77,14 +77,14 @@ pub struct ProjectInfo {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ProjectsResponse {
+pub(crate) struct ProjectsResponse {
     pub projects: Vec<ProjectInfo>,
     pub total: u64,
 }
 
 #[utoipa::path(get, operation_id = "projects_list", path = "/api/v1/projects", tag = "dashboard", security(("bearer" = []), ("token" = [])),
     responses((status = 200, description = "The projects the caller can read, by name", body = ProjectsResponse), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn projects(
+pub(crate) async fn projects(
     principal: Principal,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -120,7 +120,7 @@ pub async fn projects(
 // A project's benchmarks
 
 #[derive(Serialize, ToSchema)]
-pub struct LatestVersion {
+pub(crate) struct LatestVersion {
     pub version: String,
     pub created_at: String,
     /// `receipt.stats.wall_ms.median` of that version.
@@ -130,7 +130,7 @@ pub struct LatestVersion {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct LastVerdictInfo {
+pub(crate) struct LastVerdictInfo {
     pub id: String,
     /// `pass`, `warn`, `fail` or `skip`.
     pub status: String,
@@ -140,7 +140,7 @@ pub struct LastVerdictInfo {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct BenchmarkRow {
+pub(crate) struct BenchmarkRow {
     pub benchmark: String,
     pub baselines: u64,
     pub verdicts: u64,
@@ -152,7 +152,7 @@ pub struct BenchmarkRow {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ProjectBenchmarksResponse {
+pub(crate) struct ProjectBenchmarksResponse {
     pub project: String,
     pub benchmarks: Vec<BenchmarkRow>,
     pub total: u64,
@@ -161,7 +161,7 @@ pub struct ProjectBenchmarksResponse {
 #[utoipa::path(get, operation_id = "project_benchmarks", path = "/api/v1/projects/{project}/benchmarks", tag = "dashboard", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name")),
     responses((status = 200, description = "Every visible benchmark of the project, by name", body = ProjectBenchmarksResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn project_benchmarks(
+pub(crate) async fn project_benchmarks(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -210,14 +210,14 @@ pub async fn project_benchmarks(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     /// Versions per page, 1–1000 (default 100); pages hold at most 200.
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct HistoryVersion<'a> {
+pub(crate) struct HistoryVersion<'a> {
     id: &'a str,
     version: &'a str,
     created_at: String,
@@ -236,7 +236,7 @@ pub struct HistoryVersion<'a> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct HistoryResponse<'a> {
+pub(crate) struct HistoryResponse<'a> {
     project: &'a str,
     benchmark: &'a str,
     versions: Vec<HistoryVersion<'a>>,
@@ -246,7 +246,7 @@ pub struct HistoryResponse<'a> {
 #[utoipa::path(get, operation_id = "benchmark_history", path = "/api/v1/projects/{project}/benchmarks/{benchmark}/history", tag = "dashboard", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain `/`)"), HistoryQuery),
     responses((status = 200, description = "Live versions, newest first, with receipts, source and promotion origin", body = HistoryResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn history(
+pub(crate) async fn history(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -375,10 +375,10 @@ async fn asset(req: HttpRequest) -> HttpResponse {
 
 /// `--static-dir`, if any.
 #[derive(Clone)]
-pub struct StaticDir(pub Option<PathBuf>);
+pub(crate) struct StaticDir(pub Option<PathBuf>);
 
 /// `/`, `/index.html` and `/assets/*`.
-pub fn configure(cfg: &mut web::ServiceConfig, dir: Option<PathBuf>) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, dir: Option<PathBuf>) {
     cfg.app_data(web::Data::new(StaticDir(dir.clone())));
     for path in ["/", "/index.html"] {
         cfg.service(

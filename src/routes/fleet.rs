@@ -11,7 +11,7 @@ use super::baselines::{parse_limit, parse_time};
 use super::json::JsonBody;
 use crate::actors::fleet_analyzer::{Alerts, Impact, Record};
 use crate::api::{DependencyEvent, FleetAlert};
-use crate::auth::{Principal, Scope};
+use crate::auth::{Access, Gate, Principal, Scope};
 use crate::db::fleet::EventRow;
 use crate::domain::fleet::group_key;
 use crate::domain::names::{check_text, BenchmarkName, ProjectName};
@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct Change {
+pub(crate) struct Change {
     name: String,
     #[serde(default)]
     old_version: Option<String>,
@@ -29,7 +29,7 @@ pub struct Change {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct RecordBody {
+pub(crate) struct RecordBody {
     project: String,
     benchmark: String,
     dependency_changes: Vec<Change>,
@@ -38,7 +38,7 @@ pub struct RecordBody {
 }
 
 /// The largest `delta_pct` magnitude accepted (percent).
-pub const MAX_DELTA_PCT: f64 = 1e9;
+pub(crate) const MAX_DELTA_PCT: f64 = 1e9;
 
 fn check_dep_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() {
@@ -53,7 +53,7 @@ fn check_dep_name(name: &str) -> Result<(), ApiError> {
 #[utoipa::path(post, operation_id = "fleet_record", path = "/api/v1/fleet/dependency-event", tag = "fleet", security(("bearer" = []), ("token" = [])),
     request_body = RecordBody,
     responses((status = 201, description = "One event per change", body = crate::openapi::RecordedResponse), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn record(
+pub(crate) async fn record(
     principal: Principal,
     state: web::Data<AppState>,
     body: JsonBody<RecordBody>,
@@ -124,20 +124,15 @@ pub async fn record(
 }
 
 fn require_global_read(p: &Principal) -> Result<(), ApiError> {
-    if !p.scopes.contains(Scope::Read) {
-        return Err(ApiError::forbidden("Requires 'read' permission"));
-    }
-    if let Some(own) = &p.project {
-        return Err(ApiError::forbidden(format!(
-            "Key is restricted to project '{own}'; fleet data needs read access to all projects"
-        )));
-    }
-    Ok(())
+    p.allow(Access::AllProjects {
+        scope: Scope::Read,
+        what: "fleet data",
+    })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct AlertsQuery {
+pub(crate) struct AlertsQuery {
     min_affected: Option<i64>,
     since: Option<String>,
     limit: Option<i64>,
@@ -146,7 +141,7 @@ pub struct AlertsQuery {
 #[utoipa::path(get, operation_id = "fleet_alerts", path = "/api/v1/fleet/alerts", tag = "fleet", security(("bearer" = []), ("token" = [])),
     params(AlertsQuery),
     responses((status = 200, description = "Alerts, most confident first", body = crate::openapi::ListAlertsResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn alerts(
+pub(crate) async fn alerts(
     principal: Principal,
     state: web::Data<AppState>,
     query: web::Query<AlertsQuery>,
@@ -178,7 +173,7 @@ pub async fn alerts(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ImpactQuery {
+pub(crate) struct ImpactQuery {
     since: Option<String>,
     limit: Option<i64>,
 }
@@ -186,7 +181,7 @@ pub struct ImpactQuery {
 #[utoipa::path(get, operation_id = "fleet_impact", path = "/api/v1/fleet/dependency/{dep}/impact", tag = "fleet", security(("bearer" = []), ("token" = [])),
     params(("dep" = String, Path, description = "Dependency name (may contain /)"), ImpactQuery),
     responses((status = 200, description = "Events oldest first", body = crate::openapi::ImpactResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn impact(
+pub(crate) async fn impact(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,

@@ -6,13 +6,13 @@ use serde_json::json;
 use crate::actors::baseline_store::{Probe, PROBE_TIMEOUT};
 use crate::state::AppState;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// `/health`: the same probe as `/api/v1/health`.
 #[utoipa::path(get, operation_id = "health_health_doc", path = "/health", tag = "health",
     responses((status = 200, description = "Storage answers", body = crate::openapi::HealthResponse),
               (status = 503, description = "Storage degraded", body = crate::openapi::HealthResponse)))]
-pub async fn health_doc(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn health_doc(state: web::Data<AppState>) -> HttpResponse {
     health(state).await
 }
 
@@ -20,7 +20,7 @@ pub async fn health_doc(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, operation_id = "health_health", path = "/api/v1/health", tag = "health",
     responses((status = 200, description = "Storage answers", body = crate::openapi::HealthResponse),
               (status = 503, description = "Storage degraded", body = crate::openapi::HealthResponse)))]
-pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     let backend = state.backend.as_str();
     let ok = match state
         .baselines
@@ -53,7 +53,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 #[utoipa::path(get, operation_id = "health_info", path = "/api/v1/info", tag = "health",
     responses((status = 200, description = "Server facts", body = crate::openapi::InfoResponse)))]
-pub async fn info(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn info(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "version": VERSION,
         "storage": state.backend.as_str(),
@@ -68,7 +68,7 @@ pub async fn info(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus text exposition (open, like `/health`).
 #[utoipa::path(get, operation_id = "health_metrics", path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let body = crate::metrics::render(&[
         (state.read_pool.name(), &state.read_pool),
         (state.write_pool.name(), &state.write_pool),
@@ -81,7 +81,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// This document.
 #[utoipa::path(get, operation_id = "health_openapi", path = "/api/v1/openapi.json", tag = "health",
     responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
-pub async fn openapi() -> HttpResponse {
+pub(crate) async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(crate::openapi::DOCUMENT.as_str())

@@ -10,23 +10,23 @@ use super::json::JsonBody;
 use crate::actors::key_store::{CreateKey, ListKeys, NewKey, RevokeKey};
 use crate::actors::Initiator;
 use crate::api::{CreateKeyResponse, KeyEntry};
-use crate::auth::{BenchFilter, Principal, Role, Scope};
+use crate::auth::{Access, BenchFilter, Gate, Principal, Role};
 use crate::domain::names::{check_text, ProjectName};
 use crate::domain::time::{now_micros, parse_rfc3339, to_rfc3339};
 use crate::error::ApiError;
 use crate::request_id::current_request_id;
 use crate::state::AppState;
 
-fn require_admin(p: &Principal) -> Result<(), ApiError> {
-    if p.scopes.contains(Scope::Admin) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("Requires 'admin' permission"))
-    }
+/// Key management: admins not bound to some benchmarks.
+fn require_key_admin(p: &Principal, what: &'static str) -> Result<(), ApiError> {
+    p.allow(Access::Administer {
+        project: None,
+        what,
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct CreateKeyBody {
+pub(crate) struct CreateKeyBody {
     description: String,
     role: String,
     project: String,
@@ -37,7 +37,7 @@ pub struct CreateKeyBody {
 }
 
 /// Validates a key request (shared with the `keys create` operator command).
-pub fn validate_new_key(
+pub(crate) fn validate_new_key(
     description: &str,
     role: &str,
     project: &str,
@@ -104,18 +104,13 @@ pub fn validate_new_key(
 #[utoipa::path(post, operation_id = "keys_create_key", path = "/api/v1/keys", tag = "keys", security(("bearer" = []), ("token" = [])),
     request_body = CreateKeyBody,
     responses((status = 201, description = "Created; the key is shown only here", body = crate::api::CreateKeyResponse), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn create_key(
+pub(crate) async fn create_key(
     principal: Principal,
     state: web::Data<AppState>,
     body: JsonBody<CreateKeyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&principal)?;
-    if principal.benchmarks.is_some() {
-        // Such a key could otherwise mint a key wider than itself.
-        return Err(ApiError::forbidden(
-            "Keys restricted to some benchmarks cannot create keys",
-        ));
-    }
+    // A key bound to some benchmarks could otherwise mint a key wider than itself.
+    require_key_admin(&principal, "create keys")?;
     let b = body.value;
     let new = validate_new_key(
         &b.description,
@@ -124,18 +119,11 @@ pub async fn create_key(
         b.pattern.as_deref(),
         b.expires_at.as_deref(),
     )?;
-    if let Some(own) = &principal.project {
-        if new.project == "*" {
-            return Err(ApiError::forbidden(
-                "Project admins cannot create keys for all projects",
-            ));
-        }
-        if &new.project != own {
-            return Err(ApiError::forbidden(format!(
-                "Key is restricted to project '{own}'"
-            )));
-        }
-    }
+    // A project admin creates keys of its own project only (never `*`).
+    principal.allow(Access::Administer {
+        project: Some(&new.project),
+        what: "create keys",
+    })?;
     let created = state
         .keys
         .write(
@@ -166,11 +154,11 @@ pub async fn create_key(
 
 #[utoipa::path(get, operation_id = "keys_list_keys", path = "/api/v1/keys", tag = "keys", security(("bearer" = []), ("token" = [])),
     responses((status = 200, description = "Keys newest first, revoked included", body = crate::openapi::ListKeysResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn list_keys(
+pub(crate) async fn list_keys(
     principal: Principal,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&principal)?;
+    require_key_admin(&principal, "manage keys")?;
     let rows = state
         .keys
         .read(ListKeys {
@@ -184,12 +172,12 @@ pub async fn list_keys(
 #[utoipa::path(delete, operation_id = "keys_revoke_key", path = "/api/v1/keys/{id}", tag = "keys", security(("bearer" = []), ("token" = [])),
     params(("id" = String, Path, description = "Key id")),
     responses((status = 200, description = "Revoked", body = crate::openapi::RevokeKeyResponse), (status = 404, description = "Unknown", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn revoke_key(
+pub(crate) async fn revoke_key(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&principal)?;
+    require_key_admin(&principal, "manage keys")?;
     let id = path.into_inner();
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::not_found(format!("API key {id} not found")));

@@ -1,13 +1,13 @@
 //! HTTP handlers: extract, validate with `domain/`, authorize, send one message, map the reply.
 
-pub mod audit;
-pub mod baselines;
-pub mod dashboard;
-pub mod fleet;
-pub mod health;
+pub(crate) mod audit;
+pub(crate) mod baselines;
+pub(crate) mod dashboard;
+pub(crate) mod fleet;
+pub(crate) mod health;
 pub mod json;
-pub mod keys;
-pub mod verdicts;
+pub(crate) mod keys;
+pub(crate) mod verdicts;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 

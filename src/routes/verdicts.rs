@@ -11,17 +11,17 @@ use crate::actors::verdict_log::{Get, List, NewVerdict, Submit};
 use crate::actors::Initiator;
 use crate::api::Counts;
 use crate::api::{Pagination, VerdictRecord};
-use crate::auth::{Principal, Scope};
+use crate::auth::{Gate, Principal, Scope};
 use crate::db::verdicts::VerdictFilter;
 use crate::domain::names::{check_text, BenchmarkName, ProjectName};
 use crate::error::ApiError;
 use crate::request_id::current_request_id;
 use crate::state::AppState;
 
-pub const STATUSES: &[&str] = &["pass", "warn", "fail", "skip"];
+pub(crate) const STATUSES: &[&str] = &["pass", "warn", "fail", "skip"];
 
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct SubmitBody {
+pub(crate) struct SubmitBody {
     benchmark: String,
     run_id: String,
     status: String,
@@ -48,7 +48,7 @@ fn check_status(s: &str) -> Result<(), ApiError> {
 #[utoipa::path(post, operation_id = "verdicts_submit", path = "/api/v1/projects/{project}/verdicts", tag = "verdicts", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name")), request_body = SubmitBody,
     responses((status = 201, description = "Recorded, with its flakiness score", body = crate::api::VerdictRecord), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn submit(
+pub(crate) async fn submit(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -120,7 +120,7 @@ pub async fn submit(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     benchmark: Option<String>,
     status: Option<String>,
     since: Option<String>,
@@ -132,7 +132,7 @@ pub struct ListQuery {
 #[utoipa::path(get, operation_id = "verdicts_list", path = "/api/v1/projects/{project}/verdicts", tag = "verdicts", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ListQuery),
     responses((status = 200, description = "One page, newest first", body = crate::openapi::ListVerdictsResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn list(
+pub(crate) async fn list(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -176,7 +176,7 @@ pub async fn list(
 #[utoipa::path(get, operation_id = "verdicts_get", path = "/api/v1/projects/{project}/verdicts/{id}", tag = "verdicts", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ("id" = String, Path, description = "Verdict id")),
     responses((status = 200, description = "The verdict", body = crate::api::VerdictRecord), (status = 404, description = "Unknown", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
-pub async fn get(
+pub(crate) async fn get(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,

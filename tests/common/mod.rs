@@ -1,7 +1,8 @@
 //! Test harness: real `perfgate-server` processes on loopback, one fresh database each, for every
 //! backend. PostgreSQL comes from `PERFGATE_TEST_DATABASE_URL` or from a throwaway cluster that
 //! this process starts (and that a watchdog stops when the process exits).
-#![allow(dead_code)]
+// Each test binary uses a part of the harness; its items are `pub` for the test files.
+#![allow(dead_code, unreachable_pub)]
 
 pub mod pg;
 pub mod tokens;

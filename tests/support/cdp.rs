@@ -7,7 +7,8 @@
 //! by a timeout; the child is SIGKILLed and its temporary profile removed on drop.
 //! Nothing in here panics: failures are `Err(String)` (with Chromium's stderr tail
 //! where that helps).
-#![allow(dead_code)]
+// Test support: `pub` for the test files; `unsafe` for the process group of the browser (pre_exec, kill).
+#![allow(dead_code, unreachable_pub, unsafe_code)]
 
 use serde_json::{json, Value};
 use std::collections::HashMap;

@@ -9,7 +9,7 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use super::{BenchFilter, Principal, Role};
+use super::access::{BenchFilter, Principal, Role};
 use crate::domain::names::ProjectName;
 
 pub const LIVE_PREFIX: &str = "pg_live_";
