@@ -1,13 +1,18 @@
 //! Configuration: one `ServerConfig`, layered as defaults → TOML file → `PERFGATE_*` environment →
 //! command-line flags (last wins), validated before anything starts.
+//!
+//! Every key is declared once, in the `config_keys!` table below; the struct, its defaults,
+//! the environment keys, the per-key documentation ([`KEYS`]) and the command-line flags
+//! ([`ConfigFlags`]) are generated from it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Where baselines live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -44,131 +49,353 @@ pub enum LogFormat {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// Every setting of the server. Field names are the TOML keys and, upper-cased with the
-/// `PERFGATE_` prefix, the environment variables.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Listen address, `host:port` (or just a host, with `port`).
-    pub bind: String,
-    /// Overrides the port of `bind`.
-    pub port: Option<u16>,
-    /// `memory`, `sqlite` or `postgres`. When unset: postgres for a `postgres://` URL, else sqlite.
-    pub storage_type: Option<StorageBackend>,
-    /// SQLite file path (or `sqlite://path`) or PostgreSQL URL.
-    pub database_url: Option<String>,
-    /// `role:key[:project[:benchmark_regex]]`, repeatable.
-    #[serde(deserialize_with = "string_or_list")]
-    pub api_keys: Vec<String>,
-    /// CORS for browsers on other origins (on by default).
-    pub cors: bool,
-    /// Seconds a request may wait for storage before 503 `timeout`.
-    pub timeout: u64,
-    /// env_logger filter: `error`, `warn`, `info`, `debug`, `trace`, or per-module directives.
-    pub log_level: String,
-    pub log_format: LogFormat,
-    /// Largest accepted request body.
-    pub max_body_bytes: usize,
-    /// Reader connections (and reader threads) per pool.
-    pub read_pool_size: u32,
-    /// Writer shards; one project's writes always go to the same shard. SQLite always uses one.
-    pub write_shards: u32,
-    /// Requests that may wait on storage at once; beyond it the server answers 503.
-    pub max_in_flight: usize,
-    /// HTTP worker threads (0 = one per core).
-    pub workers: usize,
-    /// Seconds in-flight requests get to finish on SIGTERM/Ctrl-C.
-    pub shutdown_timeout: u64,
-    /// HS256 secret for static JWTs (`Authorization: Token <jwt>`).
-    pub jwt_secret: Option<String>,
-    /// Required `iss` of static JWTs.
-    pub jwt_issuer: Option<String>,
-    /// Required `aud` of static JWTs.
-    pub jwt_audience: Option<String>,
-    /// GitHub Actions OIDC mappings, `org/repo:project:role[:ref_pattern]`.
-    #[serde(deserialize_with = "string_or_list")]
-    pub github_oidc: Vec<String>,
-    pub github_oidc_issuer: String,
-    pub github_oidc_audience: String,
-    /// GitLab CI OIDC mappings, `group/project:project:role[:ref_pattern]`.
-    #[serde(deserialize_with = "string_or_list")]
-    pub gitlab_oidc: Vec<String>,
-    pub gitlab_oidc_issuer: String,
-    pub gitlab_oidc_audience: String,
-    /// Custom OIDC providers,
-    /// `issuer=URL,jwks_url=URL,audience=AUD,claim=FIELD,mapping=ID:PROJECT:ROLE[;…]`.
-    #[serde(deserialize_with = "string_or_list")]
-    pub oidc_provider: Vec<String>,
-    /// Requests per second allowed per credential (0 = no limit).
-    pub rate_limit: u32,
-    /// Burst per credential (default: the rate).
-    pub rate_limit_burst: Option<u32>,
-    /// Longest request URL (path and query), in bytes; longer gets 414.
-    pub max_url_bytes: usize,
-    /// Largest total size of the request headers, in bytes; larger gets 431.
-    pub max_header_bytes: usize,
-    /// Deepest JSON nesting accepted in a body; deeper gets 400.
-    pub max_json_depth: usize,
-    /// Seconds a client gets to send its request head, and its body; slower clients are cut
-    /// off (408) without holding a worker.
-    pub client_timeout: u64,
-    /// Open connections accepted per worker thread; more wait in the listen backlog.
-    pub max_connections: usize,
-    /// A directory whose files override the embedded dashboard (`index.html`, `assets/…`).
-    pub static_dir: Option<std::path::PathBuf>,
-    /// Seconds between periodic JWKS refreshes.
-    pub jwks_refresh_interval: u64,
-    /// Minimum seconds between refreshes triggered by an unknown `kid`.
-    pub jwks_min_refresh_interval: u64,
+/// A value that never reaches a log or a panic message: `Debug` and `Display` print
+/// `[redacted]`. Read it with [`Secret::expose`].
+///
+/// (De)serialises as the bare value (`#[serde(transparent)]`): the layering of defaults, file,
+/// environment and flags goes through serde, so never serialise a configuration into a log.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+    pub fn into_inner(self) -> T {
+        self.0
+    }
 }
 
-impl std::fmt::Debug for ServerConfig {
-    // Hand-written so that API keys and database passwords never reach a log or a panic message.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerConfig")
-            .field("bind", &self.bind)
-            .field("port", &self.port)
-            .field("storage_type", &self.storage_type)
-            .field(
-                "database_url",
-                &self.database_url.as_deref().map(redact_url),
-            )
-            .field(
-                "api_keys",
-                &format_args!("[{} redacted]", self.api_keys.len()),
-            )
-            .field("cors", &self.cors)
-            .field("timeout", &self.timeout)
-            .field("log_level", &self.log_level)
-            .field("log_format", &self.log_format)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("read_pool_size", &self.read_pool_size)
-            .field("write_shards", &self.write_shards)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("workers", &self.workers)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
-            .field("jwt_issuer", &self.jwt_issuer)
-            .field("jwt_audience", &self.jwt_audience)
-            .field("github_oidc", &self.github_oidc)
-            .field("github_oidc_issuer", &self.github_oidc_issuer)
-            .field("github_oidc_audience", &self.github_oidc_audience)
-            .field("gitlab_oidc", &self.gitlab_oidc)
-            .field("gitlab_oidc_issuer", &self.gitlab_oidc_issuer)
-            .field("gitlab_oidc_audience", &self.gitlab_oidc_audience)
-            .field("oidc_provider", &self.oidc_provider)
-            .field("rate_limit", &self.rate_limit)
-            .field("rate_limit_burst", &self.rate_limit_burst)
-            .field("max_url_bytes", &self.max_url_bytes)
-            .field("max_header_bytes", &self.max_header_bytes)
-            .field("max_json_depth", &self.max_json_depth)
-            .field("client_timeout", &self.client_timeout)
-            .field("max_connections", &self.max_connections)
-            .field("static_dir", &self.static_dir)
-            .field("jwks_refresh_interval", &self.jwks_refresh_interval)
-            .field("jwks_min_refresh_interval", &self.jwks_min_refresh_interval)
-            .finish()
+impl<T> From<T> for Secret<T> {
+    fn from(value: T) -> Self {
+        Secret(value)
     }
+}
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T> std::fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A database URL (or SQLite path) whose `Debug` and `Display` hide the password
+/// ([`redact_url`]); the rest stays readable. Read it with [`DatabaseUrl::expose`].
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        DatabaseUrl(url)
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&redact_url(&self.0), f)
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+/// One configuration key: its name (the TOML key; upper-cased with `PERFGATE_`, the
+/// environment variable; with dashes, the flag) and its documentation.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigKey {
+    pub name: &'static str,
+    doc: &'static str,
+}
+
+impl ConfigKey {
+    /// What the key means (also the flag's help text).
+    pub fn doc(&self) -> &'static str {
+        self.doc.trim()
+    }
+    /// `PERFGATE_<NAME>`.
+    pub fn env_var(&self) -> String {
+        format!("PERFGATE_{}", self.name.to_ascii_uppercase())
+    }
+}
+
+/// Declares every configuration key once and generates from the table:
+///
+/// * [`ServerConfig`]: one public field per key, with its serde attributes, and its `Default`;
+/// * [`KEYS`]: name and documentation per key; `ENV_KEYS`: the `PERFGATE_*` keys read;
+/// * [`ConfigFlags`]: the clap flags, `--name-with-dashes`, every one optional, serialised as
+///   the last configuration layer (only the flags given).
+///
+/// Entries (the doc comment is the key's documentation and its flag's help text; an optional
+/// `#[flag(...)]` adds clap `#[arg(...)]` settings such as `value_name`):
+///
+/// ```text
+/// /// Meaning.
+/// #[flag(value_name = "SECS")]
+/// name: Type = default,   // a value with a default; the flag takes a value
+/// name: Option<Type>,     // unset by default
+/// name: [Type],           // a list: a TOML array, whitespace-separated in the environment;
+///                         // the flag is repeatable
+/// #[flag(off = "no-name")]
+/// name: bool = true,      // the flag `--no-name` sets it to false
+/// ```
+macro_rules! config_keys {
+    // `#[flag(off = "no-x")] x: bool = default`: a switch that turns the key off.
+    (@munch [$($done:tt)*]
+        $(#[doc = $doc:literal])*
+        #[flag(off = $off:literal)]
+        $name:ident : bool = $default:expr,
+        $($rest:tt)*
+    ) => {
+        config_keys!(@munch [$($done)* {
+            $name [$($doc)*] [bool] [$default] []
+            [bool] [long = $off] [skip_serializing_if = "is_false", serialize_with = "serialize_not"]
+            [concat!("Turn `", stringify!($name), "` off: ")] [false]
+        }] $($rest)*);
+    };
+    // `x: Option<T>`: unset by default.
+    (@munch [$($done:tt)*]
+        $(#[doc = $doc:literal])*
+        $(#[flag($($arg:tt)*)])?
+        $name:ident : Option<$ty:ty>,
+        $($rest:tt)*
+    ) => {
+        config_keys!(@munch [$($done)* {
+            $name [$($doc)*] [Option<$ty>] [None] []
+            [Option<$ty>] [long $(, $($arg)*)?] [skip_serializing_if = "Option::is_none"]
+            [""] [true]
+        }] $($rest)*);
+    };
+    // `x: [T]`: a list, empty by default.
+    (@munch [$($done:tt)*]
+        $(#[doc = $doc:literal])*
+        $(#[flag($($arg:tt)*)])?
+        $name:ident : [$ty:ty],
+        $($rest:tt)*
+    ) => {
+        config_keys!(@munch [$($done)* {
+            $name [$($doc)*] [Vec<$ty>] [Vec::new()] [deserialize_with = "string_or_list"]
+            [Vec<$ty>] [long $(, $($arg)*)?] [skip_serializing_if = "Vec::is_empty"]
+            [""] [true]
+        }] $($rest)*);
+    };
+    // `x: T = default`.
+    (@munch [$($done:tt)*]
+        $(#[doc = $doc:literal])*
+        $(#[flag($($arg:tt)*)])?
+        $name:ident : $ty:ty = $default:expr,
+        $($rest:tt)*
+    ) => {
+        config_keys!(@munch [$($done)* {
+            $name [$($doc)*] [$ty] [$default] []
+            [Option<$ty>] [long $(, $($arg)*)?] [skip_serializing_if = "Option::is_none"]
+            [""] [true]
+        }] $($rest)*);
+    };
+    // Every entry normalised: generate.
+    (@munch [$({
+        $name:ident [$($doc:literal)*] [$($ty:tt)*] [$default:expr] [$($serde:tt)*]
+        [$($flag_ty:tt)*] [$($arg:tt)*] [$($flag_serde:tt)*]
+        [$help_prefix:expr] [$show_default:literal]
+    })*]) => {
+        /// Every setting of the server. Field names are the TOML keys and, upper-cased with the
+        /// `PERFGATE_` prefix, the environment variables. `Debug` is safe to log: secrets are
+        /// [`Secret`]s and the database URL's password is redacted.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct ServerConfig {
+            $(
+                $(#[doc = $doc])*
+                #[serde($($serde)*)]
+                pub $name: $($ty)*,
+            )*
+        }
+
+        impl Default for ServerConfig {
+            fn default() -> Self {
+                Self { $($name: $default,)* }
+            }
+        }
+
+        /// Every configuration key, in declaration order.
+        pub const KEYS: &[ConfigKey] = &[$(ConfigKey {
+            name: stringify!($name),
+            doc: concat!($($doc),*),
+        }),*];
+
+        /// Keys read from `PERFGATE_*`. Other `PERFGATE_` variables (test harness settings, say)
+        /// are not ours and are ignored rather than refused.
+        const ENV_KEYS: &[&str] = &[$(stringify!($name)),*];
+
+        /// The command-line flag of every key (flatten it into a clap parser). Serialises only
+        /// the flags given, as the last layer of [`ServerConfig::load`].
+        #[derive(Debug, Default, clap::Args, Serialize)]
+        pub struct ConfigFlags {
+            $(
+                #[arg($($arg)*, help = flag_help(
+                    stringify!($name),
+                    $help_prefix,
+                    concat!($($doc),*),
+                    $show_default,
+                ))]
+                #[serde($($flag_serde)*)]
+                pub $name: $($flag_ty)*,
+            )*
+        }
+    };
+    ($($entries:tt)*) => {
+        config_keys!(@munch [] $($entries)*);
+    };
+}
+
+config_keys! {
+    /// Listen address, `host` or `host:port`.
+    #[flag(value_name = "ADDR")]
+    bind: String = "127.0.0.1:8080".into(),
+    /// Listen port (overrides the port of `bind`).
+    port: Option<u16>,
+    /// Storage backend. When unset: postgres for a `postgres://` URL, else sqlite.
+    storage_type: Option<StorageBackend>,
+    /// SQLite file (default `perfgate.db`, or `sqlite://path`) or
+    /// `postgres://user:pass@host/db`.
+    #[flag(value_name = "URL")]
+    database_url: Option<DatabaseUrl>,
+    /// API key `role:key[:project[:benchmark_regex]]`; repeatable (whitespace-separated in
+    /// the environment).
+    #[flag(value_name = "SPEC")]
+    api_keys: [Secret<String>],
+    /// CORS for browsers on other origins (on by default).
+    #[flag(off = "no-cors")]
+    cors: bool = true,
+    /// Seconds a request may wait for storage before 503 `timeout`.
+    #[flag(value_name = "SECS")]
+    timeout: u64 = 30,
+    /// Log filter: `error`, `warn`, `info`, `debug`, `trace`, or env_logger directives.
+    log_level: String = "info".into(),
+    /// Log format: json lines or pretty.
+    log_format: LogFormat = LogFormat::Json,
+    /// Largest accepted request body, in bytes (413 above).
+    max_body_bytes: usize = 2 * 1024 * 1024,
+    /// Reader connections (and reader threads) per pool.
+    read_pool_size: u32 = 4,
+    /// Writer shards on PostgreSQL; one project's writes always go to the same shard. SQLite
+    /// always uses one writer.
+    write_shards: u32 = 2,
+    /// Requests that may wait on storage at once; beyond it the server answers 503.
+    max_in_flight: usize = 1024,
+    /// HTTP worker threads (0 = one per core).
+    workers: usize = 0,
+    /// Seconds in-flight requests get to finish on SIGTERM/Ctrl-C.
+    #[flag(value_name = "SECS")]
+    shutdown_timeout: u64 = 30,
+    /// HS256 secret for static JWTs (`Authorization: Token <jwt>`), at least 32 bytes.
+    #[flag(value_name = "SECRET")]
+    jwt_secret: Option<Secret<String>>,
+    /// Required `iss` claim of static JWTs.
+    jwt_issuer: Option<String>,
+    /// Required `aud` claim of static JWTs.
+    jwt_audience: Option<String>,
+    /// GitHub Actions OIDC mapping `org/repo:project:role[:ref_pattern]`; repeatable.
+    #[flag(value_name = "MAPPING")]
+    github_oidc: [String],
+    /// GitHub OIDC issuer (GitHub Enterprise Server has its own).
+    #[flag(value_name = "URL")]
+    github_oidc_issuer: String = "https://token.actions.githubusercontent.com".into(),
+    /// Audience GitHub tokens must carry.
+    github_oidc_audience: String = "perfgate".into(),
+    /// GitLab CI OIDC mapping `group/project:project:role[:ref_pattern]`; repeatable.
+    #[flag(value_name = "MAPPING")]
+    gitlab_oidc: [String],
+    /// GitLab OIDC issuer (a self-managed GitLab's URL).
+    #[flag(value_name = "URL")]
+    gitlab_oidc_issuer: String = "https://gitlab.com".into(),
+    /// Audience GitLab tokens must carry.
+    gitlab_oidc_audience: String = "perfgate".into(),
+    /// Custom OIDC provider
+    /// `issuer=URL,jwks_url=URL,audience=AUD,claim=FIELD,mapping=ID:PROJECT:ROLE[;…]`;
+    /// repeatable.
+    #[flag(value_name = "SPEC")]
+    oidc_provider: [String],
+    /// Requests per second allowed per credential (0 = no limit); beyond it 429.
+    #[flag(value_name = "RPS")]
+    rate_limit: u32 = 0,
+    /// Burst per credential (default: the rate).
+    #[flag(value_name = "N")]
+    rate_limit_burst: Option<u32>,
+    /// Longest request URL (path and query), in bytes; longer gets 414.
+    #[flag(value_name = "BYTES")]
+    max_url_bytes: usize = 8 * 1024,
+    /// Largest total size of the request headers, in bytes; larger gets 431.
+    #[flag(value_name = "BYTES")]
+    max_header_bytes: usize = 16 * 1024,
+    /// Deepest JSON nesting accepted in a body; deeper gets 400.
+    #[flag(value_name = "LEVELS")]
+    max_json_depth: usize = 64,
+    /// Seconds a client gets to send its request head, and its body; slower clients are cut
+    /// off (408) without holding a worker.
+    #[flag(value_name = "SECS")]
+    client_timeout: u64 = 10,
+    /// Open connections accepted per worker thread; more wait in the listen backlog.
+    #[flag(value_name = "N")]
+    max_connections: usize = 10_000,
+    /// A directory whose files override the embedded dashboard (`index.html`, `assets/…`).
+    #[flag(value_name = "DIR")]
+    static_dir: Option<PathBuf>,
+    /// Seconds between periodic JWKS refreshes.
+    #[flag(value_name = "SECS")]
+    jwks_refresh_interval: u64 = 300,
+    /// Minimum seconds between JWKS refreshes triggered by an unknown `kid`.
+    #[flag(value_name = "SECS")]
+    jwks_min_refresh_interval: u64 = 10,
+}
+
+/// A flag's help: `prefix`, the key's documentation and, when `show_default`, its default value.
+fn flag_help(name: &str, prefix: &str, doc: &str, show_default: bool) -> String {
+    let doc = format!("{prefix}{}", doc.trim().trim_end_matches('.'));
+    let default = serde_json::to_value(ServerConfig::default())
+        .ok()
+        .and_then(|mut v| v.get_mut(name).map(serde_json::Value::take));
+    match default {
+        Some(serde_json::Value::String(s)) if show_default => format!("{doc} [default: {s}]"),
+        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) if show_default => {
+            format!("{doc} [default: {v}]")
+        }
+        _ => doc,
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `--no-cors` (true) is the override `cors = false`.
+fn serialize_not<S: Serializer>(b: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(!*b)
 }
 
 /// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`.
@@ -201,7 +428,7 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
-fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+fn string_or_list<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<Vec<T>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -210,92 +437,13 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
     }
     Ok(match OneOrMany::deserialize(d)? {
         // An environment variable holds several keys separated by whitespace.
-        OneOrMany::One(s) => s.split_whitespace().map(str::to_owned).collect(),
-        OneOrMany::Many(v) => v,
+        OneOrMany::One(s) => s
+            .split_whitespace()
+            .map(|s| T::from(s.to_owned()))
+            .collect(),
+        OneOrMany::Many(v) => v.into_iter().map(T::from).collect(),
     })
 }
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            bind: "127.0.0.1:8080".into(),
-            port: None,
-            storage_type: None,
-            database_url: None,
-            api_keys: Vec::new(),
-            cors: true,
-            timeout: 30,
-            log_level: "info".into(),
-            log_format: LogFormat::Json,
-            max_body_bytes: 2 * 1024 * 1024,
-            read_pool_size: 4,
-            write_shards: 2,
-            max_in_flight: 1024,
-            workers: 0,
-            shutdown_timeout: 30,
-            jwt_secret: None,
-            jwt_issuer: None,
-            jwt_audience: None,
-            github_oidc: Vec::new(),
-            github_oidc_issuer: "https://token.actions.githubusercontent.com".into(),
-            github_oidc_audience: "perfgate".into(),
-            gitlab_oidc: Vec::new(),
-            gitlab_oidc_issuer: "https://gitlab.com".into(),
-            gitlab_oidc_audience: "perfgate".into(),
-            oidc_provider: Vec::new(),
-            rate_limit: 0,
-            rate_limit_burst: None,
-            max_url_bytes: 8 * 1024,
-            max_header_bytes: 16 * 1024,
-            max_json_depth: 64,
-            client_timeout: 10,
-            max_connections: 10_000,
-            static_dir: None,
-            jwks_refresh_interval: 300,
-            jwks_min_refresh_interval: 10,
-        }
-    }
-}
-
-/// Keys read from `PERFGATE_*`. Other `PERFGATE_` variables (test harness settings, say) are
-/// not ours and are ignored rather than refused.
-const ENV_KEYS: &[&str] = &[
-    "bind",
-    "port",
-    "storage_type",
-    "database_url",
-    "api_keys",
-    "cors",
-    "timeout",
-    "log_level",
-    "log_format",
-    "max_body_bytes",
-    "read_pool_size",
-    "write_shards",
-    "max_in_flight",
-    "workers",
-    "shutdown_timeout",
-    "jwt_secret",
-    "jwt_issuer",
-    "jwt_audience",
-    "github_oidc",
-    "github_oidc_issuer",
-    "github_oidc_audience",
-    "gitlab_oidc",
-    "gitlab_oidc_issuer",
-    "gitlab_oidc_audience",
-    "oidc_provider",
-    "jwks_refresh_interval",
-    "jwks_min_refresh_interval",
-    "rate_limit",
-    "rate_limit_burst",
-    "max_url_bytes",
-    "max_header_bytes",
-    "max_json_depth",
-    "client_timeout",
-    "max_connections",
-    "static_dir",
-];
 
 impl ServerConfig {
     pub fn new() -> Self {
@@ -319,16 +467,16 @@ impl ServerConfig {
         self
     }
     pub fn sqlite_path(mut self, p: impl AsRef<Path>) -> Self {
-        self.database_url = Some(p.as_ref().to_string_lossy().into_owned());
+        self.database_url = Some(DatabaseUrl(p.as_ref().to_string_lossy().into_owned()));
         self
     }
     pub fn database_url(mut self, url: impl Into<String>) -> Self {
-        self.database_url = Some(url.into());
+        self.database_url = Some(DatabaseUrl(url.into()));
         self
     }
     /// Adds a key in the `--api-keys` syntax: `role:key[:project[:benchmark_regex]]`.
     pub fn api_key(mut self, spec: impl Into<String>) -> Self {
-        self.api_keys.push(spec.into());
+        self.api_keys.push(Secret(spec.into()));
         self
     }
     pub fn cors(mut self, on: bool) -> Self {
@@ -369,8 +517,18 @@ impl ServerConfig {
     }
     /// Accepts HS256 JWTs signed with `secret`.
     pub fn jwt_secret(mut self, secret: impl Into<String>) -> Self {
-        self.jwt_secret = Some(secret.into());
+        self.jwt_secret = Some(Secret(secret.into()));
         self
+    }
+
+    /// The `api_keys` entries, exposed (they contain the keys).
+    pub fn api_key_specs(&self) -> Vec<&str> {
+        self.api_keys.iter().map(|k| k.expose().as_str()).collect()
+    }
+
+    /// The database URL as configured, password included (for connecting, never for logs).
+    pub fn database_url_exposed(&self) -> Option<&str> {
+        self.database_url.as_ref().map(DatabaseUrl::expose)
     }
 
     /// True when some credential besides API keys is configured.
@@ -423,7 +581,8 @@ impl ServerConfig {
     pub fn backend(&self) -> Result<StorageBackend, ConfigError> {
         let url_is_pg = self
             .database_url
-            .as_deref()
+            .as_ref()
+            .map(DatabaseUrl::expose)
             .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
         match (self.storage_type, url_is_pg) {
             (Some(StorageBackend::Postgres), _) => {
@@ -452,7 +611,10 @@ impl ServerConfig {
 
     /// SQLite file path (for the sqlite backend).
     pub fn sqlite_file(&self) -> PathBuf {
-        let raw = self.database_url.as_deref().unwrap_or("perfgate.db");
+        let raw = self
+            .database_url
+            .as_ref()
+            .map_or("perfgate.db", DatabaseUrl::expose);
         let raw = raw.strip_prefix("sqlite://").unwrap_or(raw);
         PathBuf::from(raw)
     }
@@ -505,7 +667,7 @@ impl ServerConfig {
         if self.log_level.trim().is_empty() {
             return Err(ConfigError("log_level must not be empty".into()));
         }
-        crate::auth::keys::parse_static_keys(&self.api_keys)
+        crate::auth::keys::parse_static_keys(&self.api_key_specs())
             .map_err(|e| ConfigError(e.to_string()))?;
         crate::auth::jwt::JwtVerifier::from_config(self)?;
         crate::auth::oidc::providers_from_config(self)?;
@@ -580,15 +742,227 @@ mod tests {
     fn debug_redacts_secrets() {
         let c = ServerConfig::new()
             .database_url("postgres://app:hunter2@db/perf")
-            .api_key("admin:pg_live_abcdefghijklmnopqrstuvwxyz012345");
-        let d = format!("{c:?}");
-        assert!(!d.contains("hunter2"), "{d}");
-        assert!(!d.contains("pg_live_abc"), "{d}");
-        assert!(d.contains("postgres://app:***@db/perf"));
+            .api_key("admin:pg_live_abcdefghijklmnopqrstuvwxyz012345")
+            .api_key("viewer:pg_test_zyxwvutsrqponmlkjihgfedcba543210")
+            .jwt_secret("jwt-secret-jwt-secret-jwt-secret-0123");
+        for d in [format!("{c:?}"), format!("{c:#?}")] {
+            assert!(!d.contains("hunter2"), "{d}");
+            assert!(!d.contains("pg_live_abc"), "{d}");
+            assert!(!d.contains("pg_test_zyx"), "{d}");
+            assert!(!d.contains("jwt-secret"), "{d}");
+            assert!(d.contains("postgres://app:***@db/perf"), "{d}");
+            assert!(d.contains("[redacted]"), "{d}");
+        }
+        let url = c.database_url.as_ref().unwrap();
+        assert_eq!(url.to_string(), "postgres://app:***@db/perf");
+        assert_eq!(url.expose(), "postgres://app:hunter2@db/perf");
+        let secret = c.jwt_secret.as_ref().unwrap();
+        assert_eq!(secret.to_string(), "[redacted]");
+        assert_eq!(secret.expose(), "jwt-secret-jwt-secret-jwt-secret-0123");
+        assert_eq!(
+            c.api_key_specs()[1],
+            "viewer:pg_test_zyxwvutsrqponmlkjihgfedcba543210"
+        );
         assert_eq!(
             redact_url("postgres://db/perf?user=app&password=hunter2&sslmode=disable"),
             "postgres://db/perf?user=app&password=***&sslmode=disable"
         );
+    }
+
+    #[test]
+    fn every_secret_key_is_redacted() {
+        // A key whose name says it is secret must have a redacting type; a new `*_secret`,
+        // `*_password` or `*_keys` key declared as a plain string fails here.
+        let mut c = ServerConfig::new();
+        let v = serde_json::to_value(&c).unwrap();
+        let secretish = |k: &str| {
+            ["secret", "password", "keys", "database_url", "token"]
+                .iter()
+                .any(|s| k.contains(s))
+        };
+        let mut json = serde_json::Map::new();
+        for k in KEYS.iter().filter(|k| secretish(k.name)) {
+            let probe = match &v[k.name] {
+                serde_json::Value::Array(_) => serde_json::json!(["admin:PROBE-VALUE"]),
+                _ => serde_json::json!("postgres://u:PROBE-VALUE@h/db"),
+            };
+            json.insert(k.name.to_owned(), probe);
+        }
+        assert!(json.len() >= 3, "{json:?}");
+        let mut fig = serde_json::to_value(&c).unwrap();
+        fig.as_object_mut().unwrap().extend(json);
+        c = serde_json::from_value(fig).unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("PROBE-VALUE"), "{d}");
+    }
+
+    #[test]
+    fn keys_are_documented_and_have_flags() {
+        use clap::Args;
+        let cmd = ConfigFlags::augment_args(clap::Command::new("t"));
+        let mut flags: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_long().expect("every key's flag is long").to_owned())
+            .collect();
+        let mut expected: Vec<String> = KEYS
+            .iter()
+            .map(|k| match k.name {
+                "cors" => "no-cors".to_owned(),
+                n => n.replace('_', "-"),
+            })
+            .collect();
+        flags.sort();
+        expected.sort();
+        assert_eq!(flags, expected, "one flag per key, no flag without a key");
+        for a in cmd.get_arguments() {
+            assert!(a.get_help().is_some_and(|h| !h.to_string().is_empty()));
+        }
+        for k in KEYS {
+            assert!(!k.doc().is_empty(), "{} has no documentation", k.name);
+        }
+        // The generated struct and the key list agree with serde's view of the struct.
+        let v = serde_json::to_value(ServerConfig::default()).unwrap();
+        let fields: Vec<&String> = v.as_object().unwrap().keys().collect();
+        let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        assert_eq!(fields, names);
+        assert_eq!(ENV_KEYS, names.as_slice());
+    }
+
+    #[derive(clap::Parser)]
+    struct FlagsOnly {
+        #[command(flatten)]
+        flags: ConfigFlags,
+    }
+
+    fn flags(args: &[&str]) -> ConfigFlags {
+        use clap::Parser;
+        FlagsOnly::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+            .unwrap()
+            .flags
+    }
+
+    #[test]
+    fn flags_serialise_only_what_was_given() {
+        assert_eq!(
+            serde_json::to_value(flags(&[])).unwrap(),
+            serde_json::json!({})
+        );
+        let f = flags(&[
+            "--no-cors",
+            "--port",
+            "9",
+            "--api-keys",
+            "a",
+            "--api-keys",
+            "b",
+            "--jwt-secret",
+            "s3cret",
+            "--database-url",
+            "postgres://u:pw@h/db",
+            "--storage-type",
+            "postgres",
+            "--log-format",
+            "pretty",
+            "--static-dir",
+            "/tmp",
+        ]);
+        assert!(!format!("{f:?}").contains("s3cret"));
+        assert_eq!(
+            serde_json::to_value(&f).unwrap(),
+            serde_json::json!({
+                "port": 9,
+                "storage_type": "postgres",
+                "database_url": "postgres://u:pw@h/db",
+                "api_keys": ["a", "b"],
+                "cors": false,
+                "log_format": "pretty",
+                "jwt_secret": "s3cret",
+                "static_dir": "/tmp",
+            })
+        );
+    }
+
+    #[test]
+    fn readme_table_and_example_toml_list_every_key() {
+        let readme = include_str!("../README.md");
+        let table: Vec<&str> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| Flag | TOML key"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let mut rows = Vec::new();
+        for row in &table {
+            let cols: Vec<&str> = row.split('|').map(str::trim).collect();
+            if cols[1].starts_with("`--config ") {
+                continue;
+            }
+            let key = cols[2].split('`').nth(1).unwrap_or_default();
+            let k = KEYS
+                .iter()
+                .find(|k| k.name == key)
+                .unwrap_or_else(|| panic!("README row for unknown key {key:?}: {row}"));
+            let flag = match k.name {
+                "cors" => "--no-cors".to_owned(),
+                n => format!("--{}", n.replace('_', "-")),
+            };
+            assert!(
+                cols[1].starts_with(&format!("`{flag}`"))
+                    || cols[1].starts_with(&format!("`{flag} ")),
+                "README flag of {key}: {row}"
+            );
+            assert!(
+                cols[2].contains(&format!("`{}`", k.env_var())),
+                "README env of {key}: {row}"
+            );
+            rows.push(key);
+        }
+        let mut names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        rows.sort();
+        names.sort();
+        assert_eq!(rows, names, "the README table has one row per key");
+
+        let example = include_str!("../config/perfgate.example.toml");
+        for k in KEYS {
+            assert!(
+                example.lines().any(|l| {
+                    let l = l.trim_start_matches(['#', ' ']);
+                    l.strip_prefix(k.name)
+                        .is_some_and(|r| r.trim_start().starts_with('='))
+                }),
+                "config/perfgate.example.toml does not document {}",
+                k.name
+            );
+        }
+    }
+
+    #[test]
+    fn example_toml_loads() {
+        let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/perfgate.example.toml");
+        let c = ServerConfig::load(Some(&f), serde_json::json!({})).unwrap();
+        assert_eq!(c.bind, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn flags_are_the_last_layer() {
+        let dir = std::env::temp_dir().join(format!("pgcfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "cors = true
+timeout = 5
+workers = 3
+",
+        )
+        .unwrap();
+        let c = ServerConfig::load(Some(&f), flags(&["--no-cors", "--timeout", "7"])).unwrap();
+        assert!(!c.cors);
+        assert_eq!((c.timeout, c.workers), (7, 3));
+        let c = ServerConfig::load(Some(&f), flags(&[])).unwrap();
+        assert!(c.cors);
+        assert_eq!(c.timeout, 5);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

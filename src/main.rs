@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use perfgate_server::{ops, run_server, LogFormat, ServerConfig, StorageBackend};
+use perfgate_server::config::ConfigFlags;
+use perfgate_server::{ops, run_server, ServerConfig, StorageBackend};
 use serde::Serialize;
 
 /// Self-hosted baseline service for perfgate. Flags override `PERFGATE_*` environment variables,
@@ -117,155 +118,15 @@ enum KeysCommand {
     },
 }
 
-#[derive(Args, Serialize)]
+/// The server's flags: `--config` and one flag per configuration key (generated with the
+/// keys, see `perfgate_server::config`).
+#[derive(Args)]
 struct ServeArgs {
     /// TOML configuration file [default: config/perfgate.toml when present]
     #[arg(long, value_name = "FILE")]
-    #[serde(skip)]
     config: Option<PathBuf>,
-    /// Listen address, host or host:port [default: 127.0.0.1:8080]
-    #[arg(long, value_name = "ADDR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bind: Option<String>,
-    /// Listen port (overrides the port of --bind)
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port: Option<u16>,
-    /// Storage backend [default: sqlite, or postgres for a postgres:// URL]
-    #[arg(long, value_enum)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    storage_type: Option<StorageBackend>,
-    /// SQLite file (default perfgate.db) or postgres://user:pass@host/db
-    #[arg(long, value_name = "URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url: Option<String>,
-    /// API key, role:key[:project[:benchmark_regex]]; repeatable
-    #[arg(long = "api-keys", value_name = "SPEC")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    api_keys: Vec<String>,
-    /// Turn CORS off
-    #[arg(long)]
-    #[serde(skip)]
-    no_cors: bool,
-    #[arg(skip)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cors: Option<bool>,
-    /// Seconds a request may wait for storage [default: 30]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeout: Option<u64>,
-    /// Log filter: error, warn, info, debug, trace (or env_logger directives) [default: info]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_level: Option<String>,
-    /// Log format [default: json]
-    #[arg(long, value_enum)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_format: Option<LogFormat>,
-    /// Largest request body in bytes [default: 2097152]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_body_bytes: Option<usize>,
-    /// Reader connections and threads [default: 4]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    read_pool_size: Option<u32>,
-    /// Writer shards on PostgreSQL (SQLite always uses one writer) [default: 2]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    write_shards: Option<u32>,
-    /// Requests that may wait on storage at once before 503 [default: 1024]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_in_flight: Option<usize>,
-    /// HTTP worker threads, 0 = one per core [default: 0]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    workers: Option<usize>,
-    /// Seconds in-flight requests get to finish on shutdown [default: 30]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shutdown_timeout: Option<u64>,
-    /// HS256 secret for static JWTs (at least 32 bytes)
-    #[arg(long, value_name = "SECRET")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jwt_secret: Option<String>,
-    /// Required iss claim of static JWTs
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jwt_issuer: Option<String>,
-    /// Required aud claim of static JWTs
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jwt_audience: Option<String>,
-    /// GitHub Actions OIDC mapping org/repo:project:role[:ref_pattern]; repeatable
-    #[arg(long, value_name = "MAPPING")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    github_oidc: Vec<String>,
-    /// GitHub OIDC issuer (GitHub Enterprise Server has its own)
-    #[arg(long, value_name = "URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    github_oidc_issuer: Option<String>,
-    /// Audience GitHub tokens must carry [default: perfgate]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    github_oidc_audience: Option<String>,
-    /// GitLab CI OIDC mapping group/project:project:role[:ref_pattern]; repeatable
-    #[arg(long, value_name = "MAPPING")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    gitlab_oidc: Vec<String>,
-    /// GitLab OIDC issuer [default: https://gitlab.com]
-    #[arg(long, value_name = "URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gitlab_oidc_issuer: Option<String>,
-    /// Audience GitLab tokens must carry [default: perfgate]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gitlab_oidc_audience: Option<String>,
-    /// Custom OIDC provider issuer=URL,jwks_url=URL,audience=AUD,claim=FIELD,mapping=ID:PROJECT:ROLE[;…]; repeatable
-    #[arg(long, value_name = "SPEC")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    oidc_provider: Vec<String>,
-    /// Requests per second per credential, 0 = no limit [default: 0]
-    #[arg(long, value_name = "RPS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rate_limit: Option<u32>,
-    /// Burst per credential [default: the rate]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rate_limit_burst: Option<u32>,
-    /// Longest request URL in bytes (414 above) [default: 8192]
-    #[arg(long, value_name = "BYTES")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_url_bytes: Option<usize>,
-    /// Largest total request header size in bytes (431 above) [default: 16384]
-    #[arg(long, value_name = "BYTES")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_header_bytes: Option<usize>,
-    /// Deepest JSON nesting accepted in a body (400 above) [default: 64]
-    #[arg(long, value_name = "LEVELS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_json_depth: Option<usize>,
-    /// Seconds a client gets to send its request head and its body (408 after) [default: 10]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_timeout: Option<u64>,
-    /// Open connections per worker thread [default: 10000]
-    #[arg(long, value_name = "N")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_connections: Option<usize>,
-    /// Serve the dashboard's files from DIR first (index.html, assets/…), embedded ones otherwise
-    #[arg(long, value_name = "DIR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    static_dir: Option<std::path::PathBuf>,
-    /// Seconds between periodic JWKS refreshes [default: 300]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jwks_refresh_interval: Option<u64>,
-    /// Minimum seconds between JWKS refreshes triggered by an unknown kid [default: 10]
-    #[arg(long, value_name = "SECS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jwks_min_refresh_interval: Option<u64>,
+    #[command(flatten)]
+    flags: ConfigFlags,
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -359,11 +220,8 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    let mut args = cli.serve;
-    if args.no_cors {
-        args.cors = Some(false);
-    }
-    let config = match ServerConfig::load(args.config.as_deref(), &args) {
+    let args = cli.serve;
+    let config = match ServerConfig::load(args.config.as_deref(), &args.flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("perfgate-server: {e}");
@@ -381,6 +239,42 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("perfgate-server: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use perfgate_server::config::KEYS;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// The operator commands' database flags are hand-written (they take a subset); each must
+    /// be a configuration key, spelt like the server's flag, and serialise under the key's name.
+    #[test]
+    fn db_flags_are_config_keys() {
+        let cmd = DbArgs::augment_args(clap::Command::new("db"));
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if id == "config" {
+                continue;
+            }
+            assert!(KEYS.iter().any(|k| k.name == id), "--{id} is not a key");
+            assert_eq!(a.get_long(), Some(id.replace('_', "-").as_str()));
+        }
+        let db = DbArgs {
+            config: None,
+            storage_type: Some(StorageBackend::Sqlite),
+            database_url: Some("x.db".into()),
+        };
+        let v = serde_json::to_value(&db).unwrap();
+        for k in v.as_object().unwrap().keys() {
+            assert!(KEYS.iter().any(|key| key.name == k), "{k}");
         }
     }
 }

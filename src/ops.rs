@@ -18,7 +18,7 @@ fn open(cfg: &ServerConfig) -> Result<Storage, String> {
         return Err("key commands need a persistent database (sqlite or postgres)".into());
     }
     let url = match backend {
-        StorageBackend::Postgres => cfg.database_url.clone().unwrap_or_default(),
+        StorageBackend::Postgres => cfg.database_url_exposed().unwrap_or_default().to_owned(),
         _ => cfg.sqlite_file().to_string_lossy().into_owned(),
     };
     Storage::open(StorageOptions {

@@ -67,7 +67,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     crate::logging::init(&config.log_level, config.log_format);
     config.validate()?;
     let backend = config.backend()?;
-    let static_keys = parse_static_keys(&config.api_keys)
+    let static_keys = parse_static_keys(&config.api_key_specs())
         .map_err(|e| crate::config::ConfigError(e.to_string()))?;
     let addr = config.socket_addr()?;
     let timeout = config.request_timeout();
@@ -81,7 +81,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let opts = StorageOptions {
         backend,
         url: match backend {
-            StorageBackend::Postgres => config.database_url.clone().unwrap_or_default(),
+            StorageBackend::Postgres => {
+                config.database_url_exposed().unwrap_or_default().to_owned()
+            }
             _ => config.sqlite_file().to_string_lossy().into_owned(),
         },
         // Every store runs its own reader threads and writer shards; each thread may hold one

@@ -42,7 +42,7 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     pub fn from_config(cfg: &ServerConfig) -> Result<Option<JwtVerifier>, ConfigError> {
-        let Some(secret) = &cfg.jwt_secret else {
+        let Some(secret) = cfg.jwt_secret.as_ref().map(|s| s.expose()) else {
             if cfg.jwt_issuer.is_some() || cfg.jwt_audience.is_some() {
                 return Err(ConfigError(
                     "--jwt-issuer/--jwt-audience need --jwt-secret".into(),

@@ -70,12 +70,14 @@ pub struct KeySpecError {
 
 /// Parses `role:key[:project[:benchmark_regex]]` entries into a map from key hash to key.
 /// Everything after the third colon is the regex (it may contain `:`).
-pub fn parse_static_keys(specs: &[String]) -> Result<HashMap<String, StaticKey>, KeySpecError> {
+pub fn parse_static_keys<S: AsRef<str>>(
+    specs: &[S],
+) -> Result<HashMap<String, StaticKey>, KeySpecError> {
     let mut out = HashMap::new();
     for (i, spec) in specs.iter().enumerate() {
         let index = i + 1;
         let fail = |reason: String| KeySpecError { index, reason };
-        let mut parts = spec.splitn(4, ':');
+        let mut parts = spec.as_ref().splitn(4, ':');
         let role_s = parts.next().unwrap_or_default();
         let key = parts.next().unwrap_or_default();
         let project = parts.next();
