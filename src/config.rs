@@ -667,10 +667,6 @@ impl ServerConfig {
         if self.log_level.trim().is_empty() {
             return Err(ConfigError("log_level must not be empty".into()));
         }
-        crate::auth::keys::parse_static_keys(&self.api_key_specs())
-            .map_err(|e| ConfigError(e.to_string()))?;
-        crate::auth::jwt::JwtVerifier::from_config(self)?;
-        crate::auth::oidc::providers_from_config(self)?;
         if self.rate_limit_burst == Some(0) {
             return Err(ConfigError("rate_limit_burst must be at least 1".into()));
         }

@@ -175,22 +175,23 @@ impl Drop for QueueGuard {
     }
 }
 
-/// The text exposition, with pool gauges sampled now.
-pub(crate) fn render(pools: &[(&'static str, &crate::db::DbPool)]) -> String {
-    for (name, pool) in pools {
-        let st = pool.state();
-        METRICS
-            .pool_connections
-            .with_label_values(&[name, "idle"])
-            .set(i64::from(st.idle_connections));
-        METRICS
-            .pool_connections
-            .with_label_values(&[name, "in_use"])
-            .set(i64::from(st.connections - st.idle_connections));
-        METRICS
-            .pool_connections
-            .with_label_values(&[name, "max"])
-            .set(i64::from(pool.max_size()));
+/// Connections of one pool, sampled when `/metrics` is read.
+pub(crate) struct PoolGauge {
+    pub(crate) name: &'static str,
+    pub(crate) idle: u32,
+    pub(crate) in_use: u32,
+    pub(crate) max: u32,
+}
+
+/// The text exposition, with the pool gauges given.
+pub(crate) fn render(pools: &[PoolGauge]) -> String {
+    for p in pools {
+        for (kind, n) in [("idle", p.idle), ("in_use", p.in_use), ("max", p.max)] {
+            METRICS
+                .pool_connections
+                .with_label_values(&[p.name, kind])
+                .set(i64::from(n));
+        }
     }
     let mut buf = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&METRICS.registry.gather(), &mut buf) {

@@ -10,7 +10,7 @@ use crate::auth::jwt::{mint, Audience, Claims};
 use crate::config::{ServerConfig, StorageBackend};
 use crate::db::keys::KeyRow;
 use crate::db::{Storage, StorageOptions};
-use crate::routes::keys::validate_new_key;
+use crate::domain::api_keys::NewKey;
 
 fn open(cfg: &ServerConfig) -> Result<Storage, String> {
     let backend = cfg.backend().map_err(|e| e.to_string())?;
@@ -51,8 +51,8 @@ pub fn keys_create(
     pattern: Option<&str>,
     expires_at: Option<&str>,
 ) -> Result<CreatedKey, String> {
-    let new =
-        validate_new_key(description, role, project, pattern, expires_at).map_err(|e| e.message)?;
+    let new = NewKey::validate(description, role, project, pattern, expires_at)
+        .map_err(|e| e.to_string())?;
     let storage = open(cfg)?;
     let mut c = storage.write_pool.get().map_err(|e| e.to_string())?;
     create_key(&mut c, &new, &operator()).map_err(|e| e.to_string())

@@ -70,16 +70,7 @@ pub(crate) fn principal_of(row: &KeyRow) -> Option<Principal> {
     })
 }
 
-/// A validated key request (from the HTTP API or the operator command).
-#[derive(Debug, Clone)]
-pub(crate) struct NewKey {
-    pub description: String,
-    pub role: Role,
-    /// A project name or `*`.
-    pub project: String,
-    pub pattern: Option<String>,
-    pub expires_at: Option<i64>,
-}
+pub(crate) use crate::domain::api_keys::NewKey;
 
 /// The row and the plain key, which exists only in this value and in the response.
 pub struct CreatedKey {

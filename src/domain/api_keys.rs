@@ -10,7 +10,8 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::access::{BenchFilter, Principal, Role};
-use crate::domain::names::ProjectName;
+use crate::domain::names::{check_text, NameError, ProjectName};
+use crate::domain::time::{now_micros, parse_rfc3339};
 
 pub const LIVE_PREFIX: &str = "pg_live_";
 pub const TEST_PREFIX: &str = "pg_test_";
@@ -130,6 +131,82 @@ pub fn parse_static_keys<S: AsRef<str>>(
         }
     }
     Ok(out)
+}
+
+/// A validated key request (from the HTTP API or the operator command).
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub description: String,
+    pub role: Role,
+    /// A project name or `*`.
+    pub project: String,
+    pub pattern: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+impl NewKey {
+    /// Validates a key request (shared with the `keys create` operator command).
+    pub fn validate(
+        description: &str,
+        role: &str,
+        project: &str,
+        pattern: Option<&str>,
+        expires_at: Option<&str>,
+    ) -> Result<NewKey, NameError> {
+        let description = description.trim();
+        if description.is_empty() {
+            return Err(NameError::new("description", "must not be blank"));
+        }
+        check_text("description", description, 256)?;
+        let role = Role::parse(role).ok_or_else(|| {
+            NameError::new("role", "expected viewer, contributor, promoter or admin")
+        })?;
+        let project = if project == "*" {
+            "*".to_owned()
+        } else {
+            ProjectName::parse(project)?.into_string()
+        };
+        let pattern = match pattern {
+            None => None,
+            Some(p) => {
+                if p.is_empty()
+                    || p.len() > 128
+                    || !p.chars().all(|c| {
+                        c.is_ascii_lowercase()
+                            || c.is_ascii_digit()
+                            || matches!(c, '_' | '.' | '-' | '/' | '*' | '?')
+                    })
+                {
+                    return Err(NameError::new(
+                        "pattern",
+                        "a glob of 1-128 characters from a-z 0-9 _ . - / * ?",
+                    ));
+                }
+                BenchFilter::from_glob(p)
+                    .map_err(|_| NameError::new("pattern", "not a valid glob"))?;
+                Some(p.to_owned())
+            }
+        };
+        let expires_at = match expires_at {
+            None => None,
+            Some(t) => {
+                let m = parse_rfc3339(t).ok_or_else(|| {
+                    NameError::new("expires_at", "expected an RFC 3339 timestamp")
+                })?;
+                if m <= now_micros() {
+                    return Err(NameError::new("expires_at", "must lie in the future"));
+                }
+                Some(m)
+            }
+        };
+        Ok(NewKey {
+            description: description.to_owned(),
+            role,
+            project,
+            pattern,
+            expires_at,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,15 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
+impl NameError {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
 fn err(field: &'static str, reason: impl Into<String>) -> NameError {
     NameError {
         field,

@@ -69,10 +69,16 @@ pub(crate) async fn info(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, operation_id = "health_metrics", path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let body = crate::metrics::render(&[
-        (state.read_pool.name(), &state.read_pool),
-        (state.write_pool.name(), &state.write_pool),
-    ]);
+    let gauge = |pool: &crate::db::DbPool| {
+        let st = pool.state();
+        crate::metrics::PoolGauge {
+            name: pool.name(),
+            idle: st.idle_connections,
+            in_use: st.connections - st.idle_connections,
+            max: pool.max_size(),
+        }
+    };
+    let body = crate::metrics::render(&[gauge(&state.read_pool), gauge(&state.write_pool)]);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(body)

@@ -10,9 +10,8 @@ use super::json::JsonBody;
 use crate::actors::key_store::{CreateKey, ListKeys, NewKey, RevokeKey};
 use crate::actors::Initiator;
 use crate::api::{CreateKeyResponse, KeyEntry};
-use crate::auth::{Access, BenchFilter, Gate, Principal, Role};
-use crate::domain::names::{check_text, ProjectName};
-use crate::domain::time::{now_micros, parse_rfc3339, to_rfc3339};
+use crate::auth::{Access, Gate, Principal};
+use crate::domain::time::to_rfc3339;
 use crate::error::ApiError;
 use crate::request_id::current_request_id;
 use crate::state::AppState;
@@ -36,71 +35,6 @@ pub(crate) struct CreateKeyBody {
     expires_at: Option<String>,
 }
 
-/// Validates a key request (shared with the `keys create` operator command).
-pub(crate) fn validate_new_key(
-    description: &str,
-    role: &str,
-    project: &str,
-    pattern: Option<&str>,
-    expires_at: Option<&str>,
-) -> Result<NewKey, ApiError> {
-    let description = description.trim();
-    if description.is_empty() {
-        return Err(ApiError::bad_request(
-            "Invalid description: must not be blank",
-        ));
-    }
-    check_text("description", description, 256)?;
-    let role = Role::parse(role).ok_or_else(|| {
-        ApiError::bad_request("Invalid role: expected viewer, contributor, promoter or admin")
-    })?;
-    let project = if project == "*" {
-        "*".to_owned()
-    } else {
-        ProjectName::parse(project)?.into_string()
-    };
-    let pattern = match pattern {
-        None => None,
-        Some(p) => {
-            if p.is_empty()
-                || p.len() > 128
-                || !p.chars().all(|c| {
-                    c.is_ascii_lowercase()
-                        || c.is_ascii_digit()
-                        || matches!(c, '_' | '.' | '-' | '/' | '*' | '?')
-                })
-            {
-                return Err(ApiError::bad_request(
-                    "Invalid pattern: a glob of 1-128 characters from a-z 0-9 _ . - / * ?",
-                ));
-            }
-            BenchFilter::from_glob(p).map_err(|_| ApiError::bad_request("Invalid pattern"))?;
-            Some(p.to_owned())
-        }
-    };
-    let expires_at = match expires_at {
-        None => None,
-        Some(t) => {
-            let m = parse_rfc3339(t).ok_or_else(|| {
-                ApiError::bad_request("Invalid expires_at: expected an RFC 3339 timestamp")
-            })?;
-            if m <= now_micros() {
-                return Err(ApiError::bad_request(
-                    "Invalid expires_at: must lie in the future",
-                ));
-            }
-            Some(m)
-        }
-    };
-    Ok(NewKey {
-        description: description.to_owned(),
-        role,
-        project,
-        pattern,
-        expires_at,
-    })
-}
-
 #[utoipa::path(post, operation_id = "keys_create_key", path = "/api/v1/keys", tag = "keys", security(("bearer" = []), ("token" = [])),
     request_body = CreateKeyBody,
     responses((status = 201, description = "Created; the key is shown only here", body = crate::api::CreateKeyResponse), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
@@ -112,7 +46,7 @@ pub(crate) async fn create_key(
     // A key bound to some benchmarks could otherwise mint a key wider than itself.
     require_key_admin(&principal, "create keys")?;
     let b = body.value;
-    let new = validate_new_key(
+    let new = NewKey::validate(
         &b.description,
         &b.role,
         &b.project,
