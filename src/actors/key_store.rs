@@ -225,10 +225,7 @@ impl Op<KeyStore> for ListAudit {
 /// advisory lock, so only one of them creates it. Returns the key when one was created.
 pub(crate) fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Option<String>, DbError> {
     write_tx(conn, |c| {
-        if let DbConn::Pg(pg) = c {
-            use diesel::connection::SimpleConnection;
-            pg.batch_execute("SELECT pg_advisory_xact_lock(7370127086112105570)")?;
-        }
+        crate::db::lock_bootstrap(c)?;
         if q::count_all(c)? > 0 {
             return Ok(None);
         }

@@ -1,0 +1,70 @@
+//! What differs per backend, in one place: how a write transaction begins, the locks that
+//! only PostgreSQL needs, and the health probe. Statements the `MultiConnection` DSL cannot
+//! express go through [`crate::on_backend!`] inside the query modules.
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::Connection;
+
+use super::{DbConn, DbError};
+
+/// Runs `f` in a write transaction. On SQLite the transaction starts with `BEGIN IMMEDIATE`: a
+/// deferred `BEGIN` that reads and then writes can fail with SQLITE_BUSY at once, whatever the
+/// busy timeout, while an immediate one waits for the write lock up front.
+pub(crate) fn write_tx<T, E>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConn::Pg(_) => <DbConn as Connection>::TransactionManager::begin_transaction(conn)?,
+    }
+    match f(conn) {
+        Ok(v) => {
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(v)
+        }
+        Err(e) => {
+            if let Err(rb) = <DbConn as Connection>::TransactionManager::rollback_transaction(conn)
+            {
+                log::warn!("rollback failed: {rb}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs `f` in a read transaction, so multi-statement reads (a page and its total) see one
+/// snapshot.
+pub(crate) fn read_tx<T, E>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    conn.transaction(f)
+}
+
+/// `SELECT 1`, the health probe.
+pub(crate) fn probe(conn: &mut DbConn) -> Result<(), DbError> {
+    conn.batch_execute("SELECT 1")?;
+    Ok(())
+}
+
+/// Key of the transaction-level advisory lock taken while the bootstrap key is created, so that
+/// PostgreSQL replicas starting together on an empty database create one key, not several.
+const BOOTSTRAP_LOCK_KEY: i64 = 7_370_127_086_112_105_570;
+
+/// Serializes first-start work across replicas (PostgreSQL); SQLite has one writer already.
+/// Inside a write transaction: the lock ends with it.
+pub(crate) fn lock_bootstrap(conn: &mut DbConn) -> Result<(), DbError> {
+    if let DbConn::Pg(pg) = conn {
+        pg.batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock({BOOTSTRAP_LOCK_KEY})"
+        ))?;
+    }
+    Ok(())
+}
