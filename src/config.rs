@@ -301,7 +301,7 @@ config_keys! {
     log_format: LogFormat = LogFormat::Json,
     /// Largest accepted request body, in bytes (413 above).
     max_body_bytes: usize = 2 * 1024 * 1024,
-    /// Reader connections (and reader threads) per pool.
+    /// Reader threads per store, each with a reader connection of its own.
     read_pool_size: u32 = 4,
     /// Writer shards on PostgreSQL; one project's writes always go to the same shard. SQLite
     /// always uses one writer.

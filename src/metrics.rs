@@ -68,9 +68,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         pool_connections: IntGaugeVec::new(
             Opts::new(
                 "db_pool_connections",
-                "Database pool connections by pool and state",
+                "Database pool connections by owning store, pool and state",
             ),
-            &["pool", "state"],
+            &["store", "pool", "state"],
         )?,
         pool_wait: HistogramVec::new(
             HistogramOpts::new(
@@ -78,7 +78,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
                 "Time spent waiting for a pooled connection",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
-            &["pool"],
+            &["store", "pool"],
         )?,
         storage_errors: IntCounterVec::new(
             Opts::new("storage_errors_total", "Storage failures by kind"),
@@ -177,6 +177,7 @@ impl Drop for QueueGuard {
 
 /// Connections of one pool, sampled when `/metrics` is read.
 pub(crate) struct PoolGauge {
+    pub(crate) store: &'static str,
     pub(crate) name: &'static str,
     pub(crate) idle: u32,
     pub(crate) in_use: u32,
@@ -189,7 +190,7 @@ pub(crate) fn render(pools: &[PoolGauge]) -> String {
         for (kind, n) in [("idle", p.idle), ("in_use", p.in_use), ("max", p.max)] {
             METRICS
                 .pool_connections
-                .with_label_values(&[p.name, kind])
+                .with_label_values(&[p.store, p.name, kind])
                 .set(i64::from(n));
         }
     }

@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::Semaphore;
 
 use crate::actors::baseline_store::BaselineStore;
+use crate::actors::dashboard::DashboardReader;
 use crate::actors::fleet_analyzer::FleetAnalyzer;
 use crate::actors::key_store::{ensure_bootstrap_key, KeyStore};
 use crate::actors::verdict_log::VerdictLog;
@@ -19,16 +20,13 @@ use crate::auth::keys::parse_static_keys;
 use crate::auth::oidc::{providers_from_config, refresh_loop};
 use crate::cache::LatestCache;
 use crate::config::{redact_url, ServerConfig, StorageBackend};
-use crate::db::{Storage, StorageOptions};
+use crate::db::{Storage, StorageOptions, StorePools};
 use crate::middleware::request_context;
 use crate::routes;
 use crate::state::AppState;
 
 /// Body bytes kept by the cache of GET latest answers (SQLite and memory).
 const LATEST_CACHE_BYTES: usize = 16 << 20;
-
-/// Store actors started by the server (baseline store, key store, verdict log, fleet analyzer).
-const STORES: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -86,17 +84,11 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             }
             _ => config.sqlite_file().to_string_lossy().into_owned(),
         },
-        // Every store runs its own reader threads and writer shards; each thread may hold one
-        // connection, so the pools are sized to the threads that use them.
-        read_pool_size: config.read_pool_size * STORES,
-        // SQLite: one write connection for the whole process, shared by every store's writer.
-        // A writer waiting for it is woken the moment it is returned; with a connection per
-        // store, two writers met in SQLite's lock, whose busy handler sleeps 1-100 ms between
-        // retries (the p99 of mixed upload and verdict traffic).
-        write_pool_size: match backend {
-            StorageBackend::Postgres => write_shards * STORES,
-            _ => 1,
-        },
+        // The general pools serve start-up work (migrations, the bootstrap key). On SQLite the
+        // general write pool is the process's one write connection, which every store's
+        // writer shares (see `Storage::pools`).
+        read_pool_size: 1,
+        write_pool_size: 1,
         // A pool that cannot hand out a connection within a few seconds is down or saturated:
         // fail fast with 503 rather than holding the request for the whole timeout.
         connect_timeout: timeout.min(Duration::from_secs(5)),
@@ -126,7 +118,8 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         ));
     }
     let need_bootstrap = static_keys.is_empty() && !config.has_token_auth();
-    let (storage, bootstrap_key) = actix_web::rt::task::spawn_blocking(move || {
+    let readers = config.read_pool_size;
+    let (storage, pools, bootstrap_key) = actix_web::rt::task::spawn_blocking(move || {
         let storage = Storage::open(opts)?;
         let key = if need_bootstrap {
             let mut c = storage.write_pool.get()?;
@@ -134,7 +127,16 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         } else {
             None
         };
-        Ok::<_, crate::db::DbError>((storage, key))
+        // Each store owns its pools: as many reader connections as reader threads, and a
+        // writer connection per writer shard. Keys are written through one shard ("keys").
+        let pools = StorePoolSet {
+            baselines: storage.pools("baseline_store", readers, write_shards)?,
+            verdicts: storage.pools("verdict_log", readers, write_shards)?,
+            fleet: storage.pools("fleet_analyzer", readers, write_shards)?,
+            keys: storage.pools("key_store", readers, 1)?,
+            dashboard: storage.pools("dashboard", readers, 0)?,
+        };
+        Ok::<_, crate::db::DbError>((storage, pools, key))
     })
     .await
     .map_err(|_| ServerError::Crashed)??;
@@ -159,20 +161,21 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let read_threads = config.read_pool_size as usize;
     // Held until shutdown: for `memory`, its keeper connection is the database.
     let storage = std::rc::Rc::new(storage);
+    let all_pools = pools.all();
     let start = StoreStarter {
-        storage: &storage,
         read_threads,
         write_shards: write_shards as usize,
         limiter: &limiter,
         timeout,
     };
     let cache = latest_cache.clone();
-    let baselines = start.store("baseline_store", move |pool| {
+    let baselines = start.store("baseline_store", pools.baselines, move |pool| {
         BaselineStore::new(pool, cache.clone())
     });
-    let keys = start.store("key_store", KeyStore::new);
-    let verdicts = start.store("verdict_log", VerdictLog::new);
-    let fleet = start.store("fleet_analyzer", FleetAnalyzer::new);
+    let keys = start.store("key_store", pools.keys, KeyStore::new);
+    let verdicts = start.store("verdict_log", pools.verdicts, VerdictLog::new);
+    let fleet = start.store("fleet_analyzer", pools.fleet, FleetAnalyzer::new);
+    let dashboard = start.store("dashboard", pools.dashboard, DashboardReader::new);
 
     let limiter = rate_limiter(&config);
     if let Some(l) = &limiter {
@@ -194,13 +197,13 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         keys,
         verdicts,
         fleet,
+        dashboard,
         static_keys,
         jwt,
         oidc,
         jwks_client,
         limiter,
-        read_pool: storage.read_pool.clone(),
-        write_pool: storage.write_pool.clone(),
+        pools: all_pools,
     });
     let cors = config.cors;
     let max_body = config.max_body_bytes;
@@ -252,9 +255,42 @@ fn rate_limiter(cfg: &ServerConfig) -> Option<Arc<governor::DefaultKeyedRateLimi
     Some(Arc::new(governor::RateLimiter::dashmap(quota)))
 }
 
-/// Starts one store's reader threads (on the read pool) and writer shards (on the write pool).
+/// The pools of every store, opened together at start-up.
+struct StorePoolSet {
+    baselines: StorePools,
+    verdicts: StorePools,
+    fleet: StorePools,
+    keys: StorePools,
+    dashboard: StorePools,
+}
+
+impl StorePoolSet {
+    /// Every distinct pool, for the gauges at `/metrics` (SQLite's shared writer once).
+    fn all(&self) -> Vec<crate::db::DbPool> {
+        let mut out: Vec<crate::db::DbPool> = Vec::new();
+        for p in [
+            &self.baselines,
+            &self.verdicts,
+            &self.fleet,
+            &self.keys,
+            &self.dashboard,
+        ] {
+            out.push(p.read.clone());
+            if let Some(w) = &p.write {
+                if !out
+                    .iter()
+                    .any(|o| o.owner() == w.owner() && o.name() == w.name())
+                {
+                    out.push(w.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Starts one store's reader threads (on its read pool) and writer shards (on its write pool).
 struct StoreStarter<'a> {
-    storage: &'a Storage,
     read_threads: usize,
     write_shards: usize,
     limiter: &'a Arc<Semaphore>,
@@ -265,16 +301,14 @@ impl StoreStarter<'_> {
     fn store<S>(
         &self,
         name: &'static str,
+        pools: StorePools,
         new: impl Fn(crate::db::DbPool) -> S + Clone + Send + Sync + 'static,
     ) -> Shards<S>
     where
         S: actix::Actor<Context = actix::SyncContext<S>>,
     {
         let new_w = new.clone();
-        let (r, w) = (
-            self.storage.read_pool.clone(),
-            self.storage.write_pool.clone(),
-        );
+        let r = pools.read;
         let readers = Shards::start(
             name,
             self.read_threads,
@@ -283,6 +317,9 @@ impl StoreStarter<'_> {
             self.limiter.clone(),
             self.timeout,
         );
+        let Some(w) = pools.write else {
+            return readers;
+        };
         let writers = Shards::start(
             name,
             0,

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::actors::baseline_store::BaselineStore;
+use crate::actors::dashboard::DashboardReader;
 use crate::actors::fleet_analyzer::FleetAnalyzer;
 use crate::actors::key_store::KeyStore;
 use crate::actors::verdict_log::VerdictLog;
@@ -37,7 +38,8 @@ pub(crate) struct AppState {
     pub jwks_client: reqwest::Client,
     /// Per-credential token buckets (`rate_limit`), keyed by principal id.
     pub limiter: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
-    /// For pool gauges at `/metrics`.
-    pub read_pool: crate::db::DbPool,
-    pub write_pool: crate::db::DbPool,
+    /// Dashboard reads (projects, benchmark tables, history): a reader of its own.
+    pub dashboard: Shards<DashboardReader>,
+    /// Every store's pools, for the gauges at `/metrics`.
+    pub pools: Vec<crate::db::DbPool>,
 }

@@ -488,11 +488,39 @@ fn metrics_use_route_templates_and_bounded_labels() {
     assert!(has(
         r#"perfgate_actor_message_duration_seconds_count{actor="verdict_log"}"#
     ));
-    assert!(
-        has(r#"perfgate_db_pool_connections{pool="read",state="max"} 8"#),
+    // Every store owns its pools: the baseline store's readers have as many connections as
+    // reader threads (the harness runs 2), and the writes waited on a pool of their own.
+    let line = |name: &str, labels: &[&str]| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+    };
+    assert_eq!(
+        line(
+            "perfgate_db_pool_connections",
+            &[
+                r#"store="baseline_store""#,
+                r#"pool="read""#,
+                r#"state="max""#
+            ]
+        )
+        .and_then(|l| l.rsplit(' ').next()),
+        Some("2"),
         "{text}"
     );
-    assert!(has(r#"perfgate_db_pool_wait_seconds_count{pool="write"}"#));
+    for store in ["verdict_log", "fleet_analyzer", "key_store", "dashboard"] {
+        assert!(
+            line(
+                "perfgate_db_pool_connections",
+                &[&format!("store=\"{store}\""), r#"pool="read""#]
+            )
+            .is_some(),
+            "no read pool of {store}: {text}"
+        );
+    }
+    assert!(
+        line("perfgate_db_pool_wait_seconds_count", &[r#"pool="write""#]).is_some(),
+        "{text}"
+    );
     assert!(has(
         r#"perfgate_baseline_uploads_total{outcome="created"} 1"#
     ));

@@ -1,13 +1,29 @@
-//! Dashboard reads, run by the baseline store's readers: each op is one read transaction.
+//! Dashboard reads (projects, benchmark tables, history): an actor with readers only and a read
+//! pool of its own, so a dashboard browsing large projects never takes the baseline store's
+//! readers from CI. Each op is one read transaction.
 
 use std::collections::BTreeMap;
 
-use super::baseline_store::BaselineStore;
 use super::Op;
 use super::StoreError;
 use crate::db::dashboard::{self as q, HistoryRow, LastVerdict, RecentVersion};
-use crate::db::read_tx;
+use crate::db::{read_tx, DbError, DbPool, PooledConn};
 use crate::domain::access::BenchFilter;
+
+pub(crate) struct DashboardReader {
+    pool: DbPool,
+}
+
+crate::store_actor!(DashboardReader);
+
+impl DashboardReader {
+    pub(crate) fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+    fn conn(&self) -> Result<PooledConn, StoreError> {
+        Ok(self.pool.get().map_err(DbError::from)?)
+    }
+}
 
 /// Points in a benchmark's sparkline.
 pub(crate) const SPARK_POINTS: i64 = 30;
@@ -29,9 +45,9 @@ pub(crate) struct Projects {
     pub visible: Option<BenchFilter>,
 }
 
-impl Op<BaselineStore> for Projects {
+impl Op<DashboardReader> for Projects {
     type Output = Result<Vec<ProjectSummary>, StoreError>;
-    fn run(self, s: &mut BaselineStore) -> Self::Output {
+    fn run(self, s: &mut DashboardReader) -> Self::Output {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {
             let only = self.only.as_deref();
@@ -106,9 +122,9 @@ pub(crate) struct ProjectBenchmarks {
     pub visible: Option<BenchFilter>,
 }
 
-impl Op<BaselineStore> for ProjectBenchmarks {
+impl Op<DashboardReader> for ProjectBenchmarks {
     type Output = Result<Vec<BenchmarkOverview>, StoreError>;
-    fn run(self, s: &mut BaselineStore) -> Self::Output {
+    fn run(self, s: &mut DashboardReader) -> Self::Output {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {
             let p = self.project.as_str();
@@ -152,9 +168,9 @@ pub(crate) struct History {
     pub offset: i64,
 }
 
-impl Op<BaselineStore> for History {
+impl Op<DashboardReader> for History {
     type Output = Result<(Vec<HistoryRow>, i64), StoreError>;
-    fn run(self, s: &mut BaselineStore) -> Self::Output {
+    fn run(self, s: &mut DashboardReader) -> Self::Output {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {
             Ok(q::history(

@@ -23,7 +23,7 @@ use diesel::sqlite::SqliteConnection;
 pub(crate) use crate::config::StorageBackend;
 pub(crate) use dialect::{lock_bootstrap, probe, read_tx, write_tx};
 pub(crate) use error::DbError;
-pub(crate) use pool::{DbPool, PooledConn, Storage, StorageOptions};
+pub(crate) use pool::{DbPool, PooledConn, Storage, StorageOptions, StorePools};
 pub(crate) use sqlite::SqliteOwner;
 
 #[derive(diesel::MultiConnection)]

@@ -20,11 +20,17 @@ pub(crate) type PooledConn = PooledConnection<ConnManager>;
 /// pool.
 #[derive(Clone)]
 pub(crate) struct DbPool {
+    /// The store that owns the pool (`storage` for the general pools of start-up and commands).
+    owner: &'static str,
+    /// `read` or `write`.
     name: &'static str,
     inner: Pool<ConnManager>,
 }
 
 impl DbPool {
+    pub(crate) fn owner(&self) -> &'static str {
+        self.owner
+    }
     pub(crate) fn name(&self) -> &'static str {
         self.name
     }
@@ -42,7 +48,7 @@ impl DbPool {
         let r = f(&self.inner);
         crate::metrics::METRICS
             .pool_wait
-            .with_label_values(&[self.name])
+            .with_label_values(&[self.owner, self.name])
             .observe(start.elapsed().as_secs_f64());
         r
     }
@@ -88,11 +94,16 @@ impl ManageConnection for ConnManager {
     }
 }
 
-/// The opened storage: a reader pool and a writer pool over one database.
+/// The opened storage: the database with its migrations applied, from which each store takes
+/// pools of its own ([`Storage::pools`]).
 pub(crate) struct Storage {
     pub backend: StorageBackend,
+    /// General pools, for start-up work and the operator commands.
     pub read_pool: DbPool,
+    /// On SQLite and memory, the process's one write connection, which every store's writer
+    /// shares (see [`Storage::pools`]).
     pub write_pool: DbPool,
+    spec: PoolSpec,
     /// `memory` keeps one connection open for the life of the process: the in-memory database
     /// disappears with its last connection.
     _keeper: Option<DbConn>,
@@ -104,7 +115,9 @@ pub(crate) struct StorageOptions {
     pub backend: StorageBackend,
     /// SQLite path or PostgreSQL URL (ignored for memory).
     pub url: String,
+    /// Size of the general read pool.
     pub read_pool_size: u32,
+    /// Size of the general write pool (on SQLite, 1: the shared writer).
     pub write_pool_size: u32,
     pub connect_timeout: Duration,
     /// How long SQLite waits for a lock held by another connection.
@@ -112,8 +125,15 @@ pub(crate) struct StorageOptions {
     pub sqlite_synchronous: &'static str,
 }
 
+/// The pools one store owns.
+pub(crate) struct StorePools {
+    pub read: DbPool,
+    /// None for a store that only reads.
+    pub write: Option<DbPool>,
+}
+
 impl Storage {
-    /// Runs migrations, then builds the pools.
+    /// Runs migrations, then builds the general pools.
     pub(crate) fn open(opts: StorageOptions) -> Result<Storage, DbError> {
         sqlite_stable_plans();
         let (url, keeper) = match opts.backend {
@@ -137,31 +157,69 @@ impl Storage {
             synchronous: opts.sqlite_synchronous,
             busy_timeout_ms: opts.busy_timeout.as_millis() as u64,
         };
-        let build = |name: &'static str, size: u32| {
-            Pool::builder()
-                .max_size(size)
-                .min_idle(Some(1))
-                // A checkout costs a `SELECT 1` when tested. SQLite connections are files of
-                // this process and do not go stale; PostgreSQL connections do (restarts,
-                // idle kills), so they are still tested.
-                .test_on_check_out(opts.backend == StorageBackend::Postgres)
-                .connection_timeout(opts.connect_timeout)
-                .connection_customizer(Box::new(pragmas))
-                .build(manager.clone())
-                .map(|inner| DbPool { name, inner })
-        };
         let checkpointer = match opts.backend {
             StorageBackend::Sqlite => Some(Checkpointer::start(&manager.url)?),
             _ => None,
         };
-        let read_pool = build("read", opts.read_pool_size)?;
-        let write_pool = build("write", opts.write_pool_size)?;
+        let spec = PoolSpec {
+            backend: opts.backend,
+            manager,
+            pragmas,
+            connect_timeout: opts.connect_timeout,
+        };
         Ok(Storage {
             backend: opts.backend,
-            read_pool,
-            write_pool,
+            read_pool: spec.build("storage", "read", opts.read_pool_size)?,
+            write_pool: spec.build("storage", "write", opts.write_pool_size)?,
+            spec,
             _keeper: keeper,
             _checkpointer: checkpointer,
         })
+    }
+
+    /// Pools for the store `owner`: `readers` reader connections, and on PostgreSQL `writers`
+    /// writer connections of its own. SQLite has one writer per file: every store's writer
+    /// shares the process's one write connection (two write connections would meet in SQLite's
+    /// lock, whose busy handler sleeps 1-100 ms between retries), the one exception to "each
+    /// store owns its pools". Reader connections beyond the first open on first use.
+    pub(crate) fn pools(
+        &self,
+        owner: &'static str,
+        readers: u32,
+        writers: u32,
+    ) -> Result<StorePools, DbError> {
+        let read = self.spec.build(owner, "read", readers)?;
+        let write = match self.backend {
+            _ if writers == 0 => None,
+            StorageBackend::Postgres => Some(self.spec.build(owner, "write", writers)?),
+            StorageBackend::Sqlite | StorageBackend::Memory => Some(self.write_pool.clone()),
+        };
+        Ok(StorePools { read, write })
+    }
+}
+
+/// How pools of this storage are built.
+struct PoolSpec {
+    backend: StorageBackend,
+    manager: ConnManager,
+    pragmas: SqlitePragmas,
+    connect_timeout: Duration,
+}
+
+impl PoolSpec {
+    /// A pool of at most `size` connections, one of them opened now (so a dead database is
+    /// reported at start-up), the others on first use.
+    fn build(&self, owner: &'static str, name: &'static str, size: u32) -> Result<DbPool, DbError> {
+        let inner = Pool::builder()
+            .max_size(size.max(1))
+            .min_idle(Some(1))
+            // A checkout costs a `SELECT 1` when tested. SQLite connections are files of this
+            // process and do not go stale; PostgreSQL connections do (restarts, idle kills),
+            // so they are still tested.
+            .test_on_check_out(self.backend == StorageBackend::Postgres)
+            .connection_timeout(self.connect_timeout)
+            .connection_customizer(Box::new(self.pragmas))
+            .build(self.manager.clone())?;
+        Ok(DbPool { owner, name, inner })
     }
 }

@@ -94,7 +94,7 @@ pub(crate) async fn projects(
         principal.authorize(Scope::Read, "*", None)?;
     }
     let rows = state
-        .baselines
+        .dashboard
         .read(Projects {
             only: principal.project.clone(),
             visible: principal.benchmarks.clone(),
@@ -169,7 +169,7 @@ pub(crate) async fn project_benchmarks(
     let project = ProjectName::parse(&path)?;
     principal.authorize(Scope::Read, project.as_str(), None)?;
     let rows = state
-        .baselines
+        .dashboard
         .read(ProjectBenchmarks {
             project: project.as_str().to_owned(),
             visible: principal.benchmarks.clone(),
@@ -261,7 +261,7 @@ pub(crate) async fn history(
     let limit = parse_limit(query.limit, 100, 1000)?.min(200);
     let offset = parse_offset(query.offset)?;
     let (rows, total) = state
-        .baselines
+        .dashboard
         .read(History {
             project: project.as_str().to_owned(),
             benchmark: benchmark.as_str().to_owned(),

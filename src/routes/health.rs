@@ -72,13 +72,15 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let gauge = |pool: &crate::db::DbPool| {
         let st = pool.state();
         crate::metrics::PoolGauge {
+            store: pool.owner(),
             name: pool.name(),
             idle: st.idle_connections,
             in_use: st.connections - st.idle_connections,
             max: pool.max_size(),
         }
     };
-    let body = crate::metrics::render(&[gauge(&state.read_pool), gauge(&state.write_pool)]);
+    let gauges: Vec<_> = state.pools.iter().map(gauge).collect();
+    let body = crate::metrics::render(&gauges);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(body)
