@@ -368,3 +368,93 @@ pub(crate) struct Counts {
     pub fail: u32,
     pub skip: u32,
 }
+
+/// `GET /health` and `/api/v1/health`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct HealthResponse {
+    /// `healthy` (200) or `degraded` (503)
+    pub status: &'static str,
+    pub version: &'static str,
+    pub storage: StorageHealth,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct StorageHealth {
+    pub backend: &'static str,
+    /// `healthy` or `unhealthy`
+    pub status: &'static str,
+}
+
+/// `GET /api/v1/info`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct InfoResponse<'a> {
+    pub version: &'static str,
+    pub storage: &'static str,
+    pub auth: AuthInfo<'a>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AuthInfo<'a> {
+    pub api_keys: bool,
+    pub jwt: bool,
+    pub oidc_providers: Vec<&'a str>,
+}
+
+/// `GET …/baselines/{benchmark}/trend`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TrendResponse {
+    pub project: String,
+    pub benchmark: String,
+    pub analysis: Option<crate::domain::trend::Analysis>,
+    pub spark: String,
+    pub data_points: usize,
+    pub values: Vec<f64>,
+}
+
+/// `GET …/verdicts`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ListVerdictsResponse<'a> {
+    pub verdicts: Vec<VerdictRecord<'a>>,
+    pub pagination: Pagination,
+}
+
+/// `GET /api/v1/keys`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ListKeysResponse {
+    pub keys: Vec<KeyEntry>,
+}
+
+/// `DELETE /api/v1/keys/{id}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RevokeKeyResponse {
+    pub id: String,
+    pub revoked_at: Option<String>,
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ListAuditResponse<'a> {
+    pub events: Vec<AuditEvent<'a>>,
+    pub pagination: Pagination,
+}
+
+/// `POST /api/v1/fleet/dependency-event`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RecordedResponse {
+    pub recorded: usize,
+}
+
+/// `GET /api/v1/fleet/alerts`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ListAlertsResponse<'a> {
+    pub alerts: Vec<FleetAlert<'a>>,
+}
+
+/// `GET /api/v1/fleet/dependency/{dep}/impact`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ImpactResponse<'a> {
+    pub dependency: String,
+    pub events: Vec<DependencyEvent<'a>>,
+    pub project_count: i64,
+    pub avg_delta_pct: f64,
+}

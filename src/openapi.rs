@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::api;
 use crate::domain::names;
+use crate::domain::requests as req;
 use crate::routes::{audit, baselines, dashboard, fleet, health, keys, verdicts};
 
 /// `{"code", "message", "request_id", "details"?}`: every error.
@@ -21,103 +21,6 @@ pub(crate) struct ErrorBody {
     pub request_id: String,
     #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Value>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct StorageHealth {
-    pub backend: String,
-    /// `healthy` or `unhealthy`
-    pub status: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct HealthResponse {
-    /// `healthy` (200) or `degraded` (503)
-    pub status: String,
-    pub version: String,
-    pub storage: StorageHealth,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct AuthInfo {
-    pub api_keys: bool,
-    pub jwt: bool,
-    pub oidc_providers: Vec<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct InfoResponse {
-    pub version: String,
-    pub storage: String,
-    pub auth: AuthInfo,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct TrendAnalysis {
-    pub metric: String,
-    pub slope_per_run: f64,
-    pub intercept: f64,
-    pub r_squared: f64,
-    /// `stable`, `improving`, `degrading` or `critical`
-    pub drift: String,
-    pub runs_to_breach: Option<u32>,
-    pub current_headroom_pct: f64,
-    pub sample_count: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct TrendResponse {
-    pub project: String,
-    pub benchmark: String,
-    pub analysis: Option<TrendAnalysis>,
-    pub values: Vec<f64>,
-    pub spark: String,
-    pub data_points: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ListVerdictsResponse {
-    #[schema(value_type = Vec<api::VerdictRecord>)]
-    pub verdicts: Vec<serde_json::Value>,
-    pub pagination: api::Pagination,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ListKeysResponse {
-    pub keys: Vec<api::KeyEntry>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct RevokeKeyResponse {
-    pub id: String,
-    pub revoked_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ListAuditResponse {
-    #[schema(value_type = Vec<api::AuditEvent>)]
-    pub events: Vec<serde_json::Value>,
-    pub pagination: api::Pagination,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct RecordedResponse {
-    pub recorded: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ListAlertsResponse {
-    #[schema(value_type = Vec<api::FleetAlert>)]
-    pub alerts: Vec<serde_json::Value>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ImpactResponse {
-    pub dependency: String,
-    #[schema(value_type = Vec<api::DependencyEvent>)]
-    pub events: Vec<serde_json::Value>,
-    pub project_count: u64,
-    pub avg_delta_pct: f64,
 }
 
 struct Security;
@@ -364,21 +267,22 @@ fn string(mut constraint: Value) -> Value {
 }
 
 fn project() -> Value {
-    json!({"pattern": names::PROJECT_PATTERN, "minLength": 1, "maxLength": 64, "x-example": "my-project"})
+    json!({"pattern": names::PROJECT_PATTERN, "minLength": 1, "maxLength": names::PROJECT_MAX_BYTES, "x-example": "my-project"})
 }
 
 fn benchmark() -> Value {
-    json!({"pattern": names::BENCHMARK_PATTERN, "minLength": 1, "maxLength": 64, "x-example": "bench-a"})
+    json!({"pattern": names::BENCHMARK_PATTERN, "minLength": 1, "maxLength": names::BENCHMARK_MAX_BYTES, "x-example": "bench-a"})
 }
 
 fn version() -> Value {
-    json!({"pattern": names::VERSION_PATTERN, "minLength": 1, "maxLength": 128, "x-example": "v1"})
+    json!({"pattern": names::VERSION_PATTERN, "minLength": 1, "maxLength": names::VERSION_MAX_BYTES, "x-example": "v1"})
 }
 
 /// A tag: non-empty, no `,`, at most 128 bytes, no control characters.
 fn tags() -> Value {
-    json!({"maxItems": 64, "items": {"type": "string", "minLength": 1, "maxLength": 128,
-        "pattern": r"^(?:[^,\x00-\x1f\x7f-\x9f]{1,32}|[\x20-\x2b\x2d-\x7e]{1,128})$"}})
+    // Up to 32 characters of any kind fit in 128 bytes; longer tags must be ASCII.
+    json!({"maxItems": req::TAGS_MAX, "items": {"type": "string", "minLength": 1, "maxLength": req::TAG_MAX_BYTES,
+        "pattern": format!(r"^(?:[^,\x00-\x1f\x7f-\x9f]{{1,{}}}|[\x20-\x2b\x2d-\x7e]{{1,{}}})$", req::TAG_MAX_BYTES / 4, req::TAG_MAX_BYTES)}})
 }
 
 fn one_of(values: &[&str]) -> Value {
@@ -402,7 +306,7 @@ fn parameter_constraints() -> Vec<(&'static str, &'static str, Value)> {
         (
             "path",
             "dep",
-            json!({"pattern": names::text_pattern(1, 128), "minLength": 1, "maxLength": 128, "x-example": "serde"}),
+            json!({"pattern": names::text_pattern(1, req::DEPENDENCY_TEXT_MAX_BYTES), "minLength": 1, "maxLength": req::DEPENDENCY_TEXT_MAX_BYTES, "x-example": "serde"}),
         ),
         (
             "header",
@@ -410,16 +314,20 @@ fn parameter_constraints() -> Vec<(&'static str, &'static str, Value)> {
             json!({"pattern": "^[!-~]{1,255}$"}),
         ),
         ("query", "benchmark", benchmark()),
-        ("query", "benchmark_prefix", text(0, 64)),
-        ("query", "git_ref", text(0, 256)),
-        ("query", "git_sha", text(0, 128)),
+        (
+            "query",
+            "benchmark_prefix",
+            text(0, req::BENCHMARK_PREFIX_MAX_BYTES),
+        ),
+        ("query", "git_ref", text(0, req::GIT_REF_MAX_BYTES)),
+        ("query", "git_sha", text(0, req::GIT_SHA_MAX_BYTES)),
         // Comma-separated; 128 bytes hold at most 64 tags of at most 128 bytes.
         ("query", "tags", text(0, 128)),
         ("query", "since", date_time()),
         ("query", "until", date_time()),
         ("query", "limit", range(1, 1000)),
         ("query", "offset", range(0, i64::MAX)),
-        ("query", "status", one_of(verdicts::STATUSES)),
+        ("query", "status", one_of(req::VERDICT_STATUSES)),
         ("query", "metric", one_of(crate::domain::trend::METRICS)),
         ("query", "window", range(1, 1000)),
         (
@@ -440,14 +348,14 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
     vec![
         ("UploadBody", "benchmark", benchmark()),
         ("UploadBody", "version", version()),
-        ("UploadBody", "git_ref", text(0, 256)),
-        ("UploadBody", "git_sha", text(0, 128)),
+        ("UploadBody", "git_ref", text(0, req::GIT_REF_MAX_BYTES)),
+        ("UploadBody", "git_sha", text(0, req::GIT_SHA_MAX_BYTES)),
         ("UploadBody", "tags", tags()),
         (
             "UploadBody",
             "metadata",
-            json!({"maxProperties": 64, "propertyNames": text(1, 128),
-                "additionalProperties": {"type": "string", "maxLength": 4096,
+            json!({"maxProperties": req::METADATA_MAX, "propertyNames": text(1, req::METADATA_KEY_MAX_BYTES),
+                "additionalProperties": {"type": "string", "maxLength": req::METADATA_VALUE_MAX_BYTES,
                     "pattern": r"^(?:[\s\S]{0,1024}|[\x00-\x7f]{0,4096})$"}}),
         ),
         ("PromoteBody", "from_version", version()),
@@ -456,49 +364,57 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
             v["x-example"] = json!("v1-promoted");
             v
         }),
-        ("PromoteBody", "git_ref", text(0, 256)),
-        ("PromoteBody", "git_sha", text(0, 128)),
+        ("PromoteBody", "git_ref", text(0, req::GIT_REF_MAX_BYTES)),
+        ("PromoteBody", "git_sha", text(0, req::GIT_SHA_MAX_BYTES)),
         ("PromoteBody", "tags", tags()),
         ("SubmitBody", "benchmark", benchmark()),
-        ("SubmitBody", "run_id", text(1, 256)),
-        ("SubmitBody", "status", one_of(verdicts::STATUSES)),
+        ("SubmitBody", "run_id", text(1, req::RUN_ID_MAX_BYTES)),
+        ("SubmitBody", "status", one_of(req::VERDICT_STATUSES)),
         (
             "SubmitBody",
             "reasons",
-            json!({"maxItems": 256, "items": string(text(0, 512))}),
+            json!({"maxItems": req::REASONS_MAX, "items": string(text(0, req::REASON_MAX_BYTES))}),
         ),
-        ("SubmitBody", "git_ref", text(0, 256)),
-        ("SubmitBody", "git_sha", text(0, 128)),
+        ("SubmitBody", "git_ref", text(0, req::GIT_REF_MAX_BYTES)),
+        ("SubmitBody", "git_sha", text(0, req::GIT_SHA_MAX_BYTES)),
         ("RecordBody", "project", project()),
         ("RecordBody", "benchmark", benchmark()),
         (
             "RecordBody",
             "dependency_changes",
-            json!({"minItems": 1, "maxItems": 500}),
+            json!({"minItems": 1, "maxItems": req::DEPENDENCY_CHANGES_MAX}),
         ),
         (
             "RecordBody",
             "metric",
-            json!({"pattern": "^[a-z0-9_]{1,64}$"}),
+            json!({"pattern": format!("^[a-z0-9_]{{1,{}}}$", req::FLEET_METRIC_MAX)}),
         ),
         (
             "RecordBody",
             "delta_pct",
-            json!({"minimum": -fleet::MAX_DELTA_PCT, "maximum": fleet::MAX_DELTA_PCT}),
+            json!({"minimum": -req::MAX_DELTA_PCT, "maximum": req::MAX_DELTA_PCT}),
         ),
-        ("Change", "name", text(1, 128)),
-        ("Change", "old_version", text(0, 128)),
-        ("Change", "new_version", text(0, 128)),
+        ("Change", "name", text(1, req::DEPENDENCY_TEXT_MAX_BYTES)),
+        (
+            "Change",
+            "old_version",
+            text(0, req::DEPENDENCY_TEXT_MAX_BYTES),
+        ),
+        (
+            "Change",
+            "new_version",
+            text(0, req::DEPENDENCY_TEXT_MAX_BYTES),
+        ),
         // Not blank: at least one printable ASCII character that is not a space.
         (
             "CreateKeyBody",
             "description",
-            json!({"maxLength": 256, "pattern": r"^(?:[^\x00-\x1f\x7f-\x9f]{0,30}[!-~][^\x00-\x1f\x7f-\x9f]{0,30}|[\x20-\x7e]*[!-~][\x20-\x7e]*)$"}),
+            json!({"maxLength": req::KEY_DESCRIPTION_MAX_BYTES, "pattern": r"^(?:[^\x00-\x1f\x7f-\x9f]{0,30}[!-~][^\x00-\x1f\x7f-\x9f]{0,30}|[\x20-\x7e]*[!-~][\x20-\x7e]*)$"}),
         ),
         (
             "CreateKeyBody",
             "role",
-            one_of(&["viewer", "contributor", "promoter", "admin"]),
+            one_of(crate::domain::access::Role::NAMES),
         ),
         (
             "CreateKeyBody",
@@ -509,7 +425,7 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
         (
             "CreateKeyBody",
             "pattern",
-            json!({"pattern": r"^[a-z0-9_./*?-]{1,128}$"}),
+            json!({"pattern": format!(r"^[a-z0-9_./*?-]{{1,{}}}$", req::KEY_PATTERN_MAX)}),
         ),
         ("CreateKeyBody", "expires_at", date_time()),
     ]

@@ -50,6 +50,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, lowest first, as the API spells them.
+    pub const NAMES: &'static [&'static str] = &["viewer", "contributor", "promoter", "admin"];
+
     pub fn parse(s: &str) -> Option<Role> {
         match s.to_ascii_lowercase().as_str() {
             "viewer" => Some(Role::Viewer),

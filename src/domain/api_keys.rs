@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::access::{BenchFilter, Principal, Role};
 use crate::domain::names::{check_text, NameError, ProjectName};
+use crate::domain::requests::{is_key_pattern_char, KEY_DESCRIPTION_MAX_BYTES, KEY_PATTERN_MAX};
 use crate::domain::time::{now_micros, parse_rfc3339};
 
 pub const LIVE_PREFIX: &str = "pg_live_";
@@ -157,7 +158,7 @@ impl NewKey {
         if description.is_empty() {
             return Err(NameError::new("description", "must not be blank"));
         }
-        check_text("description", description, 256)?;
+        check_text("description", description, KEY_DESCRIPTION_MAX_BYTES)?;
         let role = Role::parse(role).ok_or_else(|| {
             NameError::new("role", "expected viewer, contributor, promoter or admin")
         })?;
@@ -169,13 +170,7 @@ impl NewKey {
         let pattern = match pattern {
             None => None,
             Some(p) => {
-                if p.is_empty()
-                    || p.len() > 128
-                    || !p.chars().all(|c| {
-                        c.is_ascii_lowercase()
-                            || c.is_ascii_digit()
-                            || matches!(c, '_' | '.' | '-' | '/' | '*' | '?')
-                    })
+                if p.is_empty() || p.len() > KEY_PATTERN_MAX || !p.chars().all(is_key_pattern_char)
                 {
                     return Err(NameError::new(
                         "pattern",

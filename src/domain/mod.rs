@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod ids;
 pub mod names;
 pub mod receipt;
+pub mod requests;
 pub mod time;
 pub mod trend;
 pub mod version;

@@ -66,6 +66,13 @@ name_type!(ProjectName);
 name_type!(BenchmarkName);
 name_type!(Version);
 
+/// Longest project name, in bytes.
+pub const PROJECT_MAX_BYTES: usize = 64;
+/// Longest benchmark name, in bytes.
+pub const BENCHMARK_MAX_BYTES: usize = 64;
+/// Longest version, in bytes.
+pub const VERSION_MAX_BYTES: usize = 128;
+
 impl ProjectName {
     /// 1–64 bytes of `[A-Za-z0-9_.-]`, not `.` or `..`; `*` is reserved for "every project".
     pub fn parse(s: &str) -> Result<Self, NameError> {
@@ -73,8 +80,8 @@ impl ProjectName {
         if s.is_empty() {
             return Err(err(F, "must not be empty"));
         }
-        if s.len() > 64 {
-            return Err(err(F, "must be at most 64 bytes"));
+        if s.len() > PROJECT_MAX_BYTES {
+            return Err(err(F, format!("must be at most {PROJECT_MAX_BYTES} bytes")));
         }
         if s == "*" {
             return Err(err(F, "'*' is reserved"));
@@ -102,8 +109,11 @@ impl BenchmarkName {
         if s.is_empty() {
             return Err(err(F, "must not be empty"));
         }
-        if s.len() > 64 {
-            return Err(err(F, "must be at most 64 bytes"));
+        if s.len() > BENCHMARK_MAX_BYTES {
+            return Err(err(
+                F,
+                format!("must be at most {BENCHMARK_MAX_BYTES} bytes"),
+            ));
         }
         if let Some(c) = s.chars().find(|c| {
             !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-' | '/'))
@@ -136,8 +146,11 @@ impl Version {
         if s.is_empty() {
             return Err(err(field, "must not be empty"));
         }
-        if s.len() > 128 {
-            return Err(err(field, "must be at most 128 bytes"));
+        if s.len() > VERSION_MAX_BYTES {
+            return Err(err(
+                field,
+                format!("must be at most {VERSION_MAX_BYTES} bytes"),
+            ));
         }
         if s.contains('/') {
             return Err(err(field, "must not contain '/'"));

@@ -30,7 +30,7 @@ pub fn lower_is_better(metric: &str) -> bool {
     metric != "throughput_per_s"
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Drift {
     Stable,
@@ -39,7 +39,7 @@ pub enum Drift {
     Critical,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Analysis {
     pub metric: String,
     pub slope_per_run: f64,

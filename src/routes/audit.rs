@@ -2,10 +2,10 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::baselines::{parse_limit, parse_offset, parse_time};
+use super::query::{parse_limit, parse_offset, parse_time};
 use crate::actors::key_store::ListAudit;
+use crate::api::ListAuditResponse;
 use crate::api::{AuditEvent, Pagination};
 use crate::auth::{Access, Gate, Principal};
 use crate::db::audit::AuditFilter;
@@ -31,7 +31,7 @@ pub(crate) struct AuditQuery {
 
 #[utoipa::path(get, operation_id = "audit_list_audit", path = "/api/v1/audit", tag = "audit", security(("bearer" = []), ("token" = [])),
     params(AuditQuery),
-    responses((status = 200, description = "Events newest first", body = crate::openapi::ListAuditResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "Events newest first", body = crate::api::ListAuditResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list_audit(
     principal: Principal,
     state: web::Data<AppState>,
@@ -80,8 +80,8 @@ pub(crate) async fn list_audit(
     };
     let (rows, total) = state.keys.read(ListAudit { filter }).await??;
     let events: Vec<AuditEvent> = rows.iter().map(AuditEvent::from_row).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "events": events,
-        "pagination": Pagination::new(total, offset, limit, rows.len()),
-    })))
+    Ok(HttpResponse::Ok().json(ListAuditResponse {
+        events,
+        pagination: Pagination::new(total, offset, limit, rows.len()),
+    }))
 }

@@ -12,11 +12,13 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::json::JsonBody;
+use super::query::{parse_limit, parse_offset, parse_time};
 use crate::actors::baseline_store::{
     Delete, GetLatest, GetVersion, List, Promote, RecentMedians, Upload,
 };
 use crate::actors::upload_batch::ArrivingUpload;
 use crate::actors::{Initiator, StoreError};
+use crate::api::TrendResponse;
 use crate::api::{
     etag_of, BaselineRecord, BaselineSummary, DeleteResponse, ListBaselinesResponse, Pagination,
     PromoteResponse,
@@ -24,15 +26,13 @@ use crate::api::{
 use crate::auth::{Gate, Principal, Scope};
 use crate::cache::CachedLatest;
 use crate::db::baselines::{BaselineRow, ListFilter};
-use crate::domain::names::{check_text, BenchmarkName, NameError, ProjectName, Version};
+use crate::domain::names::{check_text, BenchmarkName, ProjectName, Version};
 use crate::domain::receipt;
-use crate::domain::time::{parse_rfc3339, to_rfc3339};
+use crate::domain::requests;
+use crate::domain::time::to_rfc3339;
 use crate::error::ApiError;
 use crate::request_id::current_request_id;
 use crate::state::AppState;
-
-const MAX_TAGS: usize = 64;
-const MAX_METADATA: usize = 64;
 
 /// Characters escaped in a `Location` path segment.
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -66,36 +66,6 @@ fn initiator(p: &Principal) -> Initiator {
         principal_id: p.id.clone(),
         request_id: current_request_id(),
     }
-}
-
-fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
-    if tags.len() > MAX_TAGS {
-        return Err(ApiError::bad_request(format!(
-            "Invalid tags: at most {MAX_TAGS} tags"
-        )));
-    }
-    for t in tags {
-        if t.is_empty() || t.contains(',') {
-            return Err(ApiError::bad_request(
-                "Invalid tags: a tag must be non-empty and must not contain ','",
-            ));
-        }
-        check_text("tags", t, 128)?;
-    }
-    Ok(())
-}
-
-pub(crate) fn validate_git(
-    git_ref: &Option<String>,
-    git_sha: &Option<String>,
-) -> Result<(), NameError> {
-    if let Some(r) = git_ref {
-        check_text("git_ref", r, 256)?;
-    }
-    if let Some(s) = git_sha {
-        check_text("git_sha", s, 128)?;
-    }
-    Ok(())
 }
 
 /// `If-None-Match` matches `etag` (weak comparison, lists and `*` allowed).
@@ -193,26 +163,11 @@ pub(crate) async fn upload(
     let benchmark = BenchmarkName::parse(&b.benchmark)?;
     principal.authorize(Scope::Write, project.as_str(), Some(benchmark.as_str()))?;
     let version = b.version.as_deref().map(Version::parse).transpose()?;
-    validate_git(&b.git_ref, &b.git_sha)?;
+    requests::check_git(b.git_ref.as_deref(), b.git_sha.as_deref())?;
     let tags = b.tags.unwrap_or_default();
-    validate_tags(&tags)?;
+    requests::check_tags(&tags)?;
     let metadata = b.metadata.unwrap_or_default();
-    if metadata.len() > MAX_METADATA {
-        return Err(ApiError::bad_request(format!(
-            "Invalid metadata: at most {MAX_METADATA} entries"
-        )));
-    }
-    for (k, v) in &metadata {
-        if k.is_empty() {
-            return Err(ApiError::bad_request("Invalid metadata: empty key"));
-        }
-        check_text("metadata", k, 128)?;
-        if v.len() > 4096 {
-            return Err(ApiError::bad_request(
-                "Invalid metadata: values must be at most 4096 bytes",
-            ));
-        }
-    }
+    requests::check_metadata(&metadata)?;
     let summary = receipt::validate(b.receipt.get()).map_err(|e| {
         ApiError::unprocessable(e.to_string()).with_details(serde_json::json!({ "field": e.field }))
     })?;
@@ -225,14 +180,8 @@ pub(crate) async fn upload(
     let idempotency = match req.headers().get("idempotency-key") {
         None => None,
         Some(v) => {
-            let k = v
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    ApiError::bad_request("Invalid Idempotency-Key: 1-255 visible ASCII characters")
-                })?;
-            Some((k.to_owned(), hex::encode(Sha256::digest(&body.bytes))))
+            let key = requests::check_idempotency_key(v.to_str().ok())?;
+            Some((key.to_owned(), hex::encode(Sha256::digest(&body.bytes))))
         }
     };
     let metadata_json = serde_json::to_string(&metadata).map_err(|_| ApiError::internal())?;
@@ -298,37 +247,6 @@ pub(crate) struct ListQuery {
     offset: Option<i64>,
 }
 
-pub(crate) fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
-    v.as_deref()
-        .map(|s| {
-            // An unencoded '+' of an offset arrives as a space.
-            parse_rfc3339(&s.replace(' ', "+")).ok_or_else(|| {
-                ApiError::bad_request(format!("Invalid {field}: expected an RFC 3339 timestamp"))
-            })
-        })
-        .transpose()
-}
-
-pub(crate) fn parse_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(default),
-        Some(l) if (1..=max).contains(&l) => Ok(l),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "Invalid limit: must be between 1 and {max}"
-        ))),
-    }
-}
-
-pub(crate) fn parse_offset(offset: Option<i64>) -> Result<i64, ApiError> {
-    match offset {
-        None => Ok(0),
-        Some(o) if o >= 0 => Ok(o),
-        Some(_) => Err(ApiError::bad_request(
-            "Invalid offset: must not be negative",
-        )),
-    }
-}
-
 #[utoipa::path(get, operation_id = "baselines_list", path = "/api/v1/projects/{project}/baselines", tag = "baselines", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ListQuery),
     responses((status = 200, description = "One page, newest first", body = crate::api::ListBaselinesResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
@@ -345,9 +263,9 @@ pub(crate) async fn list(
         BenchmarkName::parse(b)?;
     }
     if let Some(p) = &q.benchmark_prefix {
-        check_text("benchmark_prefix", p, 64)?;
+        check_text("benchmark_prefix", p, requests::BENCHMARK_PREFIX_MAX_BYTES)?;
     }
-    validate_git(&q.git_ref, &q.git_sha)?;
+    requests::check_git(q.git_ref.as_deref(), q.git_sha.as_deref())?;
     let tags: Vec<String> = q
         .tags
         .as_deref()
@@ -359,7 +277,7 @@ pub(crate) async fn list(
                 .collect()
         })
         .unwrap_or_default();
-    validate_tags(&tags)?;
+    requests::check_tags(&tags)?;
     let include_receipt = q.include_receipt.unwrap_or(false);
     // Receipts can be large: pages that carry them hold at most 200 rows (the page says so in
     // `pagination.limit`, and `has_more` leads to the rest).
@@ -529,9 +447,9 @@ pub(crate) async fn promote(
     let b = body.value;
     let from_version = Version::parse_field(&b.from_version, "from_version")?;
     let to_version = Version::parse_field(&b.to_version, "to_version")?;
-    validate_git(&b.git_ref, &b.git_sha)?;
+    requests::check_git(b.git_ref.as_deref(), b.git_sha.as_deref())?;
     let tags = b.tags.unwrap_or_default();
-    validate_tags(&tags)?;
+    requests::check_tags(&tags)?;
     let (bench, from, to) = (
         benchmark.to_string(),
         from_version.to_string(),
@@ -583,7 +501,7 @@ pub(crate) struct TrendQuery {
 /// oldest first, with the drift analysis.
 #[utoipa::path(get, operation_id = "baselines_trend", path = "/api/v1/projects/{project}/baselines/{benchmark}/trend", tag = "baselines", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)"), TrendQuery),
-    responses((status = 200, description = "Series and drift analysis", body = crate::openapi::TrendResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "Series and drift analysis", body = crate::api::TrendResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn trend(
     principal: Principal,
     state: web::Data<AppState>,
@@ -631,14 +549,14 @@ pub(crate) async fn trend(
         .filter_map(|m| receipt::median_of(m, &q.metric))
         .collect();
     let analysis = trend::analyze(&q.metric, &values, threshold, critical_window);
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "project": p,
-        "benchmark": b,
-        "analysis": analysis,
-        "spark": trend::spark(&values),
-        "data_points": values.len(),
-        "values": values,
-    })))
+    Ok(HttpResponse::Ok().json(TrendResponse {
+        project: p,
+        benchmark: b,
+        analysis,
+        spark: trend::spark(&values),
+        data_points: values.len(),
+        values,
+    }))
 }
 
 #[cfg(test)]
@@ -655,13 +573,5 @@ mod tests {
             version_location("p", "b", ".."),
             "/api/v1/projects/p/baselines/b/versions/%2E%2E"
         );
-    }
-
-    #[test]
-    fn limits() {
-        assert_eq!(parse_limit(None, 50, 1000).unwrap(), 50);
-        assert!(parse_limit(Some(0), 50, 1000).is_err());
-        assert!(parse_limit(Some(1001), 50, 1000).is_err());
-        assert!(parse_offset(Some(-1)).is_err());
     }
 }

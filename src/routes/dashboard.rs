@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::baselines::{parse_limit, parse_offset};
+use super::query::{parse_limit, parse_offset};
 use crate::actors::dashboard::{History, ProjectBenchmarks, Projects};
 use crate::api::{raw, Pagination};
 use crate::auth::{Gate, Principal, Scope};

@@ -5,16 +5,17 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::baselines::{parse_limit, parse_time};
 use super::json::JsonBody;
+use super::query::{parse_limit, parse_time};
 use crate::actors::fleet_analyzer::{Alerts, Impact, Record};
 use crate::api::{DependencyEvent, FleetAlert};
+use crate::api::{ImpactResponse, ListAlertsResponse, RecordedResponse};
 use crate::auth::{Access, Gate, Principal, Scope};
 use crate::db::fleet::EventRow;
 use crate::domain::fleet::group_key;
-use crate::domain::names::{check_text, BenchmarkName, ProjectName};
+use crate::domain::names::{BenchmarkName, ProjectName};
+use crate::domain::requests::{self, DependencyChange};
 use crate::domain::time::now_micros;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -38,21 +39,10 @@ pub(crate) struct RecordBody {
 }
 
 /// The largest `delta_pct` magnitude accepted (percent).
-pub(crate) const MAX_DELTA_PCT: f64 = 1e9;
-
-fn check_dep_name(name: &str) -> Result<(), ApiError> {
-    if name.is_empty() {
-        return Err(ApiError::bad_request(
-            "Invalid dependency name: must not be empty",
-        ));
-    }
-    check_text("dependency name", name, 128)?;
-    Ok(())
-}
 
 #[utoipa::path(post, operation_id = "fleet_record", path = "/api/v1/fleet/dependency-event", tag = "fleet", security(("bearer" = []), ("token" = [])),
     request_body = RecordBody,
-    responses((status = 201, description = "One event per change", body = crate::openapi::RecordedResponse), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
+    responses((status = 201, description = "One event per change", body = crate::api::RecordedResponse), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn record(
     principal: Principal,
     state: web::Data<AppState>,
@@ -62,41 +52,19 @@ pub(crate) async fn record(
     let project = ProjectName::parse(&b.project)?;
     let benchmark = BenchmarkName::parse(&b.benchmark)?;
     principal.authorize(Scope::Write, project.as_str(), Some(benchmark.as_str()))?;
-    if b.dependency_changes.is_empty() {
-        return Err(ApiError::bad_request(
-            "Invalid dependency_changes: at least one change is required",
-        ));
-    }
-    if b.dependency_changes.len() > 500 {
-        return Err(ApiError::bad_request(
-            "Invalid dependency_changes: at most 500 changes",
-        ));
-    }
-    if b.metric.is_empty()
-        || b.metric.len() > 64
-        || !b
-            .metric
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
-    {
-        return Err(ApiError::bad_request(
-            "Invalid metric: 1-64 characters of a-z 0-9 _",
-        ));
-    }
-    // Bounded so that sums and averages over any number of events stay finite (found by
-    // schemathesis: two events at -1.7e308 made the impact average -inf, rendered as null).
-    if !(b.delta_pct.is_finite() && b.delta_pct.abs() <= MAX_DELTA_PCT) {
-        return Err(ApiError::bad_request(
-            "Invalid delta_pct: must be a finite number between -1e9 and 1e9",
-        ));
-    }
+    let changes: Vec<DependencyChange<'_>> = b
+        .dependency_changes
+        .iter()
+        .map(|c| DependencyChange {
+            name: &c.name,
+            old_version: c.old_version.as_deref(),
+            new_version: c.new_version.as_deref(),
+        })
+        .collect();
+    requests::check_dependency_event(&changes, &b.metric, b.delta_pct)?;
     let now = now_micros();
     let mut events = Vec::with_capacity(b.dependency_changes.len());
     for c in &b.dependency_changes {
-        check_dep_name(&c.name)?;
-        for v in [&c.old_version, &c.new_version].into_iter().flatten() {
-            check_text("dependency version", v, 128)?;
-        }
         events.push(EventRow {
             id: crate::domain::ids::row_id(),
             project: project.as_str().to_owned(),
@@ -120,7 +88,7 @@ pub(crate) async fn record(
         .await??;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location))
-        .json(json!({ "recorded": n })))
+        .json(RecordedResponse { recorded: n }))
 }
 
 fn require_global_read(p: &Principal) -> Result<(), ApiError> {
@@ -140,7 +108,7 @@ pub(crate) struct AlertsQuery {
 
 #[utoipa::path(get, operation_id = "fleet_alerts", path = "/api/v1/fleet/alerts", tag = "fleet", security(("bearer" = []), ("token" = [])),
     params(AlertsQuery),
-    responses((status = 200, description = "Alerts, most confident first", body = crate::openapi::ListAlertsResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "Alerts, most confident first", body = crate::api::ListAlertsResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn alerts(
     principal: Principal,
     state: web::Data<AppState>,
@@ -168,7 +136,7 @@ pub(crate) async fn alerts(
         })
         .await??;
     let body: Vec<FleetAlert> = alerts.iter().map(FleetAlert::from_alert).collect();
-    Ok(HttpResponse::Ok().json(json!({ "alerts": body })))
+    Ok(HttpResponse::Ok().json(ListAlertsResponse { alerts: body }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -180,7 +148,7 @@ pub(crate) struct ImpactQuery {
 
 #[utoipa::path(get, operation_id = "fleet_impact", path = "/api/v1/fleet/dependency/{dep}/impact", tag = "fleet", security(("bearer" = []), ("token" = [])),
     params(("dep" = String, Path, description = "Dependency name (may contain /)"), ImpactQuery),
-    responses((status = 200, description = "Events oldest first", body = crate::openapi::ImpactResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "Events oldest first", body = crate::api::ImpactResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn impact(
     principal: Principal,
     state: web::Data<AppState>,
@@ -189,7 +157,7 @@ pub(crate) async fn impact(
 ) -> Result<HttpResponse, ApiError> {
     require_global_read(&principal)?;
     let dep = path.into_inner();
-    check_dep_name(&dep)?;
+    requests::check_dependency_name(&dep)?;
     let q = query.into_inner();
     let limit = parse_limit(q.limit, 50, 1000)?;
     let (events, projects, avg) = state
@@ -202,10 +170,10 @@ pub(crate) async fn impact(
         })
         .await??;
     let list: Vec<DependencyEvent> = events.iter().map(DependencyEvent::from_row).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "dependency": dep,
-        "events": list,
-        "project_count": projects,
-        "avg_delta_pct": avg,
-    })))
+    Ok(HttpResponse::Ok().json(ImpactResponse {
+        dependency: dep,
+        events: list,
+        project_count: projects,
+        avg_delta_pct: avg,
+    }))
 }

@@ -1,25 +1,25 @@
 //! `/health`, `/api/v1/health` and `/api/v1/info`: open endpoints.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
 use crate::actors::baseline_store::{Probe, PROBE_TIMEOUT};
+use crate::api::{AuthInfo, HealthResponse, InfoResponse, StorageHealth};
 use crate::state::AppState;
 
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// `/health`: the same probe as `/api/v1/health`.
 #[utoipa::path(get, operation_id = "health_health_doc", path = "/health", tag = "health",
-    responses((status = 200, description = "Storage answers", body = crate::openapi::HealthResponse),
-              (status = 503, description = "Storage degraded", body = crate::openapi::HealthResponse)))]
+    responses((status = 200, description = "Storage answers", body = crate::api::HealthResponse),
+              (status = 503, description = "Storage degraded", body = crate::api::HealthResponse)))]
 pub(crate) async fn health_doc(state: web::Data<AppState>) -> HttpResponse {
     health(state).await
 }
 
 /// Runs a real query through the reader actors; 503 with the same body shape when it fails.
 #[utoipa::path(get, operation_id = "health_health", path = "/api/v1/health", tag = "health",
-    responses((status = 200, description = "Storage answers", body = crate::openapi::HealthResponse),
-              (status = 503, description = "Storage degraded", body = crate::openapi::HealthResponse)))]
+    responses((status = 200, description = "Storage answers", body = crate::api::HealthResponse),
+              (status = 503, description = "Storage degraded", body = crate::api::HealthResponse)))]
 pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     let backend = state.backend.as_str();
     let ok = match state
@@ -37,11 +37,14 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
             false
         }
     };
-    let body = json!({
-        "status": if ok { "healthy" } else { "degraded" },
-        "version": VERSION,
-        "storage": {"backend": backend, "status": if ok { "healthy" } else { "unhealthy" }},
-    });
+    let body = HealthResponse {
+        status: if ok { "healthy" } else { "degraded" },
+        version: VERSION,
+        storage: StorageHealth {
+            backend,
+            status: if ok { "healthy" } else { "unhealthy" },
+        },
+    };
     if ok {
         HttpResponse::Ok().json(body)
     } else {
@@ -52,17 +55,17 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
 }
 
 #[utoipa::path(get, operation_id = "health_info", path = "/api/v1/info", tag = "health",
-    responses((status = 200, description = "Server facts", body = crate::openapi::InfoResponse)))]
+    responses((status = 200, description = "Server facts", body = crate::api::InfoResponse)))]
 pub(crate) async fn info(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "version": VERSION,
-        "storage": state.backend.as_str(),
-        "auth": {
-            "api_keys": true,
-            "jwt": state.jwt.is_some(),
-            "oidc_providers": state.oidc.iter().map(|p| p.issuer.as_str()).collect::<Vec<_>>(),
+    HttpResponse::Ok().json(InfoResponse {
+        version: VERSION,
+        storage: state.backend.as_str(),
+        auth: AuthInfo {
+            api_keys: true,
+            jwt: state.jwt.is_some(),
+            oidc_providers: state.oidc.iter().map(|p| p.issuer.as_str()).collect(),
         },
-    }))
+    })
 }
 
 /// Prometheus text exposition (open, like `/health`).

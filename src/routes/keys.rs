@@ -4,12 +4,12 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::json::JsonBody;
 use crate::actors::key_store::{CreateKey, ListKeys, NewKey, RevokeKey};
 use crate::actors::Initiator;
 use crate::api::{CreateKeyResponse, KeyEntry};
+use crate::api::{ListKeysResponse, RevokeKeyResponse};
 use crate::auth::{Access, Gate, Principal};
 use crate::domain::time::to_rfc3339;
 use crate::error::ApiError;
@@ -87,7 +87,7 @@ pub(crate) async fn create_key(
 }
 
 #[utoipa::path(get, operation_id = "keys_list_keys", path = "/api/v1/keys", tag = "keys", security(("bearer" = []), ("token" = [])),
-    responses((status = 200, description = "Keys newest first, revoked included", body = crate::openapi::ListKeysResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "Keys newest first, revoked included", body = crate::api::ListKeysResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list_keys(
     principal: Principal,
     state: web::Data<AppState>,
@@ -100,12 +100,12 @@ pub(crate) async fn list_keys(
         })
         .await??;
     let keys: Vec<KeyEntry> = rows.iter().map(KeyEntry::from_row).collect();
-    Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
+    Ok(HttpResponse::Ok().json(ListKeysResponse { keys }))
 }
 
 #[utoipa::path(delete, operation_id = "keys_revoke_key", path = "/api/v1/keys/{id}", tag = "keys", security(("bearer" = []), ("token" = [])),
     params(("id" = String, Path, description = "Key id")),
-    responses((status = 200, description = "Revoked", body = crate::openapi::RevokeKeyResponse), (status = 404, description = "Unknown", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "Revoked", body = crate::api::RevokeKeyResponse), (status = 404, description = "Unknown", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn revoke_key(
     principal: Principal,
     state: web::Data<AppState>,
@@ -130,8 +130,8 @@ pub(crate) async fn revoke_key(
             },
         )
         .await??;
-    Ok(HttpResponse::Ok().json(json!({
-        "id": row.id,
-        "revoked_at": row.revoked_at.map(to_rfc3339),
-    })))
+    Ok(HttpResponse::Ok().json(RevokeKeyResponse {
+        id: row.id,
+        revoked_at: row.revoked_at.map(to_rfc3339),
+    }))
 }

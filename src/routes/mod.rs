@@ -7,6 +7,7 @@ pub(crate) mod fleet;
 pub(crate) mod health;
 pub mod json;
 pub(crate) mod keys;
+mod query;
 pub(crate) mod verdicts;
 
 use actix_web::{web, HttpRequest, HttpResponse};

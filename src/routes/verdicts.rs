@@ -3,22 +3,23 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::baselines::{parse_limit, parse_offset, parse_time, validate_git};
 use super::json::JsonBody;
+use super::query::{parse_limit, parse_offset, parse_time};
 use crate::actors::verdict_log::{Get, List, NewVerdict, Submit};
 use crate::actors::Initiator;
 use crate::api::Counts;
+use crate::api::ListVerdictsResponse;
 use crate::api::{Pagination, VerdictRecord};
 use crate::auth::{Gate, Principal, Scope};
 use crate::db::verdicts::VerdictFilter;
-use crate::domain::names::{check_text, BenchmarkName, ProjectName};
+use crate::domain::names::{BenchmarkName, ProjectName};
+use crate::domain::requests;
 use crate::error::ApiError;
 use crate::request_id::current_request_id;
 use crate::state::AppState;
 
-pub(crate) const STATUSES: &[&str] = &["pass", "warn", "fail", "skip"];
+pub(crate) use crate::domain::requests::VERDICT_STATUSES as STATUSES;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct SubmitBody {
@@ -35,16 +36,6 @@ pub(crate) struct SubmitBody {
     wall_ms_cv: Option<f64>,
 }
 
-fn check_status(s: &str) -> Result<(), ApiError> {
-    if STATUSES.contains(&s) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "Invalid status: expected pass, warn, fail or skip",
-        ))
-    }
-}
-
 #[utoipa::path(post, operation_id = "verdicts_submit", path = "/api/v1/projects/{project}/verdicts", tag = "verdicts", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name")), request_body = SubmitBody,
     responses((status = 201, description = "Recorded, with its flakiness score", body = crate::api::VerdictRecord), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
@@ -58,25 +49,8 @@ pub(crate) async fn submit(
     let b = body.value;
     let benchmark = BenchmarkName::parse(&b.benchmark)?;
     principal.authorize(Scope::Write, project.as_str(), Some(benchmark.as_str()))?;
-    if b.run_id.is_empty() {
-        return Err(ApiError::bad_request("Invalid run_id: must not be empty"));
-    }
-    check_text("run_id", &b.run_id, 256)?;
-    check_status(&b.status)?;
-    if b.reasons.len() > 256 {
-        return Err(ApiError::bad_request(
-            "Invalid reasons: at most 256 entries",
-        ));
-    }
-    for r in &b.reasons {
-        check_text("reasons", r, 512)?;
-    }
-    validate_git(&b.git_ref, &b.git_sha)?;
-    if b.wall_ms_cv.is_some_and(|v| !v.is_finite()) {
-        return Err(ApiError::bad_request(
-            "Invalid wall_ms_cv: must be a finite number",
-        ));
-    }
+    requests::check_verdict(&b.run_id, &b.status, &b.reasons, b.wall_ms_cv)?;
+    requests::check_git(b.git_ref.as_deref(), b.git_sha.as_deref())?;
     let verdict = NewVerdict {
         project: project.as_str().to_owned(),
         benchmark: benchmark.into_string(),
@@ -131,7 +105,7 @@ pub(crate) struct ListQuery {
 
 #[utoipa::path(get, operation_id = "verdicts_list", path = "/api/v1/projects/{project}/verdicts", tag = "verdicts", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ListQuery),
-    responses((status = 200, description = "One page, newest first", body = crate::openapi::ListVerdictsResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "One page, newest first", body = crate::api::ListVerdictsResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list(
     principal: Principal,
     state: web::Data<AppState>,
@@ -145,7 +119,7 @@ pub(crate) async fn list(
         BenchmarkName::parse(b)?;
     }
     if let Some(s) = &q.status {
-        check_status(s)?;
+        requests::check_verdict_status(s)?;
     }
     let limit = parse_limit(q.limit, 50, 1000)?;
     let offset = parse_offset(q.offset)?;
@@ -167,10 +141,10 @@ pub(crate) async fn list(
         })
         .await??;
     let verdicts: Vec<VerdictRecord> = rows.iter().map(VerdictRecord::from_row).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "verdicts": verdicts,
-        "pagination": Pagination::new(total, offset, limit, rows.len()),
-    })))
+    Ok(HttpResponse::Ok().json(ListVerdictsResponse {
+        verdicts,
+        pagination: Pagination::new(total, offset, limit, rows.len()),
+    }))
 }
 
 #[utoipa::path(get, operation_id = "verdicts_get", path = "/api/v1/projects/{project}/verdicts/{id}", tag = "verdicts", security(("bearer" = []), ("token" = [])),
