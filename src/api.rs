@@ -458,3 +458,94 @@ pub(crate) struct ImpactResponse<'a> {
     pub project_count: i64,
     pub avg_delta_pct: f64,
 }
+
+/// One (benchmark, metric) verdict of a gate.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct GateBenchmark {
+    pub benchmark: String,
+    pub metric: String,
+    /// `pass`, `warn`, `fail`, `inconclusive` or `skip`
+    pub status: String,
+    /// Change against the benchmark's history, percent; positive = worse.
+    pub effect_pct: f64,
+    pub ci95_pct: [f64; 2],
+    pub p: f64,
+    pub q: f64,
+    pub history_runs: usize,
+    pub reason: String,
+}
+
+/// The verdict on a run's common shift (everything slower or faster together).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct GateSuite {
+    pub metric: String,
+    pub shift_pct: f64,
+    pub ci95_pct: [f64; 2],
+    pub p: f64,
+    pub status: String,
+    pub reason: String,
+}
+
+/// The confirmation run a gate asks for.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct GateConfirm {
+    /// The attempt the rerun will be.
+    pub attempt: i64,
+    /// The suspects; rerun the whole suite on a fresh runner, these with `repeat` samples.
+    pub benchmarks: Vec<String>,
+    pub repeat: std::collections::BTreeMap<String, u32>,
+    pub post_to: String,
+    pub deadline: String,
+}
+
+/// A baseline version a gate recorded (`record: true`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct GateRecorded {
+    pub benchmark: String,
+    pub version: String,
+}
+
+/// The decision part of a gate, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct GateResult {
+    /// The suite verdict of the first metric.
+    pub suite: GateSuite,
+    /// One suite verdict per metric.
+    pub suites: Vec<GateSuite>,
+    pub benchmarks: Vec<GateBenchmark>,
+    pub confirm: Option<GateConfirm>,
+    #[serde(default)]
+    pub recorded: Vec<GateRecorded>,
+}
+
+/// A gate (`perfgate.gate.v1`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct GateResponse {
+    /// `perfgate.gate.v1`
+    pub schema: &'static str,
+    pub id: String,
+    pub project: String,
+    /// `pass`, `warn`, `fail` or `inconclusive`
+    pub status: String,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub git_ref: Option<String>,
+    pub git_sha: Option<String>,
+    pub base_sha: Option<String>,
+    pub runner: Option<String>,
+    pub record: bool,
+    pub metrics: Vec<String>,
+    #[serde(flatten)]
+    pub result: GateResult,
+}
+
+/// `GET …/gates`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ListGatesResponse {
+    pub gates: Vec<GateResponse>,
+    pub pagination: Pagination,
+}

@@ -18,6 +18,7 @@ pub(crate) mod actors;
 pub(crate) mod api;
 pub mod auth;
 pub(crate) mod cache;
+pub mod client;
 pub mod config;
 pub(crate) mod db;
 pub mod domain;

@@ -41,6 +41,42 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Judge a CI run's receipts against each benchmark's history on a server (exit 0 pass/warn, 1 fail, 3 inconclusive, 2 error)
+    Gate {
+        /// Server URL (with or without /api/v1) [env: PERFGATE_SERVER_URL]
+        #[arg(long, env = "PERFGATE_SERVER_URL")]
+        url: String,
+        /// Project [env: PERFGATE_PROJECT]
+        #[arg(long, env = "PERFGATE_PROJECT")]
+        project: String,
+        /// API key or JWT [env: PERFGATE_API_KEY]
+        #[arg(long, env = "PERFGATE_API_KEY", hide_env_values = true)]
+        key: String,
+        /// Runner class label: history only from runs with the same label
+        #[arg(long)]
+        runner: Option<String>,
+        /// Once final and not failed, store the runs as baseline versions
+        #[arg(long)]
+        record: bool,
+        /// Post the receipts as a confirmation attempt of this gate
+        #[arg(long, value_name = "GATE_ID")]
+        attempt_of: Option<String>,
+        /// Metric to judge (repeatable; default: the project's settings)
+        #[arg(long = "metric", value_name = "METRIC")]
+        metrics: Vec<String>,
+        /// Git ref of the run [env: GITHUB_REF, CI_COMMIT_REF_NAME]
+        #[arg(long)]
+        git_ref: Option<String>,
+        /// Commit of the run [env: GITHUB_SHA, CI_COMMIT_SHA]
+        #[arg(long)]
+        git_sha: Option<String>,
+        /// A pull request's merge base: history ends at the runs recorded for it
+        #[arg(long)]
+        base_sha: Option<String>,
+        /// perfgate.run.v1 receipts, one per benchmark
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Mint an HS256 JWT for testing (`Authorization: Token <jwt>`)
     Token {
         /// Shared secret (as given to the server's --jwt-secret) [env: PERFGATE_JWT_SECRET]
@@ -138,9 +174,51 @@ fn db_config(db: &DbArgs) -> Result<ServerConfig, String> {
     ServerConfig::load(db.config.as_deref(), db).map_err(|e| e.to_string())
 }
 
+/// The first of these environment variables that is set (CI systems name them differently).
+fn ci_env(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
 /// Runs an operator command; an `Err` is printed as one line and exits with 2.
-fn run_command(cmd: Command) -> Result<(), String> {
+fn run_command(cmd: Command) -> Result<ExitCode, String> {
+    if let Command::Gate {
+        url,
+        project,
+        key,
+        runner,
+        record,
+        attempt_of,
+        metrics,
+        git_ref,
+        git_sha,
+        base_sha,
+        files,
+    } = cmd
+    {
+        let cmd = perfgate_server::client::gate::GateCommand {
+            url,
+            project,
+            key,
+            files,
+            runner,
+            record,
+            attempt_of,
+            metrics,
+            git_ref: git_ref.or_else(|| ci_env(&["GITHUB_REF", "CI_COMMIT_REF_NAME"])),
+            git_sha: git_sha.or_else(|| ci_env(&["GITHUB_SHA", "CI_COMMIT_SHA"])),
+            base_sha,
+        };
+        let outcome = perfgate_server::client::gate::run(&cmd)?;
+        return Ok(ExitCode::from(outcome.exit_code()));
+    }
+    run_operator(cmd).map(|()| ExitCode::SUCCESS)
+}
+
+fn run_operator(cmd: Command) -> Result<(), String> {
     match cmd {
+        Command::Gate { .. } => return Err("internal: gate is not an operator command".into()),
         Command::Keys { action } => match action {
             KeysCommand::Create {
                 db,
@@ -216,7 +294,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(cmd) = cli.command {
         return match run_command(cmd) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(code) => code,
             Err(e) => fail(e),
         };
     }

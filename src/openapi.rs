@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::domain::names;
 use crate::domain::requests as req;
-use crate::routes::{audit, baselines, dashboard, fleet, health, keys, verdicts};
+use crate::routes::{audit, baselines, dashboard, fleet, gates, health, keys, verdicts};
 
 /// `{"code", "message", "request_id", "details"?}`: every error.
 #[derive(Serialize, ToSchema)]
@@ -67,6 +67,12 @@ impl Modify for Security {
         verdicts::submit,
         verdicts::list,
         verdicts::get,
+        gates::open,
+        gates::list,
+        gates::get,
+        gates::add_attempt,
+        gates::get_settings,
+        gates::put_settings,
         fleet::record,
         fleet::alerts,
         fleet::impact,

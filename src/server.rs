@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use crate::actors::baseline_store::BaselineStore;
 use crate::actors::dashboard::DashboardReader;
 use crate::actors::fleet_analyzer::FleetAnalyzer;
+use crate::actors::gate::GateStore;
 use crate::actors::key_store::{ensure_bootstrap_key, KeyStore};
 use crate::actors::verdict_log::VerdictLog;
 use crate::actors::Shards;
@@ -134,12 +135,14 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             verdicts: storage.pools("verdict_log", readers, write_shards)?,
             fleet: storage.pools("fleet_analyzer", readers, write_shards)?,
             keys: storage.pools("key_store", readers, 1)?,
+            gates: storage.pools("gate", readers, write_shards)?,
             dashboard: storage.pools("dashboard", readers, 0)?,
         };
         Ok::<_, crate::db::DbError>((storage, pools, key))
     })
     .await
     .map_err(|_| ServerError::Crashed)??;
+    spawn_backfill(storage.write_pool.clone());
     // SQLite: this process becomes the file's only writer for as long as it runs (the cache of
     // latest answers depends on it). Memory is process-local; PostgreSQL is shared, uncached.
     let _owner = match backend {
@@ -176,6 +179,10 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let verdicts = start.store("verdict_log", pools.verdicts, VerdictLog::new);
     let fleet = start.store("fleet_analyzer", pools.fleet, FleetAnalyzer::new);
     let dashboard = start.store("dashboard", pools.dashboard, DashboardReader::new);
+    let cache = latest_cache.clone();
+    let gates = start.store("gate", pools.gates, move |pool| {
+        GateStore::new(pool, cache.clone())
+    });
 
     let limiter = rate_limiter(&config);
     if let Some(l) = &limiter {
@@ -197,6 +204,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         keys,
         verdicts,
         fleet,
+        gates,
         dashboard,
         static_keys,
         jwt,
@@ -245,6 +253,34 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Summarises, in the background and in small batches, the runs of baselines stored before the
+/// gate's `run_stats` table existed, so a gate finds their history. Each batch is one short write
+/// transaction, so clients' writes wait at most one batch.
+fn spawn_backfill(pool: crate::db::DbPool) {
+    let spawned = std::thread::Builder::new()
+        .name("run-stats-backfill".into())
+        .spawn(move || loop {
+            let step = pool
+                .get()
+                .map_err(crate::db::DbError::from)
+                .and_then(|mut c| {
+                    crate::db::write_tx(&mut c, |c| crate::db::gates::backfill_run_stats(c, 200))
+                        .map_err(crate::db::DbError::from)
+                });
+            match step {
+                Ok(true) => return,
+                Ok(false) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => {
+                    log::warn!("run summary back-fill paused: {e}");
+                    std::thread::sleep(Duration::from_secs(5));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("could not start the run summary back-fill: {e}");
+    }
+}
+
 fn rate_limiter(cfg: &ServerConfig) -> Option<Arc<governor::DefaultKeyedRateLimiter<String>>> {
     let rate = std::num::NonZeroU32::new(cfg.rate_limit)?;
     let burst = cfg
@@ -261,6 +297,7 @@ struct StorePoolSet {
     verdicts: StorePools,
     fleet: StorePools,
     keys: StorePools,
+    gates: StorePools,
     dashboard: StorePools,
 }
 
@@ -273,6 +310,7 @@ impl StorePoolSet {
             &self.verdicts,
             &self.fleet,
             &self.keys,
+            &self.gates,
             &self.dashboard,
         ] {
             out.push(p.read.clone());

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::actors::baseline_store::BaselineStore;
 use crate::actors::dashboard::DashboardReader;
 use crate::actors::fleet_analyzer::FleetAnalyzer;
+use crate::actors::gate::GateStore;
 use crate::actors::key_store::KeyStore;
 use crate::actors::verdict_log::VerdictLog;
 use crate::actors::Shards;
@@ -38,6 +39,8 @@ pub(crate) struct AppState {
     pub jwks_client: reqwest::Client,
     /// Per-credential token buckets (`rate_limit`), keyed by principal id.
     pub limiter: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
+    /// Gates and their settings.
+    pub gates: Shards<GateStore>,
     /// Dashboard reads (projects, benchmark tables, history): a reader of its own.
     pub dashboard: Shards<DashboardReader>,
     /// Every store's pools, for the gauges at `/metrics`.

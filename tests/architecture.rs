@@ -27,7 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "wiring and commands",
-        &["server", "ops", "transfer", "lib", "main"],
+        &["server", "ops", "transfer", "client", "lib", "main"],
     ),
 ];
 

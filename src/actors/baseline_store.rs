@@ -8,9 +8,11 @@ use crate::api::{etag_of, UploadResponse};
 use crate::cache::LatestCache;
 use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as q, BaselineRow, ListFilter, SummaryRow};
+use crate::db::gates::{self, RunStatRow};
 use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn};
 use crate::domain::access::BenchFilter;
 use crate::domain::names::{BenchmarkName, ProjectName, Version};
+use crate::domain::summary::RunSummary;
 use crate::domain::time::{now_micros, to_rfc3339};
 use crate::domain::version;
 use crate::store_actor;
@@ -125,7 +127,41 @@ pub(crate) struct Upload {
     pub tags: Vec<String>,
     /// `(Idempotency-Key, sha256 of the request body)`.
     pub idempotency: Option<(String, String)>,
+    /// The run's summaries for the gate's history, its `run.id` and runner class.
+    pub run: RunFacts,
     pub actor: Initiator,
+}
+
+/// What the gate keeps of a stored run: one summary per metric.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunFacts {
+    pub run_id: String,
+    /// Runner class (`domain::receipt::runner_class`).
+    pub runner: String,
+    pub summaries: Vec<(&'static str, RunSummary)>,
+}
+
+impl RunFacts {
+    /// The `run_stats` rows of this run stored as `row`.
+    pub(crate) fn rows(&self, row: &BaselineRow) -> Vec<RunStatRow> {
+        self.summaries
+            .iter()
+            .map(|(metric, s)| RunStatRow {
+                baseline_id: row.id.clone(),
+                metric: (*metric).to_owned(),
+                project: row.project.clone(),
+                benchmark: row.benchmark.clone(),
+                runner: self.runner.clone(),
+                run_id: self.run_id.clone(),
+                git_sha: row.git_sha.clone(),
+                center: s.center,
+                within_sd: s.within_sd,
+                n: i64::from(s.n),
+                resolution: s.resolution,
+                created_at: row.created_at,
+            })
+            .collect()
+    }
 }
 
 pub(crate) struct UploadOutcome {
@@ -205,6 +241,7 @@ impl Upload {
                 deleted_at: None,
             };
             q::insert(c, &row, &self.tags)?;
+            gates::insert_run_stats(c, &self.run.rows(&row))?;
             let response = UploadResponse {
                 id: row.id.clone(),
                 benchmark: row.benchmark.clone(),

@@ -11,6 +11,7 @@ pub(crate) mod baseline_store;
 pub(crate) mod dashboard;
 mod error;
 pub(crate) mod fleet_analyzer;
+pub(crate) mod gate;
 pub(crate) mod key_store;
 pub(crate) mod upload_batch;
 pub(crate) mod verdict_log;

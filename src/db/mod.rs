@@ -10,6 +10,7 @@ pub(crate) mod dashboard;
 mod dialect;
 mod error;
 pub(crate) mod fleet;
+pub(crate) mod gates;
 pub(crate) mod keys;
 mod migrations;
 mod pool;

@@ -149,6 +149,84 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    run_stats (baseline_id, metric) {
+        baseline_id -> Text,
+        metric -> Text,
+        project -> Text,
+        benchmark -> Text,
+        runner -> Text,
+        run_id -> Text,
+        git_sha -> Nullable<Text>,
+        center -> Double,
+        within_sd -> Double,
+        n -> BigInt,
+        resolution -> Double,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    gates (id) {
+        id -> Text,
+        project -> Text,
+        status -> Text,
+        is_final -> Bool,
+        attempt -> BigInt,
+        max_attempts -> BigInt,
+        git_ref -> Nullable<Text>,
+        git_sha -> Nullable<Text>,
+        base_sha -> Nullable<Text>,
+        runner -> Nullable<Text>,
+        record -> Bool,
+        metrics -> Text,
+        settings -> Text,
+        result -> Text,
+        deadline -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    gate_runs (gate_id, attempt, benchmark) {
+        gate_id -> Text,
+        attempt -> BigInt,
+        benchmark -> Text,
+        run_id -> Text,
+        runner -> Text,
+        receipt -> Text,
+        summaries -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    failed_runs (project, benchmark, run_id) {
+        project -> Text,
+        benchmark -> Text,
+        run_id -> Text,
+        gate_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    gate_settings (project) {
+        project -> Text,
+        settings -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    backfill_state (task) {
+        task -> Text,
+        position -> Text,
+        done -> Bool,
+    }
+}
+
 diesel::joinable!(baseline_tags -> baselines (baseline_id));
 diesel::allow_tables_to_appear_in_same_query!(
     baselines,
@@ -162,4 +240,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     dependency_events,
     fleet_groups,
     fleet_members,
+    run_stats,
+    gates,
+    gate_runs,
+    failed_runs,
+    gate_settings,
+    backfill_state,
 );

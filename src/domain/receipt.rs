@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use super::summary::{self, RunSummary};
+
 pub const RUN_SCHEMA_V1: &str = "perfgate.run.v1";
 
 /// Error naming the receipt field that does not fit, e.g. `receipt.stats.wall_ms.median`.
@@ -168,6 +170,92 @@ pub struct ReceiptSummary {
     pub bench_name: String,
     /// The median of every metric present in `stats`.
     pub medians: std::collections::BTreeMap<&'static str, f64>,
+    /// `run.id`: ties the run to the gates that judged it.
+    pub run_id: String,
+    /// The runner class of the host that measured it (see [`runner_class`]).
+    pub host_class: String,
+    /// The gate's per-run summary of every metric with usable samples.
+    pub runs: Vec<(&'static str, RunSummary)>,
+}
+
+/// The runner class of a host: OS, architecture and CPU count. CI runners of one class are
+/// interchangeable; their hostnames differ, so the hostname is not part of it. A gate's optional
+/// `runner` label narrows it further (`linux/x86_64/2#gpu`).
+pub fn runner_class(host_class: &str, label: Option<&str>) -> String {
+    match label {
+        Some(l) if !l.is_empty() => format!("{host_class}#{l}"),
+        _ => host_class.to_owned(),
+    }
+}
+
+/// Metrics measured per sample as integers (quantum 1 of their unit).
+const SAMPLE_METRICS: &[&str] = &[
+    "wall_ms",
+    "cpu_ms",
+    "page_faults",
+    "ctx_switches",
+    "max_rss_kb",
+    "io_read_bytes",
+    "io_write_bytes",
+    "network_packets",
+    "energy_uj",
+    "binary_bytes",
+];
+
+impl Sample {
+    fn value(&self, metric: &str) -> Option<u64> {
+        match metric {
+            "wall_ms" => Some(self.wall_ms),
+            "cpu_ms" => self.cpu_ms,
+            "page_faults" => self.page_faults,
+            "ctx_switches" => self.ctx_switches,
+            "max_rss_kb" => self.max_rss_kb,
+            "io_read_bytes" => self.io_read_bytes,
+            "io_write_bytes" => self.io_write_bytes,
+            "network_packets" => self.network_packets,
+            "energy_uj" => self.energy_uj,
+            "binary_bytes" => self.binary_bytes,
+            _ => None,
+        }
+    }
+
+    fn for_gate(&self, value: f64) -> summary::Sample {
+        summary::Sample {
+            value,
+            warmup: self.warmup,
+            failed: self.exit_code != 0,
+            timed_out: self.timed_out,
+        }
+    }
+}
+
+/// Per-run summaries of every metric the samples carry, and throughput (`work_units` per second
+/// of wall time) when the receipt has work units.
+fn run_summaries(r: &RunReceipt) -> Vec<(&'static str, RunSummary)> {
+    let mut out = Vec::new();
+    for &metric in SAMPLE_METRICS {
+        let samples: Vec<summary::Sample> = r
+            .samples
+            .iter()
+            .filter_map(|s| s.value(metric).map(|v| s.for_gate(v as f64)))
+            .collect();
+        if let Some(sum) = summary::summarize(&samples, 1.0) {
+            out.push((metric, sum));
+        }
+    }
+    // ln(throughput) = ln(units · 1000) − ln(wall_ms): the wall-time summary mirrored, so the
+    // rounding of the wall time stays in its spread.
+    let wall = out.iter().find(|(m, _)| *m == "wall_ms").map(|(_, s)| *s);
+    if let (Some(units), Some(wall)) = (r.bench.work_units.filter(|u| *u > 0), wall) {
+        out.push((
+            "throughput_per_s",
+            RunSummary {
+                center: (units as f64 * 1000.0).ln() - wall.center,
+                ..wall
+            },
+        ));
+    }
+    out
 }
 
 impl ReceiptSummary {
@@ -228,8 +316,19 @@ pub fn validate(json: &str) -> Result<ReceiptSummary, ReceiptError> {
     {
         medians.insert("throughput_per_s", t.median);
     }
+    let host = &r.run.host;
+    let host_class = format!(
+        "{}/{}/{}",
+        host.os,
+        host.arch,
+        host.cpu_count
+            .map_or_else(|| "?".to_owned(), |c| c.to_string())
+    );
     Ok(ReceiptSummary {
         wall_ms_median: st.wall_ms.median,
+        runs: run_summaries(&r),
+        run_id: r.run.id,
+        host_class,
         bench_name: r.bench.name,
         medians,
     })

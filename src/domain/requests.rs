@@ -46,6 +46,37 @@ pub const KEY_DESCRIPTION_MAX_BYTES: usize = 256;
 /// Longest key benchmark glob.
 pub const KEY_PATTERN_MAX: usize = 128;
 
+/// Most runs in one gate request.
+pub const GATE_RUNS_MAX: usize = 1000;
+/// Longest gate runner label.
+pub const GATE_RUNNER_MAX: usize = 64;
+
+/// A gate request carries 1-1000 runs.
+pub fn check_gate_run_count(n: usize) -> Result<(), NameError> {
+    if (1..=GATE_RUNS_MAX).contains(&n) {
+        Ok(())
+    } else {
+        Err(err("runs", format!("1 to {GATE_RUNS_MAX} runs")))
+    }
+}
+
+/// A runner class label: 1-64 characters of `A-Z a-z 0-9 _ . -`.
+pub fn check_gate_runner(label: &str) -> Result<(), NameError> {
+    if !label.is_empty()
+        && label.len() <= GATE_RUNNER_MAX
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        Ok(())
+    } else {
+        Err(err(
+            "runner",
+            format!("1-{GATE_RUNNER_MAX} characters of A-Z a-z 0-9 _ . -"),
+        ))
+    }
+}
+
 /// Characters of a key's benchmark glob besides `a-z 0-9`.
 pub fn is_key_pattern_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-' | '/' | '*' | '?')

@@ -14,7 +14,14 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub(crate) const ACTIONS: &[&str] = &["create", "update", "delete", "promote"];
-pub(crate) const RESOURCES: &[&str] = &["baseline", "key", "verdict", "decision"];
+pub(crate) const RESOURCES: &[&str] = &[
+    "baseline",
+    "key",
+    "verdict",
+    "decision",
+    "gate",
+    "gate_settings",
+];
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

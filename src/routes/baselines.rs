@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::json::JsonBody;
 use super::query::{parse_limit, parse_offset, parse_time};
 use crate::actors::baseline_store::{
-    Delete, GetLatest, GetVersion, List, Promote, RecentMedians, Upload,
+    Delete, GetLatest, GetVersion, List, Promote, RecentMedians, RunFacts, Upload,
 };
 use crate::actors::upload_batch::ArrivingUpload;
 use crate::actors::{Initiator, StoreError};
@@ -197,6 +197,11 @@ pub(crate) async fn upload(
         metadata_json,
         tags,
         idempotency,
+        run: RunFacts {
+            runner: receipt::runner_class(&summary.host_class, None),
+            run_id: summary.run_id,
+            summaries: summary.runs,
+        },
         actor: initiator(&principal),
     };
     let outcome = match state.uploads.submit(upload, arrival.0).await {

@@ -4,6 +4,7 @@ pub(crate) mod audit;
 pub(crate) mod baselines;
 pub(crate) mod dashboard;
 pub(crate) mod fleet;
+pub(crate) mod gates;
 pub(crate) mod health;
 pub mod json;
 pub(crate) mod keys;
@@ -103,6 +104,10 @@ api_routes! {
     "/projects/{project}/baselines/{benchmark:.+}/trend" => [get baselines::trend],
     "/projects/{project}/verdicts" => [post verdicts::submit, get verdicts::list],
     "/projects/{project}/verdicts/{id}" => [get verdicts::get],
+    "/projects/{project}/gates" => [post gates::open, get gates::list],
+    "/projects/{project}/gates/{id}" => [get gates::get],
+    "/projects/{project}/gates/{id}/attempts" => [post gates::add_attempt],
+    "/projects/{project}/gate-settings" => [get gates::get_settings, put gates::put_settings],
     "/fleet/dependency-event" => [post fleet::record],
     "/fleet/alerts" => [get fleet::alerts],
     "/fleet/dependency/{dep:.+}/impact" => [get fleet::impact],

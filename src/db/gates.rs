@@ -1,0 +1,425 @@
+//! The gate's storage: per-run summaries (its history), gates and their runs, runs a final gate
+//! failed, and gate settings. Free functions over `&mut DbConn`, called inside actor
+//! transactions; each names the index it reads.
+
+use diesel::dsl::{exists, not};
+use diesel::prelude::*;
+
+use super::schema::{
+    backfill_state, baselines, failed_runs, gate_runs, gate_settings, gates, run_stats,
+};
+use super::DbConn;
+
+/// One run of one metric of a stored baseline version.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = run_stats)]
+pub(crate) struct RunStatRow {
+    pub baseline_id: String,
+    pub metric: String,
+    pub project: String,
+    pub benchmark: String,
+    pub runner: String,
+    pub run_id: String,
+    pub git_sha: Option<String>,
+    pub center: f64,
+    pub within_sd: f64,
+    pub n: i64,
+    pub resolution: f64,
+    pub created_at: i64,
+}
+
+/// A history point as the gate reads it.
+#[derive(Debug, Clone, Queryable)]
+pub(crate) struct HistoryRow {
+    pub git_sha: Option<String>,
+    pub center: f64,
+    pub within_sd: f64,
+    pub n: i64,
+    pub resolution: f64,
+}
+
+/// One statement per row: `MultiConnection` has no batch insert, and a run has few metrics.
+pub(crate) fn insert_run_stats(conn: &mut DbConn, rows: &[RunStatRow]) -> QueryResult<()> {
+    for r in rows {
+        diesel::insert_into(run_stats::table)
+            .values(r)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Which history a gate reads for one benchmark.
+pub(crate) struct Series<'a> {
+    pub project: &'a str,
+    pub benchmark: &'a str,
+    pub metric: &'a str,
+    pub runner: &'a str,
+    /// Only runs stored at or before this instant (a pull request's merge base).
+    pub until: Option<i64>,
+    /// Only runs stored after this instant (the benchmark's last accepted change).
+    pub since: Option<i64>,
+    /// Runs of this gate itself are not its own history.
+    pub exclude_gate: Option<&'a str>,
+    pub limit: i64,
+}
+
+/// The newest `limit` runs of a series, newest first: live versions only, runs a final gate
+/// failed left out. Reads `run_stats_series_idx` top-down; the version and failure checks are
+/// primary-key lookups per row.
+pub(crate) fn history(conn: &mut DbConn, s: &Series<'_>) -> QueryResult<Vec<HistoryRow>> {
+    let mut q = run_stats::table
+        .inner_join(baselines::table.on(baselines::id.eq(run_stats::baseline_id)))
+        .filter(run_stats::project.eq(s.project))
+        .filter(run_stats::benchmark.eq(s.benchmark))
+        .filter(run_stats::metric.eq(s.metric))
+        .filter(run_stats::runner.eq(s.runner))
+        .filter(baselines::deleted_at.is_null())
+        .filter(not(exists(
+            failed_runs::table
+                .filter(failed_runs::project.eq(s.project))
+                .filter(failed_runs::benchmark.eq(s.benchmark))
+                .filter(failed_runs::run_id.eq(run_stats::run_id)),
+        )))
+        .into_boxed();
+    if let Some(t) = s.until {
+        q = q.filter(run_stats::created_at.le(t));
+    }
+    if let Some(t) = s.since {
+        q = q.filter(run_stats::created_at.gt(t));
+    }
+    if let Some(g) = s.exclude_gate {
+        q = q.filter(not(exists(
+            gate_runs::table
+                .filter(gate_runs::gate_id.eq(g))
+                .filter(gate_runs::run_id.eq(run_stats::run_id)),
+        )));
+    }
+    q.order((run_stats::created_at.desc(), run_stats::baseline_id.desc()))
+        .limit(s.limit)
+        .select((
+            run_stats::git_sha,
+            run_stats::center,
+            run_stats::within_sd,
+            run_stats::n,
+            run_stats::resolution,
+        ))
+        .load(conn)
+}
+
+/// When the newest run of a benchmark recorded for commit `sha` was stored (`run_stats_sha_idx`).
+pub(crate) fn stored_at_sha(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    sha: &str,
+) -> QueryResult<Option<i64>> {
+    run_stats::table
+        .filter(run_stats::project.eq(project))
+        .filter(run_stats::benchmark.eq(benchmark))
+        .filter(run_stats::git_sha.eq(sha))
+        .order(run_stats::created_at.desc())
+        .select(run_stats::created_at)
+        .first(conn)
+        .optional()
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = gates)]
+pub(crate) struct GateRow {
+    pub id: String,
+    pub project: String,
+    pub status: String,
+    pub is_final: bool,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub git_ref: Option<String>,
+    pub git_sha: Option<String>,
+    pub base_sha: Option<String>,
+    pub runner: Option<String>,
+    pub record: bool,
+    /// JSON array of metric names.
+    pub metrics: String,
+    /// JSON of the settings the gate decided with.
+    pub settings: String,
+    /// JSON of the decision (suite, benchmarks, confirm).
+    pub result: String,
+    pub deadline: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub(crate) fn insert_gate(conn: &mut DbConn, row: &GateRow) -> QueryResult<()> {
+    diesel::insert_into(gates::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Rewrites the decision of a gate after an attempt.
+pub(crate) fn update_gate(conn: &mut DbConn, row: &GateRow) -> QueryResult<()> {
+    diesel::update(gates::table.find(&row.id))
+        .set(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A gate of `project` (primary key).
+pub(crate) fn find_gate(
+    conn: &mut DbConn,
+    project: &str,
+    id: &str,
+) -> QueryResult<Option<GateRow>> {
+    gates::table
+        .find(id)
+        .filter(gates::project.eq(project))
+        .select(GateRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GateFilter {
+    pub project: String,
+    pub status: Option<String>,
+    pub git_ref: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A page of gates, newest first, and the total (`gates_project_idx`).
+pub(crate) fn list_gates(conn: &mut DbConn, f: &GateFilter) -> QueryResult<(Vec<GateRow>, i64)> {
+    let filtered = || {
+        let mut q = gates::table
+            .filter(gates::project.eq(f.project.clone()))
+            .into_boxed();
+        if let Some(s) = &f.status {
+            q = q.filter(gates::status.eq(s.clone()));
+        }
+        if let Some(r) = &f.git_ref {
+            q = q.filter(gates::git_ref.eq(r.clone()));
+        }
+        q
+    };
+    let total: i64 = filtered().count().get_result(conn)?;
+    let rows = filtered()
+        .order((gates::created_at.desc(), gates::id.desc()))
+        .limit(f.limit)
+        .offset(f.offset)
+        .select(GateRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = gate_runs)]
+pub(crate) struct GateRunRow {
+    pub gate_id: String,
+    pub attempt: i64,
+    pub benchmark: String,
+    pub run_id: String,
+    pub runner: String,
+    pub receipt: String,
+    /// JSON `{metric: {center, within_sd, n, resolution}}`.
+    pub summaries: String,
+    pub created_at: i64,
+}
+
+pub(crate) fn insert_gate_runs(conn: &mut DbConn, rows: &[GateRunRow]) -> QueryResult<()> {
+    for r in rows {
+        diesel::insert_into(gate_runs::table)
+            .values(r)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Every run of a gate, by attempt (primary key range).
+pub(crate) fn gate_runs_of(conn: &mut DbConn, gate_id: &str) -> QueryResult<Vec<GateRunRow>> {
+    gate_runs::table
+        .filter(gate_runs::gate_id.eq(gate_id))
+        .order((gate_runs::attempt.asc(), gate_runs::benchmark.asc()))
+        .select(GateRunRow::as_select())
+        .load(conn)
+}
+
+/// Whether a run id was already submitted to this gate (`gate_runs_run_idx`).
+pub(crate) fn gate_has_run(conn: &mut DbConn, gate_id: &str, run_id: &str) -> QueryResult<bool> {
+    diesel::select(exists(
+        gate_runs::table
+            .filter(gate_runs::gate_id.eq(gate_id))
+            .filter(gate_runs::run_id.eq(run_id)),
+    ))
+    .get_result(conn)
+}
+
+/// Marks runs of a benchmark as failed by a final gate; a run already marked stays as it is.
+pub(crate) fn mark_failed(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    run_id: &str,
+    gate_id: &str,
+    now: i64,
+) -> QueryResult<()> {
+    let taken: bool = diesel::select(exists(
+        failed_runs::table.find((project, benchmark, run_id)),
+    ))
+    .get_result(conn)?;
+    if !taken {
+        diesel::insert_into(failed_runs::table)
+            .values((
+                failed_runs::project.eq(project),
+                failed_runs::benchmark.eq(benchmark),
+                failed_runs::run_id.eq(run_id),
+                failed_runs::gate_id.eq(gate_id),
+                failed_runs::created_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// A project's gate settings document, if it has one.
+pub(crate) fn settings_of(conn: &mut DbConn, project: &str) -> QueryResult<Option<String>> {
+    gate_settings::table
+        .find(project)
+        .select(gate_settings::settings)
+        .first(conn)
+        .optional()
+}
+
+/// Stores a project's gate settings (delete then insert: no upsert DSL across backends; the
+/// caller's transaction and the project's writer shard order concurrent changes).
+pub(crate) fn put_settings(
+    conn: &mut DbConn,
+    project: &str,
+    settings: &str,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::delete(gate_settings::table.find(project)).execute(conn)?;
+    diesel::insert_into(gate_settings::table)
+        .values((
+            gate_settings::project.eq(project),
+            gate_settings::settings.eq(settings),
+            gate_settings::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The back-fill of `run_stats` for baselines stored before the table existed.
+const BACKFILL_TASK: &str = "run_stats";
+
+/// Summarises one batch of baselines that have no run summary yet; `Ok(true)` once nothing is
+/// left. Runs in the caller's write transaction; the position is kept, so a restart resumes.
+pub(crate) fn backfill_run_stats(conn: &mut DbConn, batch: i64) -> QueryResult<bool> {
+    let (after, done) = backfill_position(conn, BACKFILL_TASK)?.unwrap_or_default();
+    if done {
+        return Ok(true);
+    }
+    let rows = baselines_without_stats(conn, &after, batch)?;
+    let Some(last) = rows.last().map(|r| r.id.clone()) else {
+        set_backfill_position(conn, BACKFILL_TASK, &after, true)?;
+        return Ok(true);
+    };
+    for UnsummarisedRow {
+        id,
+        project,
+        benchmark,
+        git_sha,
+        receipt,
+        created_at,
+    } in &rows
+    {
+        // A receipt the server accepted once is valid; one that no longer parses is skipped.
+        let Ok(s) = crate::domain::receipt::validate(receipt) else {
+            continue;
+        };
+        let runner = crate::domain::receipt::runner_class(&s.host_class, None);
+        let stats: Vec<RunStatRow> = s
+            .runs
+            .iter()
+            .map(|(metric, r)| RunStatRow {
+                baseline_id: id.clone(),
+                metric: (*metric).to_owned(),
+                project: project.clone(),
+                benchmark: benchmark.clone(),
+                runner: runner.clone(),
+                run_id: s.run_id.clone(),
+                git_sha: git_sha.clone(),
+                center: r.center,
+                within_sd: r.within_sd,
+                n: i64::from(r.n),
+                resolution: r.resolution,
+                created_at: *created_at,
+            })
+            .collect();
+        insert_run_stats(conn, &stats)?;
+    }
+    let finished = (rows.len() as i64) < batch;
+    set_backfill_position(conn, BACKFILL_TASK, &last, finished)?;
+    Ok(finished)
+}
+
+/// Where a back-fill task stands: `(position, done)`.
+fn backfill_position(conn: &mut DbConn, task: &str) -> QueryResult<Option<(String, bool)>> {
+    backfill_state::table
+        .find(task)
+        .select((backfill_state::position, backfill_state::done))
+        .first(conn)
+        .optional()
+}
+
+fn set_backfill_position(
+    conn: &mut DbConn,
+    task: &str,
+    position: &str,
+    done: bool,
+) -> QueryResult<()> {
+    diesel::delete(backfill_state::table.find(task)).execute(conn)?;
+    diesel::insert_into(backfill_state::table)
+        .values((
+            backfill_state::task.eq(task),
+            backfill_state::position.eq(position),
+            backfill_state::done.eq(done),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A baseline version without run summaries.
+#[derive(Debug, Queryable)]
+struct UnsummarisedRow {
+    id: String,
+    project: String,
+    benchmark: String,
+    git_sha: Option<String>,
+    receipt: String,
+    created_at: i64,
+}
+
+/// Baseline versions after `after` (by id) that have no run summary yet, with their receipt
+/// and what a summary row needs (primary-key order; the anti-join is a primary-key lookup).
+fn baselines_without_stats(
+    conn: &mut DbConn,
+    after: &str,
+    limit: i64,
+) -> QueryResult<Vec<UnsummarisedRow>> {
+    baselines::table
+        .filter(baselines::id.gt(after))
+        .filter(baselines::source.ne("promote"))
+        .filter(not(exists(
+            run_stats::table.filter(run_stats::baseline_id.eq(baselines::id)),
+        )))
+        .order(baselines::id.asc())
+        .limit(limit)
+        .select((
+            baselines::id,
+            baselines::project,
+            baselines::benchmark,
+            baselines::git_sha,
+            baselines::receipt,
+            baselines::created_at,
+        ))
+        .load(conn)
+}

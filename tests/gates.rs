@@ -1,0 +1,509 @@
+//! The statistical gate over real HTTP on every backend: decisions from each benchmark's
+//! history, confirmation attempts, recording, settings, failed runs kept out of history, and
+//! every bad input.
+
+mod common;
+
+use common::*;
+
+const G: &str = "/api/v1/projects/proj/gates";
+const BENCHES: usize = 8;
+
+/// A `perfgate.run.v1` receipt like the CLI writes (built from a real fixture), with the given
+/// samples of wall time (one warm-up first).
+fn receipt(bench: &str, run_id: &str, samples: &[u64]) -> Value {
+    let mut r = fixture("run-bench-a-2.json");
+    r["bench"]["name"] = json!(bench);
+    r["run"]["id"] = json!(run_id);
+    let template = r["samples"][0].clone();
+    let mut out = Vec::new();
+    for (i, v) in std::iter::once(samples[0])
+        .chain(samples.iter().copied())
+        .enumerate()
+    {
+        let mut s = template.clone();
+        s["wall_ms"] = json!(v);
+        s["warmup"] = json!(i == 0);
+        out.push(s);
+    }
+    r["samples"] = json!(out);
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    r["stats"]["wall_ms"] = json!({
+        "median": sorted[sorted.len() / 2], "min": sorted[0], "max": sorted[sorted.len() - 1],
+        "mean": 0.0, "stddev": 0.0,
+    });
+    r
+}
+
+/// Ten samples around `level` ms with a little deterministic jitter.
+fn samples(level: f64, seed: usize) -> Vec<u64> {
+    (0..10)
+        .map(|i| {
+            let jitter = (((seed * 31 + i * 17) % 7) as f64 - 3.0) * 0.004;
+            (level * (1.0 + jitter)).round() as u64
+        })
+        .collect()
+}
+
+/// A run-to-run wobble of about ±2 %, different for each run and benchmark.
+fn wobble(run: usize, bench: usize) -> f64 {
+    1.0 + (((run * 7 + bench * 3) % 5) as f64 - 2.0) * 0.01
+}
+
+fn bench(b: usize) -> String {
+    format!("bench-{b}")
+}
+
+fn level(b: usize) -> f64 {
+    100.0 + 40.0 * b as f64
+}
+
+/// `runs` history runs of every benchmark, uploaded as baselines (one commit each).
+fn seed_history(s: &Server, runs: usize) {
+    for r in 0..runs {
+        for b in 0..BENCHES {
+            let rec = receipt(
+                &bench(b),
+                &format!("hist-{r}-{b}"),
+                &samples(level(b) * wobble(r, b), r + b),
+            );
+            let mut body = upload_body(&bench(b), None, &rec);
+            body["git_sha"] = json!(format!("sha{r:03}"));
+            expect(
+                s.post(CONTRIB, "/api/v1/projects/proj/baselines", &body),
+                201,
+            );
+        }
+    }
+}
+
+/// A gate request: every benchmark at its usual level, `slow` ones `factor` slower.
+fn gate_body(tag: &str, slow: &[usize], factor: f64) -> Value {
+    let runs: Vec<Value> = (0..BENCHES)
+        .map(|b| {
+            let f = if slow.contains(&b) { factor } else { 1.0 };
+            json!({
+                "benchmark": bench(b),
+                "receipt": receipt(&bench(b), &format!("{tag}-{b}"), &samples(level(b) * f, b + 99)),
+            })
+        })
+        .collect();
+    json!({"runs": runs, "git_ref": "refs/heads/feature", "git_sha": format!("{tag}-sha")})
+}
+
+fn verdict_of(gate: &Value, b: usize) -> &Value {
+    gate["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["benchmark"] == bench(b).as_str())
+        .unwrap_or_else(|| panic!("no verdict for {}: {gate}", bench(b)))
+}
+
+fn gate_decides_from_history(b: Backend) {
+    let s = Server::start(b);
+    seed_history(&s, 12);
+    // Nothing changed: pass, final, nothing to confirm.
+    let r = s.post(CONTRIB, G, &gate_body("same", &[], 1.0));
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let g = expect(r, 201);
+    assert_eq!(g["schema"], "perfgate.gate.v1");
+    assert_eq!(g["project"], "proj");
+    assert_eq!(g["status"], "pass", "{g:#}");
+    assert_eq!(g["final"], true);
+    assert_eq!(g["attempt"], 1);
+    assert_eq!(g["max_attempts"], 3);
+    assert!(g["confirm"].is_null());
+    assert_eq!(g["suite"]["metric"], "wall_ms");
+    assert_eq!(g["suite"]["status"], "pass", "{g:#}");
+    assert_eq!(g["benchmarks"].as_array().unwrap().len(), BENCHES);
+    let v = verdict_of(&g, 3);
+    assert_eq!(v["status"], "pass");
+    assert_eq!(v["metric"], "wall_ms");
+    assert_eq!(v["history_runs"], 12);
+    assert!(v["effect_pct"].as_f64().unwrap().abs() < 5.0, "{v}");
+    assert_eq!(location, format!("{G}/{}", g["id"].as_str().unwrap()));
+    assert_eq!(expect(s.get(VIEWER, &location), 200), g);
+
+    // One benchmark 25 % slower: it fails, the others pass, the run as a whole passes.
+    let g = expect(s.post(CONTRIB, G, &gate_body("slow", &[2], 1.25)), 201);
+    assert_eq!(g["status"], "fail", "{g:#}");
+    assert_eq!(g["final"], true);
+    let v = verdict_of(&g, 2);
+    assert_eq!(v["status"], "fail", "{v}");
+    let effect = v["effect_pct"].as_f64().unwrap();
+    assert!((15.0..35.0).contains(&effect), "{v}");
+    let ci = v["ci95_pct"].as_array().unwrap();
+    assert!(
+        ci[0].as_f64().unwrap() < effect && effect < ci[1].as_f64().unwrap(),
+        "{v}"
+    );
+    assert!(v["q"].as_f64().unwrap() <= 0.03, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("slower"), "{v}");
+    assert_eq!(verdict_of(&g, 5)["status"], "pass");
+    assert_eq!(g["suite"]["status"], "pass");
+
+    // Everything 12 % slower: no benchmark stands out, the suite does.
+    let g = expect(
+        s.post(
+            CONTRIB,
+            G,
+            &gate_body("all", &(0..BENCHES).collect::<Vec<_>>(), 1.12),
+        ),
+        201,
+    );
+    assert_ne!(g["suite"]["status"], "pass", "{g:#}");
+    assert!(g["suite"]["shift_pct"].as_f64().unwrap() > 8.0, "{g:#}");
+    assert_ne!(g["status"], "pass");
+
+    // Lists: newest first, filtered by status and git ref, paged.
+    let l = expect(s.get(VIEWER, &format!("{G}?limit=2")), 200);
+    assert_eq!(l["pagination"]["total"], 3);
+    assert_eq!(l["gates"].as_array().unwrap().len(), 2);
+    assert_eq!(l["gates"][0]["id"], g["id"]);
+    let l = expect(s.get(VIEWER, &format!("{G}?status=fail")), 200);
+    assert!(l["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|g| g["status"] == "fail"));
+    let l = expect(s.get(VIEWER, &format!("{G}?git_ref=refs/heads/other")), 200);
+    assert_eq!(l["pagination"]["total"], 0);
+}
+
+fn short_history_is_skipped(b: Backend) {
+    let s = Server::start(b);
+    seed_history(&s, 3);
+    let g = expect(s.post(CONTRIB, G, &gate_body("new", &[1], 1.5)), 201);
+    let v = verdict_of(&g, 1);
+    assert_eq!(v["status"], "skip", "{v}");
+    assert_eq!(v["history_runs"], 3);
+    assert!(v["reason"].as_str().unwrap().contains("history"), "{v}");
+    // Skip counts as pass.
+    assert_eq!(g["status"], "pass", "{g:#}");
+    // A benchmark never seen before: skipped too, never a 500.
+    let body = json!({"runs": [{"benchmark": "brand-new", "receipt": receipt("brand-new", "n-1", &samples(50.0, 1))}]});
+    let g = expect(s.post(CONTRIB, G, &body), 201);
+    assert_eq!(g["benchmarks"][0]["status"], "skip");
+    assert_eq!(g["benchmarks"][0]["history_runs"], 0);
+}
+
+fn confirmation_attempts(b: Backend) {
+    let s = Server::start(b);
+    seed_history(&s, 12);
+    let settings = json!({"confirm_before_fail": true, "max_attempts": 3});
+    expect(
+        s.http
+            .put(s.url("/api/v1/projects/proj/gate-settings"))
+            .bearer_auth(ADMIN)
+            .json(&settings)
+            .send()
+            .unwrap(),
+        200,
+    );
+    let g = expect(s.post(CONTRIB, G, &gate_body("c1", &[4], 1.3)), 201);
+    assert_eq!(g["status"], "inconclusive", "{g:#}");
+    assert_eq!(g["final"], false);
+    let c = &g["confirm"];
+    assert_eq!(c["attempt"], 2);
+    assert!(
+        c["benchmarks"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("bench-4")),
+        "{c}"
+    );
+    let post_to = c["post_to"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post_to,
+        format!("{G}/{}/attempts", g["id"].as_str().unwrap())
+    );
+    assert!(c["deadline"].as_str().is_some());
+    // The same receipts again are not new evidence: nothing changes.
+    let again = json!({"runs": gate_body("c1", &[4], 1.3)["runs"]});
+    let same = expect(s.post(CONTRIB, &post_to, &again), 200);
+    assert_eq!(same["attempt"], 1);
+    // A fresh confirmation run with the same slowdown settles it.
+    let next = json!({"runs": gate_body("c2", &[4], 1.3)["runs"]});
+    let g2 = expect(s.post(CONTRIB, &post_to, &next), 200);
+    assert_eq!(g2["attempt"], 2);
+    assert_eq!(g2["final"], true, "{g2:#}");
+    assert_eq!(g2["status"], "fail");
+    assert_eq!(verdict_of(&g2, 4)["status"], "fail");
+    assert!(g2["confirm"].is_null());
+    // A final gate takes no more attempts.
+    let more = json!({"runs": gate_body("c3", &[4], 1.3)["runs"]});
+    expect_error(s.post(CONTRIB, &post_to, &more), 409, "conflict");
+    expect_error(
+        s.post(CONTRIB, &format!("{G}/{}/attempts", "0".repeat(32)), &more),
+        404,
+        "not_found",
+    );
+    // The failed run never enters bench-4's history, even when uploaded as a baseline (the
+    // published CLI uploads after comparing).
+    let failed = gate_body("c1", &[4], 1.3)["runs"][4]["receipt"].clone();
+    expect(s.upload(CONTRIB, "proj", "bench-4", None, &failed), 201);
+    expect(
+        s.http
+            .put(s.url("/api/v1/projects/proj/gate-settings"))
+            .bearer_auth(ADMIN)
+            .json(&json!({}))
+            .send()
+            .unwrap(),
+        200,
+    );
+    let g3 = expect(s.post(CONTRIB, G, &gate_body("after", &[], 1.0)), 201);
+    assert_eq!(verdict_of(&g3, 4)["history_runs"], 12, "{g3:#}");
+    assert_eq!(verdict_of(&g3, 4)["status"], "pass", "{g3:#}");
+    // The gate and the attempt are in the audit log.
+    let a = expect(s.get(ADMIN, "/api/v1/audit?resource_type=gate"), 200);
+    assert!(a["pagination"]["total"].as_i64().unwrap() >= 3, "{a}");
+}
+
+fn record_stores_passing_runs(b: Backend) {
+    let s = Server::start(b);
+    seed_history(&s, 8);
+    let mut body = gate_body("rec", &[], 1.0);
+    body["record"] = json!(true);
+    let g = expect(s.post(CONTRIB, G, &body), 201);
+    assert_eq!(g["status"], "pass", "{g:#}");
+    let recorded = g["recorded"].as_array().unwrap();
+    assert_eq!(recorded.len(), BENCHES);
+    let v = recorded[0]["version"].as_str().unwrap();
+    let latest = expect(
+        s.get(
+            VIEWER,
+            &format!(
+                "/api/v1/projects/proj/baselines/{}/latest",
+                recorded[0]["benchmark"].as_str().unwrap()
+            ),
+        ),
+        200,
+    );
+    assert_eq!(latest["version"], v);
+    assert_eq!(latest["git_sha"], "rec-sha");
+    assert_eq!(latest["receipt"]["run"]["id"], "rec-0");
+    // The recorded runs are history now.
+    let g = expect(s.post(CONTRIB, G, &gate_body("later", &[], 1.0)), 201);
+    assert_eq!(verdict_of(&g, 0)["history_runs"], 9);
+    // A failing gate records nothing.
+    let mut body = gate_body("bad", &[1], 1.4);
+    body["record"] = json!(true);
+    let g = expect(s.post(CONTRIB, G, &body), 201);
+    assert_eq!(g["status"], "fail");
+    assert_eq!(g["recorded"], json!([]));
+    let h = expect(
+        s.get(VIEWER, "/api/v1/projects/proj/benchmarks/bench-1/history"),
+        200,
+    );
+    assert_eq!(h["pagination"]["total"], 9, "{h}");
+}
+
+fn settings_are_admin_only_and_audited(b: Backend) {
+    let s = Server::start(b);
+    let path = "/api/v1/projects/proj/gate-settings";
+    let d = expect(s.get(VIEWER, path), 200);
+    assert_eq!(d["q"], 0.03);
+    assert_eq!(d["min_effect_pct"], 5.0);
+    assert_eq!(d["max_attempts"], 3);
+    assert_eq!(d["history_runs"], 60);
+    assert_eq!(d["min_history_runs"], 5);
+    assert_eq!(d["metrics"], json!(["wall_ms"]));
+    let put = |key: &str, body: Value| {
+        s.http
+            .put(s.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    let new = json!({"min_effect_pct": 8, "overrides": {"bench-1": {"min_effect_pct": 20}}});
+    expect_error(put(CONTRIB, new.clone()), 403, "forbidden");
+    expect_error(put(OTHER_ADMIN, new.clone()), 403, "forbidden");
+    let v = expect(put(ADMIN, new), 200);
+    assert_eq!(v["min_effect_pct"], 8.0);
+    assert_eq!(v["overrides"]["bench-1"]["min_effect_pct"], 20.0);
+    assert_eq!(expect(s.get(VIEWER, path), 200), v);
+    let e = expect_error(put(ADMIN, json!({"q": 2})), 400, "invalid_input");
+    assert_eq!(e["details"]["field"], "q");
+    let e = expect_error(
+        put(ADMIN, json!({"metrics": ["speed"]})),
+        400,
+        "invalid_input",
+    );
+    assert_eq!(e["details"]["field"], "metrics");
+    expect_error(put(ADMIN, json!({"unknown": 1})), 422, "invalid_input");
+    let a = expect(
+        s.get(ADMIN, "/api/v1/audit?resource_type=gate_settings"),
+        200,
+    );
+    assert_eq!(a["pagination"]["total"], 1, "{a}");
+    assert_eq!(a["events"][0]["action"], "update");
+}
+
+fn bad_gate_requests(b: Backend) {
+    let s = Server::start(b);
+    let ok = gate_body("x", &[], 1.0);
+    let field_of = |r| expect_error(r, 400, "invalid_input")["details"]["field"].clone();
+
+    let mut body = ok.clone();
+    body["runs"][0]["receipt"]["schema"] = json!("perfgate.compare.v1");
+    assert_eq!(
+        field_of(s.post(CONTRIB, G, &body)),
+        "runs[0].receipt.schema"
+    );
+    let mut body = ok.clone();
+    body["runs"][1]["benchmark"] = json!("bench-zz");
+    assert_eq!(
+        field_of(s.post(CONTRIB, G, &body)),
+        "runs[1].receipt.bench.name"
+    );
+    let mut body = ok.clone();
+    body["runs"][1] = body["runs"][0].clone();
+    assert_eq!(field_of(s.post(CONTRIB, G, &body)), "runs");
+    let mut body = ok.clone();
+    body["metrics"] = json!(["speed"]);
+    assert_eq!(field_of(s.post(CONTRIB, G, &body)), "metrics");
+    assert_eq!(field_of(s.post(CONTRIB, G, &json!({"runs": []}))), "runs");
+    let mut body = ok.clone();
+    body["runner"] = json!("has space");
+    assert_eq!(field_of(s.post(CONTRIB, G, &body)), "runner");
+    let mut body = ok.clone();
+    body["runs"][0]["benchmark"] = json!("Bad Name");
+    assert_eq!(field_of(s.post(CONTRIB, G, &body)), "benchmark");
+    expect_error(
+        s.post(CONTRIB, "/api/v1/projects/bad%20name/gates", &ok),
+        400,
+        "invalid_input",
+    );
+    // Missing receipt: the wrong shape.
+    expect_error(
+        s.post(CONTRIB, G, &json!({"runs": [{"benchmark": "bench-0"}]})),
+        422,
+        "invalid_input",
+    );
+    // Permissions: viewers read, the benchmark filter applies to every run.
+    expect_error(s.post(VIEWER, G, &ok), 403, "forbidden");
+    // RESTRICTED may write benchmarks matching bench-.* only.
+    let mut wider = ok.clone();
+    wider["runs"].as_array_mut().unwrap().push(json!({
+        "benchmark": "zeta",
+        "receipt": receipt("zeta", "z-1", &samples(10.0, 1)),
+    }));
+    expect_error(s.post(RESTRICTED, G, &wider), 403, "forbidden");
+    expect(s.post(RESTRICTED, G, &ok), 201);
+    expect_error(s.post(OTHER_ADMIN, G, &ok), 403, "forbidden");
+    expect_error(
+        s.get("pg_live_unknownunknownunknownunknown0000", G),
+        401,
+        "unauthorized",
+    );
+    expect_error(s.get(VIEWER, &format!("{G}/not-an-id")), 404, "not_found");
+    expect_error(
+        s.get(VIEWER, &format!("{G}?status=maybe")),
+        400,
+        "invalid_input",
+    );
+    expect_error(s.get(VIEWER, &format!("{G}?limit=0")), 400, "invalid_input");
+}
+
+backend_tests!(
+    gate_decides_from_history,
+    short_history_is_skipped,
+    confirmation_attempts,
+    record_stores_passing_runs,
+    settings_are_admin_only_and_audited,
+    bad_gate_requests,
+);
+
+/// The `gate` command CI runs: exit codes, the table, the step summary, and the attempt loop.
+#[test]
+fn gate_command_runs_the_loop() {
+    let s = Server::start(Backend::Sqlite);
+    seed_history(&s, 12);
+    let dir = temp_dir("gate-cli");
+    let write = |tag: &str, slow: &[usize], factor: f64| -> Vec<String> {
+        let body = gate_body(tag, slow, factor);
+        body["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let p = dir.join(format!("{tag}-{}.json", r["benchmark"].as_str().unwrap()));
+                std::fs::write(&p, r["receipt"].to_string()).unwrap();
+                p.display().to_string()
+            })
+            .collect()
+    };
+    let summary = dir.join("summary.md");
+    // A table row: benchmark, metric, status, then the effect.
+    let row = |out: &str, b: &str, status: &str| {
+        out.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.len() > 3 && w[0] == b && w[1] == "wall_ms" && w[2] == status
+        })
+    };
+    let run = |files: &[String], extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_perfgate-server"))
+            .args([
+                "gate",
+                "--url",
+                &format!("{}/api/v1", s.base),
+                "--project",
+                "proj",
+            ])
+            .args(["--git-sha", "cli-sha"])
+            .args(extra)
+            .args(files)
+            .env("PERFGATE_API_KEY", CONTRIB)
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&write("ok", &[], 1.0), &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(row(&out, "bench-0", "pass"), "{out}");
+    assert!(out.contains(": pass (attempt 1 of 3, final)"), "{out}");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("### Performance gate: pass"), "{md}");
+    assert!(md.contains("| `bench-7` | wall_ms | **pass** |"), "{md}");
+
+    let (code, out, err) = run(&write("bad", &[6], 1.3), &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(row(&out, "bench-6", "fail"), "{out}");
+
+    // Confirm before failing: exit 3 with the line to run next, then the attempt settles it.
+    expect(
+        s.http
+            .put(s.url("/api/v1/projects/proj/gate-settings"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"confirm_before_fail": true}))
+            .send()
+            .unwrap(),
+        200,
+    );
+    let (code, out, err) = run(&write("maybe", &[6], 1.3), &[]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    let id = out
+        .split("--attempt-of ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no --attempt-of line: {out}"))
+        .to_owned();
+    let (code, out, err) = run(&write("again", &[6], 1.3), &["--attempt-of", &id]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("(attempt 2 of 3, final)"), "{out}");
+
+    // Errors exit 2 with one line.
+    let (code, _, err) = run(&write("x", &[], 1.0), &["--metric", "speed"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("400") && err.contains("metric"), "{err}");
+    let (code, _, err) = run(&[dir.join("missing.json").display().to_string()], &[]);
+    assert_eq!(code, Some(2), "{err}");
+}
