@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::domain::gate_settings as gs;
 use crate::domain::names;
 use crate::domain::requests as req;
 use crate::routes::{audit, baselines, dashboard, fleet, gates, health, keys, verdicts};
@@ -295,6 +296,11 @@ fn one_of(values: &[&str]) -> Value {
     json!({ "enum": values })
 }
 
+/// A list of metrics the gate knows, each at most once.
+fn metrics() -> Value {
+    json!({"minItems": 1, "uniqueItems": true, "items": string(one_of(crate::domain::trend::METRICS))})
+}
+
 fn range(min: i64, max: i64) -> Value {
     json!({"minimum": min, "maximum": max})
 }
@@ -434,6 +440,63 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
             json!({"pattern": format!(r"^[a-z0-9_./*?-]{{1,{}}}$", req::KEY_PATTERN_MAX)}),
         ),
         ("CreateKeyBody", "expires_at", date_time()),
+        ("GateRunBody", "benchmark", benchmark()),
+        (
+            "OpenGateBody",
+            "runs",
+            json!({"minItems": 1, "maxItems": req::GATE_RUNS_MAX}),
+        ),
+        (
+            "AttemptBody",
+            "runs",
+            json!({"minItems": 1, "maxItems": req::GATE_RUNS_MAX}),
+        ),
+        ("OpenGateBody", "metrics", metrics()),
+        ("OpenGateBody", "git_ref", text(0, req::GIT_REF_MAX_BYTES)),
+        ("OpenGateBody", "git_sha", text(0, req::GIT_SHA_MAX_BYTES)),
+        ("OpenGateBody", "base_sha", text(0, req::GIT_SHA_MAX_BYTES)),
+        (
+            "OpenGateBody",
+            "runner",
+            json!({"pattern": format!("^[A-Za-z0-9_.-]{{1,{}}}$", req::GATE_RUNNER_MAX)}),
+        ),
+        (
+            "GateSettings",
+            "q",
+            json!({"exclusiveMinimum": 0, "maximum": 0.5}),
+        ),
+        (
+            "GateSettings",
+            "min_effect_pct",
+            json!({"minimum": 0, "maximum": gs::MAX_EFFECT_PCT}),
+        ),
+        (
+            "GateSettings",
+            "max_attempts",
+            range(1, i64::from(gs::MAX_ATTEMPTS)),
+        ),
+        (
+            "GateSettings",
+            "history_runs",
+            range(2, i64::from(gs::MAX_HISTORY_RUNS)),
+        ),
+        (
+            "GateSettings",
+            "min_history_runs",
+            range(2, i64::from(gs::MAX_HISTORY_RUNS)),
+        ),
+        ("GateSettings", "metrics", metrics()),
+        (
+            "GateSettings",
+            "overrides",
+            json!({"maxProperties": gs::MAX_OVERRIDES, "propertyNames": benchmark()}),
+        ),
+        ("GateSettings", "confirm_within_hours", range(1, 720)),
+        (
+            "BenchmarkOverride",
+            "min_effect_pct",
+            json!({"minimum": 0, "maximum": gs::MAX_EFFECT_PCT}),
+        ),
     ]
 }
 
