@@ -312,8 +312,10 @@ pub(crate) fn soft_delete(
     Ok(Some(id))
 }
 
+/// What an `Idempotency-Key` replays: the hash of the request it was first used with, and the
+/// response then sent.
 #[derive(Debug, Clone, Queryable)]
-pub(crate) struct IdempotencyRow {
+pub(crate) struct IdempotentReply {
     pub request_hash: String,
     pub response: String,
 }
@@ -322,7 +324,7 @@ pub(crate) fn find_idempotency(
     conn: &mut DbConn,
     project: &str,
     key: &str,
-) -> QueryResult<Option<IdempotencyRow>> {
+) -> QueryResult<Option<IdempotentReply>> {
     idempotency_keys::table
         .filter(idempotency_keys::project.eq(project))
         .filter(idempotency_keys::idem_key.eq(key))

@@ -129,8 +129,14 @@ pub(crate) fn recent_versions(
         .load(conn)
 }
 
-/// The newest verdict of a benchmark: `(id, status, created_at, flakiness_score)`.
-pub(crate) type LastVerdict = (String, String, i64, Option<f64>);
+/// The newest verdict of a benchmark.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub(crate) struct LastVerdict {
+    pub id: String,
+    pub status: String,
+    pub created_at: i64,
+    pub flakiness_score: Option<f64>,
+}
 
 pub(crate) fn last_verdict(
     conn: &mut DbConn,

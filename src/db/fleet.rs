@@ -7,7 +7,9 @@ use super::DbConn;
 use crate::domain::fleet::{Entry, Group};
 use crate::on_backend;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize,
+)]
 #[diesel(table_name = dependency_events)]
 pub struct EventRow {
     pub id: String,
@@ -273,6 +275,38 @@ pub(crate) fn to_groups(groups: Vec<GroupRow>, members: Vec<MemberRow>) -> Vec<G
     by_key.into_values().collect()
 }
 
+/// A dependency's impact: some of its events, and a summary of all of them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DependencyImpact {
+    /// Events oldest first, at most the query's limit.
+    pub events: Vec<EventRow>,
+    /// Distinct projects over all matching events (not only those returned).
+    pub project_count: i64,
+    /// Average `delta_pct` over all matching events; 0 when there are none.
+    pub avg_delta_pct: f64,
+}
+
+impl DependencyImpact {
+    /// The impact of `events` (oldest first): summarised whole, then cut to `limit`.
+    pub(crate) fn of_events(mut events: Vec<EventRow>, limit: i64) -> Self {
+        let mut projects: Vec<&str> = events.iter().map(|e| e.project.as_str()).collect();
+        projects.sort_unstable();
+        projects.dedup();
+        let project_count = projects.len() as i64;
+        let avg_delta_pct = if events.is_empty() {
+            0.0
+        } else {
+            events.iter().map(|e| e.delta_pct).sum::<f64>() / events.len() as f64
+        };
+        events.truncate(limit.max(0) as usize);
+        Self {
+            events,
+            project_count,
+            avg_delta_pct,
+        }
+    }
+}
+
 /// Events of one dependency, oldest first, and (over all matching events) the number of
 /// distinct projects and the average delta.
 pub(crate) fn impact(
@@ -280,7 +314,7 @@ pub(crate) fn impact(
     dep: &str,
     since: Option<i64>,
     limit: i64,
-) -> QueryResult<(Vec<EventRow>, i64, f64)> {
+) -> QueryResult<DependencyImpact> {
     let base = || {
         let mut q = dependency_events::table
             .filter(dependency_events::dep_name.eq(dep.to_owned()))
@@ -304,5 +338,9 @@ pub(crate) fn impact(
     let avg: Option<f64> = base()
         .select(diesel::dsl::avg(dependency_events::delta_pct))
         .first(conn)?;
-    Ok((events, projects, avg.unwrap_or(0.0)))
+    Ok(DependencyImpact {
+        events,
+        project_count: projects,
+        avg_delta_pct: avg.unwrap_or(0.0),
+    })
 }

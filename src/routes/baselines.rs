@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::json::JsonBody;
 use crate::actors::baseline_store::{
-    Delete, GetLatest, GetVersion, List, Promote, RecentMedians, Upload,
+    Delete, GetLatest, GetVersion, ListBaselines, Promote, RecentMedians, Upload,
 };
 use crate::actors::upload_batch::ArrivingUpload;
 use crate::actors::{Initiator, StoreError};
@@ -386,7 +386,7 @@ pub(crate) async fn list(
     };
     let (rows, total) = state
         .baselines
-        .read(List {
+        .read(ListBaselines {
             filter,
             visible: principal.benchmarks.clone(),
         })

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::baselines::{parse_limit, parse_offset, parse_time, validate_git};
 use super::json::JsonBody;
-use crate::actors::verdict_log::{Get, List, NewVerdict, Submit};
+use crate::actors::verdict_log::{Get, ListVerdicts, NewVerdict, Submit};
 use crate::actors::Initiator;
 use crate::api::Counts;
 use crate::api::{Pagination, VerdictRecord};
@@ -161,7 +161,7 @@ pub(crate) async fn list(
     };
     let (rows, total) = state
         .verdicts
-        .read(List {
+        .read(ListVerdicts {
             filter,
             visible: principal.benchmarks.clone(),
         })
