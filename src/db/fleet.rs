@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::schema::{dependency_events, fleet_groups, fleet_members};
 use super::DbConn;
-use crate::domain::fleet::{Entry, Group};
+use crate::domain::fleet::{self, Entry, Group, Summary};
 use crate::on_backend;
 
 #[derive(
@@ -53,6 +53,22 @@ pub struct MemberRow {
     pub last_seen: i64,
 }
 
+impl MemberRow {
+    fn into_entry(self) -> (String, Entry) {
+        (
+            self.group_key,
+            Entry {
+                project: self.project,
+                benchmark: self.benchmark,
+                metric: self.metric,
+                delta_pct: self.delta_pct,
+                last_seen: self.last_seen,
+                first_seen: self.first_seen,
+            },
+        )
+    }
+}
+
 /// Stores an event; a regression also updates its group's members and aggregates. Runs inside
 /// the caller's transaction.
 pub(crate) fn record(conn: &mut DbConn, e: &EventRow) -> QueryResult<()> {
@@ -91,47 +107,55 @@ fn apply_regression(conn: &mut DbConn, e: &EventRow) -> QueryResult<()> {
             .for_update()
             .first::<String>(c)?;
     }
-    // 2. The (project, benchmark) entry keeps its newest regression.
-    let existing: Option<MemberRow> = fleet_members::table
-        .filter(fleet_members::group_key.eq(&e.group_key))
-        .filter(fleet_members::project.eq(&e.project))
-        .filter(fleet_members::benchmark.eq(&e.benchmark))
+    // 2. The (project, benchmark) entry keeps its newest regression (the domain's rule).
+    let target = || {
+        fleet_members::table
+            .filter(fleet_members::group_key.eq(&e.group_key))
+            .filter(fleet_members::project.eq(&e.project))
+            .filter(fleet_members::benchmark.eq(&e.benchmark))
+    };
+    let existing: Option<MemberRow> = target()
         .select(MemberRow::as_select())
         .first(conn)
         .optional()?;
     match existing {
         None => {
+            let entry = Entry::first(
+                &e.project,
+                &e.benchmark,
+                &e.metric,
+                e.delta_pct,
+                e.created_at,
+            );
             diesel::insert_into(fleet_members::table)
                 .values((
                     fleet_members::group_key.eq(&e.group_key),
-                    fleet_members::project.eq(&e.project),
-                    fleet_members::benchmark.eq(&e.benchmark),
-                    fleet_members::metric.eq(&e.metric),
-                    fleet_members::delta_pct.eq(e.delta_pct),
+                    fleet_members::project.eq(&entry.project),
+                    fleet_members::benchmark.eq(&entry.benchmark),
+                    fleet_members::metric.eq(&entry.metric),
+                    fleet_members::delta_pct.eq(entry.delta_pct),
                     fleet_members::event_id.eq(&e.id),
-                    fleet_members::first_seen.eq(e.created_at),
-                    fleet_members::last_seen.eq(e.created_at),
+                    fleet_members::first_seen.eq(entry.first_seen),
+                    fleet_members::last_seen.eq(entry.last_seen),
                 ))
                 .execute(conn)?;
         }
         Some(m) => {
-            let target = fleet_members::table
-                .filter(fleet_members::group_key.eq(&e.group_key))
-                .filter(fleet_members::project.eq(&e.project))
-                .filter(fleet_members::benchmark.eq(&e.benchmark));
-            if e.created_at >= m.last_seen {
-                diesel::update(target)
+            let (_, mut entry) = m.into_entry();
+            let first_seen_before = entry.first_seen;
+            if entry.absorb(&e.metric, e.delta_pct, e.created_at) {
+                diesel::update(target())
                     .set((
-                        fleet_members::metric.eq(&e.metric),
-                        fleet_members::delta_pct.eq(e.delta_pct),
+                        fleet_members::metric.eq(&entry.metric),
+                        fleet_members::delta_pct.eq(entry.delta_pct),
                         fleet_members::event_id.eq(&e.id),
-                        fleet_members::last_seen.eq(e.created_at),
-                        fleet_members::first_seen.eq(m.first_seen.min(e.created_at)),
+                        fleet_members::last_seen.eq(entry.last_seen),
+                        fleet_members::first_seen.eq(entry.first_seen),
                     ))
                     .execute(conn)?;
-            } else if e.created_at < m.first_seen {
-                diesel::update(target)
-                    .set(fleet_members::first_seen.eq(e.created_at))
+            } else if entry.first_seen != first_seen_before {
+                diesel::update(target())
+                    .set(fleet_members::first_seen.eq(entry.first_seen))
                     .execute(conn)?;
             }
         }
@@ -142,46 +166,28 @@ fn apply_regression(conn: &mut DbConn, e: &EventRow) -> QueryResult<()> {
 
 /// Recomputes one group's aggregates from its entries.
 pub(crate) fn refresh_group(conn: &mut DbConn, key: &str) -> QueryResult<()> {
-    let members: Vec<(String, f64, i64, i64)> = fleet_members::table
-        .filter(fleet_members::group_key.eq(key))
-        .select((
-            fleet_members::project,
-            fleet_members::delta_pct,
-            fleet_members::first_seen,
-            fleet_members::last_seen,
-        ))
-        .load(conn)?;
-    let mut projects: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
-    projects.sort_unstable();
-    projects.dedup();
-    let sum: f64 = members.iter().map(|m| m.1).sum();
-    let avg = if members.is_empty() {
-        0.0
-    } else {
-        sum / members.len() as f64
-    };
-    let first = members.iter().map(|m| m.2).min().unwrap_or(0);
-    let last = members.iter().map(|m| m.3).max().unwrap_or(0);
+    let entries: Vec<Entry> = members_of(conn, &[key.to_owned()])?
+        .into_iter()
+        .map(|m| m.into_entry().1)
+        .collect();
+    let s = Summary::of(&entries);
     diesel::update(fleet_groups::table.filter(fleet_groups::group_key.eq(key)))
         .set((
-            fleet_groups::project_count.eq(projects.len() as i64),
-            fleet_groups::entry_count.eq(members.len() as i64),
-            fleet_groups::delta_sum.eq(sum),
-            fleet_groups::conf_rank.eq((projects.len() as i64).min(CONFIDENCE_FULL)),
-            fleet_groups::avg_delta.eq(avg),
-            fleet_groups::first_seen.eq(first),
-            fleet_groups::last_seen.eq(last),
+            fleet_groups::project_count.eq(s.projects as i64),
+            fleet_groups::entry_count.eq(s.entries as i64),
+            fleet_groups::delta_sum.eq(s.delta_sum),
+            fleet_groups::conf_rank.eq(s.confidence_rank()),
+            fleet_groups::avg_delta.eq(s.avg_delta_pct),
+            fleet_groups::first_seen.eq(s.first_seen),
+            fleet_groups::last_seen.eq(s.last_seen),
         ))
         .execute(conn)?;
     Ok(())
 }
 
-/// Distinct projects at which an alert's confidence reaches 1.
-pub(crate) const CONFIDENCE_FULL: i64 = 5;
-
 /// The `limit` best groups with at least `min_projects` distinct projects, in alert order (an
-/// index walk: no event is read, and only the groups returned are visited when
-/// `min_projects <= 5`).
+/// index walk: no event is read, and only the groups returned are visited when `min_projects`
+/// is at most [`fleet::FULL_CONFIDENCE_PROJECTS`]).
 pub(crate) fn top_groups(
     conn: &mut DbConn,
     min_projects: i64,
@@ -243,36 +249,19 @@ pub(crate) fn first_regression_since(
         .optional()
 }
 
-/// Assembles domain groups from stored rows.
+/// Assembles domain groups from stored rows ([`fleet::assemble`]).
 pub(crate) fn to_groups(groups: Vec<GroupRow>, members: Vec<MemberRow>) -> Vec<Group> {
-    let mut by_key: std::collections::HashMap<String, Group> = groups
+    let heads = groups
         .into_iter()
-        .map(|g| {
-            (
-                g.group_key.clone(),
-                Group {
-                    key: g.group_key,
-                    dependency: g.dep_name,
-                    old_version: g.old_version,
-                    new_version: g.new_version,
-                    entries: Vec::new(),
-                },
-            )
+        .map(|g| Group {
+            key: g.group_key,
+            dependency: g.dep_name,
+            old_version: g.old_version,
+            new_version: g.new_version,
+            entries: Vec::new(),
         })
         .collect();
-    for m in members {
-        if let Some(g) = by_key.get_mut(&m.group_key) {
-            g.entries.push(Entry {
-                project: m.project,
-                benchmark: m.benchmark,
-                metric: m.metric,
-                delta_pct: m.delta_pct,
-                last_seen: m.last_seen,
-                first_seen: m.first_seen,
-            });
-        }
-    }
-    by_key.into_values().collect()
+    fleet::assemble(heads, members.into_iter().map(MemberRow::into_entry))
 }
 
 /// A dependency's impact: some of its events, and a summary of all of them.
