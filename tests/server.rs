@@ -263,21 +263,88 @@ fn json_logs_carry_request_ids_and_no_secrets() {
     );
 }
 
+/// SIGTERM with an upload in flight (its head and half its body received): the server stops
+/// accepting connections at once, still answers that upload 201, logs its shutdown and exits 0;
+/// what it acknowledged, before the signal and while draining, is there after a restart.
 #[test]
-fn sigterm_shuts_down_gracefully() {
+fn sigterm_drains_in_flight_requests_then_exits() {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
     let mut s = Server::start(Backend::Sqlite);
+    let receipt = fixture("run-bench-a-1.json");
     expect(
-        s.upload(
-            ADMIN,
-            "proj",
-            "bench-a",
-            Some("v1"),
-            &fixture("run-bench-a-1.json"),
-        ),
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt),
         201,
     );
-    assert_eq!(s.terminate(), Some(0));
-    assert!(s.log().contains("shut down"), "{}", s.log());
+    let body = serde_json::to_vec(&upload_body("bench-a", Some("v2"), &receipt)).unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut inflight = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    inflight
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        inflight,
+        "POST /api/v1/projects/proj/baselines HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Authorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    inflight.write_all(first).unwrap();
+    inflight.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    s.send_sigterm();
+    // New connections are refused while the upload is still being received.
+    let t0 = Instant::now();
+    loop {
+        match TcpStream::connect(("127.0.0.1", s.port)) {
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+                break;
+            }
+            Ok(_) => {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(5),
+                    "still accepting connections 5 s after SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    // The upload in flight completes and is acknowledged.
+    inflight.write_all(rest).unwrap();
+    let mut response = String::new();
+    inflight.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 201"),
+        "in-flight upload: {response}\n{}",
+        s.log()
+    );
+
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "clean exit:\n{}",
+        s.log()
+    );
+    let log = s.log();
+    assert!(
+        log.contains("shut down: in-flight requests finished, closing storage"),
+        "{log}"
+    );
+    s.restart();
+    for v in ["v1", "v2"] {
+        expect(
+            s.get(
+                ADMIN,
+                &format!("/api/v1/projects/proj/baselines/bench-a/versions/{v}"),
+            ),
+            200,
+        );
+    }
 }
 
 #[test]
