@@ -11,6 +11,8 @@ mod error;
 pub(crate) mod fleet;
 pub(crate) mod keys;
 pub(crate) mod schema;
+#[cfg(test)]
+mod testdb;
 pub(crate) mod verdicts;
 
 use std::time::Duration;
