@@ -140,4 +140,66 @@ mod tests {
         let corrupt = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
         assert!(!DbError::Corrupt(corrupt).is_transient());
     }
+
+    /// How a database that is gone really fails, on each backend: the errors diesel returns are
+    /// classified transient.
+    #[test]
+    fn real_outages_are_transient() {
+        use diesel::connection::SimpleConnection;
+        use diesel::{Connection, RunQueryDsl};
+        // SQLite: a file that cannot be opened, and a database that cannot be written.
+        let missing = std::env::temp_dir().join(format!(
+            "perfgate-missing-{}/db.sqlite",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let Err(e) = diesel::SqliteConnection::establish(missing.to_str().unwrap()) else {
+            panic!("opened a file in a missing directory");
+        };
+        assert!(DbError::from(e).is_transient());
+        let dir =
+            std::env::temp_dir().join(format!("perfgate-ro-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite");
+        diesel::SqliteConnection::establish(path.to_str().unwrap())
+            .unwrap()
+            .batch_execute("CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        let mut ro =
+            diesel::SqliteConnection::establish(&format!("file:{}?mode=ro", path.display()))
+                .unwrap();
+        let e = ro.batch_execute("INSERT INTO t VALUES (1)").unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(DbError::from(e).is_transient(), "read-only SQLite");
+        // PostgreSQL: a connection killed under its client, and a database dropped.
+        let Some(url) = crate::db::testdb::postgres_url() else {
+            return;
+        };
+        let mut victim = diesel::PgConnection::establish(&url).unwrap();
+        let mut admin = diesel::PgConnection::establish(&url).unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Pid {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            pid: i32,
+        }
+        let pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result::<Pid>(&mut victim)
+            .unwrap()
+            .pid;
+        diesel::sql_query(format!("SELECT pg_terminate_backend({pid})"))
+            .execute(&mut admin)
+            .unwrap();
+        let e = victim.batch_execute("SELECT 1").unwrap_err();
+        let e = DbError::from(e);
+        assert!(e.is_transient(), "killed connection: {e:?}");
+        drop(admin);
+        let (base, name) = url.rsplit_once('/').unwrap();
+        let mut maint = diesel::PgConnection::establish(&format!("{base}/postgres")).unwrap();
+        maint
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .unwrap();
+        let Err(e) = diesel::PgConnection::establish(&url) else {
+            panic!("connected to a dropped database");
+        };
+        assert!(DbError::from(e).is_transient(), "dropped database");
+    }
 }

@@ -333,3 +333,168 @@ pub(crate) fn impact(
         avg_delta_pct: avg.unwrap_or(0.0),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testdb::on_each_backend;
+    use crate::domain::fleet::{alerts, group_events, group_key, Event};
+
+    fn ev(id: &str, project: &str, bench: &str, dep: &str, delta: f64, at: i64) -> EventRow {
+        EventRow {
+            id: id.into(),
+            project: project.into(),
+            benchmark: bench.into(),
+            dep_name: dep.into(),
+            old_version: Some("1".into()),
+            new_version: Some("2".into()),
+            metric: if at % 2 == 0 { "wall_ms" } else { "cpu_ms" }.into(),
+            delta_pct: delta,
+            group_key: group_key(dep, Some("1"), Some("2")),
+            created_at: at,
+        }
+    }
+
+    fn events() -> Vec<EventRow> {
+        vec![
+            ev("e1", "a", "x", "serde", 10.0, 10),
+            ev("e2", "b", "x", "serde", 20.0, 20),
+            ev("e3", "a", "x", "serde", 40.0, 30), // newer for (a, x)
+            ev("e4", "a", "x", "serde", 90.0, 5),  // older: moves first_seen only
+            ev("e5", "c", "y", "serde", -5.0, 40), // an improvement: stored, never grouped
+            ev("e6", "c", "y", "tokio", 7.0, 51),
+        ]
+    }
+
+    fn as_domain(e: &EventRow) -> Event {
+        Event {
+            project: e.project.clone(),
+            benchmark: e.benchmark.clone(),
+            dependency: e.dep_name.clone(),
+            old_version: e.old_version.clone(),
+            new_version: e.new_version.clone(),
+            metric: e.metric.clone(),
+            delta_pct: e.delta_pct,
+            at: e.created_at,
+        }
+    }
+
+    #[test]
+    fn record_maintains_members_and_aggregates() {
+        on_each_backend(|c, be| {
+            for e in events() {
+                record(c, &e).unwrap();
+            }
+            let serde = group_key("serde", Some("1"), Some("2"));
+            let tokio = group_key("tokio", Some("1"), Some("2"));
+            let g = groups_by_key(c, std::slice::from_ref(&serde)).unwrap();
+            assert_eq!(g.len(), 1, "{be}");
+            let g = &g[0];
+            assert_eq!(
+                (g.project_count, g.entry_count, g.conf_rank),
+                (2, 2, 2),
+                "{be}"
+            );
+            assert_eq!((g.delta_sum, g.avg_delta), (60.0, 30.0), "{be}");
+            assert_eq!((g.first_seen, g.last_seen), (5, 30), "{be}");
+            let mut m = members_of(c, std::slice::from_ref(&serde)).unwrap();
+            m.sort_by(|x, y| x.project.cmp(&y.project));
+            let ax = &m[0];
+            assert_eq!(
+                (ax.event_id.as_str(), ax.metric.as_str(), ax.delta_pct),
+                ("e3", "wall_ms", 40.0),
+                "the newest regression ({be})"
+            );
+            assert_eq!((ax.first_seen, ax.last_seen), (5, 30), "{be}");
+            assert_eq!(m.len(), 2, "{be}");
+
+            let keys = |rows: Vec<GroupRow>| -> Vec<String> {
+                rows.into_iter().map(|g| g.group_key).collect()
+            };
+            assert_eq!(
+                keys(top_groups(c, 2, 10).unwrap()),
+                [serde.as_str()],
+                "{be}"
+            );
+            assert_eq!(
+                keys(top_groups(c, 1, 10).unwrap()),
+                [serde.clone(), tokio.clone()],
+                "confidence first ({be})"
+            );
+            assert_eq!(keys(top_groups(c, 1, 1).unwrap()), [serde.as_str()], "{be}");
+            assert!(top_groups(c, 3, 10).unwrap().is_empty(), "{be}");
+            assert!(members_of(c, &[]).unwrap().is_empty(), "{be}");
+            assert!(groups_by_key(c, &[]).unwrap().is_empty(), "{be}");
+            let mut since: Vec<(String, i64)> = members_since(c, 25)
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.project, m.last_seen))
+                .collect();
+            since.sort();
+            assert_eq!(since, [("a".into(), 30), ("c".into(), 51)], "{be}");
+
+            assert_eq!(
+                first_regression_since(c, &serde, i64::MIN).unwrap(),
+                Some(5)
+            );
+            assert_eq!(first_regression_since(c, &serde, 6).unwrap(), Some(10));
+            assert_eq!(
+                first_regression_since(c, &serde, 31).unwrap(),
+                None,
+                "an improvement is no regression ({be})"
+            );
+        });
+    }
+
+    /// What the store keeps while events arrive gives the alerts the domain computes from the
+    /// whole history.
+    #[test]
+    fn stored_groups_give_the_domains_alerts() {
+        on_each_backend(|c, be| {
+            let events = events();
+            for e in &events {
+                record(c, e).unwrap();
+            }
+            let rows = top_groups(c, 1, 10).unwrap();
+            let keys: Vec<String> = rows.iter().map(|g| g.group_key.clone()).collect();
+            let members = members_of(c, &keys).unwrap();
+            let stored = alerts(to_groups(rows, members), 1, 10);
+            let domain: Vec<Event> = events.iter().map(as_domain).collect();
+            assert_eq!(stored, alerts(group_events(&domain), 1, 10), "{be}");
+            assert_eq!(stored.len(), 2, "{be}");
+        });
+    }
+
+    #[test]
+    fn impact_lists_oldest_first_and_summarises_every_match() {
+        on_each_backend(|c, be| {
+            for e in events() {
+                record(c, &e).unwrap();
+            }
+            let all = impact(c, "serde", None, 2).unwrap();
+            let ids: Vec<&str> = all.events.iter().map(|e| e.id.as_str()).collect();
+            assert_eq!(ids, ["e4", "e1"], "{be}");
+            assert_eq!((all.project_count, all.avg_delta_pct), (3, 31.0), "{be}");
+            let serde: Vec<EventRow> = events()
+                .into_iter()
+                .filter(|e| e.dep_name == "serde")
+                .collect();
+            let mut oldest_first = serde.clone();
+            oldest_first.sort_by_key(|e| e.created_at);
+            assert_eq!(all, DependencyImpact::of_events(oldest_first, 2), "{be}");
+
+            let recent = impact(c, "serde", Some(20), 10).unwrap();
+            let ids: Vec<&str> = recent.events.iter().map(|e| e.id.as_str()).collect();
+            assert_eq!(ids, ["e2", "e3", "e5"], "{be}");
+            assert_eq!(recent.project_count, 3, "{be}");
+            assert!((recent.avg_delta_pct - 55.0 / 3.0).abs() < 1e-9, "{be}");
+
+            let none = impact(c, "nope", None, 10).unwrap();
+            assert_eq!(
+                (none.events.len(), none.project_count, none.avg_delta_pct),
+                (0, 0, 0.0),
+                "{be}"
+            );
+        });
+    }
+}
