@@ -243,7 +243,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     for a in server.addrs() {
         log::info!(
             "perfgate-server {} listening on http://{a}",
-            routes::health::VERSION
+            routes::health::SERVER_VERSION
         );
     }
     server.run().await?;

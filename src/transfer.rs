@@ -26,7 +26,8 @@ use crate::db::{write_tx, DbConn};
 use crate::on_backend;
 
 pub(crate) const FORMAT: &str = "perfgate-export";
-pub(crate) const VERSION: u32 = 1;
+/// Version of the export format (the header line's `version`).
+pub(crate) const FORMAT_VERSION: u32 = 1;
 const BATCH: usize = 500;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
@@ -36,9 +37,10 @@ pub struct TagRow {
     pub tag: String,
 }
 
+/// A row of `benchmarks`: a benchmark and its live baseline count.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = benchmarks)]
-pub struct BenchmarkRow {
+pub struct BenchmarkCountRow {
     pub project: String,
     pub benchmark: String,
     pub baseline_count: i64,
@@ -46,9 +48,10 @@ pub struct BenchmarkRow {
     pub updated_at: i64,
 }
 
+/// A row of `idempotency_keys`, whole.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = idempotency_keys)]
-pub struct IdempotencyRow {
+pub struct IdempotencyKeyRow {
     pub project: String,
     pub idem_key: String,
     pub request_hash: String,
@@ -126,7 +129,7 @@ pub(crate) fn export(conn: &mut DbConn, out: &mut impl Write) -> Result<u64, IoE
         &mut *out,
         &Header {
             format: FORMAT,
-            version: VERSION,
+            version: FORMAT_VERSION,
             exported_at: crate::domain::time::to_rfc3339(crate::domain::time::now_micros()),
         },
     )?;
@@ -175,7 +178,7 @@ pub(crate) fn export(conn: &mut DbConn, out: &mut impl Write) -> Result<u64, IoE
         pb,
         "benchmarks",
         benchmarks::table,
-        BenchmarkRow,
+        BenchmarkCountRow,
         (benchmarks::project, benchmarks::benchmark)
     );
     total += export_table!(
@@ -184,7 +187,7 @@ pub(crate) fn export(conn: &mut DbConn, out: &mut impl Write) -> Result<u64, IoE
         pb,
         "idempotency_keys",
         idempotency_keys::table,
-        IdempotencyRow,
+        IdempotencyKeyRow,
         (idempotency_keys::project, idempotency_keys::idem_key)
     );
     total += export_table!(
@@ -253,8 +256,8 @@ struct Pending {
     audit: Vec<AuditRow>,
     baselines: Vec<BaselineRow>,
     tags: Vec<TagRow>,
-    benchmarks: Vec<BenchmarkRow>,
-    idempotency: Vec<IdempotencyRow>,
+    benchmarks: Vec<BenchmarkCountRow>,
+    idempotency: Vec<IdempotencyKeyRow>,
     verdicts: Vec<VerdictRow>,
     verdict_counts: Vec<VerdictCountRow>,
     events: Vec<EventRow>,
@@ -339,10 +342,11 @@ pub(crate) fn import(conn: &mut DbConn, input: impl BufRead) -> Result<u64, IoEr
             if h.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
                 return Err("not a perfgate-server export (missing header line)".into());
             }
-            if h.get("version").and_then(|v| v.as_u64()) != Some(u64::from(VERSION)) {
-                return Err(
-                    format!("unsupported export version (this server reads {VERSION})").into(),
-                );
+            if h.get("version").and_then(|v| v.as_u64()) != Some(u64::from(FORMAT_VERSION)) {
+                return Err(format!(
+                    "unsupported export version (this server reads {FORMAT_VERSION})"
+                )
+                .into());
             }
             continue;
         }

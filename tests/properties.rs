@@ -1,16 +1,71 @@
 //! Property tests: random input never panics the parsers and validators, and valid input
 //! round-trips.
 
-use perfgate_server::auth::extract::has_jwt_shape;
+use std::sync::LazyLock;
+
+use perfgate_server::auth::extract::{has_jwt_shape, parse_header, Credential};
+use perfgate_server::auth::jwt::{mint, Claims, JwtVerifier};
 use perfgate_server::auth::keys::{is_valid_format, parse_static_keys};
 use perfgate_server::auth::{BenchFilter, Role};
 use perfgate_server::domain::names::{BenchmarkName, ProjectName, Version};
 use perfgate_server::domain::receipt;
 use perfgate_server::domain::time::{parse_rfc3339, to_rfc3339};
 use perfgate_server::routes::json::{json_depth, parse_json};
+use perfgate_server::ServerConfig;
 use proptest::prelude::*;
 
 const FIXTURE: &str = include_str!("fixtures/run-bench-a-1.json");
+
+const JWT_SECRET: &str = "properties-secret-properties-secret-0123";
+
+/// The verifier the server builds from `--jwt-secret`.
+static VERIFIER: LazyLock<JwtVerifier> = LazyLock::new(|| {
+    JwtVerifier::from_config(&ServerConfig::new().jwt_secret(JWT_SECRET))
+        .unwrap()
+        .expect("a secret is configured")
+});
+
+/// A token the verifier accepts (checked in `the_unmutated_token_is_accepted`).
+static TOKEN: LazyLock<String> = LazyLock::new(|| {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    mint(
+        JWT_SECRET,
+        &Claims {
+            sub: "ci".into(),
+            project_id: "proj".into(),
+            scopes: vec!["read".into(), "write".into()],
+            exp: now + 3600,
+            iat: Some(now),
+            nbf: None,
+            iss: None,
+            aud: None,
+        },
+    )
+    .unwrap()
+});
+
+#[test]
+fn the_unmutated_token_is_accepted() {
+    assert_eq!(
+        parse_header(Some(&format!("Bearer {}", *TOKEN))).unwrap(),
+        Credential::Jwt(TOKEN.clone())
+    );
+    let p = VERIFIER.verify(&TOKEN).unwrap();
+    assert_eq!(p.id, "jwt:ci");
+    assert_eq!(p.project.as_deref(), Some("proj"));
+}
+
+/// Values a `Bearer` header may carry: anything, JWT-shaped, API-key-shaped.
+fn bearer_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\PC{0,80}",
+        "[A-Za-z0-9_=-]{0,20}(\\.[A-Za-z0-9_=-]{0,20}){0,3}",
+        "pg_(live|test)_[A-Za-z0-9]{28,40}[^A-Za-z0-9]{0,1}",
+    ]
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
@@ -150,10 +205,61 @@ proptest! {
         }
     }
 
+    /// Every `Authorization` value is either a credential to check or a 401, never a panic.
     #[test]
-    fn jwt_headers_never_panic(s in "[A-Za-z0-9_.=-]{0,200}") {
+    fn authorization_headers_parse_or_answer_401(s in "\\PC{0,200}") {
+        if let Err(e) = parse_header(Some(&s)) {
+            prop_assert_eq!(e.status.as_u16(), 401);
+        }
+    }
+
+    /// `Bearer` carries a JWT exactly when the value has the JWT shape, an API key exactly when
+    /// it has the key format, and anything else is refused.
+    #[test]
+    fn bearer_values_are_told_apart_by_shape(v in bearer_value()) {
+        let trimmed = v.trim();
+        match parse_header(Some(&format!("Bearer {v}"))) {
+            Ok(Credential::Jwt(t)) => {
+                prop_assert!(has_jwt_shape(trimmed));
+                prop_assert_eq!(t, trimmed);
+            }
+            Ok(Credential::ApiKey(k)) => {
+                prop_assert!(!has_jwt_shape(trimmed) && is_valid_format(trimmed));
+                prop_assert_eq!(k, trimmed);
+            }
+            Err(e) => {
+                prop_assert!(!has_jwt_shape(trimmed) && !is_valid_format(trimmed));
+                prop_assert_eq!(e.status.as_u16(), 401);
+            }
+        }
+    }
+
+    /// A valid token with any one character changed (to another base64url character or a dot)
+    /// is refused by this server's verifier with 401, whichever scheme carries it.
+    #[test]
+    fn every_mutated_token_is_refused(pos in any::<usize>(), c in "[A-Za-z0-9_.-]") {
+        let token = TOKEN.as_str();
+        let i = pos % token.len();
+        prop_assume!(token[i..].chars().next() != c.chars().next());
+        let mutated = format!("{}{c}{}", &token[..i], &token[i + 1..]);
+        for scheme in ["Token", "Bearer"] {
+            match parse_header(Some(&format!("{scheme} {mutated}"))) {
+                Ok(Credential::Jwt(t)) => {
+                    prop_assert_eq!(&t, &mutated);
+                    let e = VERIFIER.verify(&t).expect_err("a mutated token verified");
+                    prop_assert_eq!(e.status.as_u16(), 401);
+                }
+                Ok(Credential::ApiKey(_)) => prop_assert!(false, "a token read as an API key"),
+                Err(e) => prop_assert_eq!(e.status.as_u16(), 401),
+            }
+        }
+    }
+
+    /// Token-like garbage never panics the verifier and is always refused.
+    #[test]
+    fn token_like_garbage_is_refused(s in "[A-Za-z0-9_.=-]{0,200}") {
         let _ = has_jwt_shape(&s);
-        let _ = jsonwebtoken::decode_header(&s);
-        let _ = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(&s);
+        let e = VERIFIER.verify(&s).expect_err("garbage verified");
+        prop_assert_eq!(e.status.as_u16(), 401);
     }
 }

@@ -263,21 +263,88 @@ fn json_logs_carry_request_ids_and_no_secrets() {
     );
 }
 
+/// SIGTERM with an upload in flight (its head and half its body received): the server stops
+/// accepting connections at once, still answers that upload 201, logs its shutdown and exits 0;
+/// what it acknowledged, before the signal and while draining, is there after a restart.
 #[test]
-fn sigterm_shuts_down_gracefully() {
+fn sigterm_drains_in_flight_requests_then_exits() {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
     let mut s = Server::start(Backend::Sqlite);
+    let receipt = fixture("run-bench-a-1.json");
     expect(
-        s.upload(
-            ADMIN,
-            "proj",
-            "bench-a",
-            Some("v1"),
-            &fixture("run-bench-a-1.json"),
-        ),
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt),
         201,
     );
-    assert_eq!(s.terminate(), Some(0));
-    assert!(s.log().contains("shut down"), "{}", s.log());
+    let body = serde_json::to_vec(&upload_body("bench-a", Some("v2"), &receipt)).unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut inflight = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    inflight
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        inflight,
+        "POST /api/v1/projects/proj/baselines HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Authorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    inflight.write_all(first).unwrap();
+    inflight.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    s.send_sigterm();
+    // New connections are refused while the upload is still being received.
+    let t0 = Instant::now();
+    loop {
+        match TcpStream::connect(("127.0.0.1", s.port)) {
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+                break;
+            }
+            Ok(_) => {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(5),
+                    "still accepting connections 5 s after SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    // The upload in flight completes and is acknowledged.
+    inflight.write_all(rest).unwrap();
+    let mut response = String::new();
+    inflight.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 201"),
+        "in-flight upload: {response}\n{}",
+        s.log()
+    );
+
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "clean exit:\n{}",
+        s.log()
+    );
+    let log = s.log();
+    assert!(
+        log.contains("shut down: in-flight requests finished, closing storage"),
+        "{log}"
+    );
+    s.restart();
+    for v in ["v1", "v2"] {
+        expect(
+            s.get(
+                ADMIN,
+                &format!("/api/v1/projects/proj/baselines/bench-a/versions/{v}"),
+            ),
+            200,
+        );
+    }
 }
 
 #[test]
@@ -376,8 +443,11 @@ fn storage_timeout_answers_503_and_loses_nothing() {
     );
 }
 
+/// The database disappears under a running server (dropped, its connections killed): /health
+/// says `degraded`, and data endpoints, reads and writes alike, answer what a client can act on:
+/// 503 `unavailable` with `Retry-After`, never 500, and no SQL in the message.
 #[test]
-fn health_degrades_when_storage_is_gone() {
+fn storage_gone_answers_503_unavailable() {
     let Some(Backend::Postgres(url)) = Backend::postgres() else {
         return;
     };
@@ -392,19 +462,31 @@ fn health_degrades_when_storage_is_gone() {
         .unwrap();
     let r = s.http.get(s.url("/health")).send().unwrap();
     assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
     let v: Value = r.json().unwrap();
     assert_eq!(v["status"], "degraded");
     assert_eq!(v["storage"]["status"], "unhealthy");
-    // Data endpoints answer 503, not 500, and leak no SQL.
-    let r = s.get(ADMIN, "/api/v1/projects/proj/baselines");
-    let code = r.status().as_u16();
-    let v: Value = r.json().unwrap();
-    assert!(code == 503 || code == 500, "{code} {v}");
-    let msg = v["message"].as_str().unwrap().to_lowercase();
-    assert!(
-        !msg.contains("select") && !msg.contains("database \""),
-        "{v}"
-    );
+    let receipt = fixture("run-bench-a-1.json");
+    let answers = [
+        s.get(ADMIN, "/api/v1/projects/proj/baselines"),
+        s.get(ADMIN, "/api/v1/projects/proj/baselines/bench-a/latest"),
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt),
+        s.post(
+            CONTRIB,
+            "/api/v1/projects/proj/verdicts",
+            &json!({"benchmark": "bench-a", "run_id": "r", "status": "pass",
+                    "counts": {"pass": 1, "warn": 0, "fail": 0, "skip": 0}, "reasons": []}),
+        ),
+    ];
+    for r in answers {
+        assert_eq!(r.headers()["retry-after"], "1");
+        let v = expect_error(r, 503, "unavailable");
+        let msg = v["message"].as_str().unwrap().to_lowercase();
+        assert!(
+            !msg.contains("select") && !msg.contains("database \""),
+            "{v}"
+        );
+    }
 }
 
 #[test]

@@ -91,14 +91,14 @@ impl Op<BaselineStore> for GetVersion {
     }
 }
 
-pub(crate) struct List {
+pub(crate) struct ListBaselines {
     pub filter: ListFilter,
     /// The caller's benchmark restriction: rows of other benchmarks are not visible, and the
     /// total counts only visible rows.
     pub visible: Option<BenchFilter>,
 }
 
-impl Op<BaselineStore> for List {
+impl Op<BaselineStore> for ListBaselines {
     type Output = Result<(Vec<SummaryRow>, i64), StoreError>;
     fn run(mut self, s: &mut BaselineStore) -> Self::Output {
         let mut c = s.conn()?;

@@ -2,7 +2,7 @@
 //! queries from aggregates maintained at write time, so an alert query costs the same whatever
 //! the length of the event history.
 
-use crate::db::fleet::{self as q, EventRow};
+use crate::db::fleet::{self as q, DependencyImpact, EventRow};
 use crate::db::{read_tx, write_tx, DbPool, PooledConn};
 use crate::domain::access::BenchFilter;
 use crate::domain::fleet::{self, Alert};
@@ -110,7 +110,7 @@ pub(crate) struct Impact {
 }
 
 impl Op<FleetAnalyzer> for Impact {
-    type Output = Result<(Vec<EventRow>, i64, f64), StoreError>;
+    type Output = Result<DependencyImpact, StoreError>;
     fn run(self, s: &mut FleetAnalyzer) -> Self::Output {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {
@@ -118,19 +118,9 @@ impl Op<FleetAnalyzer> for Impact {
                 return Ok(q::impact(c, &self.dependency, self.since, self.limit)?);
             };
             // The regex cannot run in SQL: read the dependency's events and filter here.
-            let (mut events, _, _) = q::impact(c, &self.dependency, self.since, i64::MAX)?;
+            let mut events = q::impact(c, &self.dependency, self.since, i64::MAX)?.events;
             events.retain(|e| f.matches(&e.benchmark));
-            let mut projects: Vec<&str> = events.iter().map(|e| e.project.as_str()).collect();
-            projects.sort_unstable();
-            projects.dedup();
-            let n = projects.len() as i64;
-            let avg = if events.is_empty() {
-                0.0
-            } else {
-                events.iter().map(|e| e.delta_pct).sum::<f64>() / events.len() as f64
-            };
-            events.truncate(self.limit.max(0) as usize);
-            Ok((events, n, avg))
+            Ok(DependencyImpact::of_events(events, self.limit))
         })
     }
 }

@@ -91,12 +91,12 @@ impl Op<VerdictLog> for Submit {
     }
 }
 
-pub(crate) struct List {
+pub(crate) struct ListVerdicts {
     pub filter: VerdictFilter,
     pub visible: Option<BenchFilter>,
 }
 
-impl Op<VerdictLog> for List {
+impl Op<VerdictLog> for ListVerdicts {
     type Output = Result<(Vec<VerdictRow>, i64), StoreError>;
     fn run(mut self, s: &mut VerdictLog) -> Self::Output {
         let mut c = s.conn()?;

@@ -99,3 +99,134 @@ pub(crate) fn list(conn: &mut DbConn, f: &AuditFilter) -> QueryResult<(Vec<Audit
         .load(conn)?;
     Ok((rows, total))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testdb::on_each_backend;
+
+    fn record(c: &mut DbConn, actor: &str, action: &'static str, project: &str, at: i64) {
+        let mut extra = serde_json::Map::new();
+        extra.insert("version".into(), "v1".into());
+        insert(
+            c,
+            AuditEntry {
+                actor,
+                action,
+                resource_type: if action.starts_with("key") {
+                    "api_key"
+                } else {
+                    "baseline"
+                },
+                resource_id: "r1",
+                project,
+                request_id: "req-1",
+                extra,
+            },
+            at,
+        )
+        .unwrap();
+    }
+
+    fn filter() -> AuditFilter {
+        AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        }
+    }
+
+    fn times(c: &mut DbConn, f: AuditFilter) -> (Vec<i64>, i64) {
+        let (rows, total) = list(c, &f).unwrap();
+        (rows.into_iter().map(|r| r.ts).collect(), total)
+    }
+
+    #[test]
+    fn insert_then_list_with_filters_and_pages() {
+        on_each_backend(|c, be| {
+            record(c, "alice", "upload", "p", 10);
+            record(c, "bob", "delete", "p", 20);
+            record(c, "alice", "key_create", "*", 30);
+            record(c, "alice", "upload", "q", 40);
+            let (rows, total) = list(c, &filter()).unwrap();
+            assert_eq!(total, 4, "{be}");
+            let newest = &rows[0];
+            assert_eq!(
+                (
+                    newest.ts,
+                    newest.actor.as_str(),
+                    newest.action.as_str(),
+                    newest.resource_type.as_str(),
+                    newest.resource_id.as_str(),
+                    newest.project.as_str()
+                ),
+                (40, "alice", "upload", "baseline", "r1", "q"),
+                "{be}"
+            );
+            let meta: serde_json::Value = serde_json::from_str(&newest.metadata).unwrap();
+            assert_eq!(
+                meta,
+                serde_json::json!({"version": "v1", "request_id": "req-1"}),
+                "{be}"
+            );
+            assert_eq!(newest.id.len(), 32, "a row id ({be})");
+            let cases = [
+                (
+                    AuditFilter {
+                        project: Some("p".into()),
+                        ..filter()
+                    },
+                    (vec![20, 10], 2),
+                ),
+                (
+                    AuditFilter {
+                        action: Some("upload".into()),
+                        ..filter()
+                    },
+                    (vec![40, 10], 2),
+                ),
+                (
+                    AuditFilter {
+                        resource_type: Some("api_key".into()),
+                        ..filter()
+                    },
+                    (vec![30], 1),
+                ),
+                (
+                    AuditFilter {
+                        actor: Some("alice".into()),
+                        since: Some(20),
+                        until: Some(35),
+                        ..filter()
+                    },
+                    (vec![30], 1),
+                ),
+                (
+                    AuditFilter {
+                        limit: 2,
+                        offset: 1,
+                        ..filter()
+                    },
+                    (vec![30, 20], 4),
+                ),
+                (
+                    AuditFilter {
+                        offset: 4,
+                        ..filter()
+                    },
+                    (vec![], 4),
+                ),
+                (
+                    AuditFilter {
+                        project: Some("nope".into()),
+                        ..filter()
+                    },
+                    (vec![], 0),
+                ),
+            ];
+            for (f, want) in cases {
+                let desc = format!("{f:?}");
+                assert_eq!(times(c, f), want, "{desc} ({be})");
+            }
+        });
+    }
+}

@@ -312,8 +312,10 @@ pub(crate) fn soft_delete(
     Ok(Some(id))
 }
 
+/// What an `Idempotency-Key` replays: the hash of the request it was first used with, and the
+/// response then sent.
 #[derive(Debug, Clone, Queryable)]
-pub(crate) struct IdempotencyRow {
+pub(crate) struct IdempotentReply {
     pub request_hash: String,
     pub response: String,
 }
@@ -322,7 +324,7 @@ pub(crate) fn find_idempotency(
     conn: &mut DbConn,
     project: &str,
     key: &str,
-) -> QueryResult<Option<IdempotencyRow>> {
+) -> QueryResult<Option<IdempotentReply>> {
     idempotency_keys::table
         .filter(idempotency_keys::project.eq(project))
         .filter(idempotency_keys::idem_key.eq(key))
@@ -364,4 +366,337 @@ pub(crate) fn recent_medians(
         .limit(n)
         .select(baselines::medians)
         .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testdb::on_each_backend;
+    use crate::db::DbError;
+
+    fn row(project: &str, benchmark: &str, version: &str, at: i64) -> BaselineRow {
+        BaselineRow {
+            id: format!("{project}|{benchmark}|{version}"),
+            project: project.into(),
+            benchmark: benchmark.into(),
+            version: version.into(),
+            git_ref: None,
+            git_sha: None,
+            receipt: format!(r#"{{"at":{at}}}"#),
+            metadata: "{}".into(),
+            tags: "[]".into(),
+            content_hash: format!("hash-{at}"),
+            source: "upload".into(),
+            promoted_from: None,
+            wall_ms_median: Some(at),
+            medians: format!(r#"{{"wall_ms":{at}}}"#),
+            created_at: at,
+            updated_at: at,
+            deleted_at: None,
+        }
+    }
+
+    fn filter(project: &str) -> ListFilter {
+        ListFilter {
+            project: project.into(),
+            limit: 100,
+            ..ListFilter::default()
+        }
+    }
+
+    /// `benchmark@version` of one page, and the total.
+    fn run(c: &mut DbConn, f: ListFilter) -> (Vec<String>, i64) {
+        let (rows, total) = list(c, &f).unwrap();
+        (versions(&rows), total)
+    }
+
+    fn versions(rows: &[SummaryRow]) -> Vec<String> {
+        rows.iter()
+            .map(|r| format!("{}@{}", r.benchmark, r.version))
+            .collect()
+    }
+
+    #[test]
+    fn insert_latest_find_and_version_taken() {
+        on_each_backend(|c, be| {
+            assert!(latest(c, "p", "b").unwrap().is_none(), "{be}");
+            insert(c, &row("p", "b", "v1", 10), &[]).unwrap();
+            insert(c, &row("p", "b", "v2", 20), &[]).unwrap();
+            insert(c, &row("other", "b", "v9", 30), &[]).unwrap();
+            let l = latest(c, "p", "b").unwrap().unwrap();
+            assert_eq!((l.version.as_str(), l.created_at), ("v2", 20), "{be}");
+            assert_eq!(l.receipt, r#"{"at":20}"#, "{be}");
+            let v1 = find_version(c, "p", "b", "v1").unwrap().unwrap();
+            assert_eq!(v1.id, "p|b|v1", "{be}");
+            assert!(find_version(c, "p", "b", "v9").unwrap().is_none(), "{be}");
+            assert!(
+                find_version(c, "p", "other", "v1").unwrap().is_none(),
+                "{be}"
+            );
+            assert!(version_taken(c, "p", "b", "v1").unwrap(), "{be}");
+            assert!(!version_taken(c, "p", "b", "v3").unwrap(), "{be}");
+            assert!(!version_taken(c, "other", "b", "v1").unwrap(), "{be}");
+            // A version is taken once per benchmark.
+            let dup = insert(c, &row("p", "b", "v1", 40).with_id("dup"), &[]).unwrap_err();
+            assert!(DbError::from(dup).is_unique_violation(), "{be}");
+            assert_eq!(benchmark_names(c, "p").unwrap(), ["b"], "{be}");
+        });
+    }
+
+    impl BaselineRow {
+        fn with_id(mut self, id: &str) -> Self {
+            self.id = id.into();
+            self
+        }
+    }
+
+    #[test]
+    fn soft_delete_hides_a_version_but_keeps_it_reserved() {
+        on_each_backend(|c, be| {
+            insert(c, &row("p", "b", "v1", 10), &[]).unwrap();
+            insert(c, &row("p", "b", "v2", 20), &[]).unwrap();
+            assert_eq!(
+                soft_delete(c, "p", "b", "v2", 99).unwrap().as_deref(),
+                Some("p|b|v2"),
+                "{be}"
+            );
+            assert_eq!(latest(c, "p", "b").unwrap().unwrap().version, "v1", "{be}");
+            let gone = find_version(c, "p", "b", "v2").unwrap().unwrap();
+            assert_eq!((gone.deleted_at, gone.updated_at), (Some(99), 99), "{be}");
+            assert!(version_taken(c, "p", "b", "v2").unwrap(), "{be}");
+            assert_eq!(soft_delete(c, "p", "b", "v2", 100).unwrap(), None, "{be}");
+            assert_eq!(soft_delete(c, "p", "b", "nope", 100).unwrap(), None, "{be}");
+            // The live count follows: one version left, in the total and in the page.
+            let (rows, total) = list(c, &filter("p")).unwrap();
+            assert_eq!((versions(&rows), total), (vec!["b@v1".into()], 1), "{be}");
+            assert_eq!(recent_medians(c, "p", "b", 10).unwrap().len(), 1, "{be}");
+        });
+    }
+
+    #[test]
+    fn list_filters_and_pages() {
+        on_each_backend(|c, be| {
+            let mut tagged = row("p", "bench-a", "v2", 20);
+            tagged.git_ref = Some("main".into());
+            tagged.git_sha = Some("abc".into());
+            insert(c, &row("p", "bench-a", "v1", 10), &[]).unwrap();
+            insert(c, &tagged, &["release".into(), "nightly".into()]).unwrap();
+            insert(c, &row("p", "bench-a", "v3", 30), &["nightly".into()]).unwrap();
+            insert(c, &row("p", "bench-ab", "v1", 40), &[]).unwrap();
+            insert(c, &row("p", "Bench-a", "v1", 50), &[]).unwrap();
+            insert(c, &row("p", "other", "v1", 60), &[]).unwrap();
+            insert(c, &row("q", "bench-a", "v1", 70), &[]).unwrap();
+            let all = run(c, filter("p"));
+            assert_eq!(all.1, 6, "{be}");
+            assert_eq!(
+                all.0,
+                [
+                    "other@v1",
+                    "Bench-a@v1",
+                    "bench-ab@v1",
+                    "bench-a@v3",
+                    "bench-a@v2",
+                    "bench-a@v1"
+                ],
+                "newest first ({be})"
+            );
+            // Pages.
+            assert_eq!(
+                run(
+                    c,
+                    ListFilter {
+                        limit: 2,
+                        offset: 0,
+                        ..filter("p")
+                    }
+                ),
+                (all.0[..2].to_vec(), 6),
+                "{be}"
+            );
+            assert_eq!(
+                run(
+                    c,
+                    ListFilter {
+                        limit: 2,
+                        offset: 4,
+                        ..filter("p")
+                    }
+                ),
+                (all.0[4..].to_vec(), 6),
+                "{be}"
+            );
+            assert_eq!(
+                run(
+                    c,
+                    ListFilter {
+                        limit: 2,
+                        offset: 6,
+                        ..filter("p")
+                    }
+                ),
+                (vec![], 6),
+                "{be}"
+            );
+            assert_eq!(
+                run(
+                    c,
+                    ListFilter {
+                        limit: 2,
+                        offset: 60,
+                        ..filter("p")
+                    }
+                ),
+                (vec![], 6),
+                "{be}"
+            );
+            // Benchmark, byte-exact prefix, allowed names.
+            assert_eq!(
+                run(
+                    c,
+                    ListFilter {
+                        benchmark: Some("bench-a".into()),
+                        ..filter("p")
+                    }
+                )
+                .0,
+                ["bench-a@v3", "bench-a@v2", "bench-a@v1"],
+                "{be}"
+            );
+            let prefixed = run(
+                c,
+                ListFilter {
+                    benchmark_prefix: Some("bench-a".into()),
+                    ..filter("p")
+                },
+            );
+            assert_eq!(prefixed.1, 4, "{be}");
+            assert!(
+                prefixed.0.iter().all(|v| v.starts_with("bench-a")),
+                "case-sensitive prefix ({be}): {prefixed:?}"
+            );
+            assert_eq!(
+                run(
+                    c,
+                    ListFilter {
+                        allowed_benchmarks: Some(vec![]),
+                        ..filter("p")
+                    }
+                ),
+                (vec![], 0),
+                "{be}"
+            );
+            assert_eq!(
+                run(
+                    c,
+                    ListFilter {
+                        allowed_benchmarks: Some(vec!["other".into(), "bench-ab".into()]),
+                        ..filter("p")
+                    }
+                ),
+                (vec!["other@v1".into(), "bench-ab@v1".into()], 2),
+                "{be}"
+            );
+            // Git, tags (every one must match), time window; totals counted over the rows.
+            assert_eq!(
+                run(
+                    c,
+                    ListFilter {
+                        git_ref: Some("main".into()),
+                        git_sha: Some("abc".into()),
+                        ..filter("p")
+                    }
+                ),
+                (vec!["bench-a@v2".into()], 1),
+                "{be}"
+            );
+            assert_eq!(
+                run(
+                    c,
+                    ListFilter {
+                        tags: vec!["nightly".into()],
+                        ..filter("p")
+                    }
+                ),
+                (vec!["bench-a@v3".into(), "bench-a@v2".into()], 2),
+                "{be}"
+            );
+            assert_eq!(
+                run(
+                    c,
+                    ListFilter {
+                        tags: vec!["nightly".into(), "release".into()],
+                        ..filter("p")
+                    }
+                )
+                .1,
+                1,
+                "{be}"
+            );
+            assert_eq!(
+                run(
+                    c,
+                    ListFilter {
+                        since: Some(20),
+                        until: Some(40),
+                        ..filter("p")
+                    }
+                ),
+                (
+                    vec![
+                        "bench-ab@v1".into(),
+                        "bench-a@v3".into(),
+                        "bench-a@v2".into()
+                    ],
+                    3
+                ),
+                "{be}"
+            );
+            // The receipt only when asked for.
+            let (rows, _) = list(c, &filter("q")).unwrap();
+            assert_eq!(rows[0].receipt, None, "{be}");
+            let (rows, _) = list(
+                c,
+                &ListFilter {
+                    include_receipt: true,
+                    ..filter("q")
+                },
+            )
+            .unwrap();
+            assert_eq!(rows[0].receipt.as_deref(), Some(r#"{"at":70}"#), "{be}");
+            assert_eq!(rows[0].tags, "[]", "{be}");
+        });
+    }
+
+    #[test]
+    fn recent_medians_are_the_newest_live_ones() {
+        on_each_backend(|c, be| {
+            for (v, at) in [("v1", 10), ("v2", 20), ("v3", 30), ("v4", 40)] {
+                insert(c, &row("p", "b", v, at), &[]).unwrap();
+            }
+            soft_delete(c, "p", "b", "v4", 50).unwrap();
+            assert_eq!(
+                recent_medians(c, "p", "b", 2).unwrap(),
+                [r#"{"wall_ms":30}"#, r#"{"wall_ms":20}"#],
+                "{be}"
+            );
+            assert!(recent_medians(c, "p", "x", 2).unwrap().is_empty(), "{be}");
+        });
+    }
+
+    #[test]
+    fn idempotency_keys_replay_per_project() {
+        on_each_backend(|c, be| {
+            assert!(find_idempotency(c, "p", "k").unwrap().is_none(), "{be}");
+            insert_idempotency(c, "p", "k", "req-hash", "p|b|v1", r#"{"id":1}"#, 5).unwrap();
+            let r = find_idempotency(c, "p", "k").unwrap().unwrap();
+            assert_eq!(
+                (r.request_hash.as_str(), r.response.as_str()),
+                ("req-hash", r#"{"id":1}"#),
+                "{be}"
+            );
+            assert!(find_idempotency(c, "q", "k").unwrap().is_none(), "{be}");
+            let again = insert_idempotency(c, "p", "k", "other", "x", "{}", 6).unwrap_err();
+            assert!(DbError::from(again).is_unique_violation(), "{be}");
+        });
+    }
 }

@@ -129,8 +129,14 @@ pub(crate) fn recent_versions(
         .load(conn)
 }
 
-/// The newest verdict of a benchmark: `(id, status, created_at, flakiness_score)`.
-pub(crate) type LastVerdict = (String, String, i64, Option<f64>);
+/// The newest verdict of a benchmark.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub(crate) struct LastVerdict {
+    pub id: String,
+    pub status: String,
+    pub created_at: i64,
+    pub flakiness_score: Option<f64>,
+}
 
 pub(crate) fn last_verdict(
     conn: &mut DbConn,
@@ -199,4 +205,162 @@ pub(crate) fn history(
         ))
         .load(conn)?;
     Ok((rows, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::baselines::{self, BaselineRow};
+    use crate::db::testdb::on_each_backend;
+    use crate::db::verdicts::{self, VerdictRow};
+
+    fn baseline(c: &mut DbConn, project: &str, benchmark: &str, version: &str, at: i64) {
+        let row = BaselineRow {
+            id: format!("{project}|{benchmark}|{version}"),
+            project: project.into(),
+            benchmark: benchmark.into(),
+            version: version.into(),
+            git_ref: Some("main".into()),
+            git_sha: None,
+            receipt: format!(r#"{{"at":{at}}}"#),
+            metadata: "{}".into(),
+            tags: r#"["t"]"#.into(),
+            content_hash: format!("hash-{at}"),
+            source: if version == "stable" {
+                "promote"
+            } else {
+                "upload"
+            }
+            .into(),
+            promoted_from: (version == "stable").then(|| "v1".to_owned()),
+            wall_ms_median: Some(at * 10),
+            medians: "{}".into(),
+            created_at: at,
+            updated_at: at,
+            deleted_at: None,
+        };
+        baselines::insert(c, &row, &[]).unwrap();
+    }
+
+    fn verdict(c: &mut DbConn, id: &str, benchmark: &str, status: &str, at: i64) {
+        let row = VerdictRow {
+            id: id.into(),
+            project: "p".into(),
+            benchmark: benchmark.into(),
+            run_id: "r".into(),
+            status: status.into(),
+            counts: "{}".into(),
+            reasons: "[]".into(),
+            git_ref: None,
+            git_sha: None,
+            wall_ms_cv: None,
+            flakiness_score: Some(at as f64 / 100.0),
+            created_at: at,
+        };
+        verdicts::insert(c, &row).unwrap();
+    }
+
+    fn seed(c: &mut DbConn) {
+        baseline(c, "p", "a", "v1", 10);
+        baseline(c, "p", "a", "stable", 20);
+        baseline(c, "p", "b", "v1", 30);
+        baselines::soft_delete(c, "p", "b", "v1", 35).unwrap();
+        baseline(c, "q", "a", "v1", 5);
+        verdict(c, "d1", "a", "pass", 40);
+        verdict(c, "d2", "a", "fail", 50);
+        verdict(c, "d3", "c", "warn", 60);
+    }
+
+    #[test]
+    fn benchmark_counts_and_verdict_totals() {
+        on_each_backend(|c, be| {
+            seed(c);
+            let counts = |c: &mut DbConn, p| -> Vec<(String, String, i64, i64)> {
+                benchmark_counts(c, p)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.project, r.benchmark, r.baselines, r.updated_at))
+                    .collect()
+            };
+            // `b` has no live version and no verdict; `c` only verdicts.
+            assert_eq!(
+                counts(c, Some("p")),
+                [
+                    ("p".into(), "a".into(), 2, 20),
+                    ("p".into(), "c".into(), 0, 0)
+                ],
+                "{be}"
+            );
+            assert_eq!(counts(c, None).len(), 3, "{be}");
+            assert_eq!(counts(c, None)[2].0, "q", "sorted by project ({be})");
+            let totals = verdict_totals(c, Some("p")).unwrap();
+            assert_eq!(totals.len(), 2, "{be}");
+            assert_eq!(totals[&("p".to_owned(), "a".to_owned())], 2, "{be}");
+            assert_eq!(totals[&("p".to_owned(), "c".to_owned())], 1, "{be}");
+            assert!(verdict_totals(c, Some("q")).unwrap().is_empty(), "{be}");
+        });
+    }
+
+    #[test]
+    fn newest_versions_verdicts_and_history() {
+        on_each_backend(|c, be| {
+            seed(c);
+            assert_eq!(last_verdict_at(c, "p", None).unwrap(), Some(60), "{be}");
+            assert_eq!(
+                last_verdict_at(c, "p", Some("a")).unwrap(),
+                Some(50),
+                "{be}"
+            );
+            assert_eq!(last_verdict_at(c, "q", None).unwrap(), None, "{be}");
+            assert_eq!(
+                last_verdict(c, "p", "a").unwrap(),
+                Some(LastVerdict {
+                    id: "d2".into(),
+                    status: "fail".into(),
+                    created_at: 50,
+                    flakiness_score: Some(0.5),
+                }),
+                "{be}"
+            );
+            assert_eq!(last_verdict(c, "p", "b").unwrap(), None, "{be}");
+
+            let recent = recent_versions(c, "p", "a", 1).unwrap();
+            assert_eq!(recent.len(), 1, "{be}");
+            assert_eq!(
+                (
+                    recent[0].version.as_str(),
+                    recent[0].created_at,
+                    recent[0].wall_ms_median,
+                    recent[0].source.as_str()
+                ),
+                ("stable", 20, Some(200), "promote"),
+                "{be}"
+            );
+            assert!(recent_versions(c, "p", "b", 5).unwrap().is_empty(), "{be}");
+
+            let (rows, total) = history(c, "p", "a", 1, 1).unwrap();
+            assert_eq!(total, 2, "{be}");
+            assert_eq!(rows.len(), 1, "{be}");
+            let h = &rows[0];
+            assert_eq!(
+                (
+                    h.id.as_str(),
+                    h.version.as_str(),
+                    h.receipt.as_str(),
+                    h.git_ref.as_deref()
+                ),
+                ("p|a|v1", "v1", r#"{"at":10}"#, Some("main")),
+                "{be}"
+            );
+            let (rows, total) = history(c, "p", "a", 10, 0).unwrap();
+            assert_eq!(total, 2, "{be}");
+            assert_eq!(rows[0].promoted_from.as_deref(), Some("v1"), "{be}");
+            let (rows, total) = history(c, "p", "b", 10, 0).unwrap();
+            assert_eq!(
+                (rows.len(), total),
+                (0, 0),
+                "deleted versions are gone ({be})"
+            );
+        });
+    }
 }

@@ -71,3 +71,63 @@ pub(crate) fn revoke(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool>
     .execute(conn)?;
     Ok(n == 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testdb::on_each_backend;
+
+    fn key(id: &str, project: &str, at: i64) -> KeyRow {
+        KeyRow {
+            id: id.into(),
+            key_hash: format!("hash-{id}"),
+            key_prefix: format!("pg_live_{id}"),
+            description: format!("key {id}"),
+            role: "contributor".into(),
+            project: project.into(),
+            pattern: Some("bench-*".into()),
+            created_at: at,
+            expires_at: Some(at + 1000),
+            revoked_at: None,
+        }
+    }
+
+    fn ids(rows: Vec<KeyRow>) -> Vec<String> {
+        rows.into_iter().map(|k| k.id).collect()
+    }
+
+    #[test]
+    fn insert_find_list_and_revoke() {
+        on_each_backend(|c, be| {
+            assert_eq!(count_all(c).unwrap(), 0, "{be}");
+            insert(c, &key("k1", "p", 10)).unwrap();
+            insert(c, &key("k2", "*", 20)).unwrap();
+            insert(c, &key("k3", "p", 30)).unwrap();
+            let k = find_by_hash(c, "hash-k2").unwrap().unwrap();
+            assert_eq!(
+                (k.id.as_str(), k.project.as_str(), k.pattern.as_deref()),
+                ("k2", "*", Some("bench-*")),
+                "{be}"
+            );
+            assert!(find_by_hash(c, "hash-nope").unwrap().is_none(), "{be}");
+            assert_eq!(
+                find_by_id(c, "k1").unwrap().unwrap().key_hash,
+                "hash-k1",
+                "{be}"
+            );
+            assert!(find_by_id(c, "nope").unwrap().is_none(), "{be}");
+            assert_eq!(ids(list(c, None).unwrap()), ["k3", "k2", "k1"], "{be}");
+            assert_eq!(ids(list(c, Some("p")).unwrap()), ["k3", "k1"], "{be}");
+            assert!(list(c, Some("q")).unwrap().is_empty(), "{be}");
+
+            assert!(revoke(c, "k1", 50).unwrap(), "{be}");
+            assert!(!revoke(c, "k1", 60).unwrap(), "already revoked ({be})");
+            assert!(!revoke(c, "nope", 60).unwrap(), "{be}");
+            let k1 = find_by_id(c, "k1").unwrap().unwrap();
+            assert_eq!(k1.revoked_at, Some(50), "the first revocation stays ({be})");
+            // Revoked keys are still listed and counted.
+            assert_eq!(ids(list(c, Some("p")).unwrap()), ["k3", "k1"], "{be}");
+            assert_eq!(count_all(c).unwrap(), 3, "{be}");
+        });
+    }
+}

@@ -16,7 +16,7 @@ pub(crate) const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("mi
 /// together apply them once.
 const MIGRATION_LOCK_KEY: i64 = 0x7065_7266_6761_7465; // "perfgate"
 
-pub(super) fn run_migrations(backend: StorageBackend, url: &str) -> Result<(), DbError> {
+pub(crate) fn run_migrations(backend: StorageBackend, url: &str) -> Result<(), DbError> {
     let mig_err = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
     match backend {
         StorageBackend::Postgres => {

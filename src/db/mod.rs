@@ -16,6 +16,8 @@ mod migrations;
 mod pool;
 pub(crate) mod schema;
 mod sqlite;
+#[cfg(test)]
+mod testdb;
 pub(crate) mod verdicts;
 
 use diesel::pg::PgConnection;

@@ -151,3 +151,148 @@ pub(crate) fn benchmark_names(conn: &mut DbConn, project: &str) -> QueryResult<V
         .distinct()
         .load(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testdb::on_each_backend;
+
+    fn verdict(id: &str, benchmark: &str, status: &str, cv: Option<f64>, at: i64) -> VerdictRow {
+        VerdictRow {
+            id: id.into(),
+            project: "p".into(),
+            benchmark: benchmark.into(),
+            run_id: format!("run-{id}"),
+            status: status.into(),
+            counts: r#"{"pass":1}"#.into(),
+            reasons: "[]".into(),
+            git_ref: None,
+            git_sha: None,
+            wall_ms_cv: cv,
+            flakiness_score: Some(0.25),
+            created_at: at,
+        }
+    }
+
+    fn filter() -> VerdictFilter {
+        VerdictFilter {
+            project: "p".into(),
+            limit: 100,
+            ..VerdictFilter::default()
+        }
+    }
+
+    fn ids(c: &mut DbConn, f: VerdictFilter) -> (Vec<String>, i64) {
+        let (rows, total) = list(c, &f).unwrap();
+        (rows.into_iter().map(|r| r.id).collect(), total)
+    }
+
+    fn seed(c: &mut DbConn) {
+        for v in [
+            verdict("v1", "a", "pass", Some(0.1), 10),
+            verdict("v2", "a", "fail", None, 20),
+            verdict("v3", "b", "pass", Some(0.3), 30),
+            verdict("v4", "a", "pass", Some(0.4), 40),
+            verdict("v5", "c", "warn", Some(0.5), 50),
+        ] {
+            insert(c, &v).unwrap();
+        }
+        let mut elsewhere = verdict("x1", "a", "pass", None, 60);
+        elsewhere.project = "q".into();
+        insert(c, &elsewhere).unwrap();
+    }
+
+    #[test]
+    fn insert_find_and_recent_cvs() {
+        on_each_backend(|c, be| {
+            seed(c);
+            let v = find(c, "p", "v3").unwrap().unwrap();
+            assert_eq!(
+                (v.benchmark.as_str(), v.status.as_str(), v.wall_ms_cv),
+                ("b", "pass", Some(0.3)),
+                "{be}"
+            );
+            assert_eq!(v.counts, r#"{"pass":1}"#, "{be}");
+            assert!(
+                find(c, "q", "v3").unwrap().is_none(),
+                "other project ({be})"
+            );
+            assert!(find(c, "p", "nope").unwrap().is_none(), "{be}");
+            assert_eq!(
+                recent_cvs(c, "p", "a", 2).unwrap(),
+                [Some(0.4), None],
+                "newest first ({be})"
+            );
+            assert_eq!(recent_cvs(c, "p", "a", 10).unwrap().len(), 3, "{be}");
+            let mut names = benchmark_names(c, "p").unwrap();
+            names.sort();
+            assert_eq!(names, ["a", "b", "c"], "{be}");
+        });
+    }
+
+    #[test]
+    fn list_filters_and_pages() {
+        on_each_backend(|c, be| {
+            seed(c);
+            assert_eq!(
+                ids(c, filter()),
+                (["v5", "v4", "v3", "v2", "v1"].map(String::from).to_vec(), 5),
+                "newest first ({be})"
+            );
+            let page = ids(
+                c,
+                VerdictFilter {
+                    limit: 2,
+                    offset: 2,
+                    ..filter()
+                },
+            );
+            assert_eq!(page, (vec!["v3".into(), "v2".into()], 5), "{be}");
+            let past = ids(
+                c,
+                VerdictFilter {
+                    offset: 5,
+                    ..filter()
+                },
+            );
+            assert_eq!(past, (vec![], 5), "{be}");
+            // Benchmark and status: totals from the maintained counts.
+            let a_pass = ids(
+                c,
+                VerdictFilter {
+                    benchmark: Some("a".into()),
+                    status: Some("pass".into()),
+                    ..filter()
+                },
+            );
+            assert_eq!(a_pass, (vec!["v4".into(), "v1".into()], 2), "{be}");
+            let allowed = ids(
+                c,
+                VerdictFilter {
+                    allowed_benchmarks: Some(vec!["b".into(), "c".into()]),
+                    ..filter()
+                },
+            );
+            assert_eq!(allowed, (vec!["v5".into(), "v3".into()], 2), "{be}");
+            let none = ids(
+                c,
+                VerdictFilter {
+                    allowed_benchmarks: Some(vec![]),
+                    ..filter()
+                },
+            );
+            assert_eq!(none, (vec![], 0), "{be}");
+            // A time window: totals counted over the rows.
+            let window = ids(
+                c,
+                VerdictFilter {
+                    since: Some(20),
+                    until: Some(40),
+                    status: Some("pass".into()),
+                    ..filter()
+                },
+            );
+            assert_eq!(window, (vec!["v4".into(), "v3".into()], 2), "{be}");
+        });
+    }
+}

@@ -1,10 +1,15 @@
 //! Fleet alerts (contract §6): regressions grouped by `(dependency, old, new)`.
 //!
-//! A group holds one entry per (project, benchmark), from that pair's newest regression event.
-//! `avg_delta_pct` averages the entries, `confidence = min(1, distinct projects / 5)`, and a
-//! group becomes an alert once it reaches `min_affected` distinct projects. Alerts are ordered by
-//! confidence, then average delta, both descending. The alert id is a hash of the group key, so
-//! it is the same across calls, restarts and replicas.
+//! A group holds one entry per (project, benchmark), from that pair's newest regression event
+//! ([`Entry::absorb`]). `avg_delta_pct` averages the entries, `confidence = min(1, distinct
+//! projects / 5)` ([`FULL_CONFIDENCE_PROJECTS`]), and a group becomes an alert once it reaches
+//! `min_affected` distinct projects. Alerts are ordered by confidence, then average delta, both
+//! descending. The alert id is a hash of the group key, so it is the same across calls, restarts
+//! and replicas.
+//!
+//! The store keeps entries and aggregates up to date as events arrive (`db/fleet.rs`) with these
+//! same rules: [`Entry::absorb`] for an entry, [`Summary::of`] for a group's aggregates,
+//! [`assemble`] to rebuild groups from stored rows, and [`alerts`] to pick and order them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,8 +32,18 @@ pub fn group_key(dep: &str, old: Option<&str>, new: Option<&str>) -> String {
     hex::encode(h.finalize())[..32].to_owned()
 }
 
+/// Distinct projects at which an alert's confidence reaches 1.
+pub const FULL_CONFIDENCE_PROJECTS: usize = 5;
+
+/// `min(1, projects / FULL_CONFIDENCE_PROJECTS)`.
 pub fn confidence(projects: usize) -> f64 {
-    (projects as f64 / 5.0).min(1.0)
+    (projects as f64 / FULL_CONFIDENCE_PROJECTS as f64).min(1.0)
+}
+
+/// An integer with the order of [`confidence`] (`min(projects, FULL_CONFIDENCE_PROJECTS)`),
+/// which the store keeps with each group to read alerts in order through an index.
+pub fn confidence_rank(projects: usize) -> i64 {
+    projects.min(FULL_CONFIDENCE_PROJECTS) as i64
 }
 
 /// One (project, benchmark) entry of a group.
@@ -42,6 +57,77 @@ pub struct Entry {
     pub last_seen: i64,
     /// Time of the entry's first regression event in the group.
     pub first_seen: i64,
+}
+
+impl Entry {
+    /// The entry of a (project, benchmark) from its first regression.
+    pub fn first(project: &str, benchmark: &str, metric: &str, delta_pct: f64, at: i64) -> Entry {
+        Entry {
+            project: project.to_owned(),
+            benchmark: benchmark.to_owned(),
+            metric: metric.to_owned(),
+            delta_pct,
+            last_seen: at,
+            first_seen: at,
+        }
+    }
+
+    /// Folds another regression of the same (project, benchmark) into the entry: the newest one
+    /// (of equal times, the one folded last) gives the metric and delta, the earliest gives
+    /// `first_seen`. Returns whether the regression is now the entry's newest.
+    pub fn absorb(&mut self, metric: &str, delta_pct: f64, at: i64) -> bool {
+        self.first_seen = self.first_seen.min(at);
+        if at >= self.last_seen {
+            self.last_seen = at;
+            self.metric = metric.to_owned();
+            self.delta_pct = delta_pct;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A group's aggregates over its entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Distinct projects.
+    pub projects: usize,
+    pub entries: usize,
+    pub delta_sum: f64,
+    /// Mean `delta_pct` of the entries; 0 without entries.
+    pub avg_delta_pct: f64,
+    /// Earliest `first_seen` of the entries; 0 without entries.
+    pub first_seen: i64,
+    /// Latest `last_seen` of the entries; 0 without entries.
+    pub last_seen: i64,
+}
+
+impl Summary {
+    pub fn of(entries: &[Entry]) -> Summary {
+        let projects: BTreeSet<&str> = entries.iter().map(|e| e.project.as_str()).collect();
+        let delta_sum: f64 = entries.iter().map(|e| e.delta_pct).sum();
+        Summary {
+            projects: projects.len(),
+            entries: entries.len(),
+            delta_sum,
+            avg_delta_pct: if entries.is_empty() {
+                0.0
+            } else {
+                delta_sum / entries.len() as f64
+            },
+            first_seen: entries.iter().map(|e| e.first_seen).min().unwrap_or(0),
+            last_seen: entries.iter().map(|e| e.last_seen).max().unwrap_or(0),
+        }
+    }
+
+    pub fn confidence(&self) -> f64 {
+        confidence(self.projects)
+    }
+
+    pub fn confidence_rank(&self) -> i64 {
+        confidence_rank(self.projects)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,13 +158,10 @@ pub fn alerts(groups: Vec<Group>, min_affected: usize, limit: usize) -> Vec<Aler
     let mut out: Vec<Alert> = groups
         .into_iter()
         .filter_map(|g| {
-            let projects: BTreeSet<&str> = g.entries.iter().map(|e| e.project.as_str()).collect();
-            let n = projects.len();
-            if n < min_affected.max(1) || g.entries.is_empty() {
+            let summary = Summary::of(&g.entries);
+            if summary.projects < min_affected.max(1) || g.entries.is_empty() {
                 return None;
             }
-            let avg = g.entries.iter().map(|e| e.delta_pct).sum::<f64>() / g.entries.len() as f64;
-            let first_seen = g.entries.iter().map(|e| e.first_seen).min().unwrap_or(0);
             let mut entries = g.entries;
             entries.sort_by(|a, b| (&a.project, &a.benchmark).cmp(&(&b.project, &b.benchmark)));
             Some(Alert {
@@ -86,9 +169,9 @@ pub fn alerts(groups: Vec<Group>, min_affected: usize, limit: usize) -> Vec<Aler
                 dependency: g.dependency,
                 old_version: g.old_version,
                 new_version: g.new_version,
-                confidence: confidence(n),
-                avg_delta_pct: avg,
-                first_seen,
+                confidence: summary.confidence(),
+                avg_delta_pct: summary.avg_delta_pct,
+                first_seen: summary.first_seen,
                 entries,
             })
         })
@@ -101,6 +184,28 @@ pub fn alerts(groups: Vec<Group>, min_affected: usize, limit: usize) -> Vec<Aler
     });
     out.truncate(limit);
     out
+}
+
+/// Groups with their entries, from group heads (`entries` ignored) and `(group key, entry)`
+/// pairs; an entry whose group is not among the heads is left out. Groups come out in no
+/// particular order ([`alerts`] orders them).
+pub fn assemble(
+    heads: Vec<Group>,
+    entries: impl IntoIterator<Item = (String, Entry)>,
+) -> Vec<Group> {
+    let mut by_key: BTreeMap<String, Group> = heads
+        .into_iter()
+        .map(|mut g| {
+            g.entries.clear();
+            (g.key.clone(), g)
+        })
+        .collect();
+    for (key, entry) in entries {
+        if let Some(g) = by_key.get_mut(&key) {
+            g.entries.push(entry);
+        }
+    }
+    by_key.into_values().collect()
 }
 
 /// A raw regression event, for grouping events directly (tests and small inputs).
@@ -116,47 +221,43 @@ pub struct Event {
     pub at: i64,
 }
 
-/// Groups events the way the stored aggregates do: regressions only, newest event per
-/// (project, benchmark) within a group.
+/// Groups events the way the store does as they arrive: regressions only, one entry per
+/// (project, benchmark) within a group, folded with [`Entry::absorb`] in event order.
 pub fn group_events(events: &[Event]) -> Vec<Group> {
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    let mut heads: BTreeMap<String, Group> = BTreeMap::new();
+    let mut entries: BTreeMap<(String, String, String), Entry> = BTreeMap::new();
     for e in events.iter().filter(|e| e.delta_pct > 0.0) {
         let key = group_key(
             &e.dependency,
             e.old_version.as_deref(),
             e.new_version.as_deref(),
         );
-        let g = groups.entry(key.clone()).or_insert_with(|| Group {
-            key,
+        heads.entry(key.clone()).or_insert_with(|| Group {
+            key: key.clone(),
             dependency: e.dependency.clone(),
             old_version: e.old_version.clone(),
             new_version: e.new_version.clone(),
             entries: Vec::new(),
         });
-        match g
-            .entries
-            .iter_mut()
-            .find(|x| x.project == e.project && x.benchmark == e.benchmark)
-        {
-            Some(x) => {
-                x.first_seen = x.first_seen.min(e.at);
-                if e.at >= x.last_seen {
-                    x.last_seen = e.at;
-                    x.metric = e.metric.clone();
-                    x.delta_pct = e.delta_pct;
-                }
+        match entries.entry((key, e.project.clone(), e.benchmark.clone())) {
+            std::collections::btree_map::Entry::Occupied(mut x) => {
+                x.get_mut().absorb(&e.metric, e.delta_pct, e.at);
             }
-            None => g.entries.push(Entry {
-                project: e.project.clone(),
-                benchmark: e.benchmark.clone(),
-                metric: e.metric.clone(),
-                delta_pct: e.delta_pct,
-                last_seen: e.at,
-                first_seen: e.at,
-            }),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(Entry::first(
+                    &e.project,
+                    &e.benchmark,
+                    &e.metric,
+                    e.delta_pct,
+                    e.at,
+                ));
+            }
         }
     }
-    groups.into_values().collect()
+    assemble(
+        heads.into_values().collect(),
+        entries.into_iter().map(|((key, _, _), entry)| (key, entry)),
+    )
 }
 
 #[cfg(test)]
@@ -249,6 +350,83 @@ mod tests {
         assert_eq!(deps, ["big", "small-high", "small-low"]);
         assert_eq!(a[0].confidence, 1.0);
         assert_eq!(alerts(group_events(&events), 2, 1).len(), 1);
+    }
+
+    #[test]
+    fn absorb_keeps_the_newest_and_the_earliest() {
+        let mut e = Entry::first("a", "x", "wall_ms", 10.0, 5);
+        assert!(!e.absorb("cpu_ms", 99.0, 3), "older: not the newest");
+        assert_eq!((e.metric.as_str(), e.delta_pct), ("wall_ms", 10.0));
+        assert_eq!((e.first_seen, e.last_seen), (3, 5));
+        assert!(
+            e.absorb("cpu_ms", 20.0, 5),
+            "a tie goes to the one folded last"
+        );
+        assert_eq!((e.metric.as_str(), e.delta_pct), ("cpu_ms", 20.0));
+        assert!(e.absorb("wall_ms", 30.0, 9));
+        assert_eq!((e.delta_pct, e.first_seen, e.last_seen), (30.0, 3, 9));
+    }
+
+    #[test]
+    fn summary_of_entries() {
+        let empty = Summary::of(&[]);
+        assert_eq!(
+            (empty.projects, empty.entries, empty.avg_delta_pct),
+            (0, 0, 0.0)
+        );
+        assert_eq!((empty.first_seen, empty.last_seen), (0, 0));
+        let entries = [
+            Entry::first("a", "x", "wall_ms", 10.0, 4),
+            Entry::first("a", "y", "wall_ms", 20.0, 2),
+            Entry::first("b", "x", "wall_ms", 60.0, 7),
+        ];
+        let s = Summary::of(&entries);
+        assert_eq!((s.projects, s.entries), (2, 3));
+        assert_eq!((s.delta_sum, s.avg_delta_pct), (90.0, 30.0));
+        assert_eq!((s.first_seen, s.last_seen), (2, 7));
+        assert_eq!(s.confidence(), 0.4);
+        assert_eq!(s.confidence_rank(), 2);
+    }
+
+    #[test]
+    fn confidence_is_full_at_five_projects_and_the_rank_orders_like_it() {
+        assert_eq!(confidence(FULL_CONFIDENCE_PROJECTS - 1), 0.8);
+        assert_eq!(confidence(FULL_CONFIDENCE_PROJECTS), 1.0);
+        assert_eq!(confidence(FULL_CONFIDENCE_PROJECTS + 7), 1.0);
+        for a in 0..12 {
+            for b in 0..12 {
+                assert_eq!(
+                    confidence(a).total_cmp(&confidence(b)),
+                    confidence_rank(a).cmp(&confidence_rank(b)),
+                    "{a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn assemble_attaches_entries_to_their_heads() {
+        let head = |key: &str| Group {
+            key: key.into(),
+            dependency: "serde".into(),
+            old_version: None,
+            new_version: None,
+            entries: vec![Entry::first("stale", "x", "wall_ms", 1.0, 1)],
+        };
+        let mut groups = assemble(
+            vec![head("k1"), head("k2")],
+            [
+                ("k1".to_owned(), Entry::first("a", "x", "wall_ms", 1.0, 1)),
+                ("k3".to_owned(), Entry::first("b", "x", "wall_ms", 1.0, 1)),
+                ("k1".to_owned(), Entry::first("c", "x", "wall_ms", 1.0, 1)),
+            ],
+        );
+        groups.sort_by(|a, b| a.key.cmp(&b.key));
+        let projects: Vec<Vec<&str>> = groups
+            .iter()
+            .map(|g| g.entries.iter().map(|e| e.project.as_str()).collect())
+            .collect();
+        assert_eq!(projects, [vec!["a", "c"], vec![]]);
     }
 
     #[test]

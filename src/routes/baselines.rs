@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::json::JsonBody;
 use super::query::{parse_limit, parse_offset, parse_time};
 use crate::actors::baseline_store::{
-    Delete, GetLatest, GetVersion, List, Promote, RecentMedians, RunFacts, Upload,
+    Delete, GetLatest, GetVersion, ListBaselines, Promote, RecentMedians, RunFacts, Upload,
 };
 use crate::actors::upload_batch::ArrivingUpload;
 use crate::actors::{Initiator, StoreError};
@@ -309,7 +309,7 @@ pub(crate) async fn list(
     };
     let (rows, total) = state
         .baselines
-        .read(List {
+        .read(ListBaselines {
             filter,
             visible: principal.benchmarks.clone(),
         })

@@ -185,14 +185,12 @@ pub(crate) async fn project_benchmarks(
                 source: v.source.clone(),
             }),
             spark: r.recent.iter().rev().map(|v| v.wall_ms_median).collect(),
-            last_verdict: r
-                .last_verdict
-                .map(|(id, status, at, flakiness)| LastVerdictInfo {
-                    id,
-                    status,
-                    created_at: to_rfc3339(at),
-                    flakiness_score: flakiness.filter(|f| f.is_finite()),
-                }),
+            last_verdict: r.last_verdict.map(|v| LastVerdictInfo {
+                id: v.id,
+                status: v.status,
+                created_at: to_rfc3339(v.created_at),
+                flakiness_score: v.flakiness_score.filter(|f| f.is_finite()),
+            }),
             benchmark: r.benchmark,
             baselines: r.baselines,
             verdicts: r.verdicts,

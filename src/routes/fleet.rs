@@ -160,7 +160,7 @@ pub(crate) async fn impact(
     requests::check_dependency_name(&dep)?;
     let q = query.into_inner();
     let limit = parse_limit(q.limit, 50, 1000)?;
-    let (events, projects, avg) = state
+    let impact = state
         .fleet
         .read(Impact {
             dependency: dep.clone(),
@@ -169,11 +169,15 @@ pub(crate) async fn impact(
             visible: principal.benchmarks.clone(),
         })
         .await??;
-    let list: Vec<DependencyEvent> = events.iter().map(DependencyEvent::from_row).collect();
+    let list: Vec<DependencyEvent> = impact
+        .events
+        .iter()
+        .map(DependencyEvent::from_row)
+        .collect();
     Ok(HttpResponse::Ok().json(ImpactResponse {
         dependency: dep,
         events: list,
-        project_count: projects,
-        avg_delta_pct: avg,
+        project_count: impact.project_count,
+        avg_delta_pct: impact.avg_delta_pct,
     }))
 }

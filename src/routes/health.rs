@@ -6,7 +6,8 @@ use crate::actors::baseline_store::{Probe, PROBE_TIMEOUT};
 use crate::api::{AuthInfo, HealthResponse, InfoResponse, StorageHealth};
 use crate::state::AppState;
 
-pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// This server's version (the crate's).
+pub(crate) const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// `/health`: the same probe as `/api/v1/health`.
 #[utoipa::path(get, operation_id = "health_health_doc", path = "/health", tag = "health",
@@ -39,7 +40,7 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     };
     let body = HealthResponse {
         status: if ok { "healthy" } else { "degraded" },
-        version: VERSION,
+        version: SERVER_VERSION,
         storage: StorageHealth {
             backend,
             status: if ok { "healthy" } else { "unhealthy" },
@@ -58,7 +59,7 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, description = "Server facts", body = crate::api::InfoResponse)))]
 pub(crate) async fn info(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(InfoResponse {
-        version: VERSION,
+        version: SERVER_VERSION,
         storage: state.backend.as_str(),
         auth: AuthInfo {
             api_keys: true,

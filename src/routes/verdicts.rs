@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::json::JsonBody;
 use super::query::{parse_limit, parse_offset, parse_time};
-use crate::actors::verdict_log::{Get, List, NewVerdict, Submit};
+use crate::actors::verdict_log::{Get, ListVerdicts, NewVerdict, Submit};
 use crate::actors::Initiator;
 use crate::api::Counts;
 use crate::api::ListVerdictsResponse;
@@ -135,7 +135,7 @@ pub(crate) async fn list(
     };
     let (rows, total) = state
         .verdicts
-        .read(List {
+        .read(ListVerdicts {
             filter,
             visible: principal.benchmarks.clone(),
         })

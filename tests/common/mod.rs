@@ -282,18 +282,33 @@ impl Server {
 
     /// SIGTERM, then wait for exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let c = self.child.take()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let mut c = c;
+        self.send_sigterm();
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    /// Sends SIGTERM and returns at once (the process keeps draining).
+    pub fn send_sigterm(&self) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -TERM failed");
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code, or `None` (after SIGKILL)
+    /// when it did not exit in time or died of a signal.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let mut c = self.child.take()?;
         let start = Instant::now();
         loop {
             if let Ok(Some(st)) = c.try_wait() {
                 return st.code();
             }
-            if start.elapsed() > Duration::from_secs(30) {
+            if start.elapsed() > limit {
                 let _ = c.kill();
+                let _ = c.wait();
                 return None;
             }
             std::thread::sleep(Duration::from_millis(20));
