@@ -7,6 +7,8 @@
 #   bench/run.sh --scale      ours at 10,000 and at 1,000,000 baselines: scenarios 1, 2 and 5
 #   bench/run.sh --postgres   ours on a throwaway PostgreSQL: scenarios 1, 3 and 6 with one
 #                             replica, then two replicas with the load split between them
+#   bench/run.sh --gate       ours: POST a gate of 100 runs, each judged against 60 history
+#                             runs, at 10,000 and at 1,000,000 stored baselines (SQLite)
 #
 # Options: --secs N (measured seconds per scenario, default 10), --warmup N (default 3).
 # Databases and logs go to a fresh directory under $TMPDIR (the 1,000,000-baseline SQLite file
@@ -29,9 +31,10 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --scale) MODE=scale ;;
     --postgres) MODE=postgres ;;
+    --gate) MODE=gate ;;
     --secs) SECS=$2; shift ;;
     --warmup) WARM=$2; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -316,6 +319,62 @@ run_scale() {
   done
 }
 
+SCEN7="7 POST gate (100 runs x 60 history)"
+
+run_gate() {
+  machine
+  echo "ours only, SQLite; seeded straight into the database (bench/seed_baselines.py, with the gate's run summaries):"
+  echo "100 benchmarks x 100 versions per project; the gate judges the 100 benchmarks of project p000 against their"
+  echo "newest 60 runs each; 4 connections"
+  echo
+  print_header
+  GATE_BODY=$WORK/gate.json
+  export GATE_BODY
+  python3 - "$RECEIPT" "$GATE_BODY" <<'PY'
+import json, sys
+receipt = json.load(open(sys.argv[1]))
+runs = []
+for b in range(100):
+    r = json.loads(json.dumps(receipt))
+    r["bench"]["name"] = f"bench-{b}"
+    r["run"]["id"] = f"gate-bench-{b}"
+    level = 20 + 5 * b
+    for i, s in enumerate(r["samples"]):
+        s["wall_ms"] = level + i % 3
+    r["stats"]["wall_ms"]["median"] = level + 1
+    runs.append({"benchmark": f"bench-{b}", "receipt": r})
+json.dump({"runs": runs, "git_ref": "refs/heads/feature", "git_sha": "bench"}, open(sys.argv[2], "w"))
+PY
+  local n
+  for n in 1 100; do
+    local db=$WORK/gate-$n.db label=$(( n * 10000 ))
+    "$OURS" keys list --database-url "$db" >/dev/null   # creates the schema
+    echo "seeding $label baselines ..." >&2
+    python3 bench/seed_baselines.py "$db" "$n" "$RECEIPT" >&2
+    local port
+    port=$(free_port)
+    start "gate-$n" "$port" "$OURS" --storage-type sqlite --database-url "$db" --bind 127.0.0.1 --port "$port" \
+      --api-keys "admin:$KEY"
+    local pid=$PID url="http://127.0.0.1:$port"
+    # One gate answered in full first: the run is checked, not just timed.
+    curl -sf -X POST "$url/api/v1/projects/p000/gates" -H "Authorization: Bearer $KEY" \
+      -H 'Content-Type: application/json' --data-binary "@$GATE_BODY" > "$WORK/gate-answer.json"
+    python3 -c 'import json,sys; g=json.load(open(sys.argv[1])); b=g["benchmarks"]; assert len(b)==100, len(b); assert all(x["history_runs"]==60 for x in b), [x["history_runs"] for x in b][:5]; print("gate answer: status", g["status"], "- 100 benchmarks, 60 history runs each", file=sys.stderr)' "$WORK/gate-answer.json"
+    scenario "$SCEN7" "$label" "$pid" "$url" 4 gate.lua
+    stop "$pid"
+    rm -f "$db" "$db-wal" "$db-shm"
+  done
+  echo
+  local a b
+  b=$(get "$SCEN7" 10000 5)
+  printf "  %-44s %8s ms (<= 50)  %s\n" "gate p99 at 10,000 baselines" "$(awk -v x="$b" 'BEGIN { printf "%.2f", x / 1000 }')" \
+    "$(verdict "$(awk -v x="$b" 'BEGIN { print x / 1000 }')" 50 le)"
+  a=$(get "$SCEN7" 10000 5); b=$(get "$SCEN7" 1000000 5)
+  printf "  %-44s %8sx  (<= 1.5)   %s\n" "gate p99 at 1,000,000 / at 10,000" "$(ratio "$b" "$a")" "$(verdict "$(ratio "$b" "$a")" 1.5 le)"
+  a=$(get "$SCEN7" 10000 4); b=$(get "$SCEN7" 1000000 4)
+  printf "  %-44s %8sx\n" "gate p50 at 1,000,000 / at 10,000" "$(ratio "$b" "$a")"
+}
+
 run_postgres() {
   local initdb pg_ctl
   initdb=$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort | tail -1)
@@ -373,4 +432,5 @@ case "$MODE" in
   default) run_default ;;
   scale) run_scale ;;
   postgres) run_postgres ;;
+  gate) run_gate ;;
 esac

@@ -88,8 +88,9 @@ fn verdict(s: &Server, project: &str, bench: &str, status: &str, cv: f64) {
 }
 
 /// Project `web`: three benchmarks × 20 versions, verdicts; `api`; a fleet alert on `serde`;
-/// project `big`: 500 benchmarks × 2 versions (seeded by 4 threads).
-fn seed(s: &Server) {
+/// project `big`: 500 benchmarks × 2 versions (seeded by 4 threads). Returns a gate opened on
+/// `web` (render/md much slower than its history).
+fn seed(s: &Server) -> Value {
     for (b, base) in [("render/md", 100u64), ("parse-json", 40), ("startup", 7)] {
         for i in 0..20u64 {
             let r = receipt(base + i, base / 2 + i, 9000 + i * 10);
@@ -105,6 +106,23 @@ fn seed(s: &Server) {
             verdict(s, "web", b, st, 0.05 + 0.2 * i as f64);
         }
     }
+    let runs: Vec<Value> = [("render/md", 160u64), ("parse-json", 49), ("startup", 16)]
+        .iter()
+        .map(|(b, ms)| {
+            let mut r = receipt(*ms, ms / 2, 9100);
+            r["bench"]["name"] = json!(b);
+            r["run"]["id"] = json!(format!("gate-run-{b}"));
+            json!({"benchmark": b, "receipt": r})
+        })
+        .collect();
+    let gate = expect(
+        s.post(
+            ADMIN,
+            "/api/v1/projects/web/gates",
+            &json!({"runs": runs, "git_ref": "refs/heads/feature", "git_sha": "f00d"}),
+        ),
+        201,
+    );
     upload(
         s,
         "api",
@@ -139,6 +157,7 @@ fn seed(s: &Server) {
             });
         }
     });
+    gate
 }
 
 struct Ui<'a> {
@@ -218,7 +237,7 @@ fn dashboard_end_to_end_in_chromium() {
     let Some(browser) = launch() else { return };
     let s = Server::start(Backend::Sqlite);
     let t = Instant::now();
-    seed(&s);
+    let gate = seed(&s);
     eprintln!("seeded in {:.1} s", t.elapsed().as_secs_f64());
     std::fs::create_dir_all(e2e_dir()).unwrap();
     let page = browser.new_page().unwrap();
@@ -349,6 +368,44 @@ fn dashboard_end_to_end_in_chromium() {
     assert_eq!(ui.count("#verdicts-table tbody tr"), 2);
     ui.go("#/p/web/verdicts?flaky=0.99", "verdicts");
     assert_eq!(ui.count("[data-empty=verdicts]"), 1);
+
+    // Gates: the list, one gate (status, forest plot, table), the benchmark page's link.
+    ui.go("#/p/web/gates", "gates");
+    assert_eq!(ui.count("#gates-table tbody tr"), 1);
+    assert_eq!(
+        ui.text("#gates-table tbody tr [data-status]"),
+        gate["status"].as_str().unwrap()
+    );
+    ui.shot("gates");
+    let id = gate["id"].as_str().unwrap();
+    ui.go(&format!("#/p/web/gates/{id}"), "gate");
+    assert_eq!(
+        ui.text("#gate-status [data-status]"),
+        gate["status"].as_str().unwrap()
+    );
+    assert_eq!(ui.count("#gate-benchmarks tbody tr"), 3);
+    assert_eq!(ui.count("#gate-chart g[data-benchmark]"), 3);
+    let render = gate["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["benchmark"] == "render/md")
+        .unwrap();
+    assert_eq!(
+        ui.text("#gate-benchmarks tr[data-benchmark='render/md'] [data-status]"),
+        render["status"].as_str().unwrap()
+    );
+    assert!(ui.text("#gate-facts").contains("refs/heads/feature"));
+    ui.shot("gate");
+    ui.go("#/p/web/b/render%2Fmd", "benchmark");
+    assert_eq!(
+        ui.count(&format!("#bench-gates .tick[data-gate='{id}']")),
+        1
+    );
+    ui.go("#/p/web/gates?status=inconclusive", "gates");
+    if gate["status"] != "inconclusive" {
+        assert_eq!(ui.count("[data-empty=gates]"), 1);
+    }
 
     // Fleet alerts and one dependency's impact.
     assert_eq!(

@@ -677,6 +677,7 @@ fn openapi_document_matches_the_router_both_ways() {
             "GET" => s.http.get(s.url(&url)),
             "POST" => s.http.post(s.url(&url)),
             "DELETE" => s.http.delete(s.url(&url)),
+            "PUT" => s.http.put(s.url(&url)),
             m => panic!("{m}"),
         };
         let r = req.send().unwrap();

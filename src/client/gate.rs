@@ -322,7 +322,7 @@ mod tests {
     fn table_and_markdown_show_every_benchmark() {
         let t = table(&gate("fail"));
         assert!(
-            t.contains("bench-a  wall_ms  fail    +11.8% [+7.9, +15.9]  30"),
+            t.contains("bench-a    wall_ms  fail    +11.8% [+7.9, +15.9]  30"),
             "{t}"
         );
         assert!(t.contains("gate abc: fail (attempt 1 of 3, final)"), "{t}");

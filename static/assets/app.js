@@ -35,6 +35,9 @@
   const projectHref = (p) => `#/p/${seg(p)}`;
   const benchHref = (p, b, q = '') => `#/p/${seg(p)}/b/${seg(b)}${q}`;
   const versionHref = (p, b, v) => `#/p/${seg(p)}/b/${seg(b)}/v/${seg(v)}`;
+  const gatesHref = (p, q = '') => `#/p/${seg(p)}/gates${q}`;
+  const gateHref = (p, id) => `#/p/${seg(p)}/gates/${seg(id)}`;
+  const GATE_STATUSES = ['pass', 'warn', 'fail', 'inconclusive'];
   const statusBadge = (s) => `<span class="badge ${esc(s)}" data-status="${esc(s)}">${esc(s)}</span>`;
 
   function toast(message, kind = 'error') {
@@ -228,6 +231,7 @@
     const current = project || (names.length === 1 ? names[0] : null);
     $('#nav-benchmarks').href = current ? projectHref(current) : '#/';
     $('#nav-verdicts').href = current ? `#/p/${seg(current)}/verdicts` : '#/';
+    $('#nav-gates').href = current ? gatesHref(current) : '#/';
     $('#nav-fleet').hidden = !(global() && can('read'));
     $('#nav-audit').hidden = !can('admin');
     $('#nav-keys').hidden = !can('admin');
@@ -334,9 +338,10 @@
     loading('history');
     const metric = METRICS.includes(params.get('metric')) ? params.get('metric') : 'wall_ms';
     const base = `/projects/${seg(project)}/baselines/${seg(bench)}`;
-    const [hist, trend] = await Promise.all([
+    const [hist, trend, gates] = await Promise.all([
       api(`/projects/${seg(project)}/benchmarks/${seg(bench)}/history?limit=100`),
       api(`${base}/trend?metric=${metric}&window=30`).catch((e) => ({ error: e.message })),
+      benchmarkGates(project, bench).catch(() => []),
     ]);
     if (token !== renderSeq) return;
     setNav(project);
@@ -364,6 +369,9 @@
         <label for="metric">Metric</label><select id="metric">${metrics.map((m) => `<option${m === metric ? ' selected' : ''}>${esc(m)}</option>`).join('')}</select></div>
       <div class="card" id="chart">${versions.length ? seriesChart(points, metric, trend && !trend.error ? trend : null) : '<div class="empty" data-empty="versions">No live versions.</div>'}</div>
       <div class="card"><h2>Trend (${esc(metric)}, last 30)</h2>${drift}</div>
+      <div class="card" id="bench-gates"><h2>Gates</h2>${gates.length ? `<div class="timeline">${gates.slice(0, 30).reverse().map(({ g, v }) => `<a class="tick ${esc(v.status)}" href="${gateHref(project, g.id)}" data-gate="${esc(g.id)}" title="${esc(`${v.status} ${pct(v.effect_pct)} · ${g.created_at}`)}"></a>`).join('')}</div>
+        <p class="muted">Newest: <a href="${gateHref(project, gates[0].g.id)}">${statusBadge(gates[0].v.status)} ${pct(gates[0].v.effect_pct)}</a> · <a href="${gatesHref(project)}">all gates</a></p>`
+    : '<p class="muted" data-empty="bench-gates">No gate has judged this benchmark yet.</p>'}</div>
       <h2>Versions <span class="muted">(${hist.pagination.total})</span></h2>
       <div class="table-wrap"><table id="versions-table"><thead><tr><th>Version</th><th>Created</th><th class="hide-sm">Git ref</th><th class="hide-sm">SHA</th>
         <th class="hide-sm">Tags</th><th>Source</th><th class="num">${esc(metric)}</th>${canPromote || canDelete ? '<th>Actions</th>' : ''}</tr></thead><tbody>
@@ -481,6 +489,109 @@
       location.hash = `#/p/${seg(project)}/verdicts${q.toString() ? `?${q}` : ''}`;
     });
     rendered('verdicts');
+  }
+
+
+  // Each benchmark's effect as a point with its 95 % interval, coloured by status.
+  function forestPlot(rows) {
+    if (!rows.length) return '<div class="empty" data-empty="gate-benchmarks">No benchmarks.</div>';
+    const rowH = 20; const left = 190; const width = 640; const right = 20;
+    const h = rows.length * rowH + 30;
+    const vals = rows.flatMap((r) => [r.ci95_pct[0], r.ci95_pct[1], r.effect_pct, 0]).filter(Number.isFinite);
+    let lo = Math.min(...vals); let hi = Math.max(...vals);
+    if (hi - lo < 1) { lo -= 1; hi += 1; }
+    const pad = (hi - lo) * 0.05; lo -= pad; hi += pad;
+    const x = (v) => left + ((v - lo) / (hi - lo)) * (width - left - right);
+    const clip = (v) => Math.min(hi, Math.max(lo, v));
+    const items = rows.map((r, i) => {
+      const y = 15 + i * rowH;
+      const label = r.metric === 'wall_ms' ? r.benchmark : `${r.benchmark} · ${r.metric}`;
+      return `<g class="${esc(r.status)}" data-benchmark="${esc(r.benchmark)}" data-status="${esc(r.status)}">
+        <title>${esc(`${label}: ${pct(r.effect_pct)} [${pct(r.ci95_pct[0])}, ${pct(r.ci95_pct[1])}] ${r.status}`)}</title>
+        <text x="4" y="${y + 4}">${esc(label.length > 28 ? `${label.slice(0, 27)}…` : label)}</text>
+        <line x1="${x(clip(r.ci95_pct[0]))}" x2="${x(clip(r.ci95_pct[1]))}" y1="${y}" y2="${y}" stroke-width="2"/>
+        <circle cx="${x(clip(r.effect_pct))}" cy="${y}" r="4"/></g>`;
+    }).join('');
+    return `<svg class="forest" viewBox="0 0 ${width} ${h}" width="100%" role="img" aria-label="effect per benchmark with 95% interval">
+      <line class="zero" x1="${x(0)}" x2="${x(0)}" y1="4" y2="${h - 18}"/>
+      <text x="${x(0) - 4}" y="${h - 4}">0%</text><text x="${left}" y="${h - 4}">${esc(pct(lo))}</text>
+      <text x="${width - right - 40}" y="${h - 4}">${esc(pct(hi))}</text>${items}</svg>`;
+  }
+
+  function gateCounts(g) {
+    const c = {};
+    (g.benchmarks || []).forEach((b) => { c[b.status] = (c[b.status] || 0) + 1; });
+    return c;
+  }
+
+  async function viewGates(token, project, params) {
+    loading('gates');
+    const status = GATE_STATUSES.includes(params.get('status')) ? params.get('status') : '';
+    const data = await api(`/projects/${seg(project)}/gates?limit=100${status ? `&status=${status}` : ''}`);
+    if (token !== renderSeq) return;
+    setNav(project);
+    view.innerHTML = `${crumbs([['Projects', '#/'], [project, projectHref(project)], ['gates']])}
+      <h1>Gates · ${esc(project)}</h1>
+      <form id="gate-filters" class="row"><label for="gate-status">Status</label><select id="gate-status" name="status"><option value="">any</option>
+        ${GATE_STATUSES.map((s) => `<option${s === status ? ' selected' : ''}>${s}</option>`).join('')}</select>
+        <button type="submit" class="secondary">Apply</button>
+        <span class="muted">${data.pagination.total} gates${data.pagination.has_more ? ` (newest ${data.gates.length} shown)` : ''}</span></form>
+      ${data.gates.length ? `<div class="table-wrap"><table id="gates-table"><thead><tr><th>Gate</th><th>Opened</th><th>Status</th><th class="num">Attempt</th>
+        <th class="num">fail / inconclusive / warn</th><th class="num hide-sm">Run shift</th><th class="hide-sm">Git ref</th><th class="hide-sm">SHA</th></tr></thead><tbody>
+        ${data.gates.map((g) => {
+    const c = gateCounts(g);
+    return `<tr data-gate="${esc(g.id)}"><td class="mono"><a href="${gateHref(project, g.id)}">${esc(g.id.slice(0, 12))}</a></td><td>${when(g.created_at)}</td>
+          <td>${statusBadge(g.status)}${g.final ? '' : ' <span class="muted">open</span>'}</td><td class="num">${g.attempt} / ${g.max_attempts}</td>
+          <td class="num">${c.fail || 0} / ${c.inconclusive || 0} / ${c.warn || 0}</td><td class="num hide-sm">${pct(g.suite && g.suite.shift_pct)}</td>
+          <td class="mono hide-sm">${esc(g.git_ref || '–')}</td><td class="mono hide-sm">${esc((g.git_sha || '–').slice(0, 10))}</td></tr>`;
+  }).join('')}</tbody></table></div>`
+    : `<div class="card empty" data-empty="gates">No gates${status ? ' with this status' : ' yet: CI opens one with <code>perfgate-server gate</code>'}.</div>`}`;
+    $('#gate-filters').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const v = $('#gate-status').value;
+      location.hash = gatesHref(project, v ? `?status=${v}` : '');
+    });
+    rendered('gates');
+  }
+
+  async function viewGate(token, project, id) {
+    loading('gate');
+    const g = await api(`/projects/${seg(project)}/gates/${seg(id)}`);
+    if (token !== renderSeq) return;
+    setNav(project);
+    const order = { fail: 0, inconclusive: 1, warn: 2, pass: 3, skip: 4 };
+    const rows = g.benchmarks.slice().sort((a, b) => (order[a.status] - order[b.status]) || (b.effect_pct - a.effect_pct));
+    const cf = g.confirm;
+    view.innerHTML = `${crumbs([['Projects', '#/'], [project, projectHref(project)], ['gates', gatesHref(project)], [id.slice(0, 12)]])}
+      <div class="row"><h1 class="name">Gate ${esc(id.slice(0, 12))}</h1><span id="gate-status">${statusBadge(g.status)}</span>
+        <span class="muted">${g.final ? 'final' : 'open'} · attempt ${g.attempt} of ${g.max_attempts}</span></div>
+      <div class="stats" id="gate-facts">
+        <div class="stat"><div class="k">Opened</div><div class="v">${when(g.created_at)}</div></div>
+        <div class="stat"><div class="k">Git ref</div><div class="v mono">${esc(g.git_ref || '–')}</div></div>
+        <div class="stat"><div class="k">SHA</div><div class="v mono">${esc((g.git_sha || '–').slice(0, 12))}</div></div>
+        <div class="stat"><div class="k">Runner</div><div class="v mono">${esc(g.runner || 'host class')}</div></div>
+        ${(g.suites || []).map((su) => `<div class="stat" data-suite="${esc(su.metric)}"><div class="k">Whole run · ${esc(su.metric)}</div>
+          <div class="v">${statusBadge(su.status)} ${pct(su.shift_pct)}</div></div>`).join('')}</div>
+      ${cf ? `<div class="card" id="gate-confirm"><h2>Confirmation run requested (attempt ${cf.attempt})</h2>
+        <p>Rerun the whole suite on a fresh runner before ${when(cf.deadline)}; suspects: ${cf.benchmarks.map((b) => `<code>${esc(b)}</code>${cf.repeat[b] ? ` (${cf.repeat[b]} samples)` : ''}`).join(', ') || 'the whole run'}.</p>
+        <p class="mono">perfgate-server gate --attempt-of ${esc(g.id)} &lt;receipts&gt;</p></div>` : ''}
+      <div class="card" id="gate-chart"><h2>Effect per benchmark (95 % interval)</h2>${forestPlot(rows)}</div>
+      <div class="table-wrap"><table id="gate-benchmarks"><thead><tr><th>Benchmark</th><th>Metric</th><th>Status</th><th class="num">Effect</th>
+        <th class="num hide-sm">95 % interval</th><th class="num hide-sm">q</th><th class="num">History</th><th class="hide-sm">Reason</th></tr></thead><tbody>
+        ${rows.map((b) => `<tr data-benchmark="${esc(b.benchmark)}" data-metric="${esc(b.metric)}"><td class="name"><a href="${benchHref(project, b.benchmark)}">${esc(b.benchmark)}</a></td>
+          <td>${esc(b.metric)}</td><td>${statusBadge(b.status)}</td><td class="num" data-col="effect">${pct(b.effect_pct)}</td>
+          <td class="num hide-sm">${pct(b.ci95_pct[0])} … ${pct(b.ci95_pct[1])}</td><td class="num hide-sm">${num(b.q, 4)}</td>
+          <td class="num">${b.history_runs}</td><td class="hide-sm">${esc(b.reason)}</td></tr>`).join('')}</tbody></table></div>
+      ${(g.recorded || []).length ? `<p class="muted" id="gate-recorded">Recorded as baselines: ${g.recorded.map((r) => `<a href="${versionHref(project, r.benchmark, r.version)}">${esc(r.benchmark)}@${esc(r.version)}</a>`).join(', ')}</p>` : ''}`;
+    rendered('gate');
+  }
+
+  // The gates that judged one benchmark (newest first), for its page.
+  async function benchmarkGates(project, bench) {
+    const data = await api(`/projects/${seg(project)}/gates?limit=50`);
+    return data.gates
+      .map((g) => ({ g, v: g.benchmarks.find((b) => b.benchmark === bench && b.metric === 'wall_ms') || g.benchmarks.find((b) => b.benchmark === bench) }))
+      .filter((x) => x.v);
   }
 
   async function viewFleet(token, params) {
@@ -613,6 +724,8 @@
       if (s[0] === 'p' && s[1] !== undefined) {
         if (s.length === 2) return await viewProject(token, s[1], params);
         if (s[2] === 'verdicts') return await viewVerdicts(token, s[1], params);
+        if (s[2] === 'gates' && s.length === 3) return await viewGates(token, s[1], params);
+        if (s[2] === 'gates' && s[3] !== undefined && s.length === 4) return await viewGate(token, s[1], s[3]);
         if (s[2] === 'b' && s[3] !== undefined && s.length === 4) return await viewBenchmark(token, s[1], s[3], params);
         if (s[2] === 'b' && s[4] === 'v' && s[5] !== undefined) return await viewVersion(token, s[1], s[3], s[5], params);
       }
