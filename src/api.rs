@@ -15,6 +15,14 @@ pub(crate) struct UploadResponse {
     pub version: String,
     pub created_at: String,
     pub etag: String,
+    /// The run was failed by a final gate: stored, but never served as latest and not
+    /// promotable until its alert is triaged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -548,4 +556,97 @@ pub(crate) struct GateResponse {
 pub(crate) struct ListGatesResponse {
     pub gates: Vec<GateResponse>,
     pub pagination: Pagination,
+}
+
+/// A waiver of an `expected` alert.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct WaiverRecord {
+    pub owner: String,
+    pub max_change_pct: f64,
+    pub expires_at: String,
+}
+
+/// An alert (`perfgate.alert.v1`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct AlertRecord {
+    pub id: String,
+    pub project: String,
+    pub benchmark: String,
+    pub metric: String,
+    /// `gate`: a final gate failed the benchmark.
+    pub source: String,
+    pub gate_id: Option<String>,
+    /// `untriaged`, `acknowledged`, `invalid`, `expected`, `duplicate` or `fixed`
+    pub status: String,
+    pub change_pct: f64,
+    pub git_sha: Option<String>,
+    pub previous_git_sha: Option<String>,
+    pub reason: Option<String>,
+    pub link: Option<String>,
+    pub duplicate_of: Option<String>,
+    pub waiver: Option<WaiverRecord>,
+    pub triaged_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The states this alert may move to.
+    pub transitions: Vec<&'static str>,
+}
+
+impl AlertRecord {
+    pub(crate) fn from_row(r: crate::db::alerts::AlertRow) -> Self {
+        let transitions = crate::domain::triage::AlertStatus::parse(&r.status)
+            .map(|s| s.allowed().into_iter().map(|t| t.as_str()).collect())
+            .unwrap_or_default();
+        let waiver = match (r.waiver_owner, r.waiver_max_change_pct, r.waiver_expires_at) {
+            (Some(owner), Some(max_change_pct), Some(t)) => Some(WaiverRecord {
+                owner,
+                max_change_pct,
+                expires_at: to_rfc3339(t),
+            }),
+            _ => None,
+        };
+        AlertRecord {
+            id: r.id,
+            project: r.project,
+            benchmark: r.benchmark,
+            metric: r.metric,
+            source: r.source,
+            gate_id: r.gate_id,
+            status: r.status,
+            change_pct: r.change_pct,
+            git_sha: r.git_sha,
+            previous_git_sha: r.previous_git_sha,
+            reason: r.reason,
+            link: r.link,
+            duplicate_of: r.duplicate_of,
+            waiver,
+            triaged_by: r.triaged_by,
+            created_at: to_rfc3339(r.created_at),
+            updated_at: to_rfc3339(r.updated_at),
+            transitions,
+        }
+    }
+}
+
+/// `GET …/alerts`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ListAlertRecordsResponse {
+    pub alerts: Vec<AlertRecord>,
+    pub pagination: Pagination,
+}
+
+/// One benchmark's alerts by state, its false-alarm rate and hint.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct BenchmarkAlertStats {
+    pub benchmark: String,
+    pub counts: std::collections::BTreeMap<&'static str, u64>,
+    /// Share of triaged alerts marked `invalid` (noise).
+    pub invalid_rate: f64,
+    pub hint: Option<String>,
+}
+
+/// `GET …/alert-stats`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AlertStatsResponse {
+    pub benchmarks: Vec<BenchmarkAlertStats>,
 }

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::domain::gate_settings as gs;
 use crate::domain::names;
 use crate::domain::requests as req;
-use crate::routes::{audit, baselines, dashboard, fleet, gates, health, keys, verdicts};
+use crate::routes::{alerts, audit, baselines, dashboard, fleet, gates, health, keys, verdicts};
 
 /// `{"code", "message", "request_id", "details"?}`: every error.
 #[derive(Serialize, ToSchema)]
@@ -74,6 +74,10 @@ impl Modify for Security {
         gates::add_attempt,
         gates::get_settings,
         gates::put_settings,
+        alerts::list,
+        alerts::get,
+        alerts::transition,
+        alerts::stats,
         fleet::record,
         fleet::alerts,
         fleet::impact,
@@ -441,6 +445,38 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("CreateKeyBody", "expires_at", date_time()),
         ("GateRunBody", "benchmark", benchmark()),
+        (
+            "TransitionBody",
+            "to",
+            one_of(crate::domain::triage::AlertStatus::NAMES),
+        ),
+        (
+            "TransitionBody",
+            "reason",
+            text(0, crate::domain::triage::REASON_MAX_BYTES),
+        ),
+        (
+            "TransitionBody",
+            "link",
+            text(0, crate::domain::triage::LINK_MAX_BYTES),
+        ),
+        (
+            "TransitionBody",
+            "owner",
+            text(0, crate::domain::triage::OWNER_MAX_BYTES),
+        ),
+        (
+            "TransitionBody",
+            "duplicate_of",
+            json!({"pattern": "^[0-9a-f]{32}$"}),
+        ),
+        (
+            "TransitionBody",
+            "max_change_pct",
+            json!({"minimum": 0, "maximum": 1000}),
+        ),
+        ("TransitionBody", "expires_at", date_time()),
+        ("PromoteOverride", "reason", text(1, 1024)),
         (
             "OpenGateBody",
             "runs",

@@ -184,6 +184,22 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         GateStore::new(pool, cache.clone())
     });
 
+    // Waivers that ran out reopen their alerts.
+    let expiry = gates.clone();
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            match expiry
+                .write("waivers", crate::actors::alerts::ExpireWaivers)
+                .await
+            {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => log::info!("{n} waivers expired: their alerts are open again"),
+                Ok(Err(e)) => log::warn!("waiver expiry: {e}"),
+                Err(e) => log::warn!("waiver expiry: {e}"),
+            }
+        }
+    });
     let limiter = rate_limiter(&config);
     if let Some(l) = &limiter {
         // Forget idle credentials now and then, so the table stays small.

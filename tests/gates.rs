@@ -415,6 +415,7 @@ backend_tests!(
     record_stores_passing_runs,
     settings_are_admin_only_and_audited,
     bad_gate_requests,
+    alerts_triage_and_quarantine,
 );
 
 /// The `gate` command CI runs: exit codes, the table, the step summary, and the attempt loop.
@@ -506,4 +507,304 @@ fn gate_command_runs_the_loop() {
     assert!(err.contains("400") && err.contains("metric"), "{err}");
     let (code, _, err) = run(&[dir.join("missing.json").display().to_string()], &[]);
     assert_eq!(code, Some(2), "{err}");
+}
+
+fn transition(s: &Server, key: &str, id: &str, body: Value) -> Response {
+    s.post(
+        key,
+        &format!("/api/v1/projects/proj/alerts/{id}/transitions"),
+        &body,
+    )
+}
+
+/// A failed gate opens an alert; the failed run uploaded as a baseline is quarantined (never
+/// latest, not promotable) until the alert is triaged; `expected` carries a waiver the next gate
+/// honours; transitions are checked by state and role, and audited.
+fn alerts_triage_and_quarantine(b: Backend) {
+    let s = Server::start(b);
+    seed_history(&s, 12);
+    let g = expect(s.post(CONTRIB, G, &gate_body("slow", &[2], 1.3)), 201);
+    assert_eq!(verdict_of(&g, 2)["status"], "fail", "{g:#}");
+    let list = expect(s.get(VIEWER, "/api/v1/projects/proj/alerts"), 200);
+    assert_eq!(list["pagination"]["total"], 1, "{list}");
+    let a = &list["alerts"][0];
+    assert_eq!(a["benchmark"], "bench-2");
+    assert_eq!(a["metric"], "wall_ms");
+    assert_eq!(a["status"], "untriaged");
+    assert_eq!(a["gate_id"], g["id"]);
+    assert_eq!(a["git_sha"], "slow-sha");
+    assert!(a["change_pct"].as_f64().unwrap() > 15.0, "{a}");
+    let id = a["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        expect(
+            s.get(VIEWER, &format!("/api/v1/projects/proj/alerts/{id}")),
+            200
+        ),
+        *a
+    );
+
+    // The published CLI uploads the run it just compared: stored, but quarantined.
+    let latest_before = expect(
+        s.get(VIEWER, "/api/v1/projects/proj/baselines/bench-2/latest"),
+        200,
+    );
+    let failed = gate_body("slow", &[2], 1.3)["runs"][2]["receipt"].clone();
+    let up = expect(
+        s.upload(CONTRIB, "proj", "bench-2", Some("slow-v"), &failed),
+        201,
+    );
+    assert_eq!(up["quarantined"], true, "{up}");
+    assert_eq!(up["gate_id"], g["id"]);
+    assert_eq!(up["alert_id"].as_str(), Some(id.as_str()));
+    let latest = expect(
+        s.get(VIEWER, "/api/v1/projects/proj/baselines/bench-2/latest"),
+        200,
+    );
+    assert_eq!(
+        latest["version"], latest_before["version"],
+        "a quarantined run is never latest"
+    );
+    let h = expect(
+        s.get(
+            VIEWER,
+            "/api/v1/projects/proj/benchmarks/bench-2/history?limit=1",
+        ),
+        200,
+    );
+    assert_eq!(h["versions"][0]["version"], "slow-v");
+    assert_eq!(h["versions"][0]["quarantined"], true);
+    // A normal upload is not quarantined.
+    let ok = expect(
+        s.upload(
+            CONTRIB,
+            "proj",
+            "bench-3",
+            Some("fine"),
+            &gate_body("fine", &[], 1.0)["runs"][3]["receipt"],
+        ),
+        201,
+    );
+    assert!(ok.get("quarantined").is_none(), "{ok}");
+
+    // Promoting it needs triage, or an admin's override with a reason.
+    let promote = |key: &str, body: Value| {
+        s.post(
+            key,
+            "/api/v1/projects/proj/baselines/bench-2/promote",
+            &body,
+        )
+    };
+    let e = expect_error(
+        promote(
+            PROMOTER,
+            json!({"from_version": "slow-v", "to_version": "p1"}),
+        ),
+        409,
+        "conflict",
+    );
+    assert!(e["message"].as_str().unwrap().contains(&id), "{e}");
+    expect_error(
+        promote(
+            PROMOTER,
+            json!({"from_version": "slow-v", "to_version": "p1", "override": {"reason": "hotfix"}}),
+        ),
+        403,
+        "forbidden",
+    );
+    expect_error(
+        promote(
+            ADMIN,
+            json!({"from_version": "slow-v", "to_version": "p1", "override": {"reason": " "}}),
+        ),
+        400,
+        "invalid_input",
+    );
+    expect(
+        promote(
+            ADMIN,
+            json!({"from_version": "slow-v", "to_version": "p1", "override": {"reason": "release blocker"}}),
+        ),
+        201,
+    );
+    let au = expect(s.get(ADMIN, "/api/v1/audit?action=promote"), 200);
+    assert!(au.to_string().contains("release blocker"), "{au}");
+
+    // Transitions: by state and by role.
+    expect_error(
+        transition(&s, VIEWER, &id, json!({"to": "acknowledged"})),
+        403,
+        "forbidden",
+    );
+    let e = expect_error(
+        transition(&s, CONTRIB, &id, json!({"to": "closed"})),
+        400,
+        "invalid_input",
+    );
+    assert_eq!(e["details"]["field"], "to");
+    expect_error(
+        transition(
+            &s,
+            CONTRIB,
+            &id,
+            json!({"to": "invalid", "reason": "noise"}),
+        ),
+        403,
+        "forbidden",
+    );
+    let e = expect_error(
+        transition(&s, PROMOTER, &id, json!({"to": "invalid"})),
+        400,
+        "invalid_input",
+    );
+    assert_eq!(e["details"]["field"], "reason");
+    let a = expect(
+        transition(
+            &s,
+            CONTRIB,
+            &id,
+            json!({"to": "acknowledged", "link": "https://issues.example/42"}),
+        ),
+        200,
+    );
+    assert_eq!(a["status"], "acknowledged");
+    assert_eq!(a["link"], "https://issues.example/42");
+    let e = expect_error(
+        transition(
+            &s,
+            PROMOTER,
+            &id,
+            json!({"to": "expected", "reason": "x", "expires_at": "2020-01-01T00:00:00Z"}),
+        ),
+        400,
+        "invalid_input",
+    );
+    assert_eq!(e["details"]["field"], "expires_at");
+    let a = expect(
+        transition(
+            &s,
+            PROMOTER,
+            &id,
+            json!({"to": "expected", "reason": "the new parser is slower by design"}),
+        ),
+        200,
+    );
+    assert_eq!(a["status"], "expected");
+    let w = &a["waiver"];
+    assert!(w["max_change_pct"].as_f64().unwrap() > 15.0, "{a}");
+    assert!(w["expires_at"].as_str().is_some());
+    assert_eq!(a["transitions"], json!(["untriaged"]));
+    // Accepted: the quarantine is over (the admin's promoted copy p1 is the newest version).
+    let h = expect(
+        s.get(
+            VIEWER,
+            "/api/v1/projects/proj/benchmarks/bench-2/history?limit=2",
+        ),
+        200,
+    );
+    assert_eq!(h["versions"][0]["version"], "p1");
+    assert_eq!(h["versions"][1]["version"], "slow-v");
+    assert_eq!(h["versions"][1]["quarantined"], false, "{h}");
+    expect(
+        s.delete(ADMIN, "/api/v1/projects/proj/baselines/bench-2/versions/p1"),
+        200,
+    );
+    let latest = expect(
+        s.get(VIEWER, "/api/v1/projects/proj/baselines/bench-2/latest"),
+        200,
+    );
+    assert_eq!(latest["version"], "slow-v");
+    // The waiver holds: the same slowdown does not fail the next gate.
+    let g2 = expect(s.post(CONTRIB, G, &gate_body("slow2", &[2], 1.3)), 201);
+    assert_ne!(verdict_of(&g2, 2)["status"], "fail", "{g2:#}");
+    // Not from here: the allowed states are named.
+    let e = expect_error(
+        transition(&s, CONTRIB, &id, json!({"to": "acknowledged"})),
+        409,
+        "conflict",
+    );
+    assert!(e["message"].as_str().unwrap().contains("untriaged"), "{e}");
+    // Only an admin reopens.
+    expect_error(
+        transition(&s, PROMOTER, &id, json!({"to": "untriaged"})),
+        403,
+        "forbidden",
+    );
+    let a = expect(transition(&s, ADMIN, &id, json!({"to": "untriaged"})), 200);
+    assert!(a["waiver"].is_null());
+
+    // A second alert marked as a duplicate of the first.
+    let g3 = expect(s.post(CONTRIB, G, &gate_body("slow3", &[5], 1.35)), 201);
+    assert_eq!(verdict_of(&g3, 5)["status"], "fail", "{g3:#}");
+    let l = expect(
+        s.get(
+            VIEWER,
+            &format!(
+                "/api/v1/projects/proj/alerts?gate_id={}",
+                g3["id"].as_str().unwrap()
+            ),
+        ),
+        200,
+    );
+    let id2 = l["alerts"][0]["id"].as_str().unwrap().to_owned();
+    let e = expect_error(
+        transition(&s, CONTRIB, &id2, json!({"to": "duplicate"})),
+        400,
+        "invalid_input",
+    );
+    assert_eq!(e["details"]["field"], "duplicate_of");
+    expect_error(
+        transition(
+            &s,
+            CONTRIB,
+            &id2,
+            json!({"to": "duplicate", "duplicate_of": "0".repeat(32)}),
+        ),
+        409,
+        "conflict",
+    );
+    let a = expect(
+        transition(
+            &s,
+            CONTRIB,
+            &id2,
+            json!({"to": "duplicate", "duplicate_of": id}),
+        ),
+        200,
+    );
+    assert_eq!(a["duplicate_of"].as_str(), Some(id.as_str()));
+    let l = expect(
+        s.get(VIEWER, "/api/v1/projects/proj/alerts?status=duplicate"),
+        200,
+    );
+    assert_eq!(l["pagination"]["total"], 1);
+    expect_error(
+        s.get(VIEWER, "/api/v1/projects/proj/alerts?status=closed"),
+        400,
+        "invalid_input",
+    );
+    expect_error(
+        s.get(
+            VIEWER,
+            &format!("/api/v1/projects/proj/alerts/{}", "0".repeat(32)),
+        ),
+        404,
+        "not_found",
+    );
+
+    let st = expect(s.get(VIEWER, "/api/v1/projects/proj/alert-stats"), 200);
+    let b2 = st["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["benchmark"] == "bench-2")
+        .unwrap();
+    assert_eq!(b2["counts"]["untriaged"], 1, "{st}");
+    // Every transition is in the audit log with its actor, states and reason.
+    let au = expect(
+        s.get(ADMIN, "/api/v1/audit?resource_type=alert&limit=100"),
+        200,
+    );
+    let text = au.to_string();
+    assert!(text.contains("the new parser is slower by design"), "{au}");
+    assert!(au["pagination"]["total"].as_i64().unwrap() >= 6, "{au}");
 }

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{etag_of, UploadResponse};
 use crate::cache::LatestCache;
+use crate::db::alerts::{self, QuarantineRow};
 use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as q, BaselineRow, ListFilter, SummaryRow};
 use crate::db::gates::{self, RunStatRow};
@@ -179,6 +180,35 @@ impl Upload {
         )
     }
 
+    /// A run a final gate failed is stored but quarantined: never served as latest, not
+    /// promotable until its alert is triaged (an `invalid` alert has already released it).
+    fn quarantine(
+        &self,
+        c: &mut DbConn,
+        row: &BaselineRow,
+        now: i64,
+    ) -> Result<Option<QuarantineRow>, StoreError> {
+        let Some(gate_id) =
+            alerts::failing_gate(c, &row.project, &row.benchmark, &self.run.run_id)?
+        else {
+            return Ok(None);
+        };
+        let alert = alerts::alert_of_gate(c, &gate_id, &row.benchmark)?;
+        if alert.as_ref().is_some_and(|a| a.status == "invalid") {
+            return Ok(None);
+        }
+        let held = QuarantineRow {
+            baseline_id: row.id.clone(),
+            project: row.project.clone(),
+            benchmark: row.benchmark.clone(),
+            gate_id,
+            alert_id: alert.map(|a| a.id),
+            created_at: now,
+        };
+        alerts::insert_quarantine(c, &held)?;
+        Ok(Some(held))
+    }
+
     fn replay(&self, c: &mut DbConn) -> Result<Option<UploadOutcome>, StoreError> {
         let Some((key, hash)) = &self.idempotency else {
             return Ok(None);
@@ -242,12 +272,16 @@ impl Upload {
             };
             q::insert(c, &row, &self.tags)?;
             gates::insert_run_stats(c, &self.run.rows(&row))?;
+            let held = self.quarantine(c, &row, now)?;
             let response = UploadResponse {
                 id: row.id.clone(),
                 benchmark: row.benchmark.clone(),
                 version: row.version.clone(),
                 created_at: to_rfc3339(now),
                 etag: etag_of(&row.content_hash),
+                quarantined: held.is_some(),
+                gate_id: held.as_ref().map(|h| h.gate_id.clone()),
+                alert_id: held.and_then(|h| h.alert_id),
             };
             let mut extra = serde_json::Map::new();
             extra.insert("benchmark".into(), benchmark.into());
@@ -348,6 +382,8 @@ pub(crate) struct Promote {
     pub git_sha: Option<String>,
     pub tags: Vec<String>,
     pub normalize: bool,
+    /// An admin's reason for promoting a quarantined version anyway (audited).
+    pub override_reason: Option<String>,
     pub actor: Initiator,
 }
 
@@ -367,6 +403,15 @@ impl Op<BaselineStore> for Promote {
                 .ok_or_else(|| {
                     StoreError::NotFound(format!("Baseline {b}/{} not found", self.from_version))
                 })?;
+            let held = alerts::quarantine_of(c, &source.id)?;
+            if let (Some(h), None) = (&held, &self.override_reason) {
+                return Err(StoreError::Conflict(format!(
+                    "Baseline {b}/{} is quarantined: gate {} failed its run (alert {}); triage the alert as expected or invalid, or an admin may promote it with an override reason",
+                    self.from_version,
+                    h.gate_id,
+                    h.alert_id.as_deref().unwrap_or("none")
+                )));
+            }
             if q::version_taken(c, p, b, self.to_version.as_str())? {
                 return Err(StoreError::Conflict(format!("{b}/{}", self.to_version)));
             }
@@ -400,6 +445,10 @@ impl Op<BaselineStore> for Promote {
             extra.insert("benchmark".into(), b.into());
             extra.insert("from_version".into(), source.version.clone().into());
             extra.insert("to_version".into(), row.version.clone().into());
+            if let (Some(h), Some(reason)) = (&held, &self.override_reason) {
+                extra.insert("override_reason".into(), reason.clone().into());
+                extra.insert("quarantined_by_gate".into(), h.gate_id.clone().into());
+            }
             audit::insert(
                 c,
                 AuditEntry {

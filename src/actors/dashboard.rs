@@ -169,17 +169,16 @@ pub(crate) struct History {
 }
 
 impl Op<DashboardReader> for History {
-    type Output = Result<(Vec<HistoryRow>, i64), StoreError>;
+    /// The page, the total, and the ids of the page's quarantined versions.
+    type Output = Result<(Vec<HistoryRow>, i64, Vec<String>), StoreError>;
     fn run(self, s: &mut DashboardReader) -> Self::Output {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {
-            Ok(q::history(
-                c,
-                &self.project,
-                &self.benchmark,
-                self.limit,
-                self.offset,
-            )?)
+            let (rows, total) =
+                q::history(c, &self.project, &self.benchmark, self.limit, self.offset)?;
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let held = crate::db::alerts::quarantined_among(c, &ids)?;
+            Ok((rows, total, held))
         })
     }
 }

@@ -35,8 +35,14 @@ impl GateStore {
     pub(crate) fn new(pool: DbPool, cache: Arc<LatestCache>) -> Self {
         Self { pool, cache }
     }
-    fn conn(&self) -> Result<PooledConn, StoreError> {
+    pub(super) fn conn(&self) -> Result<PooledConn, StoreError> {
         Ok(self.pool.get().map_err(DbError::from)?)
+    }
+    /// Drops the cached latest answers of benchmarks whose versions changed state.
+    pub(super) fn invalidate(&self, touched: &[(String, String)]) {
+        for (p, b) in touched {
+            self.cache.invalidate(p, b);
+        }
     }
 }
 
@@ -149,6 +155,7 @@ struct GateCtx<'a> {
     metrics: &'a [String],
     settings: &'a GateSettings,
     deadline: i64,
+    now: i64,
 }
 
 /// Judges every attempt so far against each benchmark's history.
@@ -229,7 +236,24 @@ fn evaluate(
             status: status_str(d.suite.status).to_owned(),
             reason: d.suite.reason.clone(),
         });
-        for v in d.benchmarks {
+        for mut v in d.benchmarks {
+            if v.status == Status::Fail {
+                if let Some(w) =
+                    crate::db::alerts::active_waiver(c, g.project, &v.key, metric, g.now)?
+                {
+                    let max = w.waiver_max_change_pct.unwrap_or(0.0);
+                    if v.effect_pct <= max {
+                        v.status = Status::Warn;
+                        v.reason = format!(
+                            "{}; accepted up to {max:.1}% by alert {} ({}) until {}",
+                            v.reason,
+                            w.id,
+                            w.waiver_owner.as_deref().unwrap_or("?"),
+                            w.waiver_expires_at.map(to_rfc3339).unwrap_or_default()
+                        );
+                    }
+                }
+            }
             benchmarks.push(GateBenchmark {
                 benchmark: v.key,
                 metric: metric.clone(),
@@ -311,6 +335,10 @@ fn finish(
         .filter(|r| failed.contains(r.benchmark.as_str()))
     {
         q::mark_failed(c, &gate.project, &r.benchmark, &r.run_id, &gate.id, now)?;
+    }
+    // One alert per failed (benchmark, metric) of this gate, for a person to triage.
+    for b in result.benchmarks.iter().filter(|b| b.status == "fail") {
+        super::alerts::open_for_gate(c, gate, b, actor, now)?;
     }
     if !gate.record || gate.status == "fail" {
         return Ok(());
@@ -464,6 +492,7 @@ fn decide_and_store(
         metrics: &metrics,
         settings,
         deadline: gate.deadline,
+        now,
     };
     let (mut result, is_final) = evaluate(c, &ctx, &attempts)?;
     gate.attempt = attempts.len() as i64;

@@ -7,6 +7,7 @@
 //! in arrival order, while other projects proceed in parallel. Across replicas the database is the
 //! arbiter (unique indexes, transactions); the shards only avoid needless contention.
 
+pub(crate) mod alerts;
 pub(crate) mod baseline_store;
 pub(crate) mod dashboard;
 mod error;

@@ -3,7 +3,7 @@
 use diesel::dsl::{count_star, exists};
 use diesel::prelude::*;
 
-use super::schema::{baseline_tags, baselines, benchmarks, idempotency_keys};
+use super::schema::{baseline_tags, baselines, benchmarks, idempotency_keys, quarantine};
 use super::DbConn;
 use crate::on_backend;
 
@@ -182,12 +182,18 @@ pub(crate) fn live_newest_first<'a>(project: &'a str, benchmark: &'a str) -> _ {
         .order((baselines::created_at.desc(), baselines::id.desc()))
 }
 
+/// The newest live version that is not quarantined (a run a final gate failed is never served
+/// as the baseline): `baselines_latest_idx` top-down, a primary-key lookup in `quarantine` per
+/// row until the first free one.
 pub(crate) fn latest(
     conn: &mut DbConn,
     project: &str,
     benchmark: &str,
 ) -> QueryResult<Option<BaselineRow>> {
     live_newest_first(project, benchmark)
+        .filter(diesel::dsl::not(exists(
+            quarantine::table.filter(quarantine::baseline_id.eq(baselines::id)),
+        )))
         .select(BaselineRow::as_select())
         .first(conn)
         .optional()

@@ -4,6 +4,7 @@
 //! Everything here blocks. It is called only from the `SyncContext` actors in `actors/`, never
 //! from an async actix worker.
 
+pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod baselines;
 pub(crate) mod dashboard;

@@ -227,6 +227,41 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    alerts (id) {
+        id -> Text,
+        project -> Text,
+        benchmark -> Text,
+        metric -> Text,
+        source -> Text,
+        gate_id -> Nullable<Text>,
+        status -> Text,
+        change_pct -> Double,
+        git_sha -> Nullable<Text>,
+        previous_git_sha -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        link -> Nullable<Text>,
+        duplicate_of -> Nullable<Text>,
+        waiver_owner -> Nullable<Text>,
+        waiver_max_change_pct -> Nullable<Double>,
+        waiver_expires_at -> Nullable<BigInt>,
+        triaged_by -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    quarantine (baseline_id) {
+        baseline_id -> Text,
+        project -> Text,
+        benchmark -> Text,
+        gate_id -> Text,
+        alert_id -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(baseline_tags -> baselines (baseline_id));
 diesel::allow_tables_to_appear_in_same_query!(
     baselines,
@@ -246,4 +281,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     failed_runs,
     gate_settings,
     backfill_state,
+    alerts,
+    quarantine,
 );

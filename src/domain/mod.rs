@@ -15,4 +15,5 @@ pub mod stats;
 pub mod summary;
 pub mod time;
 pub mod trend;
+pub mod triage;
 pub mod version;

@@ -26,7 +26,7 @@ use crate::api::{
 use crate::auth::{Gate, Principal, Scope};
 use crate::cache::CachedLatest;
 use crate::db::baselines::{BaselineRow, ListFilter};
-use crate::domain::names::{check_text, BenchmarkName, ProjectName, Version};
+use crate::domain::names::{check_text, BenchmarkName, NameError, ProjectName, Version};
 use crate::domain::receipt;
 use crate::domain::requests;
 use crate::domain::time::to_rfc3339;
@@ -437,11 +437,19 @@ pub(crate) struct PromoteBody {
     tags: Option<Vec<String>>,
     #[serde(default)]
     normalize: Option<bool>,
+    /// Promote a quarantined version anyway (admin only; the reason is audited).
+    #[serde(default, rename = "override")]
+    override_: Option<PromoteOverride>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct PromoteOverride {
+    reason: String,
 }
 
 #[utoipa::path(post, operation_id = "baselines_promote", path = "/api/v1/projects/{project}/baselines/{benchmark}/promote", tag = "baselines", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ("benchmark" = String, Path, description = "Benchmark name (may contain /)")), request_body = PromoteBody,
-    responses((status = 201, description = "Promoted", body = crate::api::PromoteResponse), (status = 404, description = "Source missing", body = crate::openapi::ErrorBody), (status = 409, description = "Target exists", body = crate::openapi::ErrorBody), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
+    responses((status = 201, description = "Promoted", body = crate::api::PromoteResponse), (status = 404, description = "Source missing", body = crate::openapi::ErrorBody), (status = 409, description = "Target exists, or the source is quarantined", body = crate::openapi::ErrorBody), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn promote(
     principal: Principal,
     state: web::Data<AppState>,
@@ -455,6 +463,19 @@ pub(crate) async fn promote(
     requests::check_git(b.git_ref.as_deref(), b.git_sha.as_deref())?;
     let tags = b.tags.unwrap_or_default();
     requests::check_tags(&tags)?;
+    let override_reason = match b.override_ {
+        None => None,
+        Some(o) => {
+            // Overriding a quarantine is an admin's decision, and needs a reason.
+            principal.authorize(Scope::Admin, project.as_str(), Some(benchmark.as_str()))?;
+            let r = o.reason.trim();
+            if r.is_empty() {
+                return Err(NameError::new("override.reason", "must not be blank").into());
+            }
+            crate::domain::names::check_text("override.reason", r, 1024)?;
+            Some(r.to_owned())
+        }
+    };
     let (bench, from, to) = (
         benchmark.to_string(),
         from_version.to_string(),
@@ -473,6 +494,7 @@ pub(crate) async fn promote(
                 git_sha: b.git_sha,
                 tags,
                 normalize: b.normalize.unwrap_or(false),
+                override_reason,
                 actor: initiator(&principal),
             },
         )

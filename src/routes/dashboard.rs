@@ -227,6 +227,8 @@ pub(crate) struct HistoryVersion<'a> {
     source: &'a str,
     /// For promoted versions, the version they were copied from.
     promoted_from: Option<&'a str>,
+    /// A run a final gate failed: never served as latest, not promotable until triaged.
+    quarantined: bool,
     content_hash: &'a str,
     /// The receipt as uploaded.
     #[schema(value_type = Object)]
@@ -258,7 +260,7 @@ pub(crate) async fn history(
     // `pagination.limit`).
     let limit = parse_limit(query.limit, 100, 1000)?.min(200);
     let offset = parse_offset(query.offset)?;
-    let (rows, total) = state
+    let (rows, total, held) = state
         .dashboard
         .read(History {
             project: project.as_str().to_owned(),
@@ -278,6 +280,7 @@ pub(crate) async fn history(
             tags: raw(&r.tags),
             source: &r.source,
             promoted_from: r.promoted_from.as_deref(),
+            quarantined: held.contains(&r.id),
             content_hash: &r.content_hash,
             receipt: raw(&r.receipt),
         })

@@ -1,5 +1,6 @@
 //! HTTP handlers: extract, validate with `domain/`, authorize, send one message, map the reply.
 
+pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod baselines;
 pub(crate) mod dashboard;
@@ -108,6 +109,10 @@ api_routes! {
     "/projects/{project}/gates/{id}" => [get gates::get],
     "/projects/{project}/gates/{id}/attempts" => [post gates::add_attempt],
     "/projects/{project}/gate-settings" => [get gates::get_settings, put gates::put_settings],
+    "/projects/{project}/alerts" => [get alerts::list],
+    "/projects/{project}/alerts/{id}" => [get alerts::get],
+    "/projects/{project}/alerts/{id}/transitions" => [post alerts::transition],
+    "/projects/{project}/alert-stats" => [get alerts::stats],
     "/fleet/dependency-event" => [post fleet::record],
     "/fleet/alerts" => [get fleet::alerts],
     "/fleet/dependency/{dep:.+}/impact" => [get fleet::impact],

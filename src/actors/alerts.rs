@@ -1,0 +1,269 @@
+//! Alerts and their triage, run by the gate actor (alerts come from gates; a transition may end
+//! a quarantine or let accepted runs back into a benchmark's history, in the same transaction).
+
+use super::gate::GateStore;
+use super::{Initiator, Op, StoreError};
+use crate::api::GateBenchmark;
+use crate::db::alerts::{self as q, AlertFilter, AlertRow};
+use crate::db::audit::{self, AuditEntry};
+use crate::db::gates::GateRow;
+use crate::db::{read_tx, write_tx, DbConn};
+use crate::domain::access::BenchFilter;
+use crate::domain::time::now_micros;
+use crate::domain::triage::{AlertCounts, AlertStatus, Transition};
+
+fn audit_alert(
+    c: &mut DbConn,
+    a: &AlertRow,
+    action: &'static str,
+    actor: &Initiator,
+    extra: serde_json::Map<String, serde_json::Value>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut extra = extra;
+    extra.insert("benchmark".into(), a.benchmark.clone().into());
+    extra.insert("metric".into(), a.metric.clone().into());
+    audit::insert(
+        c,
+        AuditEntry {
+            actor: &actor.principal_id,
+            action,
+            resource_type: "alert",
+            resource_id: &a.id,
+            project: &a.project,
+            request_id: &actor.request_id,
+            extra,
+        },
+        now,
+    )?;
+    Ok(())
+}
+
+/// Opens the alert of one benchmark a final gate failed.
+pub(super) fn open_for_gate(
+    c: &mut DbConn,
+    gate: &GateRow,
+    b: &GateBenchmark,
+    actor: &Initiator,
+    now: i64,
+) -> Result<(), StoreError> {
+    let row = AlertRow {
+        id: crate::domain::ids::row_id(),
+        project: gate.project.clone(),
+        benchmark: b.benchmark.clone(),
+        metric: b.metric.clone(),
+        source: "gate".into(),
+        gate_id: Some(gate.id.clone()),
+        status: AlertStatus::Untriaged.as_str().into(),
+        change_pct: b.effect_pct,
+        git_sha: gate.git_sha.clone(),
+        previous_git_sha: gate.base_sha.clone(),
+        reason: None,
+        link: None,
+        duplicate_of: None,
+        waiver_owner: None,
+        waiver_max_change_pct: None,
+        waiver_expires_at: None,
+        triaged_by: None,
+        created_at: now,
+        updated_at: now,
+    };
+    q::insert_alert(c, &row)?;
+    let mut extra = serde_json::Map::new();
+    extra.insert("gate_id".into(), gate.id.clone().into());
+    extra.insert("change_pct".into(), b.effect_pct.into());
+    audit_alert(c, &row, "create", actor, extra, now)
+}
+
+pub(crate) struct GetAlert {
+    pub project: String,
+    pub id: String,
+}
+
+impl Op<GateStore> for GetAlert {
+    type Output = Result<Option<AlertRow>, StoreError>;
+    fn run(self, s: &mut GateStore) -> Self::Output {
+        let mut c = s.conn()?;
+        Ok(q::find_alert(&mut c, &self.project, &self.id)?)
+    }
+}
+
+pub(crate) struct ListAlerts {
+    pub filter: AlertFilter,
+    /// The caller's benchmark restriction.
+    pub visible: Option<BenchFilter>,
+}
+
+impl Op<GateStore> for ListAlerts {
+    type Output = Result<(Vec<AlertRow>, i64), StoreError>;
+    fn run(mut self, s: &mut GateStore) -> Self::Output {
+        let mut c = s.conn()?;
+        read_tx(&mut c, |c| {
+            if let Some(f) = &self.visible {
+                let names: Vec<String> = q::counts(c, &self.filter.project)?
+                    .into_iter()
+                    .map(|(b, _, _)| b)
+                    .collect();
+                let mut names = f.visible(names);
+                names.dedup();
+                self.filter.allowed_benchmarks = Some(names);
+            }
+            Ok(q::list_alerts(c, &self.filter)?)
+        })
+    }
+}
+
+/// Alert counts by state per benchmark, with the false-alarm hint.
+pub(crate) struct AlertStats {
+    pub project: String,
+    pub visible: Option<BenchFilter>,
+}
+
+impl Op<GateStore> for AlertStats {
+    type Output = Result<Vec<(String, AlertCounts)>, StoreError>;
+    fn run(self, s: &mut GateStore) -> Self::Output {
+        let mut c = s.conn()?;
+        let mut out: Vec<(String, AlertCounts)> = Vec::new();
+        for (bench, status, n) in q::counts(&mut c, &self.project)? {
+            if self.visible.as_ref().is_some_and(|f| !f.matches(&bench)) {
+                continue;
+            }
+            let Some(status) = AlertStatus::parse(&status) else {
+                continue;
+            };
+            match out.last_mut() {
+                Some((b, counts)) if *b == bench => counts.add(status, n.max(0) as u64),
+                _ => {
+                    let mut counts = AlertCounts::default();
+                    counts.add(status, n.max(0) as u64);
+                    out.push((bench, counts));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One triage step. `from` is the state the caller saw (and was authorized for): if the alert
+/// moved meanwhile, the step is refused with 409.
+pub(crate) struct TransitionAlert {
+    pub project: String,
+    pub id: String,
+    pub from: AlertStatus,
+    pub step: Transition,
+    pub actor: Initiator,
+}
+
+impl Op<GateStore> for TransitionAlert {
+    type Output = Result<AlertRow, StoreError>;
+    fn run(self, s: &mut GateStore) -> Self::Output {
+        let mut c = s.conn()?;
+        let mut touched = Vec::new();
+        let result = write_tx(&mut c, |c| {
+            let now = now_micros();
+            let mut a = q::find_alert(c, &self.project, &self.id)?
+                .ok_or_else(|| StoreError::NotFound(format!("Alert {} not found", self.id)))?;
+            let from = AlertStatus::parse(&a.status).ok_or_else(|| {
+                StoreError::Internal(format!("alert {} in state {}", a.id, a.status))
+            })?;
+            if from != self.from {
+                return Err(StoreError::Conflict(format!(
+                    "Alert {} moved to '{}' meanwhile; reload it",
+                    a.id, a.status
+                )));
+            }
+            let to = self.step.to;
+            if !from.allowed().contains(&to) {
+                let allowed: Vec<&str> = from.allowed().iter().map(|s| s.as_str()).collect();
+                return Err(StoreError::Conflict(format!(
+                    "An alert in state '{}' cannot become '{}'; allowed: {}",
+                    from.as_str(),
+                    to.as_str(),
+                    allowed.join(", ")
+                )));
+            }
+            if let Some(d) = &self.step.duplicate_of {
+                if d == &a.id || q::find_alert(c, &self.project, d)?.is_none() {
+                    return Err(StoreError::Conflict(format!(
+                        "duplicate_of must name another alert of project {}",
+                        self.project
+                    )));
+                }
+            }
+            match to {
+                AlertStatus::Invalid => {
+                    // Noise: the run stays out of the history; its versions are free again.
+                    touched.extend(q::release(c, &a.id)?);
+                }
+                AlertStatus::Expected => {
+                    touched.extend(q::release(c, &a.id)?);
+                    if let Some(g) = &a.gate_id {
+                        // Accepted: the runs re-enter the benchmark's history.
+                        q::unmark_failed(c, &a.project, &a.benchmark, g)?;
+                    }
+                }
+                _ => {}
+            }
+            let w = self.step.waiver.as_ref();
+            a.waiver_owner = w.map(|w| w.owner.clone());
+            a.waiver_max_change_pct = w.map(|w| w.max_change_pct);
+            a.waiver_expires_at = w.map(|w| w.expires_at);
+            a.status = to.as_str().to_owned();
+            a.reason = self.step.reason.clone();
+            if let Some(l) = &self.step.link {
+                a.link = Some(l.clone());
+            }
+            a.duplicate_of = self.step.duplicate_of.clone();
+            a.triaged_by = Some(self.actor.principal_id.clone());
+            a.updated_at = now;
+            q::update_alert(c, &a)?;
+            let mut extra = serde_json::Map::new();
+            extra.insert("from".into(), from.as_str().into());
+            extra.insert("to".into(), to.as_str().into());
+            if let Some(r) = &self.step.reason {
+                extra.insert("reason".into(), r.clone().into());
+            }
+            if let Some(w) = w {
+                extra.insert("waiver_owner".into(), w.owner.clone().into());
+                extra.insert("waiver_max_change_pct".into(), w.max_change_pct.into());
+                extra.insert(
+                    "waiver_expires_at".into(),
+                    crate::domain::time::to_rfc3339(w.expires_at).into(),
+                );
+            }
+            audit_alert(c, &a, "update", &self.actor, extra, now)?;
+            Ok(a)
+        });
+        s.invalidate(&touched);
+        result
+    }
+}
+
+/// Reopens alerts whose waiver ran out (a periodic task of the server).
+pub(crate) struct ExpireWaivers;
+
+impl Op<GateStore> for ExpireWaivers {
+    type Output = Result<usize, StoreError>;
+    fn run(self, s: &mut GateStore) -> Self::Output {
+        let mut c = s.conn()?;
+        write_tx(&mut c, |c| {
+            let now = now_micros();
+            let actor = Initiator {
+                principal_id: "system:waiver-expiry".into(),
+                request_id: "waiver-expiry".into(),
+            };
+            let expired = q::expired_waivers(c, now, 100)?;
+            for mut a in expired.iter().cloned() {
+                a.status = AlertStatus::Untriaged.as_str().into();
+                a.updated_at = now;
+                q::update_alert(c, &a)?;
+                let mut extra = serde_json::Map::new();
+                extra.insert("from".into(), "expected".into());
+                extra.insert("to".into(), "untriaged".into());
+                extra.insert("reason".into(), "the waiver expired".into());
+                audit_alert(c, &a, "update", &actor, extra, now)?;
+            }
+            Ok(expired.len())
+        })
+    }
+}
