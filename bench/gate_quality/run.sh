@@ -9,7 +9,7 @@ TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 echo "building (release) ..." >&2
 cargo build --release --quiet --bin perfgate-server --example gate_quality
 WORK=$(mktemp -d)
-KEY=pg_live_$(head -c 64 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 32)
+KEY=pg_live_$(head -c 4096 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 32)
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$TARGET/release/perfgate-server" --bind 127.0.0.1 --port "$PORT" --database-url "$WORK/quality.db" \
   --api-keys "admin:$KEY" --log-level warn > "$WORK/server.log" 2>&1 &

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod api_keys;
+pub mod changepoint;
 pub mod flakiness;
 pub mod fleet;
 pub mod gate;
