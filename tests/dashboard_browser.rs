@@ -106,6 +106,33 @@ fn seed(s: &Server) -> Value {
             verdict(s, "web", b, st, 0.05 + 0.2 * i as f64);
         }
     }
+    // Project `gated`: a steady history and a gate that fails `a` (one alert to triage).
+    for (b, ms) in [("a", 50u64), ("b", 80), ("c", 120)] {
+        for i in 0..8u64 {
+            let mut r = receipt(ms, ms / 2, 9000);
+            r["bench"]["name"] = json!(b);
+            r["run"]["id"] = json!(format!("hist-{b}-{i}"));
+            upload(s, "gated", b, &format!("1.{i}"), &r, "refs/heads/main");
+        }
+    }
+    let gated: Vec<Value> = [("a", 70u64), ("b", 80), ("c", 120)]
+        .iter()
+        .map(|(b, ms)| {
+            let mut r = receipt(*ms, ms / 2, 9000);
+            r["bench"]["name"] = json!(b);
+            r["run"]["id"] = json!(format!("gated-{b}"));
+            json!({"benchmark": b, "receipt": r})
+        })
+        .collect();
+    let g = expect(
+        s.post(
+            ADMIN,
+            "/api/v1/projects/gated/gates",
+            &json!({"runs": gated}),
+        ),
+        201,
+    );
+    assert_eq!(g["status"], "fail", "{g:#}");
     let runs: Vec<Value> = [("render/md", 160u64), ("parse-json", 49), ("startup", 16)]
         .iter()
         .map(|(b, ms)| {
@@ -370,6 +397,9 @@ fn dashboard_end_to_end_in_chromium() {
     assert_eq!(ui.count("[data-empty=verdicts]"), 1);
 
     // Gates: the list, one gate (status, forest plot, table), the benchmark page's link.
+    ui.go("#/p/gated/alerts", "alerts");
+    assert_eq!(ui.count(".alerts-table tbody tr"), 1);
+    assert_eq!(ui.count("button[data-action=transition]"), 0);
     ui.go("#/p/web/gates", "gates");
     assert_eq!(ui.count("#gates-table tbody tr"), 1);
     assert_eq!(
@@ -472,6 +502,23 @@ fn dashboard_end_to_end_in_chromium() {
         WAIT,
     )
     .unwrap();
+    // The alerts inbox: the failed benchmark's alert, acknowledged with an issue link.
+    ui.go("#/p/gated/alerts", "alerts");
+    assert_eq!(ui.count(".alerts-table tbody tr"), 1);
+    assert_eq!(ui.text(".alerts-table tbody tr [data-status]"), "untriaged");
+    ui.shot("alerts");
+    page.click("button[data-action=transition][data-to=acknowledged]")
+        .unwrap();
+    page.wait_for("document.querySelector('#modal').open", WAIT)
+        .unwrap();
+    page.fill("#t-link", "https://issues.example/7").unwrap();
+    page.click("#modal-ok").unwrap();
+    page.wait_for(
+        "(document.querySelector('.alerts-table tbody tr [data-status]') || {}).dataset?.status === 'acknowledged'",
+        WAIT,
+    )
+    .unwrap();
+    assert!(ui.text(".alerts-table").contains("link"));
     ui.go("#/admin/audit?action=promote", "audit");
     assert!(ui.text("#audit-table").contains("promote"));
     assert!(ui.text("#audit-table").contains("2.0.0-rc1"));

@@ -232,6 +232,7 @@
     $('#nav-benchmarks').href = current ? projectHref(current) : '#/';
     $('#nav-verdicts').href = current ? `#/p/${seg(current)}/verdicts` : '#/';
     $('#nav-gates').href = current ? gatesHref(current) : '#/';
+    $('#nav-alerts').href = current ? `#/p/${seg(current)}/alerts` : '#/';
     $('#nav-fleet').hidden = !(global() && can('read'));
     $('#nav-audit').hidden = !can('admin');
     $('#nav-keys').hidden = !can('admin');
@@ -380,7 +381,7 @@
     return `<tr data-version="${esc(v.version)}"><td class="mono name"><a href="${versionHref(project, bench, v.version)}">${esc(v.version)}</a></td>
           <td>${when(v.created_at)}</td><td class="mono hide-sm">${esc(v.git_ref || '–')}</td><td class="mono hide-sm" title="${esc(v.git_sha || '')}">${esc((v.git_sha || '–').slice(0, 10))}</td>
           <td class="hide-sm">${(v.tags || []).map((t) => `<code>${esc(t)}</code>`).join(' ') || '–'}</td>
-          <td>${v.source === 'promote' ? `<span class="badge promote">promote</span>${v.promoted_from ? ` <span class="muted">← ${esc(v.promoted_from)}</span>` : ''}` : esc(v.source)}</td>
+          <td>${v.source === 'promote' ? `<span class="badge promote">promote</span>${v.promoted_from ? ` <span class="muted">← ${esc(v.promoted_from)}</span>` : ''}` : esc(v.source)}${v.quarantined ? ' <span class="badge fail" data-quarantined="1" title="a final gate failed this run; triage its alert">quarantined</span>' : ''}</td>
           <td class="num">${s ? num(s.median) : '–'}</td>
           ${canPromote || canDelete ? `<td class="row">${canPromote ? `<button type="button" class="small secondary" data-action="promote" data-version="${esc(v.version)}">Promote</button>` : ''}${canDelete ? `<button type="button" class="small danger" data-action="delete" data-version="${esc(v.version)}">Delete</button>` : ''}</td>` : ''}</tr>`;
   }).join('')}</tbody></table></div>
@@ -594,6 +595,72 @@
       .filter((x) => x.v);
   }
 
+
+  const ALERT_STATES = ['untriaged', 'acknowledged', 'invalid', 'expected', 'duplicate', 'fixed'];
+  // The permission a transition needs (the server checks it too).
+  function transitionScope(from, to) {
+    if (to === 'untriaged') return from === 'acknowledged' ? 'write' : 'admin';
+    return (to === 'invalid' || to === 'expected') ? 'promote' : 'write';
+  }
+
+  async function viewAlerts(token, project, params) {
+    loading('alerts');
+    const status = ALERT_STATES.includes(params.get('status')) ? params.get('status') : '';
+    const [data, stats] = await Promise.all([
+      api(`/projects/${seg(project)}/alerts?limit=200${status ? `&status=${status}` : ''}`),
+      api(`/projects/${seg(project)}/alert-stats`).catch(() => ({ benchmarks: [] })),
+    ]);
+    if (token !== renderSeq) return;
+    setNav(project);
+    const groups = new Map(); // by gate (or commit)
+    data.alerts.forEach((a) => {
+      const k = a.gate_id || a.git_sha || a.id;
+      if (!groups.has(k)) groups.set(k, []);
+      groups.get(k).push(a);
+    });
+    const hints = stats.benchmarks.filter((b) => b.hint);
+    view.innerHTML = `${crumbs([['Projects', '#/'], [project, projectHref(project)], ['alerts']])}
+      <h1>Alerts · ${esc(project)}</h1>
+      <form id="alert-filters" class="row"><label for="alert-status">State</label><select id="alert-status" name="status"><option value="">any</option>
+        ${ALERT_STATES.map((s) => `<option${s === status ? ' selected' : ''}>${s}</option>`).join('')}</select>
+        <button type="submit" class="secondary">Apply</button><span class="muted">${data.pagination.total} alerts</span></form>
+      ${hints.length ? `<div class="card" id="alert-hints">${hints.map((h) => `<p><code>${esc(h.benchmark)}</code>: ${esc(h.hint)}</p>`).join('')}</div>` : ''}
+      ${data.alerts.length ? Array.from(groups, ([k, as]) => `<div class="card" data-group="${esc(k)}">
+        <h2>${as[0].gate_id ? `Gate <a href="${gateHref(project, as[0].gate_id)}" class="mono">${esc(as[0].gate_id.slice(0, 12))}</a>` : 'Change'}
+          ${as[0].git_sha ? ` · <span class="mono">${esc(as[0].git_sha.slice(0, 12))}</span>` : ''} <span class="muted">(${as.length})</span></h2>
+        <div class="table-wrap"><table class="alerts-table"><thead><tr><th>Benchmark</th><th>Metric</th><th>State</th><th class="num">Change</th><th class="hide-sm">Opened</th><th class="hide-sm">Note</th><th>Triage</th></tr></thead><tbody>
+        ${as.map((a) => `<tr data-alert="${esc(a.id)}"><td class="name"><a href="${benchHref(project, a.benchmark)}">${esc(a.benchmark)}</a></td><td>${esc(a.metric)}</td>
+          <td>${statusBadge(a.status)}</td><td class="num">${pct(a.change_pct)}</td><td class="hide-sm">${when(a.created_at)}</td>
+          <td class="hide-sm">${a.waiver ? `waiver ≤ ${pct(a.waiver.max_change_pct)} until ${when(a.waiver.expires_at)} (${esc(a.waiver.owner)})` : ''}${a.reason ? ` ${esc(a.reason)}` : ''}${a.link ? ` <a href="${esc(a.link)}" rel="noreferrer">link</a>` : ''}</td>
+          <td class="row">${a.transitions.filter((t) => can(transitionScope(a.status, t))).map((t) => `<button type="button" class="small secondary" data-action="transition" data-alert="${esc(a.id)}" data-to="${esc(t)}">${t === 'untriaged' ? 'reopen' : esc(t)}</button>`).join('')}</td></tr>`).join('')}
+        </tbody></table></div></div>`).join('')
+    : `<div class="card empty" data-empty="alerts">No alerts${status ? ' in this state' : ''}.</div>`}`;
+    $('#alert-filters').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const v = $('#alert-status').value;
+      location.hash = `#/p/${seg(project)}/alerts${v ? `?status=${v}` : ''}`;
+    });
+    $$('button[data-action="transition"]').forEach((b) => b.addEventListener('click', async () => {
+      const to = b.dataset.to;
+      const needsReason = to === 'invalid' || to === 'expected';
+      const fields = `${needsReason ? '<label for="t-reason">Reason (required)</label><input id="t-reason" name="reason" required maxlength="1024" autocomplete="off">' : '<label for="t-reason">Reason</label><input id="t-reason" name="reason" maxlength="1024" autocomplete="off">'}
+        ${to === 'acknowledged' ? '<label for="t-link">Issue link</label><input id="t-link" name="link" maxlength="2048" autocomplete="off">' : ''}
+        ${to === 'duplicate' ? '<label for="t-dup">Duplicate of (alert id)</label><input id="t-dup" name="duplicate_of" required maxlength="32" autocomplete="off">' : ''}
+        ${to === 'expected' ? '<label for="t-max">Accept up to (% slower)</label><input id="t-max" name="max_change_pct" type="number" min="0" max="1000" step="0.1"><label for="t-exp">Waiver ends (RFC 3339, default in 30 days)</label><input id="t-exp" name="expires_at" autocomplete="off">' : ''}`;
+      const input = await ask(`Mark ${to}`, fields, to === 'untriaged' ? 'Reopen' : 'Save');
+      if (!input) return;
+      const body = { to };
+      ['reason', 'link', 'duplicate_of', 'expires_at'].forEach((k) => { if (input[k]) body[k] = input[k]; });
+      if (input.max_change_pct) body.max_change_pct = Number(input.max_change_pct);
+      try {
+        await api(`/projects/${seg(project)}/alerts/${seg(b.dataset.alert)}/transitions`, { method: 'POST', body });
+        toast(`Alert marked ${to}`, 'ok');
+        route();
+      } catch (e) { toast(e.message); }
+    }));
+    rendered('alerts');
+  }
+
   async function viewFleet(token, params) {
     loading('fleet alerts');
     const min = Math.max(1, Number(params.get('min_affected') || 2) || 2);
@@ -725,6 +792,7 @@
         if (s.length === 2) return await viewProject(token, s[1], params);
         if (s[2] === 'verdicts') return await viewVerdicts(token, s[1], params);
         if (s[2] === 'gates' && s.length === 3) return await viewGates(token, s[1], params);
+        if (s[2] === 'alerts' && s.length === 3) return await viewAlerts(token, s[1], params);
         if (s[2] === 'gates' && s[3] !== undefined && s.length === 4) return await viewGate(token, s[1], s[3]);
         if (s[2] === 'b' && s[3] !== undefined && s.length === 4) return await viewBenchmark(token, s[1], s[3], params);
         if (s[2] === 'b' && s[4] === 'v' && s[5] !== undefined) return await viewVersion(token, s[1], s[3], s[5], params);
