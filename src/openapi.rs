@@ -108,8 +108,18 @@ pub(crate) fn constrained_document() -> (Value, Vec<String>) {
     let mut unmatched = Vec::new();
     for (location, name, constraint) in parameter_constraints() {
         let mut hit = false;
+        // `name@/suffix`: only on paths ending with the suffix (one name, several meanings).
+        let (name, scope) = name
+            .split_once('@')
+            .map_or((name, None), |(n, s)| (n, Some(s)));
         if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-            for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for (path, item) in paths.iter_mut() {
+                if scope.is_some_and(|s| !path.ends_with(s)) {
+                    continue;
+                }
+                let Some(item) = item.as_object_mut() else {
+                    continue;
+                };
                 for op in item.values_mut() {
                     let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut)
                     else {
@@ -343,7 +353,14 @@ fn parameter_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("query", "until", date_time()),
         ("query", "limit", range(1, 1000)),
         ("query", "offset", range(0, i64::MAX)),
-        ("query", "status", one_of(req::VERDICT_STATUSES)),
+        ("query", "status@/verdicts", one_of(req::VERDICT_STATUSES)),
+        ("query", "status@/gates", one_of(gates::GATE_STATUSES)),
+        (
+            "query",
+            "status@/alerts",
+            one_of(crate::domain::triage::AlertStatus::NAMES),
+        ),
+        ("query", "gate_id", json!({"pattern": "^[0-9a-f]{32}$"})),
         ("query", "metric", one_of(crate::domain::trend::METRICS)),
         ("query", "window", range(1, 1000)),
         (

@@ -62,12 +62,13 @@ pub(crate) async fn list(
     if let Some(b) = &q.benchmark {
         BenchmarkName::parse(b)?;
     }
-    if let Some(g) = &q.gate_id {
+    let gate_id = q.gate_id.filter(|g| !g.is_empty());
+    if let Some(g) = &gate_id {
         if !(g.len() == 32 && g.bytes().all(|b| b.is_ascii_hexdigit())) {
             return Err(NameError::new("gate_id", "32 hexadecimal digits").into());
         }
     }
-    let limit = parse_limit(q.limit, 50, 200)?;
+    let limit = parse_limit(q.limit, 50, 1000)?.min(200);
     let offset = parse_offset(q.offset)?;
     let (rows, total) = state
         .gates
@@ -76,7 +77,7 @@ pub(crate) async fn list(
                 project: project.into_string(),
                 status: q.status,
                 benchmark: q.benchmark,
-                gate_id: q.gate_id,
+                gate_id,
                 allowed_benchmarks: None,
                 limit,
                 offset,

@@ -296,7 +296,9 @@ pub(crate) async fn list(
         }
     }
     check_git(q.git_ref.as_deref(), None)?;
-    let limit = parse_limit(q.limit, 50, 200)?;
+    // Gates carry every benchmark's verdict: a page holds at most 200 (`pagination.limit`
+    // says so).
+    let limit = parse_limit(q.limit, 50, 1000)?.min(200);
     let offset = parse_offset(q.offset)?;
     let (gates, total) = state
         .gates
