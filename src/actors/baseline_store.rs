@@ -143,8 +143,8 @@ pub(crate) struct RunFacts {
 }
 
 impl RunFacts {
-    /// The `run_stats` rows of this run stored as `row`.
-    pub(crate) fn rows(&self, row: &BaselineRow) -> Vec<RunStatRow> {
+    /// The `run_stats` rows of this run stored as `row` (`failed`: a final gate failed the run).
+    pub(crate) fn rows(&self, row: &BaselineRow, failed: bool) -> Vec<RunStatRow> {
         self.summaries
             .iter()
             .map(|(metric, s)| RunStatRow {
@@ -160,6 +160,8 @@ impl RunFacts {
                 n: i64::from(s.n),
                 resolution: s.resolution,
                 created_at: row.created_at,
+                failed,
+                deleted: false,
             })
             .collect()
     }
@@ -186,11 +188,10 @@ impl Upload {
         &self,
         c: &mut DbConn,
         row: &BaselineRow,
+        failing_gate: Option<String>,
         now: i64,
     ) -> Result<Option<QuarantineRow>, StoreError> {
-        let Some(gate_id) =
-            alerts::failing_gate(c, &row.project, &row.benchmark, &self.run.run_id)?
-        else {
+        let Some(gate_id) = failing_gate else {
             return Ok(None);
         };
         let alert = alerts::alert_of_gate(c, &gate_id, &row.benchmark)?;
@@ -271,8 +272,9 @@ impl Upload {
                 deleted_at: None,
             };
             q::insert(c, &row, &self.tags)?;
-            gates::insert_run_stats(c, &self.run.rows(&row))?;
-            let held = self.quarantine(c, &row, now)?;
+            let failing_gate = alerts::failing_gate(c, project, benchmark, &self.run.run_id)?;
+            gates::insert_run_stats(c, &self.run.rows(&row, failing_gate.is_some()))?;
+            let held = self.quarantine(c, &row, failing_gate, now)?;
             let response = UploadResponse {
                 id: row.id.clone(),
                 benchmark: row.benchmark.clone(),

@@ -150,6 +150,8 @@ fn pct_pair((lo, hi): (f64, f64)) -> [f64; 2] {
 /// The gate as one request sees it.
 struct GateCtx<'a> {
     project: &'a str,
+    /// Every run of every attempt so far.
+    runs: &'a [GateRunRow],
     gate_id: &'a str,
     base_sha: Option<&'a str>,
     metrics: &'a [String],
@@ -169,6 +171,14 @@ fn evaluate(
     };
     let looks = attempts.len();
     let decision_settings = g.settings.decision(g.metrics.len());
+    // A run being judged is never its own history (it may have been uploaded already).
+    let mut run_ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for r in g.runs {
+        run_ids
+            .entry(r.benchmark.as_str())
+            .or_default()
+            .push(r.run_id.clone());
+    }
     let mut benchmarks = Vec::new();
     let mut suites = Vec::new();
     let mut confirm: BTreeMap<String, u32> = BTreeMap::new();
@@ -187,7 +197,7 @@ fn evaluate(
                 runner,
                 until,
                 since: None,
-                exclude_gate: Some(g.gate_id),
+                exclude_runs: run_ids.get(bench.as_str()).map_or(&[], |v| v.as_slice()),
                 limit: i64::from(g.settings.history_runs),
             };
             let history = q::history(c, &series)?
@@ -389,6 +399,8 @@ fn finish(
                 n: i64::from(s.n),
                 resolution: s.resolution,
                 created_at: now,
+                failed: false,
+                deleted: false,
             })
             .collect();
         q::insert_run_stats(c, &stats)?;
@@ -487,6 +499,7 @@ fn decide_and_store(
     let attempts = attempts_of(runs)?;
     let ctx = GateCtx {
         project: &gate.project,
+        runs,
         gate_id: &gate.id,
         base_sha: gate.base_sha.as_deref(),
         metrics: &metrics,

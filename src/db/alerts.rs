@@ -170,13 +170,15 @@ pub(crate) fn unmark_failed(
     benchmark: &str,
     gate_id: &str,
 ) -> QueryResult<usize> {
-    diesel::delete(
-        failed_runs::table
-            .filter(failed_runs::project.eq(project))
-            .filter(failed_runs::benchmark.eq(benchmark))
-            .filter(failed_runs::gate_id.eq(gate_id)),
-    )
-    .execute(conn)
+    let of_gate = failed_runs::table
+        .filter(failed_runs::project.eq(project))
+        .filter(failed_runs::benchmark.eq(benchmark))
+        .filter(failed_runs::gate_id.eq(gate_id));
+    let runs: Vec<String> = of_gate.select(failed_runs::run_id).load(conn)?;
+    for r in &runs {
+        super::gates::set_failed(conn, project, benchmark, r, false)?;
+    }
+    diesel::delete(of_gate).execute(conn)
 }
 
 /// The gate that failed this run of a benchmark, if one did (primary key).

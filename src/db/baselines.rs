@@ -315,6 +315,7 @@ pub(crate) fn soft_delete(
         return Ok(None);
     }
     bump_benchmark(conn, project, benchmark, -1, now)?;
+    super::gates::mark_deleted(conn, &id)?;
     Ok(Some(id))
 }
 

@@ -26,6 +26,10 @@ pub(crate) struct RunStatRow {
     pub n: i64,
     pub resolution: f64,
     pub created_at: i64,
+    /// A final gate failed this run: not history.
+    pub failed: bool,
+    /// Its version was deleted: not history.
+    pub deleted: bool,
 }
 
 /// A history point as the gate reads it.
@@ -58,28 +62,21 @@ pub(crate) struct Series<'a> {
     pub until: Option<i64>,
     /// Only runs stored after this instant (the benchmark's last accepted change).
     pub since: Option<i64>,
-    /// Runs of this gate itself are not its own history.
-    pub exclude_gate: Option<&'a str>,
+    /// The runs being judged (by `run.id`) are not their own history.
+    pub exclude_runs: &'a [String],
     pub limit: i64,
 }
 
 /// The newest `limit` runs of a series, newest first: live versions only, runs a final gate
-/// failed left out. Reads `run_stats_series_idx` top-down; the version and failure checks are
-/// primary-key lookups per row.
+/// failed left out (flags on the row). One range scan of `run_stats_series_idx`.
 pub(crate) fn history(conn: &mut DbConn, s: &Series<'_>) -> QueryResult<Vec<HistoryRow>> {
     let mut q = run_stats::table
-        .inner_join(baselines::table.on(baselines::id.eq(run_stats::baseline_id)))
         .filter(run_stats::project.eq(s.project))
         .filter(run_stats::benchmark.eq(s.benchmark))
         .filter(run_stats::metric.eq(s.metric))
         .filter(run_stats::runner.eq(s.runner))
-        .filter(baselines::deleted_at.is_null())
-        .filter(not(exists(
-            failed_runs::table
-                .filter(failed_runs::project.eq(s.project))
-                .filter(failed_runs::benchmark.eq(s.benchmark))
-                .filter(failed_runs::run_id.eq(run_stats::run_id)),
-        )))
+        .filter(run_stats::failed.eq(false))
+        .filter(run_stats::deleted.eq(false))
         .into_boxed();
     if let Some(t) = s.until {
         q = q.filter(run_stats::created_at.le(t));
@@ -87,12 +84,8 @@ pub(crate) fn history(conn: &mut DbConn, s: &Series<'_>) -> QueryResult<Vec<Hist
     if let Some(t) = s.since {
         q = q.filter(run_stats::created_at.gt(t));
     }
-    if let Some(g) = s.exclude_gate {
-        q = q.filter(not(exists(
-            gate_runs::table
-                .filter(gate_runs::gate_id.eq(g))
-                .filter(gate_runs::run_id.eq(run_stats::run_id)),
-        )));
+    if !s.exclude_runs.is_empty() {
+        q = q.filter(run_stats::run_id.ne_all(s.exclude_runs));
     }
     q.order((run_stats::created_at.desc(), run_stats::baseline_id.desc()))
         .limit(s.limit)
@@ -252,7 +245,8 @@ pub(crate) fn gate_has_run(conn: &mut DbConn, gate_id: &str, run_id: &str) -> Qu
     .get_result(conn)
 }
 
-/// Marks runs of a benchmark as failed by a final gate; a run already marked stays as it is.
+/// Marks runs of a benchmark as failed by a final gate (and their summaries as not history); a
+/// run already marked stays as it is.
 pub(crate) fn mark_failed(
     conn: &mut DbConn,
     project: &str,
@@ -276,6 +270,33 @@ pub(crate) fn mark_failed(
             ))
             .execute(conn)?;
     }
+    set_failed(conn, project, benchmark, run_id, true)
+}
+
+/// Sets the `failed` flag of a run's summaries (`run_stats_run_idx`).
+pub(crate) fn set_failed(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    run_id: &str,
+    failed: bool,
+) -> QueryResult<()> {
+    diesel::update(
+        run_stats::table
+            .filter(run_stats::project.eq(project))
+            .filter(run_stats::benchmark.eq(benchmark))
+            .filter(run_stats::run_id.eq(run_id)),
+    )
+    .set(run_stats::failed.eq(failed))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// A deleted version's summaries leave the history (primary-key prefix).
+pub(crate) fn mark_deleted(conn: &mut DbConn, baseline_id: &str) -> QueryResult<()> {
+    diesel::update(run_stats::table.filter(run_stats::baseline_id.eq(baseline_id)))
+        .set(run_stats::deleted.eq(true))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -329,6 +350,7 @@ pub(crate) fn backfill_run_stats(conn: &mut DbConn, batch: i64) -> QueryResult<b
         git_sha,
         receipt,
         created_at,
+        deleted_at,
     } in &rows
     {
         // A receipt the server accepted once is valid; one that no longer parses is skipped.
@@ -336,6 +358,12 @@ pub(crate) fn backfill_run_stats(conn: &mut DbConn, batch: i64) -> QueryResult<b
             continue;
         };
         let runner = crate::domain::receipt::runner_class(&s.host_class, None);
+        let failed: bool = diesel::select(exists(failed_runs::table.find((
+            project.as_str(),
+            benchmark.as_str(),
+            s.run_id.as_str(),
+        ))))
+        .get_result(conn)?;
         let stats: Vec<RunStatRow> = s
             .runs
             .iter()
@@ -352,6 +380,8 @@ pub(crate) fn backfill_run_stats(conn: &mut DbConn, batch: i64) -> QueryResult<b
                 n: i64::from(r.n),
                 resolution: r.resolution,
                 created_at: *created_at,
+                failed,
+                deleted: deleted_at.is_some(),
             })
             .collect();
         insert_run_stats(conn, &stats)?;
@@ -396,6 +426,7 @@ struct UnsummarisedRow {
     git_sha: Option<String>,
     receipt: String,
     created_at: i64,
+    deleted_at: Option<i64>,
 }
 
 /// Baseline versions after `after` (by id) that have no run summary yet, with their receipt
@@ -420,6 +451,7 @@ fn baselines_without_stats(
             baselines::git_sha,
             baselines::receipt,
             baselines::created_at,
+            baselines::deleted_at,
         ))
         .load(conn)
 }

@@ -163,6 +163,8 @@ diesel::table! {
         n -> BigInt,
         resolution -> Double,
         created_at -> BigInt,
+        failed -> Bool,
+        deleted -> Bool,
     }
 }
 

@@ -17,10 +17,16 @@ CREATE TABLE run_stats (
     n           BIGINT NOT NULL,
     resolution  DOUBLE PRECISION NOT NULL,
     created_at  BIGINT NOT NULL,
+    -- A final gate failed this run (kept in step with failed_runs), or its version was deleted:
+    -- either way it is not history. Flags on the row, so reading a history is one index range
+    -- scan without lookups elsewhere.
+    failed      BOOLEAN NOT NULL DEFAULT FALSE,
+    deleted     BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (baseline_id, metric)
 );
-CREATE INDEX run_stats_series_idx ON run_stats (project, benchmark, metric, runner, created_at DESC);
+CREATE INDEX run_stats_series_idx ON run_stats (project, benchmark, metric, runner, created_at DESC, baseline_id DESC);
 CREATE INDEX run_stats_sha_idx ON run_stats (project, benchmark, git_sha, created_at DESC);
+CREATE INDEX run_stats_run_idx ON run_stats (project, benchmark, run_id);
 
 CREATE TABLE gates (
     id           TEXT PRIMARY KEY NOT NULL,
