@@ -372,6 +372,10 @@ config_keys! {
     /// Minimum seconds between JWKS refreshes triggered by an unknown `kid`.
     #[flag(value_name = "SECS")]
     jwks_min_refresh_interval: u64 = 10,
+    /// Whether OIDC tokens (CI jobs) may create API keys; off by default, since a key outlives
+    /// the job's token.
+    #[flag(value_name = "BOOL")]
+    oidc_can_create_keys: bool = false,
 }
 
 /// A flag's help: `prefix`, the key's documentation and, when `show_default`, its default value.
@@ -808,7 +812,11 @@ mod tests {
                 .any(|s| k.contains(s))
         };
         let mut json = serde_json::Map::new();
-        for k in KEYS.iter().filter(|k| secretish(k.name)) {
+        // A switch holds no secret, whatever its name (`oidc_can_create_keys`).
+        for k in KEYS
+            .iter()
+            .filter(|k| secretish(k.name) && !v[k.name].is_boolean())
+        {
             let probe = match &v[k.name] {
                 serde_json::Value::Array(_) => serde_json::json!(["admin:PROBE-VALUE"]),
                 _ => serde_json::json!("postgres://u:PROBE-VALUE@h/db"),

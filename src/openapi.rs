@@ -437,7 +437,9 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
         (
             "CreateKeyBody",
             "pattern",
-            json!({"pattern": format!(r"^[a-z0-9_./*?-]{{1,{}}}$", req::KEY_PATTERN_MAX)}),
+            json!({"pattern": format!(r"^[a-z0-9_./-]*(?:[*?][a-z0-9_./-]*){{0,{}}}$",
+                crate::domain::api_keys::KEY_PATTERN_MAX_WILDCARDS),
+                "minLength": 1, "maxLength": req::KEY_PATTERN_MAX}),
         ),
         ("CreateKeyBody", "expires_at", date_time()),
         ("GateRunBody", "benchmark", benchmark()),

@@ -430,7 +430,7 @@ fn oidc_tokens(b: Backend) {
     let audit = expect(s.get(ADMIN, "/api/v1/audit?action=promote"), 200);
     assert_eq!(
         audit["events"][0]["actor"],
-        "oidc:repo:org/repo:ref:refs/heads/main"
+        format!("oidc:{}:repo:org/repo:ref:refs/heads/main", gh.url)
     );
     // A repository without a mapping.
     let mut c = gh_claims("refs/heads/main");
