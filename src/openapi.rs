@@ -337,7 +337,8 @@ fn parameter_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("query", "tags", text(0, 128)),
         ("query", "since", date_time()),
         ("query", "until", date_time()),
-        ("query", "limit", range(1, 1000)),
+        // Larger limits are capped (the answer's `pagination.limit` says so), not refused.
+        ("query", "limit", json!({"minimum": 1})),
         ("query", "offset", range(0, i64::MAX)),
         ("query", "status", one_of(req::VERDICT_STATUSES)),
         ("query", "metric", one_of(crate::domain::trend::METRICS)),

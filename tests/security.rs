@@ -522,6 +522,48 @@ fn unsafe_credentials_refuse_to_start() {
     assert!(line.contains("https://"), "{line}");
 }
 
+// ---------------------------------------------------------------------------------------------
+// #16: limits above a list's maximum are capped, and the page says so.
+
+#[test]
+fn limits_above_the_maximum_are_capped() {
+    let s = Server::start(Backend::Memory);
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()),
+        201,
+    );
+    for (path, max) in [
+        (P.to_owned(), 1000),
+        ("/api/v1/projects/proj/verdicts".to_owned(), 1000),
+        ("/api/v1/audit".to_owned(), 1000),
+        ("/api/v1/projects/proj/gates".to_owned(), 200),
+        (
+            "/api/v1/projects/proj/benchmarks/bench-a/history".to_owned(),
+            200,
+        ),
+    ] {
+        let v = expect(s.get(ADMIN, &format!("{path}?limit=1000000")), 200);
+        assert_eq!(v["pagination"]["limit"], max, "{path}: {v}");
+        expect_error(
+            s.get(ADMIN, &format!("{path}?limit=0")),
+            400,
+            "invalid_input",
+        );
+    }
+    for path in [
+        "/api/v1/fleet/alerts",
+        "/api/v1/fleet/dependency/serde/impact",
+    ] {
+        expect(s.get(ADMIN, &format!("{path}?limit=1000000")), 200);
+        expect_error(
+            s.get(ADMIN, &format!("{path}?limit=-5")),
+            400,
+            "invalid_input",
+        );
+    }
+}
+
+// BACKEND-TESTS
 backend_tests!(
     key_admins_manage_only_keys_no_wider,
     oidc_grants_refs_and_keys
