@@ -278,11 +278,13 @@ fn project() -> Value {
 }
 
 fn benchmark() -> Value {
-    json!({"pattern": names::BENCHMARK_PATTERN, "minLength": 1, "maxLength": names::BENCHMARK_MAX_BYTES, "x-example": "bench-a"})
+    json!({"pattern": names::BENCHMARK_PATTERN, "minLength": 1, "maxLength": names::BENCHMARK_MAX_BYTES, "x-example": "bench-a",
+        "not": {"pattern": format!("{}$", names::RESERVED_BENCHMARK_SUFFIX)}})
 }
 
 fn version() -> Value {
-    json!({"pattern": names::VERSION_PATTERN, "minLength": 1, "maxLength": names::VERSION_MAX_BYTES, "x-example": "v1"})
+    json!({"pattern": names::VERSION_PATTERN, "minLength": 1, "maxLength": names::VERSION_MAX_BYTES, "x-example": "v1",
+        "not": {"const": names::RESERVED_VERSION}})
 }
 
 /// A tag: non-empty, no `,`, at most 128 bytes, no control characters.
@@ -369,7 +371,7 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
             "metadata",
             json!({"maxProperties": req::METADATA_MAX, "propertyNames": text(1, req::METADATA_KEY_MAX_BYTES),
                 "additionalProperties": {"type": "string", "maxLength": req::METADATA_VALUE_MAX_BYTES,
-                    "pattern": r"^(?:[\s\S]{0,1024}|[\x00-\x7f]{0,4096})$"}}),
+                    "pattern": names::text_pattern(0, req::METADATA_VALUE_MAX_BYTES)}}),
         ),
         ("PromoteBody", "from_version", version()),
         ("PromoteBody", "to_version", {
