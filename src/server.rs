@@ -143,6 +143,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     .await
     .map_err(|_| ServerError::Crashed)??;
     spawn_backfill(storage.write_pool.clone());
+    spawn_idempotency_expiry(storage.write_pool.clone());
     // SQLite: this process becomes the file's only writer for as long as it runs (the cache of
     // latest answers depends on it). Memory is process-local; PostgreSQL is shared, uncached.
     let _owner = match backend {
@@ -278,6 +279,35 @@ fn spawn_backfill(pool: crate::db::DbPool) {
         });
     if let Err(e) = spawned {
         log::warn!("could not start the run summary back-fill: {e}");
+    }
+}
+
+/// Forgets `Idempotency-Key` records older than 24 hours, at start-up and then hourly (one
+/// short write transaction each; lookups ignore expired records meanwhile).
+fn spawn_idempotency_expiry(pool: crate::db::DbPool) {
+    let spawned = std::thread::Builder::new()
+        .name("idempotency-expiry".into())
+        .spawn(move || loop {
+            let before =
+                crate::domain::time::now_micros() - crate::db::baselines::IDEMPOTENCY_TTL_MICROS;
+            let swept = pool
+                .get()
+                .map_err(crate::db::DbError::from)
+                .and_then(|mut c| {
+                    crate::db::write_tx(&mut c, |c| {
+                        crate::db::baselines::expire_idempotency(c, before)
+                    })
+                    .map_err(crate::db::DbError::from)
+                });
+            match swept {
+                Ok(n) if n > 0 => log::info!("forgot {n} expired Idempotency-Key records"),
+                Ok(_) => {}
+                Err(e) => log::warn!("Idempotency-Key expiry failed (retried in an hour): {e}"),
+            }
+            std::thread::sleep(Duration::from_secs(3600));
+        });
+    if let Err(e) = spawned {
+        log::warn!("could not start the Idempotency-Key expiry: {e}");
     }
 }
 

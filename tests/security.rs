@@ -563,8 +563,122 @@ fn limits_above_the_maximum_are_capped() {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// #3, #15: Idempotency-Key records are the caller's own, and a replay tells the truth.
+
+fn idempotency_is_per_caller_and_truthful(b: Backend) {
+    let s = Server::start(b);
+    let post = |key: &str, idem: &str, body: &Value| {
+        s.http
+            .post(s.url(P))
+            .bearer_auth(key)
+            .header("idempotency-key", idem)
+            .json(body)
+            .send()
+            .unwrap()
+    };
+    let body = upload_body("bench-a", None, &receipt());
+    let first = expect(post(CONTRIB, "shared-key", &body), 201);
+    let replay = expect(post(CONTRIB, "shared-key", &body), 201);
+    assert_eq!(
+        replay["id"], first["id"],
+        "the same caller's retry is replayed"
+    );
+    // Another caller in the same project with the same key: its own upload, not a replay of
+    // (or a conflict with) someone else's.
+    let other = expect(post(PROMOTER, "shared-key", &body), 201);
+    assert_ne!(other["id"], first["id"]);
+    let other_body = upload_body("bench-b", None, &receipt());
+    let other2 = expect(post(ADMIN, "shared-key", &other_body), 201);
+    assert_eq!(other2["benchmark"], "bench-b");
+
+    // A replay after the baseline was deleted answers what is true now.
+    let v9 = upload_body("bench-a", Some("v9"), &receipt());
+    expect(post(ADMIN, "k-deleted", &v9), 201);
+    expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/v9")), 200);
+    let e = expect_error(post(ADMIN, "k-deleted", &v9), 409, "conflict");
+    let m = e["message"].as_str().unwrap();
+    assert!(m.contains("deleted") && m.contains("bench-a/v9"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// #8, #9: names that cannot be told apart, or read back, are refused (400 naming the field).
+
+fn reserved_and_invisible_names_are_refused(b: Backend) {
+    let s = Server::start(b);
+    let bad_upload = |benchmark: &str, version: &str, field: &str| {
+        let e = expect_error(
+            s.upload(ADMIN, "proj", benchmark, Some(version), &receipt()),
+            400,
+            "invalid_input",
+        );
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("Invalid {field}:")),
+            "{benchmark:?} {version:?}: {e}"
+        );
+    };
+    bad_upload("bench-a", "latest", "version");
+    bad_upload("bench-a/versions", "v1", "benchmark");
+    for v in [
+        "v1\u{202e}",
+        "v\u{200b}1",
+        "\u{2066}v1",
+        "\u{feff}v1",
+        " v1",
+        "v1 ",
+        "v1\u{a0}",
+    ] {
+        bad_upload("bench-a", v, "version");
+    }
+    // Metadata values without control characters.
+    for value in ["a\u{7}b", "line\nbreak", "\u{1b}[31mred"] {
+        let mut body = upload_body("bench-a", Some("m1"), &receipt());
+        body["metadata"] = json!({ "note": value });
+        let e = expect_error(s.post(ADMIN, P, &body), 400, "invalid_input");
+        assert!(e["message"].as_str().unwrap().contains("metadata"), "{e}");
+    }
+    // What stays allowed is read back by the paths that name it.
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("v 1"), &receipt()),
+        201,
+    );
+    expect(s.get(ADMIN, &format!("{P}/bench-a/versions/v%201")), 200);
+    expect(
+        s.upload(ADMIN, "proj", "a/versions/b", Some("v1"), &receipt()),
+        201,
+    );
+    expect(s.get(ADMIN, &format!("{P}/a/versions/b/latest")), 200);
+    expect(s.get(ADMIN, &format!("{P}/a/versions/b/versions/v1")), 200);
+    expect(
+        s.delete(ADMIN, &format!("{P}/a/versions/b/versions/v1")),
+        200,
+    );
+    // Promote to a reserved version: 400 naming to_version.
+    let e = expect_error(
+        s.post(
+            ADMIN,
+            &format!("{P}/bench-a/promote"),
+            &json!({"from_version": "v 1", "to_version": "latest", "tags": []}),
+        ),
+        400,
+        "invalid_input",
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid to_version:"),
+        "{e}"
+    );
+}
+
 // BACKEND-TESTS
 backend_tests!(
     key_admins_manage_only_keys_no_wider,
-    oidc_grants_refs_and_keys
+    oidc_grants_refs_and_keys,
+    idempotency_is_per_caller_and_truthful,
+    reserved_and_invisible_names_are_refused,
 );
