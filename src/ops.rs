@@ -39,7 +39,7 @@ fn operator() -> Initiator {
             "cli:{}",
             std::env::var("USER").unwrap_or_else(|_| "operator".into())
         ),
-        request_id: format!("cli-{}", uuid::Uuid::new_v4().simple()),
+        request_id: format!("cli-{}", uuid::Uuid::new_v4().simple()).into(),
     }
 }
 

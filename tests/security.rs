@@ -675,10 +675,75 @@ fn reserved_and_invisible_names_are_refused(b: Backend) {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// #6, #7: fleet alerts show a restricted caller only what it may see; recording is audited.
+
+fn fleet_first_seen_and_audit(b: Backend) {
+    let s = Server::start_with(
+        b,
+        &args_of(&["--api-keys", &format!("admin:{NARROW_ADMIN}::bench-.*")]),
+    );
+    let record = |project: &str, benchmark: &str, rid: &str| {
+        let r = s
+            .http
+            .post(s.url("/api/v1/fleet/dependency-event"))
+            .bearer_auth(ADMIN)
+            .header("x-request-id", rid)
+            .json(&json!({
+                "project": project, "benchmark": benchmark, "metric": "wall_ms", "delta_pct": 5.0,
+                "dependency_changes": [{"name": "serde", "old_version": "1", "new_version": "2"}],
+            }))
+            .send()
+            .unwrap();
+        expect(r, 201);
+    };
+    let since = chrono::Utc::now() - chrono::Duration::seconds(5);
+    // Regressions of a benchmark the narrow caller cannot see come first…
+    record("p1", "secret-x", "rec-1");
+    record("p2", "secret-x", "rec-2");
+    std::thread::sleep(Duration::from_millis(1100));
+    let before_visible = chrono::Utc::now();
+    // …then those of benchmarks it can see.
+    record("p1", "bench-a", "rec-3");
+    record("p2", "bench-a", "rec-4");
+    let q = format!(
+        "/api/v1/fleet/alerts?since={}",
+        since.to_rfc3339().replace('+', "%2B")
+    );
+    let all = expect(s.get(ADMIN, &q), 200);
+    let narrow = expect(s.get(NARROW_ADMIN, &q), 200);
+    let first = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v["alerts"][0]["first_seen"].as_str().unwrap())
+            .unwrap()
+    };
+    assert!(first(&all) < before_visible, "{all}");
+    assert!(
+        first(&narrow) >= before_visible,
+        "first_seen comes from events the caller cannot see: {narrow}"
+    );
+    // Every recording wrote one audit event, with its actor and request id.
+    let audit = expect(
+        s.get(ADMIN, "/api/v1/audit?resource_type=dependency_event"),
+        200,
+    );
+    assert_eq!(audit["pagination"]["total"], 4, "{audit}");
+    let e = &audit["events"][0];
+    assert_eq!(e["action"], "create");
+    assert_eq!(e["project"], "p2");
+    assert_eq!(e["metadata"]["benchmark"], "bench-a");
+    assert_eq!(e["metadata"]["dependencies"], json!(["serde"]));
+    assert_eq!(e["metadata"]["client_request_id"], "rec-4");
+    // #17: the audit's request id is the server's own, not the client's choice.
+    assert_ne!(e["metadata"]["request_id"], "rec-4");
+    assert_eq!(e["metadata"]["request_id"].as_str().unwrap().len(), 32);
+    assert_eq!(e["actor"].as_str().unwrap().len(), 32);
+}
+
 // BACKEND-TESTS
 backend_tests!(
     key_admins_manage_only_keys_no_wider,
     oidc_grants_refs_and_keys,
     idempotency_is_per_caller_and_truthful,
     reserved_and_invisible_names_are_refused,
+    fleet_first_seen_and_audit,
 );

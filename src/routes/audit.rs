@@ -21,6 +21,7 @@ pub(crate) const RESOURCES: &[&str] = &[
     "decision",
     "gate",
     "gate_settings",
+    "dependency_event",
 ];
 
 #[derive(Deserialize, utoipa::IntoParams)]
