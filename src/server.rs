@@ -13,7 +13,7 @@ use crate::actors::baseline_store::BaselineStore;
 use crate::actors::dashboard::DashboardReader;
 use crate::actors::fleet_analyzer::FleetAnalyzer;
 use crate::actors::gate::GateStore;
-use crate::actors::key_store::{ensure_bootstrap_key, KeyStore};
+use crate::actors::key_store::{ensure_bootstrap_key, Bootstrap, KeyStore};
 use crate::actors::verdict_log::VerdictLog;
 use crate::actors::Shards;
 use crate::auth::jwt::JwtVerifier;
@@ -124,7 +124,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         let storage = Storage::open(opts)?;
         let key = if need_bootstrap {
             let mut c = storage.write_pool.get()?;
-            ensure_bootstrap_key(&mut c)?
+            Some(ensure_bootstrap_key(&mut c)?)
         } else {
             None
         };
@@ -142,6 +142,16 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     })
     .await
     .map_err(|_| ServerError::Crashed)??;
+    let bootstrap_key = match bootstrap_key {
+        Some(Bootstrap::Created(key)) => Some(key),
+        Some(Bootstrap::Refused) => {
+            return Err(crate::config::ConfigError(format!(
+                "no credentials configured and the database ({shown_url}) holds data but no API key: refusing to create a bootstrap admin key for it; configure --api-keys (or a token issuer), or create a key with 'perfgate-server keys create'"
+            ))
+            .into())
+        }
+        Some(Bootstrap::HasKeys) | None => None,
+    };
     spawn_backfill(storage.write_pool.clone());
     spawn_idempotency_expiry(storage.write_pool.clone());
     // SQLite: this process becomes the file's only writer for as long as it runs (the cache of

@@ -739,6 +739,109 @@ fn fleet_first_seen_and_audit(b: Backend) {
     assert_eq!(e["actor"].as_str().unwrap().len(), 32);
 }
 
+// ---------------------------------------------------------------------------------------------
+// #10: a database with data but no key gets no bootstrap key; #17: the SQLite file is private.
+
+/// The storage arguments of a backend that outlives one server process.
+fn lasting_storage(b: &Backend) -> Option<Vec<String>> {
+    match b {
+        Backend::Memory => None,
+        Backend::Sqlite => {
+            let dir = temp_dir("bootstrap");
+            Some(vec![
+                "--storage-type".into(),
+                "sqlite".into(),
+                "--database-url".into(),
+                dir.join("perfgate.db").to_string_lossy().into_owned(),
+            ])
+        }
+        Backend::SqliteAt(p) => Some(vec!["--database-url".into(), p.clone()]),
+        Backend::Postgres(url) => Some(vec![
+            "--storage-type".into(),
+            "postgres".into(),
+            "--database-url".into(),
+            url.clone(),
+        ]),
+    }
+}
+
+fn bootstrap_only_on_a_fresh_database(b: Backend) {
+    let Some(storage) = lasting_storage(&b) else {
+        return; // memory starts empty every time
+    };
+    let db_path = match &b {
+        Backend::Sqlite => Some(storage[3].clone()),
+        _ => None,
+    };
+    // Data written with configured keys…
+    let backend = match &b {
+        Backend::Sqlite => Backend::SqliteAt(storage[3].clone()),
+        other => other.clone(),
+    };
+    {
+        let s = Server::start(backend);
+        expect(
+            s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()),
+            201,
+        );
+        if let Some(p) = &db_path {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                for f in [p.clone(), format!("{p}-wal")] {
+                    let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+                    assert_eq!(mode & 0o077, 0, "{f} is readable by others: {mode:o}");
+                }
+            }
+        }
+    }
+    // …then a restart without any credential: no admin key for whoever reads the log.
+    let line = refused_start(&storage);
+    assert!(line.contains("holds data but no API key"), "{line}");
+    assert!(!line.contains("pg_live_"), "{line}");
+    // Once the database holds a key, a restart without credentials uses the stored keys.
+    let out = Command::new(env!("CARGO_BIN_EXE_perfgate-server"))
+        .args([
+            "keys",
+            "create",
+            "--role",
+            "admin",
+            "--project",
+            "*",
+            "--description",
+            "ops",
+        ])
+        .args(&storage)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let s = Server::start_with(
+        match &b {
+            Backend::Sqlite => Backend::SqliteAt(storage[3].clone()),
+            other => other.clone(),
+        },
+        &[],
+    );
+    expect(s.get(&key, &format!("{P}/bench-a/latest")), 200);
+    assert!(!s.log().contains("bootstrap admin key"), "{}", s.log());
+    if let Some(p) = db_path {
+        let _ = std::fs::remove_dir_all(std::path::Path::new(&p).parent().unwrap());
+    }
+}
+
+/// A truly fresh database still gets its bootstrap key.
+#[test]
+fn fresh_database_gets_a_bootstrap_key() {
+    let s = Server::start_with(Backend::Sqlite, &[]);
+    assert!(s.log().contains("bootstrap admin key"), "{}", s.log());
+}
+
 // BACKEND-TESTS
 backend_tests!(
     key_admins_manage_only_keys_no_wider,
@@ -746,4 +849,5 @@ backend_tests!(
     idempotency_is_per_caller_and_truthful,
     reserved_and_invisible_names_are_refused,
     fleet_first_seen_and_audit,
+    bootstrap_only_on_a_fresh_database,
 );

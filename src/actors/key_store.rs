@@ -253,15 +253,31 @@ impl Op<KeyStore> for ListAudit {
     }
 }
 
-/// With no credential configured at all, a fresh install gets one admin key, printed once on
-/// stderr; only its hash is stored. "Fresh" means the key table has never held a key: revoking
-/// every key later does not bring a bootstrap key back. Replicas starting together take an
-/// advisory lock, so only one of them creates it. Returns the key when one was created.
-pub(crate) fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Option<String>, DbError> {
+/// What start-up without any configured credential found.
+#[derive(Debug)]
+pub(crate) enum Bootstrap {
+    /// A fresh database: this admin key was created (shown once, only its hash is stored).
+    Created(String),
+    /// The database holds keys (revoked or not): they are the credentials.
+    HasKeys,
+    /// The database holds data but no key: minting an admin key for whoever reads the log would
+    /// hand that data to them. Start-up stops.
+    Refused,
+}
+
+/// With no credential configured at all, a truly fresh install (no key, no data) gets one admin
+/// key, printed once on stderr; only its hash is stored. A database that has held a key keeps
+/// using its keys (revoking every key later does not bring a bootstrap key back); one that holds
+/// data but has never held a key is refused. Replicas starting together take an advisory lock,
+/// so only one of them creates the key.
+pub(crate) fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Bootstrap, DbError> {
     write_tx(conn, |c| {
         crate::db::lock_bootstrap(c)?;
         if q::count_all(c)? > 0 {
-            return Ok(None);
+            return Ok(Bootstrap::HasKeys);
+        }
+        if q::holds_data(c)? {
+            return Ok(Bootstrap::Refused);
         }
         let new = NewKey {
             description: "bootstrap admin key (created on first start)".into(),
@@ -274,6 +290,6 @@ pub(crate) fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Option<String>, 
             principal_id: "system:bootstrap".into(),
             request_id: "startup".into(),
         };
-        Ok(Some(insert_key(c, &new, &actor)?.key))
+        Ok(Bootstrap::Created(insert_key(c, &new, &actor)?.key))
     })
 }
