@@ -142,6 +142,7 @@ fn parse_mapping(spec: &str, style: RefStyle) -> Result<Mapping, String> {
 }
 
 impl Provider {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         name: &'static str,
         issuer: &str,
