@@ -120,8 +120,16 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     }
     let need_bootstrap = static_keys.is_empty() && !config.has_token_auth();
     let readers = config.read_pool_size;
-    let (storage, pools, bootstrap_key) = actix_web::rt::task::spawn_blocking(move || {
+    let sqlite_file = config.sqlite_file();
+    let (storage, pools, bootstrap_key, owner) = actix_web::rt::task::spawn_blocking(move || {
         let storage = Storage::open(opts)?;
+        // SQLite: this process becomes the file's only writer for as long as it runs (the cache
+        // of latest answers depends on it), before it writes anything (a bootstrap key).
+        // Memory is process-local; PostgreSQL is shared, uncached.
+        let owner = match backend {
+            StorageBackend::Sqlite => Some(crate::db::SqliteOwner::acquire(&sqlite_file)?),
+            _ => None,
+        };
         let key = if need_bootstrap {
             let mut c = storage.write_pool.get()?;
             Some(ensure_bootstrap_key(&mut c)?)
@@ -138,7 +146,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             gates: storage.pools("gate", readers, write_shards)?,
             dashboard: storage.pools("dashboard", readers, 0)?,
         };
-        Ok::<_, crate::db::DbError>((storage, pools, key))
+        Ok::<_, crate::db::DbError>((storage, pools, key, owner))
     })
     .await
     .map_err(|_| ServerError::Crashed)??;
@@ -154,12 +162,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     };
     spawn_backfill(storage.write_pool.clone());
     spawn_idempotency_expiry(storage.write_pool.clone());
-    // SQLite: this process becomes the file's only writer for as long as it runs (the cache of
-    // latest answers depends on it). Memory is process-local; PostgreSQL is shared, uncached.
-    let _owner = match backend {
-        StorageBackend::Sqlite => Some(crate::db::SqliteOwner::acquire(&config.sqlite_file())?),
-        _ => None,
-    };
+    let _owner = owner;
     let latest_cache = Arc::new(match backend {
         StorageBackend::Postgres => LatestCache::disabled(),
         _ => LatestCache::new(true, LATEST_CACHE_BYTES),
