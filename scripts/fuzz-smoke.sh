@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cargo fuzz smoke run: each target in fuzz/ for FUZZ_SECONDS (default 30) seconds.
-# Usage: scripts/fuzz-smoke.sh [target...]   (default: receipt auth_header)
+# Usage: scripts/fuzz-smoke.sh [target...]   (default: receipt auth_header names)
 #   CARGO_FUZZ_ROOT  where cargo-fuzz is (installed there, pinned, when missing; default
 #                    /work/cache/cargo-fuzz when /work/cache exists, else ~/.cache/perfgate/cargo-fuzz)
 #   FUZZ_TARGET_DIR  cargo target directory of the fuzz build (default fuzz/target)
@@ -22,9 +22,9 @@ fi
 export PATH="$CARGO_FUZZ_ROOT/bin:$PATH"
 export RUSTC_BOOTSTRAP=1
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(receipt auth_header)
+[ ${#targets[@]} -gt 0 ] || targets=(receipt auth_header names)
 # The receipt target starts from the real perfgate receipts.
-mkdir -p fuzz/corpus/receipt fuzz/corpus/auth_header
+mkdir -p fuzz/corpus/receipt fuzz/corpus/auth_header fuzz/corpus/names
 cp tests/fixtures/run-*.json fuzz/corpus/receipt/
 printf 'Bearer pg_live_abcdefghijklmnopqrstuvwxyz0123456789' >fuzz/corpus/auth_header/api-key
 printf 'Token eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJjaSJ9.c2ln' >fuzz/corpus/auth_header/jwt

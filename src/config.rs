@@ -372,6 +372,10 @@ config_keys! {
     /// Minimum seconds between JWKS refreshes triggered by an unknown `kid`.
     #[flag(value_name = "SECS")]
     jwks_min_refresh_interval: u64 = 10,
+    /// Whether OIDC tokens (CI jobs) may create API keys; off by default, since a key outlives
+    /// the job's token.
+    #[flag(value_name = "BOOL")]
+    oidc_can_create_keys: bool = false,
 }
 
 /// A flag's help: `prefix`, the key's documentation and, when `show_default`, its default value.
@@ -398,7 +402,20 @@ fn serialize_not<S: Serializer>(b: &bool, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_bool(!*b)
 }
 
-/// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`.
+/// Query parameters of a database URL that hold a secret: `password`, `sslpassword` and any
+/// other whose (percent-decoded, case-insensitive) name mentions a password, secret, token or
+/// key (`sslkey` names a file; hiding it costs nothing).
+fn is_secret_param(name: &str) -> bool {
+    let name = percent_encoding::percent_decode_str(name)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
+    ["pass", "secret", "token", "key", "auth", "credential"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+/// `postgres://user:secret@host/db?password=x&sslpassword=y` →
+/// `postgres://user:***@host/db?password=***&sslpassword=***`.
 pub fn redact_url(url: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
@@ -418,7 +435,7 @@ pub fn redact_url(url: &str) -> String {
         let params: Vec<String> = q
             .split('&')
             .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
                 _ => kv.to_owned(),
             })
             .collect();
@@ -765,6 +782,24 @@ mod tests {
         );
     }
 
+    /// Issue 15 #12: every secret parameter of a database URL is hidden, not just `password`.
+    #[test]
+    fn redacts_every_secret_parameter() {
+        let url = "postgres://app:pw1@db/perf?sslmode=verify-full&sslpassword=pw2&PassWord=pw3\
+                   &sslkey=/k.pem&pass%77ord=pw4&sslrootcert=/ca.pem&application_name=x";
+        let r = redact_url(url);
+        for secret in ["pw1", "pw2", "pw3", "pw4", "/k.pem"] {
+            assert!(!r.contains(secret), "{secret} in {r}");
+        }
+        assert_eq!(
+            r,
+            "postgres://app:***@db/perf?sslmode=verify-full&sslpassword=***&PassWord=***\
+             &sslkey=***&pass%77ord=***&sslrootcert=/ca.pem&application_name=x"
+        );
+        let c = ServerConfig::new().database_url(url);
+        assert!(!format!("{c:?}").contains("pw2"));
+    }
+
     #[test]
     fn every_secret_key_is_redacted() {
         // A key whose name says it is secret must have a redacting type; a new `*_secret`,
@@ -777,7 +812,11 @@ mod tests {
                 .any(|s| k.contains(s))
         };
         let mut json = serde_json::Map::new();
-        for k in KEYS.iter().filter(|k| secretish(k.name)) {
+        // A switch holds no secret, whatever its name (`oidc_can_create_keys`).
+        for k in KEYS
+            .iter()
+            .filter(|k| secretish(k.name) && !v[k.name].is_boolean())
+        {
             let probe = match &v[k.name] {
                 serde_json::Value::Array(_) => serde_json::json!(["admin:PROBE-VALUE"]),
                 _ => serde_json::json!("postgres://u:PROBE-VALUE@h/db"),

@@ -10,7 +10,7 @@ use actix_web::middleware::Next;
 use actix_web::Error;
 
 use crate::error::ApiError;
-use crate::request_id::{self, current_request_id, sanitize_request_id, REQUEST_ID_HEADER};
+use crate::request_id::{self, current_request_id, request_ids, REQUEST_ID_HEADER};
 
 fn is_json(res: &ServiceResponse<impl MessageBody>) -> bool {
     res.headers()
@@ -80,12 +80,13 @@ pub(crate) async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let id = sanitize_request_id(req.headers().get(&REQUEST_ID_HEADER));
+    let ids = request_ids(req.headers().get(&REQUEST_ID_HEADER));
+    let id = ids.to_string();
+    let server_id = ids.server().to_owned();
     let started = Instant::now();
     let method = req.method().clone();
     let in_flight = InFlight::enter();
-    let scoped_id = id.clone();
-    let result = request_id::scope(scoped_id, async move {
+    let result = request_id::scope(ids, async move {
         if let Some(refusal) = size_limits(&req) {
             return Ok(req.into_response(refusal.to_response(&current_request_id())));
         }
@@ -163,7 +164,8 @@ pub(crate) async fn request_context(
         route = route.as_str(),
         status = status,
         duration_ms = (ms * 1000.0).round() / 1000.0,
-        request_id = id.as_str();
+        request_id = id.as_str(),
+        server_request_id = server_id.as_str();
         "{method} {route} {status} {ms:.3}ms"
     );
     Ok(res)

@@ -292,11 +292,13 @@ fn project() -> Value {
 }
 
 fn benchmark() -> Value {
-    json!({"pattern": names::BENCHMARK_PATTERN, "minLength": 1, "maxLength": names::BENCHMARK_MAX_BYTES, "x-example": "bench-a"})
+    json!({"pattern": names::BENCHMARK_PATTERN, "minLength": 1, "maxLength": names::BENCHMARK_MAX_BYTES, "x-example": "bench-a",
+        "not": {"pattern": format!("{}$", names::RESERVED_BENCHMARK_SUFFIX)}})
 }
 
 fn version() -> Value {
-    json!({"pattern": names::VERSION_PATTERN, "minLength": 1, "maxLength": names::VERSION_MAX_BYTES, "x-example": "v1"})
+    json!({"pattern": names::VERSION_PATTERN, "minLength": 1, "maxLength": names::VERSION_MAX_BYTES, "x-example": "v1",
+        "not": {"const": names::RESERVED_VERSION}})
 }
 
 /// A tag: non-empty, no `,`, at most 128 bytes, no control characters.
@@ -351,7 +353,8 @@ fn parameter_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("query", "tags", text(0, 128)),
         ("query", "since", date_time()),
         ("query", "until", date_time()),
-        ("query", "limit", range(1, 1000)),
+        // Larger limits are capped (the answer's `pagination.limit` says so), not refused.
+        ("query", "limit", json!({"minimum": 1})),
         ("query", "offset", range(0, i64::MAX)),
         ("query", "status@/verdicts", one_of(req::VERDICT_STATUSES)),
         ("query", "status@/gates", one_of(gates::GATE_STATUSES)),
@@ -389,7 +392,7 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
             "metadata",
             json!({"maxProperties": req::METADATA_MAX, "propertyNames": text(1, req::METADATA_KEY_MAX_BYTES),
                 "additionalProperties": {"type": "string", "maxLength": req::METADATA_VALUE_MAX_BYTES,
-                    "pattern": r"^(?:[\s\S]{0,1024}|[\x00-\x7f]{0,4096})$"}}),
+                    "pattern": names::text_pattern(0, req::METADATA_VALUE_MAX_BYTES)}}),
         ),
         ("PromoteBody", "from_version", version()),
         ("PromoteBody", "to_version", {
@@ -458,7 +461,9 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
         (
             "CreateKeyBody",
             "pattern",
-            json!({"pattern": format!(r"^[a-z0-9_./*?-]{{1,{}}}$", req::KEY_PATTERN_MAX)}),
+            json!({"pattern": format!(r"^[a-z0-9_./-]*(?:[*?][a-z0-9_./-]*){{0,{}}}$",
+                crate::domain::api_keys::KEY_PATTERN_MAX_WILDCARDS),
+                "minLength": 1, "maxLength": req::KEY_PATTERN_MAX}),
         ),
         ("CreateKeyBody", "expires_at", date_time()),
         ("GateRunBody", "benchmark", benchmark()),

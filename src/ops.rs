@@ -39,7 +39,7 @@ fn operator() -> Initiator {
             "cli:{}",
             std::env::var("USER").unwrap_or_else(|_| "operator".into())
         ),
-        request_id: format!("cli-{}", uuid::Uuid::new_v4().simple()),
+        request_id: format!("cli-{}", uuid::Uuid::new_v4().simple()).into(),
     }
 }
 
@@ -68,7 +68,7 @@ pub fn keys_list(cfg: &ServerConfig) -> Result<Vec<KeyEntry>, String> {
 pub fn keys_revoke(cfg: &ServerConfig, id: &str) -> Result<KeyRow, String> {
     let storage = open(cfg)?;
     let mut c = storage.write_pool.get().map_err(|e| e.to_string())?;
-    revoke_key(&mut c, id, None, &operator()).map_err(|e| match e {
+    revoke_key(&mut c, id, |_| true, &operator()).map_err(|e| match e {
         crate::actors::StoreError::NotFound(m) => m,
         other => format!("{other:?}"),
     })

@@ -13,7 +13,7 @@ use crate::actors::baseline_store::BaselineStore;
 use crate::actors::dashboard::DashboardReader;
 use crate::actors::fleet_analyzer::FleetAnalyzer;
 use crate::actors::gate::GateStore;
-use crate::actors::key_store::{ensure_bootstrap_key, KeyStore};
+use crate::actors::key_store::{ensure_bootstrap_key, Bootstrap, KeyStore};
 use crate::actors::verdict_log::VerdictLog;
 use crate::actors::Shards;
 use crate::auth::jwt::JwtVerifier;
@@ -120,11 +120,19 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     }
     let need_bootstrap = static_keys.is_empty() && !config.has_token_auth();
     let readers = config.read_pool_size;
-    let (storage, pools, bootstrap_key) = actix_web::rt::task::spawn_blocking(move || {
+    let sqlite_file = config.sqlite_file();
+    let (storage, pools, bootstrap_key, owner) = actix_web::rt::task::spawn_blocking(move || {
         let storage = Storage::open(opts)?;
+        // SQLite: this process becomes the file's only writer for as long as it runs (the cache
+        // of latest answers depends on it), before it writes anything (a bootstrap key).
+        // Memory is process-local; PostgreSQL is shared, uncached.
+        let owner = match backend {
+            StorageBackend::Sqlite => Some(crate::db::SqliteOwner::acquire(&sqlite_file)?),
+            _ => None,
+        };
         let key = if need_bootstrap {
             let mut c = storage.write_pool.get()?;
-            ensure_bootstrap_key(&mut c)?
+            Some(ensure_bootstrap_key(&mut c)?)
         } else {
             None
         };
@@ -138,17 +146,23 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             gates: storage.pools("gate", readers, write_shards)?,
             dashboard: storage.pools("dashboard", readers, 0)?,
         };
-        Ok::<_, crate::db::DbError>((storage, pools, key))
+        Ok::<_, crate::db::DbError>((storage, pools, key, owner))
     })
     .await
     .map_err(|_| ServerError::Crashed)??;
-    spawn_backfill(storage.write_pool.clone());
-    // SQLite: this process becomes the file's only writer for as long as it runs (the cache of
-    // latest answers depends on it). Memory is process-local; PostgreSQL is shared, uncached.
-    let _owner = match backend {
-        StorageBackend::Sqlite => Some(crate::db::SqliteOwner::acquire(&config.sqlite_file())?),
-        _ => None,
+    let bootstrap_key = match bootstrap_key {
+        Some(Bootstrap::Created(key)) => Some(key),
+        Some(Bootstrap::Refused) => {
+            return Err(crate::config::ConfigError(format!(
+                "no credentials configured and the database ({shown_url}) holds data but no API key: refusing to create a bootstrap admin key for it; configure --api-keys (or a token issuer), or create a key with 'perfgate-server keys create'"
+            ))
+            .into())
+        }
+        Some(Bootstrap::HasKeys) | None => None,
     };
+    spawn_backfill(storage.write_pool.clone());
+    spawn_idempotency_expiry(storage.write_pool.clone());
+    let _owner = owner;
     let latest_cache = Arc::new(match backend {
         StorageBackend::Postgres => LatestCache::disabled(),
         _ => LatestCache::new(true, LATEST_CACHE_BYTES),
@@ -294,6 +308,35 @@ fn spawn_backfill(pool: crate::db::DbPool) {
         });
     if let Err(e) = spawned {
         log::warn!("could not start the run summary back-fill: {e}");
+    }
+}
+
+/// Forgets `Idempotency-Key` records older than 24 hours, at start-up and then hourly (one
+/// short write transaction each; lookups ignore expired records meanwhile).
+fn spawn_idempotency_expiry(pool: crate::db::DbPool) {
+    let spawned = std::thread::Builder::new()
+        .name("idempotency-expiry".into())
+        .spawn(move || loop {
+            let before =
+                crate::domain::time::now_micros() - crate::db::baselines::IDEMPOTENCY_TTL_MICROS;
+            let swept = pool
+                .get()
+                .map_err(crate::db::DbError::from)
+                .and_then(|mut c| {
+                    crate::db::write_tx(&mut c, |c| {
+                        crate::db::baselines::expire_idempotency(c, before)
+                    })
+                    .map_err(crate::db::DbError::from)
+                });
+            match swept {
+                Ok(n) if n > 0 => log::info!("forgot {n} expired Idempotency-Key records"),
+                Ok(_) => {}
+                Err(e) => log::warn!("Idempotency-Key expiry failed (retried in an hour): {e}"),
+            }
+            std::thread::sleep(Duration::from_secs(3600));
+        });
+    if let Err(e) = spawned {
+        log::warn!("could not start the Idempotency-Key expiry: {e}");
     }
 }
 

@@ -53,6 +53,10 @@ pub struct BenchmarkCountRow {
 #[diesel(table_name = idempotency_keys)]
 pub struct IdempotencyKeyRow {
     pub project: String,
+    /// Exports made before records were scoped to their caller have none: such records match
+    /// no caller (and would have expired by now).
+    #[serde(default)]
+    pub principal: String,
     pub idem_key: String,
     pub request_hash: String,
     pub baseline_id: String,
@@ -188,7 +192,11 @@ pub(crate) fn export(conn: &mut DbConn, out: &mut impl Write) -> Result<u64, IoE
         "idempotency_keys",
         idempotency_keys::table,
         IdempotencyKeyRow,
-        (idempotency_keys::project, idempotency_keys::idem_key)
+        (
+            idempotency_keys::project,
+            idempotency_keys::principal,
+            idempotency_keys::idem_key
+        )
     );
     total += export_table!(
         conn,

@@ -430,7 +430,7 @@ fn oidc_tokens(b: Backend) {
     let audit = expect(s.get(ADMIN, "/api/v1/audit?action=promote"), 200);
     assert_eq!(
         audit["events"][0]["actor"],
-        "oidc:repo:org/repo:ref:refs/heads/main"
+        format!("oidc:{}:repo:org/repo:ref:refs/heads/main", gh.url)
     );
     // A repository without a mapping.
     let mut c = gh_claims("refs/heads/main");
@@ -846,7 +846,13 @@ fn audit_log(b: Backend) {
     let first = &events[5];
     assert_eq!(first["resource_id"], up["id"]);
     assert_eq!(first["project"], "proj");
-    assert_eq!(first["metadata"]["request_id"], "req-upload");
+    // The server's own request id; the client's X-Request-Id beside it (issue 15 #17).
+    assert_eq!(first["metadata"]["client_request_id"], "req-upload");
+    let rid = first["metadata"]["request_id"].as_str().unwrap();
+    assert!(
+        rid.len() == 32 && rid.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{rid}"
+    );
     assert_eq!(first["metadata"]["version"], "v1");
     assert_eq!(
         first["actor"].as_str().unwrap().len(),
@@ -854,8 +860,9 @@ fn audit_log(b: Backend) {
         "stable key id as actor"
     );
     assert!(first["timestamp"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(events[4]["metadata"]["request_id"], "req-promote");
-    assert_eq!(events[2]["metadata"]["request_id"], "req-key");
+    assert_eq!(events[4]["metadata"]["client_request_id"], "req-promote");
+    assert_eq!(events[2]["metadata"]["client_request_id"], "req-key");
+    assert!(events[3]["metadata"].get("client_request_id").is_none());
     assert_eq!(events[2]["resource_id"], k["id"]);
     // Filters and totals.
     let q = |query: &str| expect(s.get(ADMIN, &format!("/api/v1/audit?{query}")), 200);

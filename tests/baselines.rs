@@ -304,11 +304,15 @@ fn errors_are_contract_json(b: Backend) {
         "invalid_input",
     );
     expect_error(s.get(ADMIN, &format!("{P}?limit=0")), 400, "invalid_input");
-    expect_error(
-        s.get(ADMIN, &format!("{P}?limit=1001")),
-        400,
-        "invalid_input",
+    // Issue 15 #16: a limit above the maximum is capped, and the page says so.
+    let capped = expect(s.get(ADMIN, &format!("{P}?limit=5000")), 200);
+    assert_eq!(capped["pagination"]["limit"], 1000);
+    let capped = expect(
+        s.get(ADMIN, &format!("{P}?limit=5000&include_receipt=true")),
+        200,
     );
+    assert_eq!(capped["pagination"]["limit"], 200);
+    expect_error(s.get(ADMIN, &format!("{P}?limit=-1")), 400, "invalid_input");
     expect_error(
         s.get(ADMIN, &format!("{P}?since=yesterday")),
         400,

@@ -7,8 +7,12 @@ use perfgate_server::auth::extract::{has_jwt_shape, parse_header, Credential};
 use perfgate_server::auth::jwt::{mint, Claims, JwtVerifier};
 use perfgate_server::auth::keys::{is_valid_format, parse_static_keys};
 use perfgate_server::auth::{BenchFilter, Role};
-use perfgate_server::domain::names::{BenchmarkName, ProjectName, Version};
+use perfgate_server::domain::api_keys::{NewKey, KEY_PATTERN_MAX_WILDCARDS};
+use perfgate_server::domain::names::{
+    is_format_char, BenchmarkName, ProjectName, Version, RESERVED_VERSION, VERSION_PATTERN,
+};
 use perfgate_server::domain::receipt;
+use perfgate_server::domain::requests::check_metadata;
 use perfgate_server::domain::time::{parse_rfc3339, to_rfc3339};
 use perfgate_server::routes::json::{json_depth, parse_json};
 use perfgate_server::ServerConfig;
@@ -81,8 +85,9 @@ proptest! {
     fn valid_names_round_trip(
         p in "[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}",
         b in "[a-z0-9_-][a-z0-9_.-]{0,20}(/[a-z0-9_-][a-z0-9_.-]{0,20}){0,1}",
-        v in "[ -.0-~]{1,128}",
+        v in "[!-.0-~]([ -.0-~]{0,126}[!-.0-~])?",
     ) {
+        prop_assume!(v != RESERVED_VERSION && !b.ends_with("/versions"));
         prop_assert_eq!(ProjectName::parse(&p).unwrap().into_string(), p);
         prop_assert_eq!(BenchmarkName::parse(&b).unwrap().into_string(), b);
         prop_assert_eq!(Version::parse(&v).unwrap().into_string(), v);
@@ -261,5 +266,84 @@ proptest! {
         let _ = has_jwt_shape(&s);
         let e = VERIFIER.verify(&s).expect_err("garbage verified");
         prop_assert_eq!(e.status.as_u16(), 401);
+    }
+
+    // Issue 15 #8, #9, #13, #14: versions, metadata values, key patterns.
+
+    /// A version holding a format character (bidi overrides, zero-width spaces, …) anywhere,
+    /// or whitespace at either end, is refused; the same text without them is accepted.
+    #[test]
+    fn invisible_characters_and_surrounding_whitespace_are_refused(
+        pre in "[a-z0-9.-]{1,20}",
+        post in "[a-z0-9.-]{1,20}",
+        cf in prop_oneof![Just('\u{ad}'), Just('\u{200b}'), Just('\u{200e}'), Just('\u{202e}'),
+            Just('\u{2066}'), Just('\u{2069}'), Just('\u{feff}'), Just('\u{e0041}'), Just('\u{110bd}')],
+        ws in prop_oneof![Just(' '), Just('\u{a0}'), Just('\u{2003}'), Just('\u{3000}')],
+        at in 0usize..3,
+    ) {
+        prop_assert!(is_format_char(cf));
+        let with_cf = match at {
+            0 => format!("{cf}{pre}{post}"),
+            1 => format!("{pre}{cf}{post}"),
+            _ => format!("{pre}{post}{cf}"),
+        };
+        let refused = Version::parse(&with_cf).is_err();
+        prop_assert!(refused, "{:?}", with_cf);
+        let (lead, trail) = (format!("{ws}{pre}"), format!("{pre}{ws}"));
+        let (inner, plain) = (format!("{pre}{ws}{post}"), format!("{pre}{post}"));
+        prop_assert!(Version::parse(&lead).is_err());
+        prop_assert!(Version::parse(&trail).is_err());
+        prop_assert!(Version::parse(&inner).is_ok());
+        prop_assert!(Version::parse(&plain).is_ok());
+    }
+
+    /// What the OpenAPI document calls a valid version, the server accepts.
+    #[test]
+    fn documented_versions_are_accepted(s in "\\PC{1,40}") {
+        static RE: LazyLock<regex::Regex> = LazyLock::new(|| regex::Regex::new(VERSION_PATTERN).unwrap());
+        if RE.is_match(&s) && s != RESERVED_VERSION {
+            let accepted = Version::parse(&s).is_ok();
+            prop_assert!(accepted, "{:?}", s);
+        }
+    }
+
+    /// Metadata values: any control character is refused, printable text is kept.
+    #[test]
+    fn metadata_values_refuse_control_characters(text in "[ -~]{0,40}", c in "\\p{Cc}", at in 0usize..41) {
+        let ok: std::collections::BTreeMap<String, String> = [("k".to_owned(), text.clone())].into();
+        prop_assert!(check_metadata(&ok).is_ok());
+        let i = text.char_indices().map(|(i, _)| i).chain([text.len()]).nth(at.min(text.len())).unwrap_or(0);
+        let bad = [&text[..i], c.as_str(), &text[i..]].concat();
+        let bad: std::collections::BTreeMap<String, String> = [("k".to_owned(), bad)].into();
+        prop_assert!(check_metadata(&bad).is_err());
+    }
+
+    /// A key's glob takes at most 8 wildcards; within that, it is accepted.
+    #[test]
+    fn key_patterns_take_at_most_eight_wildcards(parts in proptest::collection::vec("[a-z0-9_./-]{0,4}", 1..14), wild in proptest::collection::vec(prop_oneof![Just('*'), Just('?')], 13)) {
+        let mut glob = String::new();
+        for (i, p) in parts.iter().enumerate() {
+            glob.push_str(p);
+            if i + 1 < parts.len() {
+                glob.push(wild[i]);
+            }
+        }
+        prop_assume!(!glob.is_empty() && glob.len() <= 128);
+        let n = glob.chars().filter(|c| matches!(c, '*' | '?')).count();
+        let r = NewKey::validate("d", "viewer", "proj", Some(&glob), None);
+        prop_assert_eq!(r.is_ok(), n <= KEY_PATTERN_MAX_WILDCARDS, "{:?}", glob);
+    }
+
+    /// Anchoring never widens a benchmark regex: whatever the pattern (unbalanced parentheses
+    /// included), a name the filter lets through is matched by the pattern compiled alone.
+    #[test]
+    fn anchoring_never_widens_a_regex(r in "[a-z()|.*-]{0,12}", name in "[a-z.-]{0,12}") {
+        if let Ok(f) = BenchFilter::from_regex(&r) {
+            if f.matches(&name) {
+                let alone = regex::Regex::new(&r).expect("accepted patterns compile alone");
+                let widened = !alone.is_match(&name);
+                prop_assert!(!widened, "{:?} let {:?} through", r, name);
+            }
+        }
     }
 }

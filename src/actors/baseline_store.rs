@@ -126,7 +126,8 @@ pub(crate) struct Upload {
     pub medians_json: String,
     pub metadata_json: String,
     pub tags: Vec<String>,
-    /// `(Idempotency-Key, sha256 of the request body)`.
+    /// `(Idempotency-Key, sha256 of the request body)`; records are the caller's own
+    /// (`actor.principal_id`) and last 24 hours.
     pub idempotency: Option<(String, String)>,
     /// The run's summaries for the gate's history, its `run.id` and runner class.
     pub run: RunFacts,
@@ -214,12 +215,32 @@ impl Upload {
         let Some((key, hash)) = &self.idempotency else {
             return Ok(None);
         };
-        match q::find_idempotency(c, self.project.as_str(), key)? {
+        let not_before = now_micros() - q::IDEMPOTENCY_TTL_MICROS;
+        let principal = &self.actor.principal_id;
+        match q::find_idempotency(c, self.project.as_str(), principal, key, not_before)? {
             None => Ok(None),
-            Some(row) if &row.request_hash == hash => Ok(Some(UploadOutcome {
-                response: serde_json::from_str(&row.response).map_err(DbError::from)?,
-                replayed: true,
-            })),
+            Some(row) if &row.request_hash == hash => {
+                let response: UploadResponse =
+                    serde_json::from_str(&row.response).map_err(DbError::from)?;
+                // Answer what is true now: a baseline deleted since is not "created".
+                let live = q::find_version(
+                    c,
+                    self.project.as_str(),
+                    &response.benchmark,
+                    &response.version,
+                )?
+                .is_some_and(|r| r.deleted_at.is_none() && r.id == response.id);
+                if !live {
+                    return Err(StoreError::Conflict(format!(
+                        "Idempotency-Key '{key}': baseline {}/{} stored by the first request has been deleted since",
+                        response.benchmark, response.version
+                    )));
+                }
+                Ok(Some(UploadOutcome {
+                    response,
+                    replayed: true,
+                }))
+            }
             Some(_) => Err(StoreError::Conflict(format!(
                 "Idempotency-Key '{key}' was already used with a different request body"
             ))),
@@ -303,7 +324,16 @@ impl Upload {
             )?;
             if let Some((key, hash)) = &self.idempotency {
                 let body = serde_json::to_string(&response).map_err(DbError::from)?;
-                q::insert_idempotency(c, project, key, hash, &row.id, &body, now)?;
+                q::insert_idempotency(
+                    c,
+                    project,
+                    &self.actor.principal_id,
+                    key,
+                    hash,
+                    &row.id,
+                    &body,
+                    now,
+                )?;
             }
             Ok(UploadOutcome {
                 response,

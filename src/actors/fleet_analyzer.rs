@@ -8,7 +8,8 @@ use crate::domain::access::BenchFilter;
 use crate::domain::fleet::{self, Alert};
 use crate::store_actor;
 
-use super::{Op, StoreError};
+use super::{Initiator, Op, StoreError};
+use crate::db::audit::{self, AuditEntry};
 use crate::db::DbError;
 
 pub(crate) struct FleetAnalyzer {
@@ -26,9 +27,10 @@ impl FleetAnalyzer {
     }
 }
 
-/// One event per dependency change, all in one transaction.
+/// One event per dependency change and one audit event, all in one transaction.
 pub(crate) struct Record {
     pub events: Vec<EventRow>,
+    pub actor: Initiator,
 }
 
 impl Op<FleetAnalyzer> for Record {
@@ -41,6 +43,33 @@ impl Op<FleetAnalyzer> for Record {
         write_tx(&mut c, |c| {
             for e in &self.events {
                 q::record(c, e)?;
+            }
+            if let Some(first) = self.events.first() {
+                let mut extra = serde_json::Map::new();
+                extra.insert("benchmark".into(), first.benchmark.clone().into());
+                extra.insert("metric".into(), first.metric.clone().into());
+                extra.insert("delta_pct".into(), first.delta_pct.into());
+                extra.insert(
+                    "event_ids".into(),
+                    self.events.iter().map(|e| e.id.clone()).collect(),
+                );
+                extra.insert(
+                    "dependencies".into(),
+                    self.events.iter().map(|e| e.dep_name.clone()).collect(),
+                );
+                audit::insert(
+                    c,
+                    AuditEntry {
+                        actor: &self.actor.principal_id,
+                        action: "create",
+                        resource_type: "dependency_event",
+                        resource_id: &first.id,
+                        project: &first.project,
+                        request_id: &self.actor.request_id,
+                        extra,
+                    },
+                    first.created_at,
+                )?;
             }
             Ok::<_, StoreError>(self.events.len())
         })
@@ -90,8 +119,16 @@ impl Op<FleetAnalyzer> for Alerts {
             let mut alerts = fleet::alerts(groups, self.min_affected, self.limit);
             if let Some(t) = self.since {
                 // first_seen within the window: the group's earliest regression since `t`.
+                // A restricted caller's first_seen comes from the events it may see only.
                 for a in &mut alerts {
-                    if let Some(first) = q::first_regression_since(c, &a.id, t)? {
+                    let first = match &self.visible {
+                        None => q::first_regression_since(c, &a.id, t)?,
+                        Some(f) => q::regressions_since(c, &a.id, t)?
+                            .into_iter()
+                            .find(|(b, _)| f.matches(b))
+                            .map(|(_, at)| at),
+                    };
+                    if let Some(first) = first {
                         a.first_seen = first;
                     }
                 }

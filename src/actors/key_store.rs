@@ -4,7 +4,7 @@
 use crate::db::audit::{self, AuditEntry, AuditFilter, AuditRow};
 use crate::db::keys::{self as q, KeyRow};
 use crate::db::{read_tx, write_tx, DbConn, DbPool};
-use crate::domain::access::{BenchFilter, Principal, Role};
+use crate::domain::access::{BenchFilter, CredentialKind, Principal, Role};
 use crate::domain::api_keys::{display_prefix, generate_key, hash_key, key_id_from_hash};
 use crate::domain::time::now_micros;
 use crate::store_actor;
@@ -14,13 +14,35 @@ use crate::db::DbError;
 
 pub(crate) struct KeyStore {
     pool: DbPool,
+    /// Compiled benchmark globs of stored keys, by glob: a key's glob is compiled once, not on
+    /// every request it authenticates.
+    filters: std::collections::HashMap<String, BenchFilter>,
 }
 
 store_actor!(KeyStore);
 
+/// Most compiled globs a key store thread keeps (it starts over beyond).
+const FILTER_CACHE_MAX: usize = 4096;
+
 impl KeyStore {
     pub(crate) fn new(pool: DbPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            filters: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The compiled glob, from the cache when this thread has compiled it before.
+    fn filter(&mut self, glob: &str) -> Option<BenchFilter> {
+        if let Some(f) = self.filters.get(glob) {
+            return Some(f.clone());
+        }
+        let f = BenchFilter::from_glob(glob).ok()?;
+        if self.filters.len() >= FILTER_CACHE_MAX {
+            self.filters.clear();
+        }
+        self.filters.insert(glob.to_owned(), f.clone());
+        Some(f)
     }
 }
 
@@ -51,23 +73,29 @@ impl Op<KeyStore> for Authenticate {
         if row.expires_at.is_some_and(|e| e <= now_micros()) {
             return Ok(Err(KeyRejection::Expired));
         }
-        Ok(principal_of(&row).ok_or(KeyRejection::Unknown))
+        let benchmarks = match &row.pattern {
+            Some(p) => match s.filter(p) {
+                Some(f) => Some(f),
+                None => return Ok(Err(KeyRejection::Unknown)),
+            },
+            None => None,
+        };
+        Ok(principal_of(&row, benchmarks).ok_or(KeyRejection::Unknown))
     }
 }
 
-pub(crate) fn principal_of(row: &KeyRow) -> Option<Principal> {
+/// The principal of a stored key whose glob (if any) is compiled as `benchmarks`.
+pub(crate) fn principal_of(row: &KeyRow, benchmarks: Option<BenchFilter>) -> Option<Principal> {
     let role = Role::parse(&row.role)?;
-    let benchmarks = match &row.pattern {
-        Some(p) => Some(BenchFilter::from_glob(p).ok()?),
-        None => None,
-    };
-    Some(Principal {
-        id: row.id.clone(),
+    let mut p = Principal::new(
+        row.id.clone(),
         role,
-        scopes: role.scopes(),
-        project: (row.project != "*").then(|| row.project.clone()),
+        (row.project != "*").then(|| row.project.clone()),
         benchmarks,
-    })
+        CredentialKind::ApiKey,
+    );
+    p.expires_at = row.expires_at;
+    Some(p)
 }
 
 pub(crate) use crate::domain::api_keys::NewKey;
@@ -126,17 +154,17 @@ fn insert_key(c: &mut DbConn, new: &NewKey, actor: &Initiator) -> Result<Created
     }
 }
 
-/// Revokes a key (and writes the audit event) in one transaction. `visible_project` limits
-/// which keys the caller may see: others are reported as not found.
+/// Revokes a key (and writes the audit event) in one transaction. `visible` says which keys
+/// the caller may see: others are reported as not found.
 pub(crate) fn revoke_key(
     conn: &mut DbConn,
     id: &str,
-    visible_project: Option<&str>,
+    visible: impl Fn(&KeyRow) -> bool,
     actor: &Initiator,
 ) -> Result<KeyRow, StoreError> {
     write_tx(conn, |c| {
         let row = q::find_by_id(c, id)?
-            .filter(|r| visible_project.is_none_or(|p| r.project == p))
+            .filter(|r| visible(r))
             .ok_or_else(|| StoreError::NotFound(format!("API key {id} not found")))?;
         if row.revoked_at.is_some() {
             return Ok(row); // already revoked: idempotent, no second event
@@ -176,9 +204,16 @@ impl Op<KeyStore> for CreateKey {
     }
 }
 
+/// A stored key the caller may see and revoke: one no wider than itself
+/// ([`Principal::may_manage_key`]).
+pub(crate) fn manageable_by(caller: &Principal, row: &KeyRow) -> bool {
+    Role::parse(&row.role).is_some_and(|r| caller.may_manage_key(&row.project, r.scopes()))
+}
+
 pub(crate) struct RevokeKey {
     pub id: String,
-    pub visible_project: Option<String>,
+    /// Keys the caller may not manage are not found.
+    pub caller: Principal,
     pub actor: Initiator,
 }
 
@@ -186,24 +221,23 @@ impl Op<KeyStore> for RevokeKey {
     type Output = Result<KeyRow, StoreError>;
     fn run(self, s: &mut KeyStore) -> Self::Output {
         let mut c = s.pool.get().map_err(DbError::from)?;
-        revoke_key(
-            &mut c,
-            &self.id,
-            self.visible_project.as_deref(),
-            &self.actor,
-        )
+        let caller = &self.caller;
+        revoke_key(&mut c, &self.id, |r| manageable_by(caller, r), &self.actor)
     }
 }
 
+/// The keys the caller may manage, newest first.
 pub(crate) struct ListKeys {
-    pub project: Option<String>,
+    pub caller: Principal,
 }
 
 impl Op<KeyStore> for ListKeys {
     type Output = Result<Vec<KeyRow>, StoreError>;
     fn run(self, s: &mut KeyStore) -> Self::Output {
         let mut c = s.pool.get()?;
-        Ok(q::list(&mut c, self.project.as_deref())?)
+        let mut rows = q::list(&mut c, self.caller.project.as_deref())?;
+        rows.retain(|r| manageable_by(&self.caller, r));
+        Ok(rows)
     }
 }
 
@@ -219,15 +253,31 @@ impl Op<KeyStore> for ListAudit {
     }
 }
 
-/// With no credential configured at all, a fresh install gets one admin key, printed once on
-/// stderr; only its hash is stored. "Fresh" means the key table has never held a key: revoking
-/// every key later does not bring a bootstrap key back. Replicas starting together take an
-/// advisory lock, so only one of them creates it. Returns the key when one was created.
-pub(crate) fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Option<String>, DbError> {
+/// What start-up without any configured credential found.
+#[derive(Debug)]
+pub(crate) enum Bootstrap {
+    /// A fresh database: this admin key was created (shown once, only its hash is stored).
+    Created(String),
+    /// The database holds keys (revoked or not): they are the credentials.
+    HasKeys,
+    /// The database holds data but no key: minting an admin key for whoever reads the log would
+    /// hand that data to them. Start-up stops.
+    Refused,
+}
+
+/// With no credential configured at all, a truly fresh install (no key, no data) gets one admin
+/// key, printed once on stderr; only its hash is stored. A database that has held a key keeps
+/// using its keys (revoking every key later does not bring a bootstrap key back); one that holds
+/// data but has never held a key is refused. Replicas starting together take an advisory lock,
+/// so only one of them creates the key.
+pub(crate) fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Bootstrap, DbError> {
     write_tx(conn, |c| {
         crate::db::lock_bootstrap(c)?;
         if q::count_all(c)? > 0 {
-            return Ok(None);
+            return Ok(Bootstrap::HasKeys);
+        }
+        if q::holds_data(c)? {
+            return Ok(Bootstrap::Refused);
         }
         let new = NewKey {
             description: "bootstrap admin key (created on first start)".into(),
@@ -240,6 +290,6 @@ pub(crate) fn ensure_bootstrap_key(conn: &mut DbConn) -> Result<Option<String>, 
             principal_id: "system:bootstrap".into(),
             request_id: "startup".into(),
         };
-        Ok(Some(insert_key(c, &new, &actor)?.key))
+        Ok(Bootstrap::Created(insert_key(c, &new, &actor)?.key))
     })
 }

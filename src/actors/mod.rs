@@ -32,7 +32,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) struct Initiator {
     /// The principal's id (an API key id, `jwt:…`, `oidc:…`, or `operator` for the CLI).
     pub principal_id: String,
-    pub request_id: String,
+    /// The request's ids: the audit log stores the server's, and the client's beside it.
+    pub request_id: crate::request_id::RequestRef,
 }
 
 /// One use case run by a store actor, typically inside one transaction.

@@ -4,7 +4,7 @@
 use jsonwebtoken::{decode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::{Principal, Role, Scope, Scopes};
+use super::{CredentialKind, Principal, Role, Scope, Scopes};
 use crate::config::{ConfigError, ServerConfig};
 use crate::domain::names::ProjectName;
 use crate::error::ApiError;
@@ -128,26 +128,26 @@ fn principal_from_claims(c: &Claims) -> Result<Principal, ApiError> {
     if c.sub.is_empty() {
         return Err(ApiError::unauthorized("Invalid token: empty sub"));
     }
-    Ok(Principal {
-        id: format!("jwt:{}", c.sub),
-        role: role_for(scopes),
-        scopes,
+    let mut p = Principal::new(
+        format!("jwt:{}", c.sub),
+        role_for(scopes),
         project,
-        benchmarks: None,
-    })
+        None,
+        CredentialKind::Jwt,
+    );
+    p.scopes = scopes;
+    p.expires_at = i64::try_from(c.exp)
+        .ok()
+        .and_then(|s| s.checked_mul(1_000_000));
+    Ok(p)
 }
 
-/// The narrowest role that covers `scopes` (for display; checks use the scopes).
+/// The role shown for `scopes`: the role with exactly these scopes, else the most privileged
+/// role within them (never more than the token holds; checks use the scopes themselves).
 pub fn role_for(s: Scopes) -> Role {
-    if s.contains(Scope::Admin) || s.contains(Scope::Delete) {
-        Role::Admin
-    } else if s.contains(Scope::Promote) {
-        Role::Promoter
-    } else if s.contains(Scope::Write) {
-        Role::Contributor
-    } else {
-        Role::Viewer
-    }
+    Role::exactly(s)
+        .or_else(|| Role::within(s))
+        .unwrap_or(Role::Viewer)
 }
 
 /// Mints an HS256 token (the `token` operator command and tests).

@@ -8,7 +8,9 @@ pub mod oidc;
 
 use crate::error::ApiError;
 
-pub use crate::domain::access::{Access, BenchFilter, Denied, Principal, Role, Scope, Scopes};
+pub use crate::domain::access::{
+    Access, BenchFilter, CredentialKind, Denied, Grant, Principal, Role, Scope, Scopes,
+};
 
 /// The permission gate of the HTTP layer: [`Principal::check`], with refusals counted and
 /// answered 403.

@@ -14,7 +14,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::{BenchFilter, Principal, Role};
+use super::{BenchFilter, CredentialKind, Grant, Principal, Role};
 use crate::config::{ConfigError, ServerConfig};
 use crate::domain::names::ProjectName;
 use crate::error::ApiError;
@@ -25,8 +25,50 @@ pub struct Mapping {
     pub subject: String,
     pub project: Option<String>,
     pub role: Role,
-    /// Glob over the token's `ref` claim.
+    /// Glob over the token's full git ref (`refs/heads/main`, `refs/tags/v1`; see [`RefStyle`]).
     pub ref_pattern: Option<BenchFilter>,
+    /// Only tokens whose `ref_protected` claim is true (a protected branch or tag).
+    pub protected_only: bool,
+}
+
+/// Where a provider's tokens say which git ref they were issued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefStyle {
+    /// The `ref` claim is the full ref (`refs/heads/main`): GitHub, custom providers.
+    FullRef,
+    /// GitLab: `ref` is a bare name, `ref_type` says `branch` or `tag`; `ref_path` (GitLab 16)
+    /// is the full ref. A pattern without `refs/` means a branch (`main` = `refs/heads/main`).
+    GitLab,
+}
+
+impl RefStyle {
+    /// The full ref of a token, or `None` when the token does not say.
+    fn full_ref(self, claims: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        let get = |k: &str| claims.get(k).and_then(|v| v.as_str());
+        match self {
+            RefStyle::FullRef => get("ref").map(str::to_owned),
+            RefStyle::GitLab => {
+                if let Some(p) = get("ref_path") {
+                    return Some(p.to_owned());
+                }
+                let name = get("ref")?;
+                match get("ref_type")? {
+                    "branch" => Some(format!("refs/heads/{name}")),
+                    "tag" => Some(format!("refs/tags/{name}")),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// `ref_protected` is `true` or `"true"`.
+fn ref_protected(claims: &serde_json::Map<String, serde_json::Value>) -> bool {
+    match claims.get("ref_protected") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => s == "true",
+        _ => false,
+    }
 }
 
 pub struct Provider {
@@ -36,6 +78,7 @@ pub struct Provider {
     pub audience: String,
     /// Claim holding the identity matched against mappings.
     pub claim: String,
+    pub ref_style: RefStyle,
     pub mappings: Vec<Mapping>,
     keys: RwLock<HashMap<String, (DecodingKey, Algorithm)>>,
     refresh: tokio::sync::Mutex<Option<Instant>>,
@@ -52,12 +95,13 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-fn parse_mapping(spec: &str, with_ref: bool) -> Result<Mapping, String> {
-    let parts: Vec<&str> = spec.splitn(4, ':').collect();
-    if parts.len() < 3 || parts[0].is_empty() {
+/// `ID:PROJECT:ROLE[:REF_PATTERN[:protected]]`. Git refs cannot contain `:`, so the fields
+/// split on every colon; an empty `REF_PATTERN` means any ref (`ID:PROJECT:ROLE::protected`).
+fn parse_mapping(spec: &str, style: RefStyle) -> Result<Mapping, String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    if parts.len() < 3 || parts.len() > 5 || parts[0].is_empty() {
         return Err(format!(
-            "mapping {spec:?} must look like ID:PROJECT:ROLE{}",
-            if with_ref { "[:REF_PATTERN]" } else { "" }
+            "mapping {spec:?} must look like ID:PROJECT:ROLE[:REF_PATTERN[:protected]]"
         ));
     }
     let role = Role::parse(parts[2]).ok_or_else(|| format!("unknown role {:?}", parts[2]))?;
@@ -71,26 +115,41 @@ fn parse_mapping(spec: &str, with_ref: bool) -> Result<Mapping, String> {
     };
     let ref_pattern = match parts.get(3) {
         None | Some(&"") => None,
-        Some(p) if with_ref => {
-            Some(BenchFilter::from_glob(p).map_err(|e| format!("bad ref pattern {p:?}: {e}"))?)
+        Some(p) => {
+            let full = match style {
+                RefStyle::GitLab if !p.starts_with("refs/") => format!("refs/heads/{p}"),
+                _ => (*p).to_owned(),
+            };
+            Some(BenchFilter::from_glob(&full).map_err(|e| format!("bad ref pattern {p:?}: {e}"))?)
         }
-        Some(_) => return Err(format!("mapping {spec:?} has too many fields")),
+    };
+    let protected_only = match parts.get(4) {
+        None => false,
+        Some(&"protected") => true,
+        Some(other) => {
+            return Err(format!(
+                "mapping {spec:?}: the fifth field must be 'protected', got {other:?}"
+            ))
+        }
     };
     Ok(Mapping {
         subject: parts[0].to_owned(),
         project,
         role,
         ref_pattern,
+        protected_only,
     })
 }
 
 impl Provider {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         name: &'static str,
         issuer: &str,
         jwks_url: String,
         audience: &str,
         claim: &str,
+        ref_style: RefStyle,
         mappings: Vec<Mapping>,
         min_refresh: Duration,
     ) -> Result<Provider, String> {
@@ -101,6 +160,13 @@ impl Provider {
                 ));
             }
         }
+        // Signing keys fetched in clear text could be replaced on the way: plain http only to
+        // this machine (tests, a local proxy).
+        if jwks_url.starts_with("http://") && !is_loopback_url(&jwks_url) {
+            return Err(format!(
+                "{name} OIDC JWKS URL {jwks_url:?} must use https:// (plain http:// is allowed for loopback hosts only)"
+            ));
+        }
         if audience.is_empty() || claim.is_empty() {
             return Err(format!("{name} OIDC needs an audience and a claim"));
         }
@@ -110,6 +176,7 @@ impl Provider {
             jwks_url,
             audience: audience.to_owned(),
             claim: claim.to_owned(),
+            ref_style,
             mappings,
             keys: RwLock::new(HashMap::new()),
             refresh: tokio::sync::Mutex::new(None),
@@ -155,6 +222,13 @@ impl Provider {
             }
         }
         let n = map.len();
+        if n == 0 {
+            // Keys that cannot be used must not replace usable ones: a failed fetch.
+            return Err(format!(
+                "{} has no usable signing key (RS256 or ES256 with a kid); keeping the keys held",
+                self.jwks_url
+            ));
+        }
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = map;
         Ok(n)
     }
@@ -221,28 +295,77 @@ impl Provider {
             .and_then(|s| s.as_str())
             .unwrap_or_default();
         let identity = claims.get(&self.claim).and_then(|s| s.as_str());
-        let git_ref = claims.get("ref").and_then(|s| s.as_str());
-        // The most privileged matching mapping wins.
-        let best = self
+        let git_ref = self.ref_style.full_ref(&claims);
+        let protected = ref_protected(&claims);
+        let matching: Vec<&Mapping> = self
             .mappings
             .iter()
             .filter(|m| Some(m.subject.as_str()) == identity)
-            .filter(|m| match (&m.ref_pattern, git_ref) {
+            .filter(|m| match (&m.ref_pattern, &git_ref) {
                 (None, _) => true,
                 (Some(p), Some(r)) => p.matches(r),
                 (Some(_), None) => false,
             })
-            .max_by_key(|m| m.role)
+            .filter(|m| !m.protected_only || protected)
+            .collect();
+        let mut p = principal_of_mappings(&matching, format!("oidc:{}:{sub}", self.issuer))
             .ok_or_else(|| {
                 ApiError::forbidden(format!("No {} OIDC mapping matches this token", self.name))
             })?;
-        Ok(Principal {
-            id: format!("oidc:{sub}"),
-            role: best.role,
-            scopes: best.role.scopes(),
-            project: best.project.clone(),
-            benchmarks: None,
-        })
+        p.expires_at = claims
+            .get("exp")
+            .and_then(|v| v.as_i64())
+            .and_then(|s| s.checked_mul(1_000_000));
+        Ok(p)
+    }
+}
+
+/// The principal holding the union of the grants of every matching mapping (order does not
+/// matter): one grant per project, the most privileged first (it is the one that
+/// administers, see [`Principal`]).
+fn principal_of_mappings(matching: &[&Mapping], id: String) -> Option<Principal> {
+    let mut grants: Vec<Grant> = Vec::new();
+    for m in matching {
+        match grants.iter_mut().find(|g| g.project == m.project) {
+            Some(g) => g.scopes = g.scopes.union(m.role.scopes()),
+            None => grants.push(Grant {
+                project: m.project.clone(),
+                scopes: m.role.scopes(),
+            }),
+        }
+    }
+    // Most scopes first; then every-project before one project; then by name.
+    grants.sort_by(|a, b| {
+        let rank = |g: &Grant| g.scopes.iter().count();
+        rank(b)
+            .cmp(&rank(a))
+            .then_with(|| a.project.is_some().cmp(&b.project.is_some()))
+            .then_with(|| a.project.cmp(&b.project))
+    });
+    let mut grants = grants.into_iter();
+    let first = grants.next()?;
+    let role = super::jwt::role_for(first.scopes);
+    let mut p = Principal::new(id, role, first.project, None, CredentialKind::Oidc);
+    p.scopes = first.scopes;
+    p.more = grants.collect();
+    Some(p)
+}
+
+/// `http://` to this machine (`localhost`, `127.0.0.0/8`, `::1`).
+fn is_loopback_url(url: &str) -> bool {
+    let Some(host) = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+    else {
+        return false;
+    };
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -250,10 +373,10 @@ impl Provider {
 pub fn providers_from_config(cfg: &ServerConfig) -> Result<Vec<Arc<Provider>>, ConfigError> {
     let min = Duration::from_secs(cfg.jwks_min_refresh_interval.max(1));
     let mut out = Vec::new();
-    let maps = |flag: &str, specs: &[String]| -> Result<Vec<Mapping>, ConfigError> {
+    let maps = |flag: &str, specs: &[String], style| -> Result<Vec<Mapping>, ConfigError> {
         specs
             .iter()
-            .map(|s| parse_mapping(s, true).map_err(|e| ConfigError(format!("{flag}: {e}"))))
+            .map(|s| parse_mapping(s, style).map_err(|e| ConfigError(format!("{flag}: {e}"))))
             .collect()
     };
     if !cfg.github_oidc.is_empty() {
@@ -265,7 +388,8 @@ pub fn providers_from_config(cfg: &ServerConfig) -> Result<Vec<Arc<Provider>>, C
                 format!("{iss}/.well-known/jwks"),
                 &cfg.github_oidc_audience,
                 "repository",
-                maps("--github-oidc", &cfg.github_oidc)?,
+                RefStyle::FullRef,
+                maps("--github-oidc", &cfg.github_oidc, RefStyle::FullRef)?,
                 min,
             )
             .map_err(ConfigError)?,
@@ -280,7 +404,8 @@ pub fn providers_from_config(cfg: &ServerConfig) -> Result<Vec<Arc<Provider>>, C
                 format!("{iss}/-/jwks"),
                 &cfg.gitlab_oidc_audience,
                 "project_path",
-                maps("--gitlab-oidc", &cfg.gitlab_oidc)?,
+                RefStyle::GitLab,
+                maps("--gitlab-oidc", &cfg.gitlab_oidc, RefStyle::GitLab)?,
                 min,
             )
             .map_err(ConfigError)?,
@@ -312,7 +437,7 @@ pub fn providers_from_config(cfg: &ServerConfig) -> Result<Vec<Arc<Provider>>, C
         let mappings = get("mapping")?
             .split(';')
             .filter(|m| !m.is_empty())
-            .map(|m| parse_mapping(m, true).map_err(fail))
+            .map(|m| parse_mapping(m, RefStyle::FullRef).map_err(fail))
             .collect::<Result<Vec<_>, _>>()?;
         out.push(Arc::new(
             Provider::new(
@@ -321,6 +446,7 @@ pub fn providers_from_config(cfg: &ServerConfig) -> Result<Vec<Arc<Provider>>, C
                 get("jwks_url")?.to_owned(),
                 get("audience")?,
                 get("claim")?,
+                RefStyle::FullRef,
                 mappings,
                 min,
             )
@@ -380,17 +506,74 @@ mod tests {
 
     #[test]
     fn mappings_parse() {
-        let m = parse_mapping("org/repo:proj:promoter:refs/heads/main", true).unwrap();
+        let m = parse_mapping("org/repo:proj:promoter:refs/heads/main", RefStyle::FullRef).unwrap();
         assert_eq!(m.subject, "org/repo");
         assert_eq!(m.project.as_deref(), Some("proj"));
         assert_eq!(m.role, Role::Promoter);
         assert!(m.ref_pattern.as_ref().unwrap().matches("refs/heads/main"));
         assert!(!m.ref_pattern.as_ref().unwrap().matches("refs/pull/1/merge"));
-        let m = parse_mapping("org/repo:*:viewer", true).unwrap();
+        let m = parse_mapping("org/repo:*:viewer", RefStyle::FullRef).unwrap();
         assert!(m.project.is_none() && m.ref_pattern.is_none());
-        assert!(parse_mapping("org/repo:proj", true).is_err());
-        assert!(parse_mapping("org/repo:proj:root", true).is_err());
-        assert!(parse_mapping("org/repo:bad/proj:viewer", true).is_err());
+        assert!(parse_mapping("org/repo:proj", RefStyle::FullRef).is_err());
+        assert!(parse_mapping("org/repo:proj:root", RefStyle::FullRef).is_err());
+        assert!(parse_mapping("org/repo:bad/proj:viewer", RefStyle::FullRef).is_err());
+        // GitLab: a bare pattern is a branch; tags must be named as tags.
+        let m = parse_mapping("g/p:proj:promoter:main:protected", RefStyle::GitLab).unwrap();
+        assert!(m.protected_only);
+        assert!(m.ref_pattern.as_ref().unwrap().matches("refs/heads/main"));
+        assert!(!m.ref_pattern.as_ref().unwrap().matches("refs/tags/main"));
+        let m = parse_mapping("g/p:proj:viewer::protected", RefStyle::GitLab).unwrap();
+        assert!(m.protected_only && m.ref_pattern.is_none());
+        assert!(parse_mapping("g/p:proj:viewer:main:always", RefStyle::GitLab).is_err());
+        assert!(parse_mapping("g/p:proj:viewer:main:protected:x", RefStyle::GitLab).is_err());
+    }
+
+    #[test]
+    fn gitlab_full_refs() {
+        let c = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let g = RefStyle::GitLab;
+        assert_eq!(
+            g.full_ref(&c(serde_json::json!({"ref": "main", "ref_type": "tag"}))),
+            Some("refs/tags/main".into())
+        );
+        assert_eq!(
+            g.full_ref(&c(serde_json::json!({"ref": "main", "ref_type": "branch"}))),
+            Some("refs/heads/main".into())
+        );
+        assert_eq!(
+            g.full_ref(&c(
+                serde_json::json!({"ref": "main", "ref_type": "tag", "ref_path": "refs/tags/main"})
+            )),
+            Some("refs/tags/main".into())
+        );
+        assert_eq!(g.full_ref(&c(serde_json::json!({"ref": "main"}))), None);
+    }
+
+    #[test]
+    fn plain_http_jwks_only_on_loopback() {
+        for ok in [
+            "http://127.0.0.1:9/k",
+            "http://localhost/k",
+            "http://[::1]:8/k",
+            "https://x/k",
+        ] {
+            assert!(ok.starts_with("https") || is_loopback_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://idp.example.com/k",
+            "http://10.0.0.1/k",
+            "http://127.0.0.1.evil.com/k",
+        ] {
+            assert!(!is_loopback_url(bad), "{bad}");
+        }
+        let mut c = ServerConfig::new();
+        c.oidc_provider = vec![
+            "issuer=https://idp.example,jwks_url=http://idp.example/keys,audience=a,claim=c,mapping=x:p:viewer".into(),
+        ];
+        assert!(providers_from_config(&c)
+            .unwrap_err()
+            .0
+            .contains("https://"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use diesel::prelude::*;
 
 use super::schema::audit_events;
 use super::DbConn;
+use crate::request_id::RequestRef;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = audit_events)]
@@ -25,13 +26,18 @@ pub(crate) struct AuditEntry<'a> {
     pub resource_type: &'static str,
     pub resource_id: &'a str,
     pub project: &'a str,
-    pub request_id: &'a str,
+    pub request_id: &'a RequestRef,
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The metadata keeps the server's request id as `request_id` (a client cannot choose it) and a
+/// client-sent `X-Request-Id` beside it as `client_request_id`.
 pub(crate) fn insert(conn: &mut DbConn, e: AuditEntry<'_>, now: i64) -> QueryResult<()> {
     let mut meta = e.extra;
-    meta.insert("request_id".into(), e.request_id.into());
+    meta.insert("request_id".into(), e.request_id.server().into());
+    if let Some(client) = e.request_id.client() {
+        meta.insert("client_request_id".into(), client.into());
+    }
     let row = AuditRow {
         id: crate::domain::ids::row_id(),
         ts: now,
@@ -120,7 +126,7 @@ mod tests {
                 },
                 resource_id: "r1",
                 project,
-                request_id: "req-1",
+                request_id: &RequestRef::from("req-1"),
                 extra,
             },
             at,

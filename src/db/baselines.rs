@@ -327,31 +327,52 @@ pub(crate) struct IdempotentReply {
     pub response: String,
 }
 
+/// How long an `Idempotency-Key` is remembered.
+pub(crate) const IDEMPOTENCY_TTL_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// The record of `key` made by `principal` in `project`, unless older than `not_before`
+/// (primary key lookup).
 pub(crate) fn find_idempotency(
     conn: &mut DbConn,
     project: &str,
+    principal: &str,
     key: &str,
+    not_before: i64,
 ) -> QueryResult<Option<IdempotentReply>> {
     idempotency_keys::table
         .filter(idempotency_keys::project.eq(project))
+        .filter(idempotency_keys::principal.eq(principal))
         .filter(idempotency_keys::idem_key.eq(key))
+        .filter(idempotency_keys::created_at.ge(not_before))
         .select((idempotency_keys::request_hash, idempotency_keys::response))
         .first(conn)
         .optional()
 }
 
+/// Stores a record, replacing an expired one of the same caller and key.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn insert_idempotency(
     conn: &mut DbConn,
     project: &str,
+    principal: &str,
     key: &str,
     request_hash: &str,
     baseline_id: &str,
     response: &str,
     now: i64,
 ) -> QueryResult<()> {
+    diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::project.eq(project))
+            .filter(idempotency_keys::principal.eq(principal))
+            .filter(idempotency_keys::idem_key.eq(key))
+            .filter(idempotency_keys::created_at.lt(now - IDEMPOTENCY_TTL_MICROS)),
+    )
+    .execute(conn)?;
     diesel::insert_into(idempotency_keys::table)
         .values((
             idempotency_keys::project.eq(project),
+            idempotency_keys::principal.eq(principal),
             idempotency_keys::idem_key.eq(key),
             idempotency_keys::request_hash.eq(request_hash),
             idempotency_keys::baseline_id.eq(baseline_id),
@@ -360,6 +381,12 @@ pub(crate) fn insert_idempotency(
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Forgets records older than `before` (`idempotency_keys_created_at_idx`); returns how many.
+pub(crate) fn expire_idempotency(conn: &mut DbConn, before: i64) -> QueryResult<usize> {
+    diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(before)))
+        .execute(conn)
 }
 
 /// The `medians` documents of the newest `n` live versions, newest first.
@@ -691,19 +718,52 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_keys_replay_per_project() {
+    fn idempotency_keys_replay_per_caller_for_a_day() {
         on_each_backend(|c, be| {
-            assert!(find_idempotency(c, "p", "k").unwrap().is_none(), "{be}");
-            insert_idempotency(c, "p", "k", "req-hash", "p|b|v1", r#"{"id":1}"#, 5).unwrap();
-            let r = find_idempotency(c, "p", "k").unwrap().unwrap();
+            assert!(
+                find_idempotency(c, "p", "a", "k", 0).unwrap().is_none(),
+                "{be}"
+            );
+            insert_idempotency(c, "p", "a", "k", "req-hash", "p|b|v1", r#"{"id":1}"#, 5).unwrap();
+            let r = find_idempotency(c, "p", "a", "k", 0).unwrap().unwrap();
             assert_eq!(
                 (r.request_hash.as_str(), r.response.as_str()),
                 ("req-hash", r#"{"id":1}"#),
                 "{be}"
             );
-            assert!(find_idempotency(c, "q", "k").unwrap().is_none(), "{be}");
-            let again = insert_idempotency(c, "p", "k", "other", "x", "{}", 6).unwrap_err();
+            // Another project, another caller: not theirs.
+            assert!(
+                find_idempotency(c, "q", "a", "k", 0).unwrap().is_none(),
+                "{be}"
+            );
+            assert!(
+                find_idempotency(c, "p", "b", "k", 0).unwrap().is_none(),
+                "{be}"
+            );
+            insert_idempotency(c, "p", "b", "k", "h2", "x", "{}", 6).unwrap();
+            // The same caller's live record cannot be replaced.
+            let again = insert_idempotency(c, "p", "a", "k", "other", "x", "{}", 6).unwrap_err();
             assert!(DbError::from(again).is_unique_violation(), "{be}");
+            // Expired: not found, replaced by a new record, swept.
+            assert!(
+                find_idempotency(c, "p", "a", "k", 6).unwrap().is_none(),
+                "{be}"
+            );
+            let later = 5 + IDEMPOTENCY_TTL_MICROS + 1;
+            insert_idempotency(c, "p", "a", "k", "h3", "y", "{}", later).unwrap();
+            assert_eq!(
+                find_idempotency(c, "p", "a", "k", later)
+                    .unwrap()
+                    .unwrap()
+                    .request_hash,
+                "h3",
+                "{be}"
+            );
+            assert_eq!(expire_idempotency(c, later).unwrap(), 1, "{be}");
+            assert!(
+                find_idempotency(c, "p", "b", "k", 0).unwrap().is_none(),
+                "{be}"
+            );
         });
     }
 }

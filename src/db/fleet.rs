@@ -249,6 +249,22 @@ pub(crate) fn first_regression_since(
         .optional()
 }
 
+/// The benchmark and time of every regression of a group since `since`, oldest first (for a
+/// caller who may see only some benchmarks).
+pub(crate) fn regressions_since(
+    conn: &mut DbConn,
+    key: &str,
+    since: i64,
+) -> QueryResult<Vec<(String, i64)>> {
+    dependency_events::table
+        .filter(dependency_events::group_key.eq(key))
+        .filter(dependency_events::delta_pct.gt(0.0))
+        .filter(dependency_events::created_at.ge(since))
+        .order(dependency_events::created_at.asc())
+        .select((dependency_events::benchmark, dependency_events::created_at))
+        .load(conn)
+}
+
 /// Assembles domain groups from stored rows ([`fleet::assemble`]).
 pub(crate) fn to_groups(groups: Vec<GroupRow>, members: Vec<MemberRow>) -> Vec<Group> {
     let heads = groups

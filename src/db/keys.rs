@@ -40,6 +40,32 @@ pub(crate) fn count_all(conn: &mut DbConn) -> QueryResult<i64> {
     api_keys::table.count().get_result(conn)
 }
 
+/// True when the database holds anything besides keys: a baseline (deleted ones included), a
+/// verdict, a fleet event or an audit event. One primary-key probe per table.
+pub(crate) fn holds_data(conn: &mut DbConn) -> QueryResult<bool> {
+    use super::schema::{audit_events, baselines, dependency_events, verdicts};
+    Ok(baselines::table
+        .select(baselines::id)
+        .first::<String>(conn)
+        .optional()?
+        .is_some()
+        || verdicts::table
+            .select(verdicts::id)
+            .first::<String>(conn)
+            .optional()?
+            .is_some()
+        || dependency_events::table
+            .select(dependency_events::id)
+            .first::<String>(conn)
+            .optional()?
+            .is_some()
+        || audit_events::table
+            .select(audit_events::id)
+            .first::<String>(conn)
+            .optional()?
+            .is_some())
+}
+
 /// Keys newest first; `project` limits to one project's keys.
 pub(crate) fn list(conn: &mut DbConn, project: Option<&str>) -> QueryResult<Vec<KeyRow>> {
     let mut q = api_keys::table

@@ -16,6 +16,21 @@ pub(crate) const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("mi
 /// together apply them once.
 const MIGRATION_LOCK_KEY: i64 = 0x7065_7266_6761_7465; // "perfgate"
 
+/// Creates a missing SQLite file readable and writable by its owner only (0600; SQLite gives its
+/// `-wal` and `-shm` files the same mode). An existing file keeps the mode it has.
+fn create_private(path: &str) {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    // An existing file is fine; any other failure is SQLite's to report (missing folder,
+    // permissions) when it opens the path.
+    let _ = opts.open(path);
+}
+
 pub(crate) fn run_migrations(backend: StorageBackend, url: &str) -> Result<(), DbError> {
     let mig_err = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
     match backend {
@@ -31,6 +46,9 @@ pub(crate) fn run_migrations(backend: StorageBackend, url: &str) -> Result<(), D
             unlock?;
         }
         StorageBackend::Sqlite | StorageBackend::Memory => {
+            if backend == StorageBackend::Sqlite {
+                create_private(url);
+            }
             let mut c = SqliteConnection::establish(url)?;
             c.batch_execute("PRAGMA busy_timeout = 10000;")?;
             if backend == StorageBackend::Sqlite {

@@ -41,8 +41,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    idempotency_keys (project, idem_key) {
+    idempotency_keys (project, principal, idem_key) {
         project -> Text,
+        principal -> Text,
         idem_key -> Text,
         request_hash -> Text,
         baseline_id -> Text,

@@ -15,6 +15,13 @@ pub enum Scope {
 }
 
 impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Scope::Read,
+        Scope::Write,
+        Scope::Promote,
+        Scope::Delete,
+        Scope::Admin,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",
@@ -38,6 +45,18 @@ impl Scopes {
     }
     pub fn with(self, s: Scope) -> Self {
         Self(self.0 | s.bit())
+    }
+    /// Every scope of either.
+    pub fn union(self, other: Scopes) -> Self {
+        Self(self.0 | other.0)
+    }
+    /// True when every scope of `self` is also in `other`.
+    pub fn is_subset_of(self, other: Scopes) -> bool {
+        self.0 & !other.0 == 0
+    }
+    /// Every scope held, in the order of [`Scope::ALL`].
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
     }
 }
 
@@ -85,6 +104,26 @@ impl Role {
     }
 }
 
+impl Role {
+    /// The role whose scopes are exactly `scopes`, if there is one (a token may carry a set no
+    /// role has, such as read and delete).
+    pub fn exactly(scopes: Scopes) -> Option<Role> {
+        [Role::Viewer, Role::Contributor, Role::Promoter, Role::Admin]
+            .into_iter()
+            .find(|r| r.scopes() == scopes)
+    }
+    /// The most privileged role all of whose scopes are in `scopes` (never more than held).
+    pub fn within(scopes: Scopes) -> Option<Role> {
+        [Role::Admin, Role::Promoter, Role::Contributor, Role::Viewer]
+            .into_iter()
+            .find(|r| r.scopes().is_subset_of(scopes))
+    }
+    /// How `scopes` is reported: the role with exactly these scopes, or `custom`.
+    pub fn describe(scopes: Scopes) -> &'static str {
+        Role::exactly(scopes).map_or("custom", Role::as_str)
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -100,8 +139,11 @@ pub struct BenchFilter {
 }
 
 impl BenchFilter {
-    /// A regex matched against the whole name (implicitly anchored).
+    /// A regex matched against the whole name (implicitly anchored). The pattern is compiled
+    /// alone first, so that an unbalanced `)` cannot close the anchoring group and escape it
+    /// (`a)|(.*` would otherwise match every name).
     pub fn from_regex(re: &str) -> Result<Self, regex::Error> {
+        regex::RegexBuilder::new(re).size_limit(1 << 20).build()?;
         let regex = regex::RegexBuilder::new(&format!("^(?:{re})$"))
             .size_limit(1 << 20)
             .build()?;
@@ -136,19 +178,99 @@ impl BenchFilter {
     }
 }
 
-/// An authenticated caller.
+/// How a caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// `--api-keys` or a key stored in the database.
+    ApiKey,
+    /// An HS256 token.
+    Jwt,
+    /// A token of an OIDC provider.
+    Oidc,
+}
+
+/// A further `(project, scopes)` grant of a principal (an OIDC token matching several
+/// mappings holds the union of their grants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// `None` = every project.
+    pub project: Option<String>,
+    pub scopes: Scopes,
+}
+
+/// An authenticated caller. Its first grant is `project` with `scopes`; `more` adds others.
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// Stable id, written to the audit log as the actor.
     pub id: String,
+    /// For display: the role of the first grant.
     pub role: Role,
     pub scopes: Scopes,
     /// `None` = every project.
     pub project: Option<String>,
     pub benchmarks: Option<BenchFilter>,
+    /// Further grants; data access is the union of all grants. Administration (keys, audit)
+    /// goes by the first grant alone.
+    pub more: Vec<Grant>,
+    /// When the credential stops working (Unix microseconds): a key's `expires_at`, a
+    /// token's `exp`. `None` = never.
+    pub expires_at: Option<i64>,
+    pub kind: CredentialKind,
 }
 
 impl Principal {
+    /// A principal with one grant, no expiry.
+    pub fn new(
+        id: String,
+        role: Role,
+        project: Option<String>,
+        benchmarks: Option<BenchFilter>,
+        kind: CredentialKind,
+    ) -> Self {
+        Principal {
+            id,
+            role,
+            scopes: role.scopes(),
+            project,
+            benchmarks,
+            more: Vec::new(),
+            expires_at: None,
+            kind,
+        }
+    }
+
+    /// Every grant: the first one, then `more`.
+    fn grants(&self) -> impl Iterator<Item = (Option<&str>, Scopes)> {
+        std::iter::once((self.project.as_deref(), self.scopes))
+            .chain(self.more.iter().map(|g| (g.project.as_deref(), g.scopes)))
+    }
+
+    /// The scopes held on `project` (the union of the grants that reach it).
+    pub fn scopes_on(&self, project: &str) -> Scopes {
+        self.grants()
+            .filter(|(p, _)| p.is_none_or(|p| p == project))
+            .fold(Scopes::default(), |acc, (_, s)| acc.union(s))
+    }
+
+    fn all_scopes(&self) -> Scopes {
+        self.grants()
+            .fold(Scopes::default(), |acc, (_, s)| acc.union(s))
+    }
+
+    /// May this caller see and revoke (or create) a key of `project` (`*` = every project)
+    /// with `scopes`? Only keys no wider than itself: within its project, scopes within its
+    /// own (a benchmark-restricted caller administers no keys at all).
+    pub fn may_manage_key(&self, project: &str, scopes: Scopes) -> bool {
+        if self.benchmarks.is_some() || !self.scopes.contains(Scope::Admin) {
+            return false;
+        }
+        let project_ok = match &self.project {
+            None => true,
+            Some(own) => own == project,
+        };
+        project_ok && scopes.is_subset_of(self.scopes)
+    }
+
     pub fn is_global_admin(&self) -> bool {
         self.scopes.contains(Scope::Admin) && self.project.is_none()
     }
@@ -163,8 +285,16 @@ impl Principal {
                 project,
                 benchmark,
             } => {
-                self.require(scope)?;
-                self.require_project(project)?;
+                if !self.scopes_on(project).contains(scope) {
+                    // Contract order: a scope held nowhere, then a project out of reach.
+                    let reached = self.grants().any(|(p, _)| p.is_none_or(|p| p == project));
+                    if reached || !self.all_scopes().contains(scope) {
+                        return Err(Denied::MissingScope(scope));
+                    }
+                    return Err(Denied::OtherProject(
+                        self.project.clone().unwrap_or_else(|| "*".to_owned()),
+                    ));
+                }
                 if let (Some(f), Some(b)) = (&self.benchmarks, benchmark) {
                     if !f.matches(b) {
                         return Err(Denied::OtherBenchmark(f.source.clone()));
@@ -173,13 +303,22 @@ impl Principal {
                 Ok(())
             }
             Access::AllProjects { scope, what } => {
-                self.require(scope)?;
+                if !self.all_scopes().contains(scope) {
+                    return Err(Denied::MissingScope(scope));
+                }
+                let global = self
+                    .grants()
+                    .filter(|(p, _)| p.is_none())
+                    .fold(Scopes::default(), |acc, (_, s)| acc.union(s));
+                if global.contains(scope) {
+                    return Ok(());
+                }
                 match &self.project {
                     Some(own) => Err(Denied::NeedsAllProjects {
                         own: own.clone(),
                         what,
                     }),
-                    None => Ok(()),
+                    None => Err(Denied::MissingScope(scope)),
                 }
             }
             Access::Administer { project, what } => {
@@ -281,13 +420,94 @@ mod tests {
     use super::*;
 
     fn p(role: Role, project: Option<&str>, re: Option<&str>) -> Principal {
-        Principal {
-            id: "k".into(),
+        Principal::new(
+            "k".into(),
             role,
-            scopes: role.scopes(),
-            project: project.map(str::to_owned),
-            benchmarks: re.map(|r| BenchFilter::from_regex(r).unwrap()),
+            project.map(str::to_owned),
+            re.map(|r| BenchFilter::from_regex(r).unwrap()),
+            CredentialKind::ApiKey,
+        )
+    }
+
+    fn project_access(scope: Scope, project: &str) -> Access<'_> {
+        Access::Project {
+            scope,
+            project,
+            benchmark: None,
         }
+    }
+
+    #[test]
+    fn grants_are_a_union_whatever_their_order() {
+        // Issue 15 #5: promoter on a, viewer everywhere; either order gives the same answers.
+        let mut x = p(Role::Promoter, Some("a"), None);
+        x.more.push(Grant {
+            project: None,
+            scopes: Role::Viewer.scopes(),
+        });
+        let mut y = p(Role::Viewer, None, None);
+        y.more.push(Grant {
+            project: Some("a".into()),
+            scopes: Role::Promoter.scopes(),
+        });
+        for q in [&x, &y] {
+            assert!(q.check(project_access(Scope::Promote, "a")).is_ok());
+            assert!(q.check(project_access(Scope::Read, "b")).is_ok());
+            assert_eq!(
+                q.check(project_access(Scope::Write, "b")).unwrap_err(),
+                Denied::MissingScope(Scope::Write)
+            );
+            assert_eq!(
+                q.check(project_access(Scope::Delete, "a")).unwrap_err(),
+                Denied::MissingScope(Scope::Delete)
+            );
+            assert!(q
+                .check(Access::AllProjects {
+                    scope: Scope::Read,
+                    what: "x"
+                })
+                .is_ok());
+        }
+        // Two projects: each reached with its own scopes, a third not at all.
+        let mut z = p(Role::Contributor, Some("a"), None);
+        z.more.push(Grant {
+            project: Some("b".into()),
+            scopes: Role::Viewer.scopes(),
+        });
+        assert!(z.check(project_access(Scope::Write, "a")).is_ok());
+        assert!(z.check(project_access(Scope::Read, "b")).is_ok());
+        assert!(z.check(project_access(Scope::Write, "b")).is_err());
+        assert_eq!(
+            z.check(project_access(Scope::Read, "c")).unwrap_err(),
+            Denied::OtherProject("a".into())
+        );
+    }
+
+    #[test]
+    fn roles_of_scope_sets() {
+        let rd = Scopes::default().with(Scope::Read).with(Scope::Delete);
+        assert_eq!(Role::exactly(rd), None);
+        assert_eq!(Role::describe(rd), "custom");
+        assert_eq!(Role::within(rd), Some(Role::Viewer));
+        assert_eq!(Role::describe(Role::Promoter.scopes()), "promoter");
+        assert_eq!(Role::within(Scopes::default().with(Scope::Write)), None);
+    }
+
+    #[test]
+    fn keys_no_wider_than_the_caller() {
+        let global = p(Role::Admin, None, None);
+        let proj = p(Role::Admin, Some("a"), None);
+        let narrow = p(Role::Admin, Some("a"), Some("bench-.*"));
+        let all = Role::Admin.scopes();
+        assert!(global.may_manage_key("*", all));
+        assert!(proj.may_manage_key("a", all));
+        assert!(!proj.may_manage_key("*", Role::Viewer.scopes()));
+        assert!(!proj.may_manage_key("b", Role::Viewer.scopes()));
+        assert!(!narrow.may_manage_key("a", Role::Viewer.scopes()));
+        let mut admin_only = p(Role::Admin, None, None);
+        admin_only.scopes = Scopes::default().with(Scope::Admin).with(Scope::Read);
+        assert!(admin_only.may_manage_key("a", Role::Viewer.scopes()));
+        assert!(!admin_only.may_manage_key("a", Role::Contributor.scopes()));
     }
 
     #[test]
@@ -356,6 +576,9 @@ mod tests {
         assert!(!f.matches("xbench-a"));
         let f = BenchFilter::from_regex("a|b").unwrap();
         assert!(!f.matches("ab"));
+        // Issue 15 #14: a pattern that only compiles inside the anchoring group is refused.
+        assert!(BenchFilter::from_regex("bench-a)|(.*").is_err());
+        assert!(BenchFilter::from_regex("a)(b").is_err());
         let g = BenchFilter::from_glob("render/*").unwrap();
         assert!(g.matches("render/md"));
         assert!(!g.matches("xrender/md"));

@@ -9,10 +9,13 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use super::access::{BenchFilter, Principal, Role};
+use super::access::{BenchFilter, CredentialKind, Principal, Role};
 use crate::domain::names::{check_text, NameError, ProjectName};
 use crate::domain::requests::{is_key_pattern_char, KEY_DESCRIPTION_MAX_BYTES, KEY_PATTERN_MAX};
 use crate::domain::time::{now_micros, parse_rfc3339};
+
+/// Most wildcards (`*`, `?`) in the glob of a created key (each one widens the matcher).
+pub const KEY_PATTERN_MAX_WILDCARDS: usize = 8;
 
 pub const LIVE_PREFIX: &str = "pg_live_";
 pub const TEST_PREFIX: &str = "pg_test_";
@@ -120,13 +123,13 @@ pub fn parse_static_keys<S: AsRef<str>>(
             })?),
         };
         let hash = hash_key(key);
-        let principal = Principal {
-            id: key_id_from_hash(&hash),
+        let principal = Principal::new(
+            key_id_from_hash(&hash),
             role,
-            scopes: role.scopes(),
             project,
             benchmarks,
-        };
+            CredentialKind::ApiKey,
+        );
         if out.insert(hash, StaticKey { principal }).is_some() {
             return Err(fail("the same key is configured twice".into()));
         }
@@ -175,6 +178,13 @@ impl NewKey {
                     return Err(NameError::new(
                         "pattern",
                         "a glob of 1-128 characters from a-z 0-9 _ . - / * ?",
+                    ));
+                }
+                if p.chars().filter(|c| matches!(c, '*' | '?')).count() > KEY_PATTERN_MAX_WILDCARDS
+                {
+                    return Err(NameError::new(
+                        "pattern",
+                        format!("at most {KEY_PATTERN_MAX_WILDCARDS} wildcards ('*' or '?')"),
                     ));
                 }
                 BenchFilter::from_glob(p)

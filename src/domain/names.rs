@@ -131,12 +131,37 @@ impl BenchmarkName {
                 ));
             }
         }
+        if s.ends_with(RESERVED_BENCHMARK_SUFFIX) {
+            // `…/a/versions/promote` would be read as version `promote` of benchmark `a`.
+            return Err(err(
+                F,
+                format!(
+                    "must not end in '{RESERVED_BENCHMARK_SUFFIX}' (reserved by the API's paths)"
+                ),
+            ));
+        }
         Ok(Self(s.to_owned()))
     }
 }
 
+/// A benchmark may not end in this segment: `…/{benchmark}/versions/…` paths would be ambiguous.
+pub const RESERVED_BENCHMARK_SUFFIX: &str = "/versions";
+/// The version no upload may take: `…/{benchmark}/versions/latest` would be read as the latest
+/// baseline of `{benchmark}/versions`.
+pub const RESERVED_VERSION: &str = "latest";
+
+/// Unicode format characters (general category Cf): bidi overrides and isolates, zero-width
+/// spaces and joiners, the BOM, tag characters. Invisible, so refused in versions.
+pub fn is_format_char(c: char) -> bool {
+    static CF: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\p{Cf}").expect("valid class"));
+    let mut buf = [0u8; 4];
+    !c.is_ascii() && CF.is_match(c.encode_utf8(&mut buf))
+}
+
 impl Version {
-    /// 1–128 bytes, no `/`, no control characters.
+    /// 1–128 bytes, no `/`, no control or format (Cf) characters, no leading or trailing
+    /// whitespace, not `latest`.
     pub fn parse(s: &str) -> Result<Self, NameError> {
         Self::parse_field(s, "version")
     }
@@ -158,6 +183,24 @@ impl Version {
         if s.chars().any(|c| c.is_control()) {
             return Err(err(field, "must not contain control characters"));
         }
+        if let Some(c) = s.chars().find(|c| is_format_char(*c)) {
+            return Err(err(
+                field,
+                format!(
+                    "must not contain invisible format characters (found U+{:04X})",
+                    c as u32
+                ),
+            ));
+        }
+        if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+            return Err(err(field, "must not begin or end with whitespace"));
+        }
+        if s == RESERVED_VERSION {
+            return Err(err(
+                field,
+                format!("'{RESERVED_VERSION}' is reserved (it names the newest version)"),
+            ));
+        }
         Ok(Self(s.to_owned()))
     }
 
@@ -173,7 +216,10 @@ impl Version {
 /// printable ASCII up to the limit", since JSON Schema lengths count characters.
 pub const PROJECT_PATTERN: &str = r"^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}|\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}|\.\.[A-Za-z0-9_.-]{1,62})$";
 pub const BENCHMARK_PATTERN: &str = r"^(?:[a-z0-9_-][a-z0-9_.-]*|\.[a-z0-9_-][a-z0-9_.-]*|\.\.[a-z0-9_.-]+)(?:/(?:[a-z0-9_-][a-z0-9_.-]*|\.[a-z0-9_-][a-z0-9_.-]*|\.\.[a-z0-9_.-]+))*$";
-pub const VERSION_PATTERN: &str = r"^(?:[^/\x00-\x1f\x7f-\x9f]{1,32}|[\x20-\x2e\x30-\x7e]{1,128})$";
+/// Versions: up to 32 characters of the Basic Multilingual Plane that are not `/`, control or
+/// format (Cf) characters, not beginning or ending with whitespace; or printable ASCII without
+/// `/` up to 128. (`latest` is excluded by a `not` beside the pattern, see `openapi.rs`.)
+pub const VERSION_PATTERN: &str = r"^(?:[\x21-\x2e\x30-\x7e\xa1-\xac\xae-\u05ff\u0606-\u061b\u061d-\u06dc\u06de-\u070e\u0710-\u088f\u0892-\u08e1\u08e3-\u167f\u1681-\u180d\u180f-\u1fff\u2010-\u2027\u2030-\u205e\u2065\u2070-\u2fff\u3001-\ud7ff\ue000-\ufefe\uff00-\ufff8](?:[\x20-\x2e\x30-\x7e\xa0-\xac\xae-\u05ff\u0606-\u061b\u061d-\u06dc\u06de-\u070e\u0710-\u088f\u0892-\u08e1\u08e3-\u180d\u180f-\u200a\u2010-\u2029\u202f-\u205f\u2065\u2070-\ud7ff\ue000-\ufefe\uff00-\ufff8]{0,30}[\x21-\x2e\x30-\x7e\xa1-\xac\xae-\u05ff\u0606-\u061b\u061d-\u06dc\u06de-\u070e\u0710-\u088f\u0892-\u08e1\u08e3-\u167f\u1681-\u180d\u180f-\u1fff\u2010-\u2027\u2030-\u205e\u2065\u2070-\u2fff\u3001-\ud7ff\ue000-\ufefe\uff00-\ufff8])?|[\x21-\x2e\x30-\x7e](?:[\x20-\x2e\x30-\x7e]{0,126}[\x21-\x2e\x30-\x7e])?)$";
 
 /// The pattern of a [`check_text`] field of `min..=max` bytes.
 pub fn text_pattern(min: usize, max: usize) -> String {
@@ -241,6 +287,12 @@ mod tests {
             "\u{7f}",
             "\u{85}",
             "\u{1f600}",
+            "\u{a0}",
+            "\u{200b}",
+            "\u{202e}",
+            "\u{2066}",
+            "\u{feff}",
+            "\u{e0041}",
         ];
         let mut out = vec![String::new()];
         let mut level = vec![String::new()];
@@ -254,6 +306,16 @@ mod tests {
             out.extend(next.iter().cloned());
             level = next;
         }
+        out.extend(
+            [
+                "latest",
+                "a/versions",
+                "x/y/versions",
+                "versions",
+                "a/versions/b",
+            ]
+            .map(String::from),
+        );
         for n in [31, 32, 33, 63, 64, 65, 127, 128, 129, 200] {
             for c in ["a", ".", "\u{fc}", "\u{1f600}", "a/"] {
                 out.push(c.repeat(n));
@@ -265,10 +327,20 @@ mod tests {
 
     /// What the document calls valid, the server accepts; for printable ASCII, exactly.
     fn agrees(pattern: &str, max_len: usize, parse: impl Fn(&str) -> bool) {
+        agrees_except(pattern, max_len, |_| false, parse)
+    }
+
+    /// `excluded`: what the document refuses beside the pattern (a JSON Schema `not`).
+    fn agrees_except(
+        pattern: &str,
+        max_len: usize,
+        excluded: impl Fn(&str) -> bool,
+        parse: impl Fn(&str) -> bool,
+    ) {
         let re = regex::Regex::new(pattern).unwrap();
         let mut accepted = 0;
         for s in samples() {
-            let documented = re.is_match(&s) && s.chars().count() <= max_len;
+            let documented = re.is_match(&s) && s.chars().count() <= max_len && !excluded(&s);
             if documented {
                 accepted += 1;
                 assert!(
@@ -288,8 +360,18 @@ mod tests {
     #[test]
     fn documented_patterns_agree_with_the_parsers() {
         agrees(PROJECT_PATTERN, 64, |s| ProjectName::parse(s).is_ok());
-        agrees(BENCHMARK_PATTERN, 64, |s| BenchmarkName::parse(s).is_ok());
-        agrees(VERSION_PATTERN, 128, |s| Version::parse(s).is_ok());
+        agrees_except(
+            BENCHMARK_PATTERN,
+            64,
+            |s| s.ends_with(RESERVED_BENCHMARK_SUFFIX),
+            |s| BenchmarkName::parse(s).is_ok(),
+        );
+        agrees_except(
+            VERSION_PATTERN,
+            128,
+            |s| s == RESERVED_VERSION,
+            |s| Version::parse(s).is_ok(),
+        );
         agrees(&text_pattern(0, 64), 64, |s| check_text("f", s, 64).is_ok());
         agrees(&text_pattern(1, 128), 128, |s| {
             !s.is_empty() && check_text("f", s, 128).is_ok()
@@ -307,9 +389,32 @@ mod tests {
         ] {
             assert!(Version::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a/b", "a\u{0}b", "a\tb", &"v".repeat(129)] {
-            assert_eq!(Version::parse(bad).unwrap_err().field, "version");
+        for bad in [
+            "",
+            "a/b",
+            "a\u{0}b",
+            "a\tb",
+            &"v".repeat(129),
+            // Issue 15 #8: bidi overrides, zero-width characters, surrounding whitespace.
+            "v1\u{202e}",
+            "v\u{200b}1",
+            "\u{2066}v1",
+            "\u{feff}v1",
+            "v1\u{e0041}",
+            " v1",
+            "v1 ",
+            "v1\u{a0}",
+            "\u{3000}v1",
+            // Issue 15 #9: `…/versions/latest` is the latest baseline.
+            "latest",
+        ] {
+            assert_eq!(Version::parse(bad).unwrap_err().field, "version", "{bad:?}");
         }
+        assert!(BenchmarkName::parse("a/versions").is_err());
+        assert!(BenchmarkName::parse("versions").is_ok());
+        assert!(BenchmarkName::parse("a/versions/b").is_ok());
+        assert!(Version::parse("Latest").is_ok());
+        assert!(Version::parse("v 1").is_ok());
         assert_eq!(
             Version::parse_field("", "to_version").unwrap_err().field,
             "to_version"

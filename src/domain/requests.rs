@@ -127,6 +127,12 @@ pub fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), NameErr
                 format!("values must be at most {METADATA_VALUE_MAX_BYTES} bytes"),
             ));
         }
+        if v.chars().any(char::is_control) {
+            return Err(err(
+                "metadata",
+                format!("the value of {k:?} contains a control character"),
+            ));
+        }
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ pub(crate) const RESOURCES: &[&str] = &[
     "gate",
     "gate_settings",
     "alert",
+    "dependency_event",
 ];
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -544,8 +544,15 @@ pub(crate) async fn trend(
             trend::METRICS.join(", ")
         )));
     }
-    let window = parse_limit(q.window, 30, 1000)
-        .map_err(|_| ApiError::bad_request("Invalid window: must be between 1 and 1000"))?;
+    let window = match q.window {
+        None => 30,
+        Some(w) if (1..=1000).contains(&w) => w,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "Invalid window: must be between 1 and 1000",
+            ))
+        }
+    };
     let threshold = q.threshold.unwrap_or(0.20);
     if !(threshold.is_finite() && threshold > 0.0 && threshold <= 10.0) {
         return Err(ApiError::bad_request(

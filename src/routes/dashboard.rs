@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::query::{parse_limit, parse_offset};
 use crate::actors::dashboard::{History, ProjectBenchmarks, Projects};
 use crate::api::{raw, Pagination};
-use crate::auth::{Gate, Principal, Scope};
+use crate::auth::{Gate, Principal, Role, Scope};
 use crate::domain::names::{BenchmarkName, ProjectName};
 use crate::domain::time::to_rfc3339;
 use crate::error::ApiError;
@@ -28,7 +28,8 @@ use crate::state::AppState;
 pub(crate) struct WhoAmI {
     /// Stable principal id (the audit actor).
     pub id: String,
-    /// `viewer`, `contributor`, `promoter` or `admin`.
+    /// `viewer`, `contributor`, `promoter` or `admin` when the scopes are exactly that role's,
+    /// `custom` otherwise (a token's scope set).
     pub role: String,
     /// Granted scopes: `read`, `write`, `promote`, `delete`, `admin`.
     pub scopes: Vec<String>,
@@ -41,20 +42,15 @@ pub(crate) struct WhoAmI {
 #[utoipa::path(get, operation_id = "whoami", path = "/api/v1/whoami", tag = "dashboard", security(("bearer" = []), ("token" = [])),
     responses((status = 200, description = "The caller's identity and permissions", body = WhoAmI), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn whoami(principal: Principal) -> HttpResponse {
-    let scopes = [
-        Scope::Read,
-        Scope::Write,
-        Scope::Promote,
-        Scope::Delete,
-        Scope::Admin,
-    ]
-    .into_iter()
-    .filter(|s| principal.scopes.contains(*s))
-    .map(|s| s.as_str().to_owned())
-    .collect();
+    let scopes = principal
+        .scopes
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
     HttpResponse::Ok().json(WhoAmI {
         id: principal.id.clone(),
-        role: principal.role.as_str().to_owned(),
+        // The role with exactly these scopes, or `custom` (a token may hold read and delete).
+        role: Role::describe(principal.scopes).to_owned(),
         scopes,
         project: principal.project.clone().unwrap_or_else(|| "*".to_owned()),
         benchmark_filter: principal.benchmarks.as_ref().map(|f| f.source.clone()),

@@ -84,7 +84,16 @@ pub(crate) async fn record(
     );
     let n = state
         .fleet
-        .write(project.as_str(), Record { events })
+        .write(
+            project.as_str(),
+            Record {
+                events,
+                actor: crate::actors::Initiator {
+                    principal_id: principal.id.clone(),
+                    request_id: crate::request_id::current_request_id(),
+                },
+            },
+        )
         .await??;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location))

@@ -10,7 +10,7 @@ use crate::actors::key_store::{CreateKey, ListKeys, NewKey, RevokeKey};
 use crate::actors::Initiator;
 use crate::api::{CreateKeyResponse, KeyEntry};
 use crate::api::{ListKeysResponse, RevokeKeyResponse};
-use crate::auth::{Access, Gate, Principal};
+use crate::auth::{Access, CredentialKind, Gate, Principal};
 use crate::domain::time::to_rfc3339;
 use crate::error::ApiError;
 use crate::request_id::current_request_id;
@@ -58,6 +58,26 @@ pub(crate) async fn create_key(
         project: Some(&new.project),
         what: "create keys",
     })?;
+    // A CI job's token lives minutes; a key made from it would outlive it.
+    if principal.kind == CredentialKind::Oidc && !state.config.oidc_can_create_keys {
+        crate::metrics::auth_failure("forbidden_scope");
+        return Err(ApiError::forbidden(
+            "OIDC tokens cannot create API keys on this server (see oidc_can_create_keys)",
+        ));
+    }
+    // Never wider than the caller: the new key's scopes within the caller's own.
+    if !new.role.scopes().is_subset_of(principal.scopes) {
+        crate::metrics::auth_failure("forbidden_scope");
+        return Err(ApiError::forbidden(format!(
+            "Cannot create a key with role '{}': it has scopes the caller does not hold",
+            new.role
+        )));
+    }
+    // Nor longer-lived: a caller that expires caps the new key's expiry at its own.
+    let mut new = new;
+    if let Some(own) = principal.expires_at {
+        new.expires_at = Some(new.expires_at.map_or(own, |e| e.min(own)));
+    }
     let created = state
         .keys
         .write(
@@ -96,7 +116,7 @@ pub(crate) async fn list_keys(
     let rows = state
         .keys
         .read(ListKeys {
-            project: principal.project.clone(),
+            caller: principal.clone(),
         })
         .await??;
     let keys: Vec<KeyEntry> = rows.iter().map(KeyEntry::from_row).collect();
@@ -122,7 +142,7 @@ pub(crate) async fn revoke_key(
             "keys",
             RevokeKey {
                 id,
-                visible_project: principal.project.clone(),
+                caller: principal.clone(),
                 actor: Initiator {
                     principal_id: principal.id.clone(),
                     request_id: current_request_id(),
