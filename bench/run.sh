@@ -130,6 +130,7 @@ scenario() {
   local -a u=($urls)
   local n=${#u[@]} threads=$(( 2 / ${#u[@]} )) c=$(( conns / ${#u[@]} ))
   [ "$threads" -lt 1 ] && threads=1
+  [ "$threads" -gt "$c" ] && threads=$c
   # RUN_TAG keeps upload versions and verdict run ids unique across runs and wrk processes.
   local -a w=()
   local tag="w$RANDOM$RANDOM" i=0
@@ -320,12 +321,13 @@ run_scale() {
 }
 
 SCEN7="7 POST gate (100 runs x 60 history)"
+SCEN7B="7b the same, 4 at once"
 
 run_gate() {
   machine
   echo "ours only, SQLite; seeded straight into the database (bench/seed_baselines.py, with the gate's run summaries):"
   echo "100 benchmarks x 100 versions per project; the gate judges the 100 benchmarks of project p000 against their"
-  echo "newest 60 runs each; 4 connections"
+  echo "newest 60 runs each; one CI job at a time (1 connection), then 4 at once"
   echo
   print_header
   GATE_BODY=$WORK/gate.json
@@ -360,7 +362,8 @@ PY
     curl -sf -X POST "$url/api/v1/projects/p000/gates" -H "Authorization: Bearer $KEY" \
       -H 'Content-Type: application/json' --data-binary "@$GATE_BODY" > "$WORK/gate-answer.json"
     python3 -c 'import json,sys; g=json.load(open(sys.argv[1])); b=g["benchmarks"]; assert len(b)==100, len(b); assert all(x["history_runs"]==60 for x in b), [x["history_runs"] for x in b][:5]; print("gate answer: status", g["status"], "- 100 benchmarks, 60 history runs each", file=sys.stderr)' "$WORK/gate-answer.json"
-    scenario "$SCEN7" "$label" "$pid" "$url" 4 gate.lua
+    scenario "$SCEN7" "$label" "$pid" "$url" 1 gate.lua
+    scenario "$SCEN7B" "$label" "$pid" "$url" 4 gate.lua
     stop "$pid"
     rm -f "$db" "$db-wal" "$db-shm"
   done

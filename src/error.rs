@@ -50,6 +50,30 @@ impl ErrorCode {
     }
 }
 
+/// Why a credential was refused: the `reason` label of the auth-failure metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    Malformed,
+    UnknownKey,
+    Revoked,
+    Expired,
+    InvalidToken,
+}
+
+impl AuthFailure {
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::UnknownKey => "unknown_key",
+            AuthFailure::Revoked => "revoked",
+            AuthFailure::Expired => "expired",
+            AuthFailure::InvalidToken => "invalid_token",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -58,6 +82,9 @@ pub struct ApiError {
     pub details: Option<serde_json::Value>,
     /// Seconds for `Retry-After` (503 and 429).
     pub retry_after: Option<u32>,
+    /// Why a credential was refused (401), as a closed set of labels for the auth-failure
+    /// metric; set where the refusal is decided, never recovered from the message.
+    pub auth_failure: Option<AuthFailure>,
     /// The storage failure behind a 5xx: logged and counted when the response is rendered,
     /// never shown to the client.
     pub cause: Option<Box<Cause>>,
@@ -89,6 +116,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            auth_failure: None,
             cause: None,
         }
     }
@@ -159,6 +187,12 @@ impl ApiError {
             ErrorCode::Internal,
             "Internal server error; see the server log for this request id",
         )
+    }
+    /// A 401 with the reason it is counted under.
+    pub fn unauthenticated(reason: AuthFailure, m: impl Into<String>) -> Self {
+        let mut e = Self::unauthorized(m);
+        e.auth_failure = Some(reason);
+        e
     }
     pub fn with_details(mut self, d: serde_json::Value) -> Self {
         self.details = Some(d);

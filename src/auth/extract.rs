@@ -10,7 +10,7 @@ use jsonwebtoken::Algorithm;
 use super::keys::{hash_key, is_valid_format};
 use super::{oidc, Principal};
 use crate::actors::key_store::{Authenticate, KeyRejection};
-use crate::error::ApiError;
+use crate::error::{ApiError, AuthFailure};
 use crate::state::AppState;
 
 /// Three non-empty base64url segments separated by dots.
@@ -42,24 +42,36 @@ pub enum Credential {
 /// (public for the `auth_header` fuzz target). Every refusal is a 401.
 pub fn parse_header(value: Option<&str>) -> Result<Credential, ApiError> {
     let Some(value) = value else {
-        return Err(ApiError::unauthorized("Missing authentication header"));
+        return Err(ApiError::unauthenticated(
+            AuthFailure::Missing,
+            "Missing authentication header",
+        ));
     };
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
         if rest.is_empty() {
-            return Err(ApiError::unauthorized("Invalid API key format"));
+            return Err(ApiError::unauthenticated(
+                AuthFailure::Malformed,
+                "Invalid API key format",
+            ));
         }
         if has_jwt_shape(rest) {
             return Ok(Credential::Jwt(rest.to_owned()));
         }
         if !is_valid_format(rest) {
-            return Err(ApiError::unauthorized("Invalid API key format"));
+            return Err(ApiError::unauthenticated(
+                AuthFailure::Malformed,
+                "Invalid API key format",
+            ));
         }
         Ok(Credential::ApiKey(rest.to_owned()))
     } else if scheme.eq_ignore_ascii_case("token") {
         if rest.is_empty() {
-            return Err(ApiError::unauthorized("Invalid token: empty"));
+            return Err(ApiError::unauthenticated(
+                AuthFailure::InvalidToken,
+                "Invalid token: empty",
+            ));
         }
         Ok(Credential::Jwt(rest.to_owned()))
     } else {
@@ -72,24 +84,34 @@ pub fn parse_header(value: Option<&str>) -> Result<Credential, ApiError> {
 /// HS256 goes to the static JWT verifier; RS256/ES256 to the OIDC provider named by `iss`.
 /// Any other algorithm, `alg: none` included, is refused before any key is looked at.
 async fn verify_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|_| ApiError::unauthorized("Invalid token: malformed or unsupported header"))?;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| {
+        ApiError::unauthenticated(
+            AuthFailure::InvalidToken,
+            "Invalid token: malformed or unsupported header",
+        )
+    })?;
     match header.alg {
         Algorithm::HS256 => match &state.jwt {
             Some(v) => v.verify(token),
-            None => Err(ApiError::unauthorized(
+            None => Err(ApiError::unauthenticated(
+                AuthFailure::InvalidToken,
                 "Invalid token: JWT authentication is not configured on this server",
             )),
         },
         alg @ (Algorithm::RS256 | Algorithm::ES256) => {
-            let provider = oidc::provider_for(&state.oidc, token)
-                .ok_or_else(|| ApiError::unauthorized("Invalid token: unknown issuer"))?;
-            let kid = header
-                .kid
-                .ok_or_else(|| ApiError::unauthorized("Invalid token: missing kid"))?;
+            let provider = oidc::provider_for(&state.oidc, token).ok_or_else(|| {
+                ApiError::unauthenticated(
+                    AuthFailure::InvalidToken,
+                    "Invalid token: unknown issuer",
+                )
+            })?;
+            let kid = header.kid.ok_or_else(|| {
+                ApiError::unauthenticated(AuthFailure::InvalidToken, "Invalid token: missing kid")
+            })?;
             provider.verify(token, &kid, alg, &state.jwks_client).await
         }
-        _ => Err(ApiError::unauthorized(
+        _ => Err(ApiError::unauthenticated(
+            AuthFailure::InvalidToken,
             "Invalid token: algorithm not allowed (HS256, RS256 or ES256)",
         )),
     }
@@ -117,7 +139,7 @@ impl FromRequest for Principal {
             let result = authenticate(&state, header.as_deref()).await;
             match &result {
                 Err(e) if e.status.as_u16() == 401 => {
-                    crate::metrics::auth_failure(failure_reason(header.as_deref(), &e.message));
+                    crate::metrics::auth_failure(e.auth_failure.map_or("other", |r| r.label()));
                 }
                 Ok(p) => rate_limit(&state, p)?,
                 Err(_) => {}
@@ -146,25 +168,6 @@ fn rate_limit(state: &AppState, p: &Principal) -> Result<(), ApiError> {
     }
 }
 
-/// A closed set of reasons for the auth-failure counter.
-fn failure_reason(header: Option<&str>, message: &str) -> &'static str {
-    if header.is_none() {
-        "missing"
-    } else if message.contains("revoked") {
-        "revoked"
-    } else if message.contains("expired") {
-        "expired"
-    } else if message.starts_with("Invalid token") {
-        "invalid_token"
-    } else if message.contains("format") {
-        "malformed"
-    } else if message == "Invalid API key" {
-        "unknown_key"
-    } else {
-        "other"
-    }
-}
-
 async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Principal, ApiError> {
     match parse_header(header)? {
         Credential::Jwt(token) => verify_token(state, &token).await,
@@ -175,13 +178,18 @@ async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Principa
             }
             match state.keys.read(Authenticate { key_hash: hash }).await? {
                 Ok(Ok(p)) => Ok(p),
-                Ok(Err(KeyRejection::Unknown)) => Err(ApiError::unauthorized("Invalid API key")),
-                Ok(Err(KeyRejection::Revoked)) => {
-                    Err(ApiError::unauthorized("API key has been revoked"))
-                }
-                Ok(Err(KeyRejection::Expired)) => {
-                    Err(ApiError::unauthorized("API key has expired"))
-                }
+                Ok(Err(KeyRejection::Unknown)) => Err(ApiError::unauthenticated(
+                    AuthFailure::UnknownKey,
+                    "Invalid API key",
+                )),
+                Ok(Err(KeyRejection::Revoked)) => Err(ApiError::unauthenticated(
+                    AuthFailure::Revoked,
+                    "API key has been revoked",
+                )),
+                Ok(Err(KeyRejection::Expired)) => Err(ApiError::unauthenticated(
+                    AuthFailure::Expired,
+                    "API key has expired",
+                )),
                 Err(e) => Err(e.into()),
             }
         }

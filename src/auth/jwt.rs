@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{CredentialKind, Principal, Role, Scope, Scopes};
 use crate::config::{ConfigError, ServerConfig};
 use crate::domain::names::ProjectName;
-use crate::error::ApiError;
+use crate::error::{ApiError, AuthFailure};
 
 pub const LEEWAY_SECS: u64 = 60;
 
@@ -78,13 +78,22 @@ impl JwtVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
-        let data = decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| ApiError::unauthorized(format!("Invalid token: {}", describe(&e))))?;
+        let data =
+            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| token_error(&e))?;
         principal_from_claims(&data.claims)
     }
 }
 
 /// A short reason for a rejected token (no token material).
+/// The 401 for a token the JWT library refused: `expired` or `invalid_token`.
+pub fn token_error(e: &jsonwebtoken::errors::Error) -> ApiError {
+    let reason = match e.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthFailure::Expired,
+        _ => AuthFailure::InvalidToken,
+    };
+    ApiError::unauthenticated(reason, format!("Invalid token: {}", describe(e)))
+}
+
 pub fn describe(e: &jsonwebtoken::errors::Error) -> String {
     use jsonwebtoken::errors::ErrorKind as K;
     match e.kind() {
@@ -110,9 +119,10 @@ fn principal_from_claims(c: &Claims) -> Result<Principal, ApiError> {
             "delete" => Scope::Delete,
             "admin" => Scope::Admin,
             other => {
-                return Err(ApiError::unauthorized(format!(
-                    "Invalid token: unknown scope '{other}'"
-                )))
+                return Err(ApiError::unauthenticated(
+                    AuthFailure::InvalidToken,
+                    format!("Invalid token: unknown scope '{other}'"),
+                ))
             }
         };
         scopes = scopes.with(scope);
@@ -121,12 +131,20 @@ fn principal_from_claims(c: &Claims) -> Result<Principal, ApiError> {
         "*" => None,
         p => Some(
             ProjectName::parse(p)
-                .map_err(|_| ApiError::unauthorized("Invalid token: bad project_id"))?
+                .map_err(|_| {
+                    ApiError::unauthenticated(
+                        AuthFailure::InvalidToken,
+                        "Invalid token: bad project_id",
+                    )
+                })?
                 .into_string(),
         ),
     };
     if c.sub.is_empty() {
-        return Err(ApiError::unauthorized("Invalid token: empty sub"));
+        return Err(ApiError::unauthenticated(
+            AuthFailure::InvalidToken,
+            "Invalid token: empty sub",
+        ));
     }
     let mut p = Principal::new(
         format!("jwt:{}", c.sub),

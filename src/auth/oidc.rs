@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::{BenchFilter, CredentialKind, Grant, Principal, Role};
 use crate::config::{ConfigError, ServerConfig};
 use crate::domain::names::ProjectName;
-use crate::error::ApiError;
+use crate::error::{ApiError, AuthFailure};
 
 #[derive(Debug, Clone)]
 pub struct Mapping {
@@ -270,12 +270,12 @@ impl Provider {
         alg: Algorithm,
         client: &reqwest::Client,
     ) -> Result<Principal, ApiError> {
-        let (key, key_alg) = self
-            .key_or_refresh(kid, client)
-            .await
-            .ok_or_else(|| ApiError::unauthorized("Invalid token: unknown key id"))?;
+        let (key, key_alg) = self.key_or_refresh(kid, client).await.ok_or_else(|| {
+            ApiError::unauthenticated(AuthFailure::InvalidToken, "Invalid token: unknown key id")
+        })?;
         if key_alg != alg {
-            return Err(ApiError::unauthorized(
+            return Err(ApiError::unauthenticated(
+                AuthFailure::InvalidToken,
                 "Invalid token: algorithm does not match the key",
             ));
         }
@@ -285,10 +285,8 @@ impl Provider {
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data =
-            decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &v).map_err(|e| {
-                ApiError::unauthorized(format!("Invalid token: {}", super::jwt::describe(&e)))
-            })?;
+        let data = decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &v)
+            .map_err(|e| super::jwt::token_error(&e))?;
         let claims = data.claims;
         let sub = claims
             .get("sub")
