@@ -9,7 +9,7 @@ use crate::cache::LatestCache;
 use crate::db::alerts::{self, QuarantineRow};
 use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as q, BaselineRow, ListFilter, SummaryRow};
-use crate::db::gates::{self, RunStatRow};
+use crate::db::gates::{self, RunStatRow, StoredRun};
 use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn};
 use crate::domain::access::BenchFilter;
 use crate::domain::names::{BenchmarkName, ProjectName, Version};
@@ -146,25 +146,18 @@ pub(crate) struct RunFacts {
 impl RunFacts {
     /// The `run_stats` rows of this run stored as `row` (`failed`: a final gate failed the run).
     pub(crate) fn rows(&self, row: &BaselineRow, failed: bool) -> Vec<RunStatRow> {
-        self.summaries
-            .iter()
-            .map(|(metric, s)| RunStatRow {
-                baseline_id: row.id.clone(),
-                metric: (*metric).to_owned(),
-                project: row.project.clone(),
-                benchmark: row.benchmark.clone(),
-                runner: self.runner.clone(),
-                run_id: self.run_id.clone(),
-                git_sha: row.git_sha.clone(),
-                center: s.center,
-                within_sd: s.within_sd,
-                n: i64::from(s.n),
-                resolution: s.resolution,
-                created_at: row.created_at,
-                failed,
-                deleted: false,
-            })
-            .collect()
+        StoredRun {
+            baseline_id: &row.id,
+            project: &row.project,
+            benchmark: &row.benchmark,
+            git_sha: row.git_sha.as_deref(),
+            created_at: row.created_at,
+            runner: &self.runner,
+            run_id: &self.run_id,
+            failed,
+            deleted: false,
+        }
+        .rows(&self.summaries)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::api::{GateBenchmark, GateConfirm, GateRecorded, GateResponse, GateRes
 use crate::cache::LatestCache;
 use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as bq, BaselineRow};
-use crate::db::gates::{self as q, GateFilter, GateRow, GateRunRow, RunStatRow, Series};
+use crate::db::gates::{self as q, GateFilter, GateRow, GateRunRow, Series, StoredRun};
 use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn};
 use crate::domain::gate::{self, BenchInput, HistoryPoint, Status};
 use crate::domain::gate_settings::GateSettings;
@@ -57,31 +57,9 @@ pub(crate) struct GateRunInput {
     pub summaries: Vec<(&'static str, RunSummary)>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredSummary {
-    center: f64,
-    within_sd: f64,
-    n: u32,
-    resolution: f64,
-}
-
 impl GateRunInput {
     fn row(&self, gate_id: &str, attempt: i64, now: i64) -> Result<GateRunRow, StoreError> {
-        let sums: BTreeMap<&str, StoredSummary> = self
-            .summaries
-            .iter()
-            .map(|(m, s)| {
-                (
-                    *m,
-                    StoredSummary {
-                        center: s.center,
-                        within_sd: s.within_sd,
-                        n: s.n,
-                        resolution: s.resolution,
-                    },
-                )
-            })
-            .collect();
+        let sums: BTreeMap<&str, RunSummary> = self.summaries.iter().copied().collect();
         Ok(GateRunRow {
             gate_id: gate_id.to_owned(),
             attempt,
@@ -101,21 +79,7 @@ type Attempts = BTreeMap<i64, BTreeMap<String, (String, BTreeMap<String, RunSumm
 fn attempts_of(rows: &[GateRunRow]) -> Result<Attempts, StoreError> {
     let mut out: Attempts = BTreeMap::new();
     for r in rows {
-        let sums: BTreeMap<String, StoredSummary> = serde_json::from_str(&r.summaries)?;
-        let sums = sums
-            .into_iter()
-            .map(|(m, s)| {
-                (
-                    m,
-                    RunSummary {
-                        center: s.center,
-                        within_sd: s.within_sd,
-                        n: s.n,
-                        resolution: s.resolution,
-                    },
-                )
-            })
-            .collect();
+        let sums: BTreeMap<String, RunSummary> = serde_json::from_str(&r.summaries)?;
         out.entry(r.attempt)
             .or_default()
             .insert(r.benchmark.clone(), (r.runner.clone(), sums));
@@ -383,26 +347,18 @@ fn finish(
             deleted_at: None,
         };
         bq::insert(c, &row, &[])?;
-        let stats: Vec<RunStatRow> = summary
-            .runs
-            .iter()
-            .map(|(metric, s)| RunStatRow {
-                baseline_id: row.id.clone(),
-                metric: (*metric).to_owned(),
-                project: row.project.clone(),
-                benchmark: row.benchmark.clone(),
-                runner: r.runner.clone(),
-                run_id: r.run_id.clone(),
-                git_sha: row.git_sha.clone(),
-                center: s.center,
-                within_sd: s.within_sd,
-                n: i64::from(s.n),
-                resolution: s.resolution,
-                created_at: now,
-                failed: false,
-                deleted: false,
-            })
-            .collect();
+        let stats = StoredRun {
+            baseline_id: &row.id,
+            project: &row.project,
+            benchmark: &row.benchmark,
+            git_sha: row.git_sha.as_deref(),
+            created_at: row.created_at,
+            runner: &r.runner,
+            run_id: &r.run_id,
+            failed: false,
+            deleted: false,
+        }
+        .rows(&summary.runs);
         q::insert_run_stats(c, &stats)?;
         let mut extra = serde_json::Map::new();
         extra.insert("benchmark".into(), r.benchmark.clone().into());
@@ -583,9 +539,7 @@ impl Op<GateStore> for OpenGate {
             audit_gate(c, &gate, "create", &self.actor, now)?;
             response_of(&gate)
         });
-        for (p, b) in touched {
-            s.cache.invalidate(&p, &b);
-        }
+        s.invalidate(&touched);
         result
     }
 }
@@ -653,9 +607,7 @@ impl Op<GateStore> for AddAttempt {
             audit_gate(c, &gate, "update", &self.actor, now)?;
             response_of(&gate)
         });
-        for (p, b) in touched {
-            s.cache.invalidate(&p, &b);
-        }
+        s.invalidate(&touched);
         result
     }
 }

@@ -9,6 +9,7 @@ use super::schema::{
     backfill_state, baselines, failed_runs, gate_runs, gate_settings, gates, run_stats,
 };
 use super::DbConn;
+use crate::domain::summary::RunSummary;
 
 /// One run of one metric of a stored baseline version.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -30,6 +31,44 @@ pub(crate) struct RunStatRow {
     pub failed: bool,
     /// Its version was deleted: not history.
     pub deleted: bool,
+}
+
+/// A stored run whose summaries become `run_stats` rows (upload, a gate's record, back-fill).
+pub(crate) struct StoredRun<'a> {
+    pub baseline_id: &'a str,
+    pub project: &'a str,
+    pub benchmark: &'a str,
+    pub git_sha: Option<&'a str>,
+    pub created_at: i64,
+    pub runner: &'a str,
+    pub run_id: &'a str,
+    pub failed: bool,
+    pub deleted: bool,
+}
+
+impl StoredRun<'_> {
+    /// One row per summarised metric.
+    pub(crate) fn rows(&self, summaries: &[(&'static str, RunSummary)]) -> Vec<RunStatRow> {
+        summaries
+            .iter()
+            .map(|(metric, s)| RunStatRow {
+                baseline_id: self.baseline_id.to_owned(),
+                metric: (*metric).to_owned(),
+                project: self.project.to_owned(),
+                benchmark: self.benchmark.to_owned(),
+                runner: self.runner.to_owned(),
+                run_id: self.run_id.to_owned(),
+                git_sha: self.git_sha.map(str::to_owned),
+                center: s.center,
+                within_sd: s.within_sd,
+                n: i64::from(s.n),
+                resolution: s.resolution,
+                created_at: self.created_at,
+                failed: self.failed,
+                deleted: self.deleted,
+            })
+            .collect()
+    }
 }
 
 /// A history point as the gate reads it.
@@ -364,26 +403,18 @@ pub(crate) fn backfill_run_stats(conn: &mut DbConn, batch: i64) -> QueryResult<b
             s.run_id.as_str(),
         ))))
         .get_result(conn)?;
-        let stats: Vec<RunStatRow> = s
-            .runs
-            .iter()
-            .map(|(metric, r)| RunStatRow {
-                baseline_id: id.clone(),
-                metric: (*metric).to_owned(),
-                project: project.clone(),
-                benchmark: benchmark.clone(),
-                runner: runner.clone(),
-                run_id: s.run_id.clone(),
-                git_sha: git_sha.clone(),
-                center: r.center,
-                within_sd: r.within_sd,
-                n: i64::from(r.n),
-                resolution: r.resolution,
-                created_at: *created_at,
-                failed,
-                deleted: deleted_at.is_some(),
-            })
-            .collect();
+        let stats = StoredRun {
+            baseline_id: id,
+            project,
+            benchmark,
+            git_sha: git_sha.as_deref(),
+            created_at: *created_at,
+            runner: &runner,
+            run_id: &s.run_id,
+            failed,
+            deleted: deleted_at.is_some(),
+        }
+        .rows(&s.runs);
         insert_run_stats(conn, &stats)?;
     }
     let finished = (rows.len() as i64) < batch;

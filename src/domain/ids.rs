@@ -10,6 +10,11 @@ pub fn row_id() -> String {
     row_id_at(chrono::Utc::now().timestamp_millis().max(0) as u64)
 }
 
+/// Whether `id` has the shape of a row id (32 hex digits); anything else names no row.
+pub fn is_row_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn row_id_at(millis: u64) -> String {
     uuid::Builder::from_unix_timestamp_millis(millis, &rand::random())
         .into_uuid()

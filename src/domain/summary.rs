@@ -29,7 +29,7 @@ impl Sample {
 }
 
 /// Summary of one run of one benchmark metric, all on the natural-log scale.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunSummary {
     /// Median of ln(sample).
     pub center: f64,

@@ -31,7 +31,7 @@ pub(crate) struct AlertsQuery {
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
-    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if crate::domain::ids::is_row_id(id) {
         Ok(())
     } else {
         Err(ApiError::not_found(format!("{what} {id} not found")))
@@ -64,7 +64,7 @@ pub(crate) async fn list(
     }
     let gate_id = q.gate_id.filter(|g| !g.is_empty());
     if let Some(g) = &gate_id {
-        if !(g.len() == 32 && g.bytes().all(|b| b.is_ascii_hexdigit())) {
+        if !crate::domain::ids::is_row_id(g) {
             return Err(NameError::new("gate_id", "32 hexadecimal digits").into());
         }
     }

@@ -133,7 +133,7 @@ fn visible(principal: &Principal, mut g: GateResponse) -> GateResponse {
 }
 
 fn check_gate_id(id: &str) -> Result<(), ApiError> {
-    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if crate::domain::ids::is_row_id(id) {
         Ok(())
     } else {
         Err(ApiError::not_found(format!("Gate {id} not found")))

@@ -133,7 +133,7 @@ pub(crate) async fn revoke_key(
 ) -> Result<HttpResponse, ApiError> {
     require_key_admin(&principal, "manage keys")?;
     let id = path.into_inner();
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !crate::domain::ids::is_row_id(&id) {
         return Err(ApiError::not_found(format!("API key {id} not found")));
     }
     let row = state

@@ -159,7 +159,7 @@ pub(crate) async fn get(
     let project = ProjectName::parse(&project)?;
     principal.authorize(Scope::Read, project.as_str(), None)?;
     let not_found = || ApiError::not_found(format!("Verdict {id} not found"));
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !crate::domain::ids::is_row_id(&id) {
         return Err(not_found());
     }
     let row = state
