@@ -558,6 +558,49 @@ pub(crate) struct ListGatesResponse {
     pub pagination: Pagination,
 }
 
+/// A point where the level of a benchmark's series moved (`GET …/change-points`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct ChangePointRecord {
+    pub id: String,
+    /// Position in the series (oldest run = 0) of the first run at the new level.
+    pub index: i64,
+    /// The baseline version of that run (null once the version is deleted).
+    pub version: Option<String>,
+    /// The commit of the first run at the new level: the end of the range to bisect.
+    pub git_sha: Option<String>,
+    /// The commit of the run before it: the start of the range.
+    pub previous_git_sha: Option<String>,
+    /// When the first run at the new level was stored.
+    pub created_at: String,
+    /// The level before and after, in the metric's unit (the runs' shared runner shift removed).
+    pub level_before: f64,
+    pub level_after: f64,
+    /// 100 · (level_after / level_before − 1): positive = the metric went up.
+    pub change_pct: f64,
+    /// Two-sided p-value of the change.
+    pub p: f64,
+    /// `provisional` until 3 runs are at the new level, then `confirmed`.
+    pub status: &'static str,
+    /// `strong` (p ≤ 10⁻⁴) or `weak` (p ≤ 10⁻³: shown, never alerted on).
+    pub strength: &'static str,
+    /// Final: enough runs follow it that it will not move or vanish.
+    pub settled: bool,
+    /// The runner class of the series.
+    pub runner: String,
+    /// The alert of this change (a regression that was alerted on), if any.
+    pub alert_id: Option<String>,
+}
+
+/// `GET /api/v1/projects/{project}/benchmarks/{benchmark}/change-points`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct ChangePointsResponse {
+    pub project: String,
+    pub benchmark: String,
+    pub metric: String,
+    /// Oldest first, per runner class.
+    pub change_points: Vec<ChangePointRecord>,
+}
+
 /// A waiver of an `expected` alert.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct WaiverRecord {
@@ -573,7 +616,8 @@ pub(crate) struct AlertRecord {
     pub project: String,
     pub benchmark: String,
     pub metric: String,
-    /// `gate`: a final gate failed the benchmark.
+    /// `gate`: a final gate failed the benchmark; `change_point`: a confirmed regression change
+    /// point no gate failed (a slow creep, or runs uploaded without a gate).
     pub source: String,
     pub gate_id: Option<String>,
     /// `untriaged`, `acknowledged`, `invalid`, `expected`, `duplicate` or `fixed`

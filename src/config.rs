@@ -376,6 +376,13 @@ config_keys! {
     /// the job's token.
     #[flag(value_name = "BOOL")]
     oidc_can_create_keys: bool = false,
+    /// Milliseconds between change-point passes (0 = no change points).
+    #[flag(value_name = "MS")]
+    change_point_interval_ms: u64 = 10_000,
+    /// Milliseconds a run waits before the change-point pass reads it, so the other benchmarks of
+    /// its CI run (same commit and runner) have arrived to estimate the run's common shift.
+    #[flag(value_name = "MS")]
+    change_point_delay_ms: u64 = 30_000,
 }
 
 /// A flag's help: `prefix`, the key's documentation and, when `show_default`, its default value.

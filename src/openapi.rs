@@ -12,7 +12,9 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::domain::gate_settings as gs;
 use crate::domain::names;
 use crate::domain::requests as req;
-use crate::routes::{alerts, audit, baselines, dashboard, fleet, gates, health, keys, verdicts};
+use crate::routes::{
+    alerts, audit, baselines, changepoints, dashboard, fleet, gates, health, keys, verdicts,
+};
 
 /// `{"code", "message", "request_id", "details"?}`: every error.
 #[derive(Serialize, ToSchema)]
@@ -78,6 +80,7 @@ impl Modify for Security {
         alerts::get,
         alerts::transition,
         alerts::stats,
+        changepoints::list,
         fleet::record,
         fleet::alerts,
         fleet::impact,

@@ -214,6 +214,48 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             }
         }
     });
+    // Change points: a bounded pass at a time, the next one at once while runs wait.
+    if config.change_point_interval_ms > 0 {
+        let scanner = gates.clone();
+        let interval = Duration::from_millis(config.change_point_interval_ms);
+        let delay =
+            i64::try_from(config.change_point_delay_ms.saturating_mul(1000)).unwrap_or(i64::MAX);
+        actix_web::rt::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                loop {
+                    let pass = crate::actors::changepoints::ScanChangePoints {
+                        delay_micros: delay,
+                        max_runs: CHANGE_POINT_PASS_RUNS,
+                    };
+                    match scanner.write("change_points", pass).await {
+                        Ok(Ok(r)) => {
+                            if r.alerts_opened + r.alerts_fixed > 0 {
+                                log::info!(
+                                    "change points: {} alerts opened, {} fixed ({} runs, {} series)",
+                                    r.alerts_opened,
+                                    r.alerts_fixed,
+                                    r.runs,
+                                    r.series
+                                );
+                            }
+                            if !r.more {
+                                break;
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            log::warn!("change points: {e}");
+                            break;
+                        }
+                        Err(e) => {
+                            log::warn!("change points: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
     let limiter = rate_limiter(&config);
     if let Some(l) = &limiter {
         // Forget idle credentials now and then, so the table stays small.
@@ -286,6 +328,10 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
 /// Summarises, in the background and in small batches, the runs of baselines stored before the
 /// gate's `run_stats` table existed, so a gate finds their history. Each batch is one short write
 /// transaction, so clients' writes wait at most one batch.
+/// Runs one change-point pass reads at most: a pass holds the write lock for a few
+/// milliseconds, so clients waiting on it barely notice.
+const CHANGE_POINT_PASS_RUNS: i64 = 500;
+
 fn spawn_backfill(pool: crate::db::DbPool) {
     let spawned = std::thread::Builder::new()
         .name("run-stats-backfill".into())

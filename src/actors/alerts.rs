@@ -75,6 +75,95 @@ pub(super) fn open_for_gate(
     audit_alert(c, &row, "create", actor, extra, now)
 }
 
+/// The commits of a change point: the first run at the new level and the run before it.
+pub(super) struct PointRange<'a> {
+    pub git_sha: Option<&'a str>,
+    pub previous_git_sha: Option<&'a str>,
+}
+
+/// Opens the alert of a confirmed regression change point that no gate failed (a slow creep, or
+/// runs uploaded without a gate). `worse_pct`: positive, percent worse.
+pub(super) fn open_for_change_point(
+    c: &mut DbConn,
+    series: &crate::db::changepoints::SeriesKey,
+    point_id: &str,
+    worse_pct: f64,
+    range: PointRange<'_>,
+    actor: &Initiator,
+    now: i64,
+) -> Result<String, StoreError> {
+    let row = AlertRow {
+        id: crate::domain::ids::row_id(),
+        project: series.project.clone(),
+        benchmark: series.benchmark.clone(),
+        metric: series.metric.clone(),
+        source: "change_point".into(),
+        gate_id: None,
+        status: AlertStatus::Untriaged.as_str().into(),
+        change_pct: worse_pct,
+        git_sha: range.git_sha.map(str::to_owned),
+        previous_git_sha: range.previous_git_sha.map(str::to_owned),
+        reason: None,
+        link: None,
+        duplicate_of: None,
+        waiver_owner: None,
+        waiver_max_change_pct: None,
+        waiver_expires_at: None,
+        triaged_by: None,
+        created_at: now,
+        updated_at: now,
+    };
+    q::insert_alert(c, &row)?;
+    let mut extra = serde_json::Map::new();
+    extra.insert("change_point_id".into(), point_id.into());
+    extra.insert("runner".into(), series.runner.clone().into());
+    extra.insert("change_pct".into(), worse_pct.into());
+    audit_alert(c, &row, "create", actor, extra, now)?;
+    Ok(row.id)
+}
+
+/// Marks `fixed` the open regression alerts of a series that an improvement (percent worse,
+/// negative) first seen at `run_created_at` undoes; answers how many.
+pub(super) fn fix_restored(
+    c: &mut DbConn,
+    series: &crate::db::changepoints::SeriesKey,
+    improvement_worse_pct: f64,
+    run_created_at: i64,
+    point_id: &str,
+    actor: &Initiator,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let settings = crate::domain::changepoint::Settings::default();
+    let mut fixed = 0;
+    for mut a in q::open_before(
+        c,
+        &series.project,
+        &series.benchmark,
+        &series.metric,
+        run_created_at,
+    )? {
+        if !crate::domain::changepoint::restores(a.change_pct, improvement_worse_pct, &settings) {
+            continue;
+        }
+        let from = a.status.clone();
+        a.status = AlertStatus::Fixed.as_str().into();
+        a.reason = Some(format!(
+            "a later change point ({improvement_worse_pct:+.1}%) restored the level"
+        ));
+        a.triaged_by = Some(actor.principal_id.clone());
+        a.updated_at = now;
+        q::update_alert(c, &a)?;
+        let mut extra = serde_json::Map::new();
+        extra.insert("from".into(), from.into());
+        extra.insert("to".into(), "fixed".into());
+        extra.insert("reason".into(), a.reason.clone().unwrap_or_default().into());
+        extra.insert("change_point_id".into(), point_id.into());
+        audit_alert(c, &a, "update", actor, extra, now)?;
+        fixed += 1;
+    }
+    Ok(fixed)
+}
+
 pub(crate) struct GetAlert {
     pub project: String,
     pub id: String,

@@ -148,6 +148,20 @@ fn evaluate(
     let mut confirm: BTreeMap<String, u32> = BTreeMap::new();
     let mut is_final = true;
     for metric in g.metrics {
+        // A benchmark's history starts after its newest accepted change (one query per runner class).
+        let mut by_runner: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (bench, (runner, _)) in first {
+            by_runner
+                .entry(runner.as_str())
+                .or_default()
+                .push(bench.as_str());
+        }
+        let mut accepted: BTreeMap<String, i64> = BTreeMap::new();
+        for (runner, benches) in &by_runner {
+            accepted.extend(crate::db::changepoints::accepted_changes(
+                c, g.project, metric, runner, benches,
+            )?);
+        }
         let mut inputs = Vec::with_capacity(first.len());
         for (bench, (runner, _)) in first {
             let until = match g.base_sha {
@@ -160,7 +174,8 @@ fn evaluate(
                 metric,
                 runner,
                 until,
-                since: None,
+                // The change's own run is the first of the new history.
+                since: accepted.get(bench.as_str()).map(|t| t - 1),
                 exclude_runs: run_ids.get(bench.as_str()).map_or(&[], |v| v.as_slice()),
                 limit: i64::from(g.settings.history_runs),
             };

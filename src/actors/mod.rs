@@ -9,6 +9,7 @@
 
 pub(crate) mod alerts;
 pub(crate) mod baseline_store;
+pub(crate) mod changepoints;
 pub(crate) mod dashboard;
 mod error;
 pub(crate) mod fleet_analyzer;

@@ -246,3 +246,45 @@ pub(crate) fn release(conn: &mut DbConn, alert_id: &str) -> QueryResult<Vec<(Str
     diesel::delete(quarantine::table.filter(quarantine::alert_id.eq(alert_id))).execute(conn)?;
     Ok(held)
 }
+
+/// An alert of a benchmark and metric raised for one of the commits `shas`, if any
+/// (`alerts_benchmark_idx`): a change point in that range is the same change.
+pub(crate) fn alert_for_commits(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    metric: &str,
+    shas: &[String],
+) -> QueryResult<Option<String>> {
+    if shas.is_empty() {
+        return Ok(None);
+    }
+    alerts::table
+        .filter(alerts::project.eq(project))
+        .filter(alerts::benchmark.eq(benchmark))
+        .filter(alerts::metric.eq(metric))
+        .filter(alerts::git_sha.eq_any(shas))
+        .order(alerts::created_at.asc())
+        .select(alerts::id)
+        .first(conn)
+        .optional()
+}
+
+/// Regression alerts of a benchmark and metric still open (`untriaged` or `acknowledged`) that
+/// were opened before `before` (`alerts_benchmark_idx`).
+pub(crate) fn open_before(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+    metric: &str,
+    before: i64,
+) -> QueryResult<Vec<AlertRow>> {
+    alerts::table
+        .filter(alerts::project.eq(project))
+        .filter(alerts::benchmark.eq(benchmark))
+        .filter(alerts::metric.eq(metric))
+        .filter(alerts::status.eq_any(["untriaged", "acknowledged"]))
+        .filter(alerts::created_at.lt(before))
+        .select(AlertRow::as_select())
+        .load(conn)
+}

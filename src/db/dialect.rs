@@ -68,3 +68,27 @@ pub(crate) fn lock_bootstrap(conn: &mut DbConn) -> Result<(), DbError> {
     }
     Ok(())
 }
+
+/// Key of the transaction-level advisory lock held by the change-point pass, so that one
+/// PostgreSQL replica scans at a time.
+const CHANGE_POINT_LOCK_KEY: i64 = 7_370_127_086_112_105_571;
+
+#[derive(diesel::QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
+}
+
+/// Takes the change-point pass's lock for the current transaction, or answers `false` when another
+/// replica holds it (PostgreSQL); SQLite has one writer already.
+pub(crate) fn try_lock_change_points(conn: &mut DbConn) -> Result<bool, DbError> {
+    use diesel::RunQueryDsl;
+    match conn {
+        DbConn::Pg(pg) => Ok(diesel::sql_query(format!(
+            "SELECT pg_try_advisory_xact_lock({CHANGE_POINT_LOCK_KEY}) AS locked"
+        ))
+        .get_result::<Locked>(pg)?
+        .locked),
+        DbConn::Sqlite(_) => Ok(true),
+    }
+}

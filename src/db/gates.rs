@@ -368,7 +368,7 @@ pub(crate) fn put_settings(
 }
 
 /// The back-fill of `run_stats` for baselines stored before the table existed.
-const BACKFILL_TASK: &str = "run_stats";
+pub(super) const BACKFILL_TASK: &str = "run_stats";
 
 /// Summarises one batch of baselines that have no run summary yet; `Ok(true)` once nothing is
 /// left. Runs in the caller's write transaction; the position is kept, so a restart resumes.
@@ -423,7 +423,10 @@ pub(crate) fn backfill_run_stats(conn: &mut DbConn, batch: i64) -> QueryResult<b
 }
 
 /// Where a back-fill task stands: `(position, done)`.
-fn backfill_position(conn: &mut DbConn, task: &str) -> QueryResult<Option<(String, bool)>> {
+pub(super) fn backfill_position(
+    conn: &mut DbConn,
+    task: &str,
+) -> QueryResult<Option<(String, bool)>> {
     backfill_state::table
         .find(task)
         .select((backfill_state::position, backfill_state::done))
@@ -431,7 +434,7 @@ fn backfill_position(conn: &mut DbConn, task: &str) -> QueryResult<Option<(Strin
         .optional()
 }
 
-fn set_backfill_position(
+pub(super) fn set_backfill_position(
     conn: &mut DbConn,
     task: &str,
     position: &str,

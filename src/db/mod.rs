@@ -7,6 +7,7 @@
 pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod baselines;
+pub(crate) mod changepoints;
 pub(crate) mod dashboard;
 mod dialect;
 mod error;
@@ -25,7 +26,7 @@ use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
 
 pub(crate) use crate::config::StorageBackend;
-pub(crate) use dialect::{lock_bootstrap, probe, read_tx, write_tx};
+pub(crate) use dialect::{lock_bootstrap, probe, read_tx, try_lock_change_points, write_tx};
 pub(crate) use error::DbError;
 pub(crate) use pool::{DbPool, PooledConn, Storage, StorageOptions, StorePools};
 pub(crate) use sqlite::SqliteOwner;

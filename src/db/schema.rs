@@ -265,6 +265,55 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    run_shifts (project, runner, metric, git_sha) {
+        project -> Text,
+        runner -> Text,
+        metric -> Text,
+        git_sha -> Text,
+        shift -> Double,
+        benchmarks -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    cp_series (project, benchmark, metric, runner) {
+        project -> Text,
+        benchmark -> Text,
+        metric -> Text,
+        runner -> Text,
+        resume_index -> BigInt,
+        resume_created_at -> BigInt,
+        resume_baseline_id -> Text,
+        runs -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    change_points (id) {
+        id -> Text,
+        project -> Text,
+        benchmark -> Text,
+        metric -> Text,
+        runner -> Text,
+        idx -> BigInt,
+        baseline_id -> Text,
+        git_sha -> Nullable<Text>,
+        previous_git_sha -> Nullable<Text>,
+        run_created_at -> BigInt,
+        level_before -> Double,
+        level_after -> Double,
+        change_pct -> Double,
+        p -> Double,
+        strong -> Bool,
+        settled -> Bool,
+        alert_id -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(baseline_tags -> baselines (baseline_id));
 diesel::allow_tables_to_appear_in_same_query!(
     baselines,
@@ -286,4 +335,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     backfill_state,
     alerts,
     quarantine,
+    run_shifts,
+    cp_series,
+    change_points,
 );

@@ -38,7 +38,7 @@ const MIN_LEFT: usize = 3;
 /// Fewest runs right of a split: one, so a step can be reported (provisionally) on the run that shows it.
 const MIN_RIGHT: usize = 1;
 
-/// Tuning of the detector. `Default` is the calibrated setting (see `NOTES.md`).
+/// Tuning of the detector. `Default` is the calibrated setting (see `bench/changepoint_quality`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
     /// Window W of the scan, in runs (≈ 30: long enough for a precise level on each side, short enough
@@ -141,7 +141,7 @@ pub enum Status {
 
 /// The provisional → confirmed rule: a point is confirmed once `CONFIRM_RUNS` (3) runs are at the new
 /// level, its own run included (`series_len − index ≥ 3`). With one run after a 10% step the position is
-/// right about 3 times in 4, with three about 9 in 10 (see NOTES.md), hence 3.
+/// right about 3 times in 4, with three about 9 in 10 (see `bench/changepoint_quality`), hence 3.
 pub fn status(index: usize, series_len: usize) -> Status {
     if series_len.saturating_sub(index) >= CONFIRM_RUNS {
         Status::Confirmed
@@ -157,7 +157,7 @@ pub const UNSETTLED_ALERT_FACTOR: f64 = 0.1;
 /// p ≤ max_p/10. Why the stricter p before settling: every upload re-tests the tail, so over a long
 /// history a series gets many looks at "the last few runs"; at p ≤ max_p a step-free series of 60 runs
 /// raised a transient alert (one that later vanished) 1.4 times per 100 series, at max_p/10 0.24 times,
-/// while still alerting 2 in 3 10% steps by their third run (the rest when they settle). See NOTES.md.
+/// while still alerting 2 in 3 10% steps by their third run (the rest when they settle). See `bench/changepoint_quality`.
 pub fn should_alert(
     cp: &ChangePoint,
     series_len: usize,
@@ -425,6 +425,72 @@ fn ttest(left: &[f64], right: &[f64]) -> Option<TTest> {
     })
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// What the server needs around the scan: the run's common shift, and "worse" in one direction.
+
+/// Fewest benchmarks of one CI run whose median deviation can stand for the run's common shift (the
+/// gate's rule); with fewer, one benchmark's own step would be taken for the runner's and removed.
+pub const MIN_SHIFT_BENCHMARKS: usize = 5;
+/// Runs of a benchmark before a CI run that give its reference level for the shift estimate.
+pub const SHIFT_REFERENCE_RUNS: usize = 10;
+/// Fewest earlier runs a benchmark needs to take part in a shift estimate.
+pub const MIN_SHIFT_REFERENCE: usize = 3;
+
+/// A benchmark's reference level (ln scale) from its newest earlier runs (shift-corrected, ln
+/// scale): their median, or `None` with fewer than [`MIN_SHIFT_REFERENCE`].
+pub fn reference_level(earlier: &[f64]) -> Option<f64> {
+    let v: Vec<f64> = earlier.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.len() < MIN_SHIFT_REFERENCE {
+        return None;
+    }
+    stats::median(&v)
+}
+
+/// The common shift of one CI run (ln scale): the median over its benchmarks of each one's deviation
+/// from its own reference level, or `None` with fewer than [`MIN_SHIFT_BENCHMARKS`] deviations. The
+/// median lets one benchmark that really changed in this run leave the estimate nearly untouched.
+pub fn common_shift(deviations: &[f64]) -> Option<f64> {
+    let v: Vec<f64> = deviations
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
+    if v.len() < MIN_SHIFT_BENCHMARKS {
+        return None;
+    }
+    stats::median(&v)
+}
+
+/// A change in percent of the metric (positive = it went up) as "percent worse": positive when the
+/// benchmark regressed, whichever way its metric points.
+pub fn worse_pct(change_pct: f64, higher_is_better: bool) -> f64 {
+    if !higher_is_better {
+        return change_pct;
+    }
+    let ratio = 1.0 + change_pct / 100.0;
+    if ratio > 0.0 {
+        100.0 * (1.0 / ratio - 1.0)
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// Whether an improvement of `improvement_worse_pct` (negative: percent worse after it) undoes a
+/// regression of `regression_worse_pct`: the level after both is within `min_change` of the level
+/// before the regression.
+pub fn restores(
+    regression_worse_pct: f64,
+    improvement_worse_pct: f64,
+    settings: &Settings,
+) -> bool {
+    let s = Sane::new(settings);
+    if !(regression_worse_pct > 0.0 && improvement_worse_pct < 0.0) {
+        return false;
+    }
+    let net = (1.0 + regression_worse_pct / 100.0) * (1.0 + improvement_worse_pct / 100.0);
+    net.is_finite() && net <= 1.0 + s.min_change
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,5 +686,32 @@ mod tests {
             ..sure
         };
         assert!(!should_alert(&weak, 70, true, &st));
+    }
+
+    #[test]
+    fn common_shift_is_the_median_and_needs_five_benchmarks() {
+        assert_eq!(common_shift(&[0.01, 0.02, 0.03, 0.04]), None);
+        // One benchmark that really moved (0.5) does not drag the run's shift.
+        let s = common_shift(&[0.01, 0.02, 0.03, 0.04, 0.5]).unwrap();
+        assert!((s - 0.03).abs() < 1e-12, "{s}");
+        assert_eq!(common_shift(&[0.01, f64::NAN, 0.02, 0.03, 0.04]), None);
+        assert_eq!(reference_level(&[1.0, 2.0]), None);
+        assert_eq!(reference_level(&[1.0, 5.0, 2.0]), Some(2.0));
+    }
+
+    #[test]
+    fn worse_and_restores_follow_the_metric_direction() {
+        assert_eq!(worse_pct(10.0, false), 10.0);
+        // Throughput down 20% = 25% worse; up 25% = 20% better.
+        assert!((worse_pct(-20.0, true) - 25.0).abs() < 1e-9);
+        assert!((worse_pct(25.0, true) + 20.0).abs() < 1e-9);
+        assert_eq!(worse_pct(-100.0, true), f64::INFINITY);
+        let st = Settings::default();
+        // +10% then −9.09% is back to the old level; −5% leaves it 4.5% worse (above 3%).
+        assert!(restores(10.0, -9.0909, &st));
+        assert!(!restores(10.0, -5.0, &st));
+        assert!(restores(10.0, -7.0, &st), "1.10 × 0.93 = 1.023 ≤ 1.03");
+        assert!(!restores(-10.0, -5.0, &st) && !restores(10.0, 5.0, &st));
+        assert!(!restores(f64::NAN, -50.0, &st));
     }
 }

@@ -77,6 +77,22 @@ pub fn check_gate_runner(label: &str) -> Result<(), NameError> {
     }
 }
 
+/// Longest runner class accepted as a filter (a host class and a label).
+pub const RUNNER_CLASS_MAX: usize = 256;
+
+/// A runner class used as a filter: 1-256 characters, no control characters.
+pub fn check_runner_class(class: &str) -> Result<(), NameError> {
+    if !class.is_empty() && class.len() <= RUNNER_CLASS_MAX && !class.chars().any(char::is_control)
+    {
+        Ok(())
+    } else {
+        Err(err(
+            "runner",
+            format!("1-{RUNNER_CLASS_MAX} characters, no control characters"),
+        ))
+    }
+}
+
 /// Characters of a key's benchmark glob besides `a-z 0-9`.
 pub fn is_key_pattern_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-' | '/' | '*' | '?')

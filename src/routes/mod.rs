@@ -3,6 +3,7 @@
 pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod baselines;
+pub(crate) mod changepoints;
 pub(crate) mod dashboard;
 pub(crate) mod fleet;
 pub(crate) mod gates;
@@ -98,6 +99,7 @@ api_routes! {
     "/projects" => [get dashboard::projects],
     "/projects/{project}/benchmarks" => [get dashboard::project_benchmarks],
     "/projects/{project}/benchmarks/{benchmark:.+}/history" => [get dashboard::history],
+    "/projects/{project}/benchmarks/{benchmark:.+}/change-points" => [get changepoints::list],
     "/projects/{project}/baselines" => [post baselines::upload, get baselines::list],
     "/projects/{project}/baselines/{benchmark:.+}/latest" => [get baselines::latest],
     "/projects/{project}/baselines/{benchmark:.+}/versions/{version}" => [get baselines::get_version, delete baselines::delete_version],

@@ -1,0 +1,338 @@
+//! Change points over real HTTP on every backend: a background pass finds where each
+//! benchmark's level moved (with the CI run's common shift removed), names the commit range,
+//! opens an alert for a confirmed regression no gate failed, re-centres the gate's history on an
+//! accepted change, and marks an alert fixed when a later change restores the level.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BENCHES: usize = 8;
+/// bench-2 regresses by 15% at this run, and comes back at `BACK`.
+const STEP2: usize = 20;
+const BACK: usize = 40;
+/// core/parse regresses by 12% at this run, for good.
+const STEP5: usize = 22;
+
+fn name(b: usize) -> String {
+    if b == 5 {
+        "core/parse".to_owned()
+    } else {
+        format!("bench-{b}")
+    }
+}
+
+/// A `perfgate.run.v1` receipt like the CLI writes (built from a real fixture) with ten samples
+/// around `level` ms.
+fn receipt(bench: &str, run_id: &str, level: f64, seed: usize) -> Value {
+    let mut r = fixture("run-bench-a-2.json");
+    r["bench"]["name"] = json!(bench);
+    r["run"]["id"] = json!(run_id);
+    let template = r["samples"][0].clone();
+    let mut samples: Vec<u64> = (0..10)
+        .map(|i| {
+            let jitter = (((seed * 31 + i * 17) % 7) as f64 - 3.0) * 0.004;
+            (level * (1.0 + jitter)).round() as u64
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (i, v) in std::iter::once(samples[0])
+        .chain(samples.iter().copied())
+        .enumerate()
+    {
+        let mut s = template.clone();
+        s["wall_ms"] = json!(v);
+        s["warmup"] = json!(i == 0);
+        out.push(s);
+    }
+    r["samples"] = json!(out);
+    samples.sort();
+    r["stats"]["wall_ms"] = json!({
+        "median": samples[5], "min": samples[0], "max": samples[9], "mean": 0.0, "stddev": 0.0,
+    });
+    r
+}
+
+/// Level of benchmark `b` in run `r`: its own level, a ±2% wobble of its own, a ±3% shift the
+/// whole CI run shares (the runner), and the steps.
+fn level(b: usize, r: usize) -> f64 {
+    let own = 1.0 + (((r * 7 + b * 3) % 5) as f64 - 2.0) * 0.01;
+    let runner = 1.0 + (((r * 13) % 7) as f64 - 3.0) * 0.01;
+    let step = match b {
+        2 if (STEP2..BACK).contains(&r) => 1.15,
+        5 if r >= STEP5 => 1.12,
+        _ => 1.0,
+    };
+    (100.0 + 40.0 * b as f64) * own * runner * step
+}
+
+fn sha(r: usize) -> String {
+    format!("{r:03}0000000000000000000000000000000000000")
+}
+
+fn upload_runs(s: &Server, runs: std::ops::Range<usize>) {
+    for r in runs {
+        for b in 0..BENCHES {
+            let rec = receipt(&name(b), &format!("run-{r}-{b}"), level(b, r), r + b);
+            let mut body = upload_body(&name(b), None, &rec);
+            body["git_sha"] = json!(sha(r));
+            expect(
+                s.post(CONTRIB, "/api/v1/projects/proj/baselines", &body),
+                201,
+            );
+        }
+    }
+}
+
+fn points_url(bench: &str) -> String {
+    format!("/api/v1/projects/proj/benchmarks/{bench}/change-points?metric=wall_ms")
+}
+
+/// Polls (bounded: 30 s) until `done` holds for the answer of `url`.
+fn wait_for(s: &Server, url: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = expect(s.get(ADMIN, url), 200);
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what}: not reached in 30 s; last answer {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn strong(v: &Value) -> Vec<Value> {
+    v["change_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["strength"] == "strong")
+        .cloned()
+        .collect()
+}
+
+fn alerts_of(s: &Server, bench: &str) -> Vec<Value> {
+    let l = expect(
+        s.get(
+            VIEWER,
+            &format!("/api/v1/projects/proj/alerts?benchmark={bench}&limit=50"),
+        ),
+        200,
+    );
+    l["alerts"].as_array().unwrap().clone()
+}
+
+fn change_points_and_alerts(b: Backend) {
+    let mut args: Vec<String> = standard_keys()
+        .into_iter()
+        .flat_map(|k| ["--api-keys".to_owned(), k])
+        .collect();
+    args.extend(
+        [
+            "--change-point-interval-ms",
+            "100",
+            "--change-point-delay-ms",
+            "0",
+        ]
+        .map(String::from),
+    );
+    let s = Server::start_with(b, &args);
+    upload_runs(&s, 0..BACK);
+
+    // bench-2: +15% at run 20, found at its commit, confirmed and settled.
+    let v = wait_for(&s, &points_url("bench-2"), "bench-2's step", |v| {
+        strong(v).iter().any(|p| p["settled"] == true)
+    });
+    assert_eq!(v["project"], "proj");
+    assert_eq!(v["benchmark"], "bench-2");
+    assert_eq!(v["metric"], "wall_ms");
+    let p = &strong(&v)[0];
+    assert_eq!(strong(&v).len(), 1, "{v:#}");
+    assert_eq!(p["index"], STEP2, "{v:#}");
+    assert_eq!(p["git_sha"].as_str(), Some(sha(STEP2).as_str()), "{v:#}");
+    assert_eq!(
+        p["previous_git_sha"].as_str(),
+        Some(sha(STEP2 - 1).as_str()),
+        "{v:#}"
+    );
+    assert_eq!(p["status"], "confirmed");
+    let change = p["change_pct"].as_f64().unwrap();
+    assert!((12.0..18.0).contains(&change), "{v:#}");
+    let (before, after) = (
+        p["level_before"].as_f64().unwrap(),
+        p["level_after"].as_f64().unwrap(),
+    );
+    assert!((170.0..190.0).contains(&before) && after > before, "{v:#}");
+    assert!(p["p"].as_f64().unwrap() <= 1e-4, "{v:#}");
+    assert!(p["version"].is_string(), "{v:#}");
+    assert!(p["created_at"].as_str().unwrap().ends_with('Z'), "{v:#}");
+    let alert_id = p["alert_id"]
+        .as_str()
+        .expect("an alert for the regression")
+        .to_owned();
+
+    // Its alert: from the change point (no gate ran), with the commit range to bisect.
+    let a = expect(
+        s.get(VIEWER, &format!("/api/v1/projects/proj/alerts/{alert_id}")),
+        200,
+    );
+    assert_eq!(a["source"], "change_point", "{a:#}");
+    assert_eq!(a["benchmark"], "bench-2");
+    assert_eq!(a["status"], "untriaged");
+    assert_eq!(a["git_sha"].as_str(), Some(sha(STEP2).as_str()));
+    assert_eq!(
+        a["previous_git_sha"].as_str(),
+        Some(sha(STEP2 - 1).as_str())
+    );
+    assert!(
+        (12.0..18.0).contains(&a["change_pct"].as_f64().unwrap()),
+        "{a:#}"
+    );
+
+    // core/parse (a name with a slash): +12% at run 22.
+    let v5 = wait_for(&s, &points_url("core/parse"), "core/parse's step", |v| {
+        strong(v).iter().any(|p| p["alert_id"].is_string())
+    });
+    let p5 = &strong(&v5)[0];
+    assert_eq!(p5["index"], STEP5, "{v5:#}");
+    let alert5 = p5["alert_id"].as_str().unwrap().to_owned();
+
+    // The unchanged benchmarks have no strong point: the runner's ±3% shift is removed.
+    for b in [0, 1, 3, 4, 6, 7] {
+        let v = expect(s.get(VIEWER, &points_url(&name(b))), 200);
+        assert!(strong(&v).is_empty(), "{}: {v:#}", name(b));
+        assert!(alerts_of(&s, &name(b)).is_empty(), "{}", name(b));
+    }
+    // One alert per change, however many passes saw it.
+    assert_eq!(alerts_of(&s, "bench-2").len(), 1);
+
+    // Accepting core/parse's change re-centres its gate history on the change.
+    expect(
+        s.post(
+            PROMOTER,
+            &format!("/api/v1/projects/proj/alerts/{alert5}/transitions"),
+            &json!({"to": "expected", "reason": "the new tokenizer trades speed for accuracy",
+                    "owner": "parser-team", "max_change_pct": 15.0}),
+        ),
+        200,
+    );
+    let runs: Vec<Value> = (0..BENCHES)
+        .map(|b| {
+            json!({"benchmark": name(b),
+                   "receipt": receipt(&name(b), &format!("gate-{b}"), level(b, BACK - 1), b + 7)})
+        })
+        .collect();
+    let g = expect(
+        s.post(
+            CONTRIB,
+            "/api/v1/projects/proj/gates",
+            &json!({"runs": runs, "git_sha": "feed000000000000000000000000000000000000"}),
+        ),
+        201,
+    );
+    let v5 = g["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["benchmark"] == "core/parse")
+        .unwrap()
+        .clone();
+    assert_eq!(v5["history_runs"], BACK - STEP5, "{g:#}");
+    assert_eq!(v5["status"], "pass", "{g:#}");
+
+    // bench-2 is acknowledged; when it comes back to its old level, its alert is fixed.
+    expect(
+        s.post(
+            CONTRIB,
+            &format!("/api/v1/projects/proj/alerts/{alert_id}/transitions"),
+            &json!({"to": "acknowledged", "link": "https://issues.example/42"}),
+        ),
+        200,
+    );
+    upload_runs(&s, BACK..BACK + 20);
+    let a = wait_for(
+        &s,
+        &format!("/api/v1/projects/proj/alerts/{alert_id}"),
+        "bench-2's alert fixed",
+        |a| a["status"] == "fixed",
+    );
+    assert!(a["reason"].as_str().unwrap().contains("restored"), "{a:#}");
+    let v = expect(s.get(VIEWER, &points_url("bench-2")), 200);
+    let back: Vec<Value> = strong(&v)
+        .into_iter()
+        .filter(|p| p["change_pct"].as_f64().unwrap() < 0.0)
+        .collect();
+    assert_eq!(back.len(), 1, "{v:#}");
+    assert!(
+        back[0]["index"].as_i64().unwrap().abs_diff(BACK as i64) <= 1,
+        "{v:#}"
+    );
+    assert!(
+        back[0]["alert_id"].is_null(),
+        "improvements open no alert: {v:#}"
+    );
+    let au = expect(
+        s.get(
+            ADMIN,
+            "/api/v1/audit?resource_type=alert&actor=system:change-points&limit=50",
+        ),
+        200,
+    );
+    let fixed = au["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["resource_id"] == alert_id.as_str() && e.to_string().contains("fixed"));
+    assert!(fixed, "{au:#}");
+
+    // Authorization and bad input.
+    expect_error(
+        s.get(
+            "pg_live_unknownunknownunknownunknown0000",
+            &points_url("bench-2"),
+        ),
+        401,
+        "unauthorized",
+    );
+    expect(s.get(RESTRICTED, &points_url("bench-2")), 200);
+    expect_error(
+        s.get(RESTRICTED, &points_url("core/parse")),
+        403,
+        "forbidden",
+    );
+    expect_error(s.get(OTHER_ADMIN, &points_url("bench-2")), 403, "forbidden");
+    expect_error(
+        s.get(
+            VIEWER,
+            "/api/v1/projects/proj/benchmarks/bench-2/change-points?metric=speed",
+        ),
+        400,
+        "invalid_input",
+    );
+    expect_error(
+        s.get(
+            VIEWER,
+            "/api/v1/projects/proj/benchmarks/bench-2/change-points?runner=%01",
+        ),
+        400,
+        "invalid_input",
+    );
+    // Another runner class, or a benchmark never seen: no points.
+    let v = expect(
+        s.get(
+            VIEWER,
+            "/api/v1/projects/proj/benchmarks/bench-2/change-points?runner=arm64",
+        ),
+        200,
+    );
+    assert_eq!(v["change_points"], json!([]));
+    let v = expect(s.get(VIEWER, &points_url("never-seen")), 200);
+    assert_eq!(v["change_points"], json!([]));
+}
+
+backend_tests!(change_points_and_alerts);
