@@ -623,3 +623,86 @@ fn dashboard_end_to_end_in_chromium() {
     .unwrap();
     println!("dashboard metrics: {metrics}");
 }
+
+/// The benchmark chart marks where the level moved, and lists the change with its commit range
+/// and its alert.
+#[test]
+fn change_points_on_the_benchmark_chart() {
+    let Some(browser) = launch() else { return };
+    let mut args: Vec<String> = standard_keys()
+        .into_iter()
+        .flat_map(|k| ["--api-keys".to_owned(), k])
+        .collect();
+    args.extend(
+        [
+            "--change-point-interval-ms",
+            "100",
+            "--change-point-delay-ms",
+            "0",
+        ]
+        .map(String::from),
+    );
+    let s = Server::start_with(Backend::Sqlite, &args);
+    // Six benchmarks, 24 CI runs (one commit each); `parse` is 20% slower from run 12 on.
+    for r in 0..24u64 {
+        for b in 0..6u64 {
+            let bench = if b == 0 {
+                "parse".to_owned()
+            } else {
+                format!("other-{b}")
+            };
+            let wobble = (r * 7 + b * 3) % 5;
+            let ms = (100 + 20 * b) + wobble + if b == 0 && r >= 12 { 20 } else { 0 };
+            let body = json!({
+                "benchmark": bench, "version": format!("1.0.{r}"), "receipt": receipt(ms, 50, 5000),
+                "git_sha": format!("{r:02}{}", "ab".repeat(19)),
+            });
+            expect(s.post(ADMIN, "/api/v1/projects/cp/baselines", &body), 201);
+        }
+    }
+    let url = "/api/v1/projects/cp/benchmarks/parse/change-points?metric=wall_ms";
+    let start = Instant::now();
+    let point = loop {
+        let v = expect(s.get(VIEWER, url), 200);
+        let found = v["change_points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| {
+                p["strength"] == "strong" && p["status"] == "confirmed" && p["alert_id"].is_string()
+            })
+            .cloned();
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(start.elapsed() < WAIT, "no change point: {v:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(point["version"], "1.0.12", "{point:#}");
+
+    let page = browser.new_page().unwrap();
+    let ui = Ui {
+        page: &page,
+        base: s.base.clone(),
+    };
+    page.navigate(&format!("{}/", s.base)).unwrap();
+    ui.ready("signin");
+    ui.sign_in(VIEWER);
+    ui.go("#/p/cp/b/parse", "benchmark");
+    let id = point["id"].as_str().unwrap();
+    assert_eq!(
+        ui.count(&format!("svg.chart line.cp.up[data-change-point='{id}']")),
+        1
+    );
+    let row = ui.text(&format!("#change-points tr[data-change-point='{id}']"));
+    assert!(row.contains("11abababab..12abababab"), "{row}");
+    assert!(
+        row.contains('+') && row.contains("confirmed") && row.contains("alert"),
+        "{row}"
+    );
+    ui.shot("change-points");
+    // A benchmark without a change says so.
+    ui.go("#/p/cp/b/other-1", "benchmark");
+    assert_eq!(ui.count("[data-empty='change-points']"), 1);
+    assert_eq!(ui.count("svg.chart line.cp"), 0);
+}

@@ -95,8 +95,15 @@ impl Op<GateStore> for ScanChangePoints {
                 .collect();
             report.series = series.len();
             let settings = Settings::default();
+            // Alerts only for the metrics each project's gate judges (points for every metric).
+            let mut gated: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for k in &series {
-                let (opened, fixed) = update_series(c, k, mark, now, &settings)?;
+                if !gated.contains_key(&k.project) {
+                    let metrics = super::gate::settings_in(c, &k.project)?.metrics;
+                    gated.insert(k.project.clone(), metrics);
+                }
+                let alerts = gated.get(&k.project).is_some_and(|m| m.contains(&k.metric));
+                let (opened, fixed) = update_series(c, k, mark, now, &settings, alerts)?;
                 report.alerts_opened += opened;
                 report.alerts_fixed += fixed;
             }
@@ -197,12 +204,14 @@ fn estimate_shift(
 }
 
 /// Updates one series from where its scan stands up to `upto`; answers (alerts opened, fixed).
+/// `alerts`: whether the project's gate judges this metric (else points only).
 fn update_series(
     c: &mut DbConn,
     k: &SeriesKey,
     upto: i64,
     now: i64,
     settings: &Settings,
+    alerts: bool,
 ) -> Result<(usize, usize), StoreError> {
     let state = q::series_state(c, k)?;
     let (start, from_t, from_id) = match &state {
@@ -264,7 +273,10 @@ fn update_series(
             alert_id: before.as_ref().and_then(|b| b.alert_id.clone()),
             created_at: before.as_ref().map_or(now, |b| b.created_at),
         };
-        if row.alert_id.is_none() && cp::should_alert(point, series_len, settled, settings) {
+        if alerts
+            && row.alert_id.is_none()
+            && cp::should_alert(point, series_len, settled, settings)
+        {
             let worse = cp::worse_pct(point.change_pct, higher_is_better);
             if worse > 0.0 {
                 let (id, new) = alert_of(c, k, &row, &tail, at, worse, now)?;

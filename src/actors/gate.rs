@@ -449,7 +449,7 @@ fn audit_gate(
     Ok(())
 }
 
-fn settings_in(c: &mut DbConn, project: &str) -> Result<GateSettings, StoreError> {
+pub(super) fn settings_in(c: &mut DbConn, project: &str) -> Result<GateSettings, StoreError> {
     Ok(match q::settings_of(c, project)? {
         Some(s) => serde_json::from_str(&s)?,
         None => GateSettings::default(),

@@ -20,6 +20,7 @@
   const seg = (s) => (s === '.' ? '%2E' : s === '..' ? '%2E%2E' : encodeURIComponent(s));
   const num = (v, digits = 2) => (v === null || v === undefined || Number.isNaN(v)) ? '–'
     : Number(v).toLocaleString('en-US', { maximumFractionDigits: digits });
+  const shortSha = (s) => (s ? s.slice(0, 10) : '?');
   const pct = (v) => (v === null || v === undefined) ? '–' : `${v > 0 ? '+' : ''}${num(v, 1)}%`;
   function age(iso) {
     if (!iso) return '–';
@@ -150,7 +151,7 @@
   }
 
   // Median over versions with the min–max band, promoted versions marked, and the trend line.
-  function seriesChart(points, metric, trend) {
+  function seriesChart(points, metric, trend, changePoints = []) {
     const W = 900; const H = 300; const L = 64; const R = 16; const T = 14; const B = 40;
     const usable = points.filter((p) => p.median !== null);
     if (!usable.length) return `<div class="empty">No <code>${esc(metric)}</code> values in these receipts.</div>`;
@@ -184,6 +185,14 @@
         svg += `<line class="trend" x1="${x(first).toFixed(1)}" y1="${y(ya).toFixed(1)}" x2="${x(points.length - 1).toFixed(1)}" y2="${y(yb).toFixed(1)}"><title>trend: ${esc(a.drift)}</title></line>`;
       }
     }
+    // Change points: a dashed line at the first version at the new level.
+    const at = new Map(points.map((p) => [p.version, p.i]));
+    for (const c of changePoints) {
+      if (c.version === null || !at.has(c.version)) continue;
+      const cx = x(at.get(c.version)).toFixed(1);
+      svg += `<line class="cp ${c.change_pct > 0 ? 'up' : 'down'}${c.status === 'confirmed' ? '' : ' provisional'}" data-change-point="${esc(c.id)}" x1="${cx}" x2="${cx}" y1="${T}" y2="${H - B}">`
+        + `<title>${esc(`change ${pct(c.change_pct)} (${c.status}) between ${shortSha(c.previous_git_sha)} and ${shortSha(c.git_sha)}`)}</title></line>`;
+    }
     for (const p of usable) {
       const cls = p.promoted ? 'pt promoted' : 'pt';
       svg += `<circle class="${cls}" data-version="${esc(p.version)}" cx="${x(p.i).toFixed(1)}" cy="${y(p.median).toFixed(1)}" r="${p.promoted ? 5 : 3}">`
@@ -193,7 +202,8 @@
     svg += label(0, 'start');
     if (points.length > 1) svg += label(points.length - 1, 'end');
     return `${svg}</svg><div class="legend"><span><i class="swatch line"></i>median</span><span><i class="swatch band"></i>min–max</span>`
-      + `<span><i class="swatch promoted"></i>promoted</span>${trend && trend.analysis ? '<span><i class="swatch trend"></i>trend</span>' : ''}</div>`;
+      + `<span><i class="swatch promoted"></i>promoted</span>${trend && trend.analysis ? '<span><i class="swatch trend"></i>trend</span>' : ''}`
+      + `${changePoints.length ? '<span><i class="swatch cp"></i>change point</span>' : ''}</div>`;
   }
 
   function histogram(values, metric) {
@@ -339,11 +349,13 @@
     loading('history');
     const metric = METRICS.includes(params.get('metric')) ? params.get('metric') : 'wall_ms';
     const base = `/projects/${seg(project)}/baselines/${seg(bench)}`;
-    const [hist, trend, gates] = await Promise.all([
+    const [hist, trend, gates, cps] = await Promise.all([
       api(`/projects/${seg(project)}/benchmarks/${seg(bench)}/history?limit=100`),
       api(`${base}/trend?metric=${metric}&window=30`).catch((e) => ({ error: e.message })),
       benchmarkGates(project, bench).catch(() => []),
+      api(`/projects/${seg(project)}/benchmarks/${seg(bench)}/change-points?metric=${metric}`).catch(() => ({ change_points: [] })),
     ]);
+    const changePoints = cps.change_points.filter((c) => c.strength === 'strong');
     if (token !== renderSeq) return;
     setNav(project);
     const versions = hist.versions.slice().reverse(); // oldest first
@@ -368,7 +380,14 @@
     view.innerHTML = `${crumbs([['Projects', '#/'], [project, projectHref(project)], [bench]])}
       <div class="row"><h1 class="name">${esc(bench)}</h1><span class="spacer"></span>
         <label for="metric">Metric</label><select id="metric">${metrics.map((m) => `<option${m === metric ? ' selected' : ''}>${esc(m)}</option>`).join('')}</select></div>
-      <div class="card" id="chart">${versions.length ? seriesChart(points, metric, trend && !trend.error ? trend : null) : '<div class="empty" data-empty="versions">No live versions.</div>'}</div>
+      <div class="card" id="chart">${versions.length ? seriesChart(points, metric, trend && !trend.error ? trend : null, changePoints) : '<div class="empty" data-empty="versions">No live versions.</div>'}</div>
+      <div class="card" id="change-points"><h2>Change points (${esc(metric)})</h2>${changePoints.length ? `<div class="table-wrap"><table><thead><tr><th>Commits</th><th class="num">Change</th><th class="num hide-sm">Before → after</th><th>Status</th><th class="hide-sm">Runner</th><th class="hide-sm">First run</th><th>Alert</th></tr></thead><tbody>
+        ${changePoints.slice().reverse().map((c) => `<tr data-change-point="${esc(c.id)}"><td class="mono" title="${esc(`${c.previous_git_sha || '?'}..${c.git_sha || '?'}`)}">${esc(shortSha(c.previous_git_sha))}..${esc(shortSha(c.git_sha))}</td>
+          <td class="num">${pct(c.change_pct)}</td><td class="num hide-sm">${num(c.level_before)} → ${num(c.level_after)}</td>
+          <td><span class="badge ${c.status === 'confirmed' ? 'fail' : 'warn'}" data-cp-status="${esc(c.status)}">${esc(c.status)}</span></td>
+          <td class="hide-sm">${esc(c.runner)}</td><td class="hide-sm">${c.version ? `<a href="${versionHref(project, bench, c.version)}">${esc(c.version)}</a>` : '–'} ${when(c.created_at)}</td>
+          <td>${c.alert_id ? `<a href="#/p/${seg(project)}/alerts" data-alert="${esc(c.alert_id)}">alert</a>` : '–'}</td></tr>`).join('')}</tbody></table></div>`
+    : '<p class="muted" data-empty="change-points">No change in level found (points appear once a step has 3 runs after it).</p>'}</div>
       <div class="card"><h2>Trend (${esc(metric)}, last 30)</h2>${drift}</div>
       <div class="card" id="bench-gates"><h2>Gates</h2>${gates.length ? `<div class="timeline">${gates.slice(0, 30).reverse().map(({ g, v }) => `<a class="tick ${esc(v.status)}" href="${gateHref(project, g.id)}" data-gate="${esc(g.id)}" title="${esc(`${v.status} ${pct(v.effect_pct)} · ${g.created_at}`)}"></a>`).join('')}</div>
         <p class="muted">Newest: <a href="${gateHref(project, gates[0].g.id)}">${statusBadge(gates[0].v.status)} ${pct(gates[0].v.effect_pct)}</a> · <a href="${gatesHref(project)}">all gates</a></p>`
