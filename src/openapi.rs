@@ -78,6 +78,7 @@ impl Modify for Security {
         alerts::get,
         alerts::transition,
         alerts::stats,
+        alerts::waivers,
         fleet::record,
         fleet::alerts,
         fleet::impact,
