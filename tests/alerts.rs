@@ -337,6 +337,17 @@ fn alert_history_and_waivers(b: Backend) {
     );
     assert_eq!(w["waivers"][1]["expired"], false);
 
+    // The answers are the documented shapes.
+    let doc = expect(
+        s.http.get(s.url("/api/v1/openapi.json")).send().unwrap(),
+        200,
+    );
+    check_shape(&doc, "ListWaiversResponse", &w, "waivers");
+    assert_eq!(w["waivers"].as_array().unwrap().len(), 2);
+    let d = expect(s.get(VIEWER, &format!("{A}/{core_id}")), 200);
+    check_shape(&doc, "AlertDetail", &d, "alert");
+    assert!(d["history"].as_array().unwrap().len() >= 5, "{d:#}");
+
     // Bad input: the contract's error, with the status of the other alert routes.
     for q in [
         "?include_expired=maybe",
