@@ -813,3 +813,65 @@ pub(crate) struct ListWaiversResponse {
     pub waivers: Vec<WaiverEntry>,
     pub pagination: Pagination,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::audit::AuditRow;
+
+    fn row(action: &str, actor: &str, meta: serde_json::Value) -> AuditRow {
+        AuditRow {
+            id: "e1".into(),
+            ts: 1_800_000_000_000_000,
+            actor: actor.into(),
+            action: action.into(),
+            resource_type: "alert".into(),
+            resource_id: "a1".into(),
+            project: "p".into(),
+            metadata: meta.to_string(),
+        }
+    }
+
+    #[test]
+    fn alert_events_from_audit_rows_show_only_the_triage_fields() {
+        let open = AlertEvent::from_audit(row(
+            "create",
+            "key-1",
+            serde_json::json!({"gate_id": "g1", "change_pct": 31.5, "benchmark": "b", "metric": "wall_ms", "request_id": "r1", "client_request_id": "c1"}),
+        ));
+        assert_eq!(
+            serde_json::to_value(&open).unwrap(),
+            serde_json::json!({"at": "2027-01-15T08:00:00.000000Z", "actor": "key-1", "action": "create",
+                "from": null, "to": "untriaged", "reason": null, "link": null, "duplicate_of": null,
+                "waiver": null, "gate_id": "g1", "change_pct": 31.5})
+        );
+        let accept = AlertEvent::from_audit(row(
+            "update",
+            "key-2",
+            serde_json::json!({"from": "acknowledged", "to": "expected", "reason": "by design",
+                "waiver_owner": "team", "waiver_max_change_pct": 40.0,
+                "waiver_expires_at": "2027-02-01T00:00:00.000000Z", "request_id": "r2"}),
+        ));
+        let w = accept.waiver.as_ref().unwrap();
+        assert_eq!(
+            (w.owner.as_str(), w.max_change_pct, w.expires_at.as_str()),
+            ("team", 40.0, "2027-02-01T00:00:00.000000Z")
+        );
+        assert_eq!(accept.from.as_deref(), Some("acknowledged"));
+        assert_eq!(accept.to.as_deref(), Some("expected"));
+        assert_eq!(accept.reason.as_deref(), Some("by design"));
+        let expiry = AlertEvent::from_audit(row(
+            "update",
+            "system:waiver-expiry",
+            serde_json::json!({"from": "expected", "to": "untriaged", "reason": "the waiver expired"}),
+        ));
+        assert_eq!(expiry.actor, "system:waiver-expiry");
+        assert!(expiry.waiver.is_none() && expiry.gate_id.is_none());
+        // Metadata that is not an object shows the bare step.
+        let odd = AlertEvent::from_audit(AuditRow {
+            metadata: "[]".into(),
+            ..row("update", "k", serde_json::json!({}))
+        });
+        assert!(odd.from.is_none() && odd.to.is_none() && odd.reason.is_none());
+    }
+}

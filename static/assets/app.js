@@ -731,7 +731,7 @@
       ${a.quarantined.length ? `<div class="card" id="alert-quarantine"><h2>Quarantined versions</h2>
         <p class="muted">Stored but never served as latest, and not promotable until this alert is triaged as expected or invalid.</p>
         <ul>${a.quarantined.map((q) => `<li data-version="${esc(q.version)}"><a href="${versionHref(project, q.benchmark, q.version)}">${esc(q.benchmark)}@${esc(q.version)}</a> <span class="muted">${when(q.created_at)}</span></li>`).join('')}</ul></div>` : ''}
-      <div class="row" id="alert-actions">${transitionButtons(a)}</div>
+      ${transitionButtons(a) ? `<div class="row" id="alert-actions"><span class="muted">Triage:</span>${transitionButtons(a)}</div>` : ''}
       <h2>Audit trail</h2>
       ${a.history.length ? `<div class="table-wrap"><table id="alert-history"><thead><tr><th>When</th><th>Who</th><th>Step</th><th>Reason</th><th class="hide-sm">Details</th></tr></thead><tbody>
         ${a.history.map((e) => `<tr data-action="${esc(e.action)}" data-to="${esc(e.to || '')}"><td>${when(e.at)}</td><td class="mono">${esc(e.actor)}</td>
