@@ -694,3 +694,228 @@ pub(crate) struct BenchmarkAlertStats {
 pub(crate) struct AlertStatsResponse {
     pub benchmarks: Vec<BenchmarkAlertStats>,
 }
+
+/// One step in an alert's audit trail: its opening or a transition, by whom and why.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct AlertEvent {
+    pub at: String,
+    /// Who did it: a key id, `jwt:<sub>`, `oidc:<issuer>:<sub>`, or `system:waiver-expiry`.
+    pub actor: String,
+    /// `create` (a final gate opened the alert) or `update` (a transition).
+    pub action: String,
+    /// The state before (none for `create`).
+    pub from: Option<String>,
+    /// The state after.
+    pub to: Option<String>,
+    pub reason: Option<String>,
+    pub link: Option<String>,
+    pub duplicate_of: Option<String>,
+    /// The waiver granted by a move to `expected`.
+    pub waiver: Option<WaiverRecord>,
+    /// `create`: the gate that failed the benchmark, and the change it measured.
+    pub gate_id: Option<String>,
+    pub change_pct: Option<f64>,
+}
+
+impl AlertEvent {
+    /// Only these fields of an audit row are shown to readers of the alert (audit rows are
+    /// otherwise for admins).
+    pub(crate) fn from_audit(r: crate::db::audit::AuditRow) -> Self {
+        let meta: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&r.metadata).unwrap_or_default();
+        let text = |k: &str| meta.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let create = r.action == "create";
+        let waiver = match (
+            text("waiver_owner"),
+            meta.get("waiver_max_change_pct").and_then(|v| v.as_f64()),
+            text("waiver_expires_at"),
+        ) {
+            (Some(owner), Some(max_change_pct), Some(expires_at)) => Some(WaiverRecord {
+                owner,
+                max_change_pct,
+                expires_at,
+            }),
+            _ => None,
+        };
+        AlertEvent {
+            at: to_rfc3339(r.ts),
+            actor: r.actor,
+            from: text("from"),
+            to: if create {
+                Some(
+                    crate::domain::triage::AlertStatus::Untriaged
+                        .as_str()
+                        .to_owned(),
+                )
+            } else {
+                text("to")
+            },
+            reason: text("reason"),
+            link: text("link"),
+            duplicate_of: text("duplicate_of"),
+            waiver,
+            gate_id: text("gate_id"),
+            change_pct: meta.get("change_pct").and_then(|v| v.as_f64()),
+            action: r.action,
+        }
+    }
+}
+
+/// A baseline version an alert holds in quarantine.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct QuarantinedVersion {
+    pub benchmark: String,
+    pub version: String,
+    pub created_at: String,
+}
+
+/// `GET …/alerts/{id}`: the alert, its audit trail (oldest first, the newest 200 events) and
+/// the versions it holds in quarantine.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct AlertDetail {
+    #[serde(flatten)]
+    pub alert: AlertRecord,
+    pub history: Vec<AlertEvent>,
+    pub quarantined: Vec<QuarantinedVersion>,
+}
+
+impl AlertDetail {
+    /// `quarantined`: (benchmark, version, created_at) of each version.
+    pub(crate) fn new(
+        alert: crate::db::alerts::AlertRow,
+        history: Vec<crate::db::audit::AuditRow>,
+        quarantined: Vec<(String, String, i64)>,
+    ) -> Self {
+        AlertDetail {
+            alert: AlertRecord::from_row(alert),
+            history: history.into_iter().map(AlertEvent::from_audit).collect(),
+            quarantined: quarantined
+                .into_iter()
+                .map(|(benchmark, version, t)| QuarantinedVersion {
+                    benchmark,
+                    version,
+                    created_at: to_rfc3339(t),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A waiver: an accepted regression of one benchmark and metric, and the alert it came with.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct WaiverEntry {
+    pub alert_id: String,
+    pub benchmark: String,
+    pub metric: String,
+    pub owner: String,
+    /// The slowdown (percent) the gate accepts while the waiver holds.
+    pub max_change_pct: f64,
+    pub expires_at: String,
+    /// The waiver ran out (its alert is open again, or reopens within a minute).
+    pub expired: bool,
+    /// The alert's state: `expected` while the waiver holds.
+    pub status: String,
+    /// Why the regression was accepted.
+    pub reason: Option<String>,
+    /// The change the failing gate measured.
+    pub change_pct: f64,
+    pub gate_id: Option<String>,
+    pub git_sha: Option<String>,
+    /// Who granted the waiver.
+    pub triaged_by: Option<String>,
+}
+
+impl WaiverEntry {
+    /// `None` for an alert without a waiver.
+    pub(crate) fn from_row(r: crate::db::alerts::AlertRow, now: i64) -> Option<Self> {
+        let (owner, max_change_pct, t) = (
+            r.waiver_owner?,
+            r.waiver_max_change_pct?,
+            r.waiver_expires_at?,
+        );
+        Some(WaiverEntry {
+            alert_id: r.id,
+            benchmark: r.benchmark,
+            metric: r.metric,
+            owner,
+            max_change_pct,
+            expires_at: to_rfc3339(t),
+            expired: t <= now,
+            status: r.status,
+            reason: r.reason,
+            change_pct: r.change_pct,
+            gate_id: r.gate_id,
+            git_sha: r.git_sha,
+            triaged_by: r.triaged_by,
+        })
+    }
+}
+
+/// `GET …/waivers`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ListWaiversResponse {
+    pub waivers: Vec<WaiverEntry>,
+    pub pagination: Pagination,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::audit::AuditRow;
+
+    fn row(action: &str, actor: &str, meta: serde_json::Value) -> AuditRow {
+        AuditRow {
+            id: "e1".into(),
+            ts: 1_800_000_000_000_000,
+            actor: actor.into(),
+            action: action.into(),
+            resource_type: "alert".into(),
+            resource_id: "a1".into(),
+            project: "p".into(),
+            metadata: meta.to_string(),
+        }
+    }
+
+    #[test]
+    fn alert_events_from_audit_rows_show_only_the_triage_fields() {
+        let open = AlertEvent::from_audit(row(
+            "create",
+            "key-1",
+            serde_json::json!({"gate_id": "g1", "change_pct": 31.5, "benchmark": "b", "metric": "wall_ms", "request_id": "r1", "client_request_id": "c1"}),
+        ));
+        assert_eq!(
+            serde_json::to_value(&open).unwrap(),
+            serde_json::json!({"at": "2027-01-15T08:00:00.000000Z", "actor": "key-1", "action": "create",
+                "from": null, "to": "untriaged", "reason": null, "link": null, "duplicate_of": null,
+                "waiver": null, "gate_id": "g1", "change_pct": 31.5})
+        );
+        let accept = AlertEvent::from_audit(row(
+            "update",
+            "key-2",
+            serde_json::json!({"from": "acknowledged", "to": "expected", "reason": "by design",
+                "waiver_owner": "team", "waiver_max_change_pct": 40.0,
+                "waiver_expires_at": "2027-02-01T00:00:00.000000Z", "request_id": "r2"}),
+        ));
+        let w = accept.waiver.as_ref().unwrap();
+        assert_eq!(
+            (w.owner.as_str(), w.max_change_pct, w.expires_at.as_str()),
+            ("team", 40.0, "2027-02-01T00:00:00.000000Z")
+        );
+        assert_eq!(accept.from.as_deref(), Some("acknowledged"));
+        assert_eq!(accept.to.as_deref(), Some("expected"));
+        assert_eq!(accept.reason.as_deref(), Some("by design"));
+        let expiry = AlertEvent::from_audit(row(
+            "update",
+            "system:waiver-expiry",
+            serde_json::json!({"from": "expected", "to": "untriaged", "reason": "the waiver expired"}),
+        ));
+        assert_eq!(expiry.actor, "system:waiver-expiry");
+        assert!(expiry.waiver.is_none() && expiry.gate_id.is_none());
+        // Metadata that is not an object shows the bare step.
+        let odd = AlertEvent::from_audit(AuditRow {
+            metadata: "[]".into(),
+            ..row("update", "k", serde_json::json!({}))
+        });
+        assert!(odd.from.is_none() && odd.to.is_none() && odd.reason.is_none());
+    }
+}

@@ -81,6 +81,7 @@ impl Modify for Security {
         alerts::transition,
         alerts::stats,
         changepoints::list,
+        alerts::waivers,
         fleet::record,
         fleet::alerts,
         fleet::impact,

@@ -624,6 +624,231 @@ fn dashboard_end_to_end_in_chromium() {
     println!("dashboard metrics: {metrics}");
 }
 
+/// Project `triage`: four benchmarks × 8 history runs, then two gates, one failing `a` and one
+/// failing `b` (two alerts), and the failed run of `a` uploaded (quarantined by its alert).
+/// Returns the ids of the alerts of `a` and `b`.
+fn seed_triage(s: &Server) -> (String, String) {
+    let benches = [("a", 50u64), ("b", 80), ("c", 120), ("d", 30)];
+    for (b, ms) in benches {
+        for i in 0..8u64 {
+            let mut r = receipt(ms, ms / 2, 9000);
+            r["bench"]["name"] = json!(b);
+            r["run"]["id"] = json!(format!("hist-{b}-{i}"));
+            upload(s, "triage", b, &format!("1.{i}"), &r, "refs/heads/main");
+        }
+    }
+    let run = |slow: &str| -> Vec<Value> {
+        benches
+            .iter()
+            .map(|(b, ms)| {
+                let ms = if *b == slow { ms * 7 / 5 } else { *ms };
+                let mut r = receipt(ms, ms / 2, 9000);
+                r["bench"]["name"] = json!(b);
+                r["run"]["id"] = json!(format!("slow-{slow}-{b}"));
+                json!({"benchmark": b, "receipt": r})
+            })
+            .collect()
+    };
+    let mut ids = Vec::new();
+    for slow in ["a", "b"] {
+        let g = expect(
+            s.post(
+                ADMIN,
+                "/api/v1/projects/triage/gates",
+                &json!({"runs": run(slow), "git_sha": format!("sha-{slow}"), "base_sha": "sha-base"}),
+            ),
+            201,
+        );
+        assert_eq!(g["status"], "fail", "{g:#}");
+        let l = expect(
+            s.get(
+                ADMIN,
+                &format!("/api/v1/projects/triage/alerts?benchmark={slow}"),
+            ),
+            200,
+        );
+        assert_eq!(l["pagination"]["total"], 1, "{l}");
+        ids.push(l["alerts"][0]["id"].as_str().unwrap().to_owned());
+    }
+    let up = expect(
+        s.post(
+            ADMIN,
+            "/api/v1/projects/triage/baselines",
+            &json!({"benchmark": "a", "version": "slow-a", "receipt": run("a")[0]["receipt"]}),
+        ),
+        201,
+    );
+    assert_eq!(up["quarantined"], true, "{up}");
+    (ids.remove(0), ids.remove(0))
+}
+
+/// The alert detail view (facts, waiver, quarantined versions, the audit trail growing with each
+/// transition made from it) and the waivers view (expiry in days, expired ones on request).
+#[test]
+fn alert_detail_and_waivers_in_chromium() {
+    let Some(browser) = launch() else { return };
+    let s = Server::start(Backend::Sqlite);
+    let (a_id, b_id) = seed_triage(&s);
+    let promoter = expect(s.get(PROMOTER, "/api/v1/whoami"), 200)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::create_dir_all(e2e_dir()).unwrap();
+    let page = browser.new_page().unwrap();
+    let ui = Ui {
+        page: &page,
+        base: s.base.clone(),
+    };
+    page.navigate(&format!("{}/", s.base)).unwrap();
+    ui.sign_in(PROMOTER);
+
+    // From the inbox to the alert of `a`.
+    ui.go("#/p/triage/alerts", "alerts");
+    assert_eq!(ui.count(".alerts-table tbody tr"), 2);
+    page.click(&format!("tr[data-alert='{a_id}'] a[data-link=alert]"))
+        .unwrap();
+    ui.ready("alert");
+    assert_eq!(
+        page.eval("location.hash").unwrap(),
+        json!(format!("#/p/triage/alerts/{a_id}"))
+    );
+    assert_eq!(ui.text("#alert-status"), "untriaged");
+    assert!(ui.text("#alert-facts").contains("sha-base"));
+    assert!(ui.text("#alert-facts").contains("sha-a"));
+    assert_eq!(ui.count("#alert-facts a[href*='/gates/']"), 1);
+    assert_eq!(ui.count("#alert-quarantine li[data-version='slow-a']"), 1);
+    assert_eq!(ui.count("#alert-history tbody tr"), 1);
+    assert_eq!(
+        ui.count("#alert-history tbody tr[data-action=create][data-to=untriaged]"),
+        1
+    );
+    // A promoter may acknowledge and accept, not reopen.
+    assert_eq!(ui.count("#alert-actions button[data-to=untriaged]"), 0);
+    assert_eq!(ui.count("#alert-actions button[data-to=expected]"), 1);
+    ui.shot("alert-untriaged");
+
+    // Acknowledged, then accepted with a waiver: each step appears in the trail.
+    page.click("#alert-actions button[data-to=acknowledged]")
+        .unwrap();
+    page.wait_for("document.querySelector('#modal').open", WAIT)
+        .unwrap();
+    page.fill("#t-link", "https://issues.example/12").unwrap();
+    page.click("#modal-ok").unwrap();
+    page.wait_for(
+        "document.querySelectorAll('#alert-history tbody tr').length === 2",
+        WAIT,
+    )
+    .unwrap();
+    ui.ready("alert");
+    let row = ui.text("#alert-history tbody tr:nth-child(2)");
+    assert!(row.contains(&promoter), "{row}");
+    assert!(
+        row.contains("untriaged") && row.contains("acknowledged"),
+        "{row}"
+    );
+    assert_eq!(ui.text("#alert-status"), "acknowledged");
+    page.click("#alert-actions button[data-to=expected]")
+        .unwrap();
+    page.wait_for("document.querySelector('#modal').open", WAIT)
+        .unwrap();
+    let in_20_days = page
+        .eval("(() => { const d = new Date(Date.now() + 20 * 86400000); return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`; })()")
+        .unwrap();
+    page.fill("#t-reason", "new renderer, slower by design")
+        .unwrap();
+    page.fill("#t-owner", "team-render").unwrap();
+    page.fill("#t-max", "45").unwrap();
+    page.fill("#t-exp", in_20_days.as_str().unwrap()).unwrap();
+    page.click("#modal-ok").unwrap();
+    page.wait_for(
+        "document.querySelectorAll('#alert-history tbody tr').length === 3",
+        WAIT,
+    )
+    .unwrap();
+    ui.ready("alert");
+    assert_eq!(ui.text("#alert-status"), "expected");
+    let last = ui.text("#alert-history tbody tr:nth-child(3)");
+    assert!(
+        last.contains("new renderer, slower by design") && last.contains("team-render"),
+        "{last}"
+    );
+    let waiver = ui.text("#alert-waiver");
+    assert!(waiver.contains("team-render"), "{waiver}");
+    assert!(waiver.contains("+45%"), "{waiver}");
+    assert!(waiver.contains("in 20 days"), "{waiver}");
+    assert_eq!(ui.count("#alert-quarantine"), 0, "accepted: released");
+    ui.shot("alert-detail");
+    let api = expect(
+        s.get(VIEWER, &format!("/api/v1/projects/triage/alerts/{a_id}")),
+        200,
+    );
+    assert_eq!(api["history"].as_array().unwrap().len(), 3, "{api:#}");
+    assert_eq!(api["waiver"]["owner"], "team-render");
+
+    // `b` accepted for two seconds: it runs out and leaves the waivers in force.
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(2);
+    expect(
+        s.post(
+            PROMOTER,
+            &format!("/api/v1/projects/triage/alerts/{b_id}/transitions"),
+            &json!({"to": "expected", "reason": "flaky runner pool", "expires_at": soon.to_rfc3339()}),
+        ),
+        200,
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    ui.go(&format!("#/p/triage/alerts/{b_id}"), "alert");
+    assert_eq!(ui.count("#alert-waiver [data-waiver=expired]"), 1);
+
+    // The waivers view, from the inbox and from the nav.
+    ui.go("#/p/triage/alerts", "alerts");
+    assert_eq!(
+        page.eval("document.querySelector('#nav-waivers').getAttribute('href')")
+            .unwrap(),
+        json!("#/p/triage/waivers")
+    );
+    page.click("#alerts-waivers").unwrap();
+    ui.ready("waivers");
+    assert_eq!(ui.count("#waivers-table tbody tr"), 1);
+    let row = ui.text(&format!("#waivers-table tr[data-alert='{a_id}']"));
+    assert!(row.contains("team-render") && row.contains("+45%"), "{row}");
+    assert!(row.contains("in 20 days"), "{row}");
+    assert_eq!(
+        ui.count(&format!(
+            "#waivers-table tr[data-alert='{a_id}'] [data-waiver=active]"
+        )),
+        1
+    );
+    page.click("#waivers-expired").unwrap();
+    ui.ready("waivers");
+    assert_eq!(
+        page.eval("location.hash").unwrap(),
+        json!("#/p/triage/waivers?expired=1")
+    );
+    assert_eq!(ui.count("#waivers-table tbody tr"), 2);
+    let first = format!("#waivers-table tbody tr:first-child[data-alert='{b_id}']");
+    assert_eq!(ui.count(&first), 1, "soonest (here: expired) first");
+    assert_eq!(
+        ui.count(&format!("{first}[data-expired='1'] [data-waiver=expired]")),
+        1
+    );
+    assert!(ui.text(&first).contains("expired"));
+    ui.shot("waivers");
+    page.click(&format!(
+        "#waivers-table tr[data-alert='{a_id}'] a[href*='/alerts/']"
+    ))
+    .unwrap();
+    ui.ready("alert");
+    assert_eq!(ui.count("#alert-history tbody tr"), 3);
+
+    let errors = page.console_errors();
+    assert!(
+        errors
+            .iter()
+            .all(|e| !e.contains("Uncaught") && !e.contains("TypeError")),
+        "script errors: {errors:?}"
+    );
+}
+
 /// The benchmark chart marks where the level moved, and lists the change with its commit range
 /// and its alert.
 #[test]
@@ -701,6 +926,14 @@ fn change_points_on_the_benchmark_chart() {
         "{row}"
     );
     ui.shot("change-points");
+    // Its alert link opens the alert, opened by the change point with the same commit range.
+    let alert = point["alert_id"].as_str().unwrap();
+    ui.go(&format!("#/p/cp/alerts/{alert}"), "alert");
+    assert_eq!(ui.text("#alert-facts [data-col=source]"), "change point");
+    assert!(ui
+        .text("#alert-facts [data-col=commits]")
+        .contains("11abababab"));
+    assert!(ui.text("#alert-history").contains("by a change point"));
     // A benchmark without a change says so.
     ui.go("#/p/cp/b/other-1", "benchmark");
     assert_eq!(ui.count("[data-empty='change-points']"), 1);

@@ -704,57 +704,6 @@ fn openapi_document_matches_the_router_both_ways() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 
-/// The JSON type names of `v` as JSON Schema spells them.
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_f64() => "number",
-        Value::Number(_) => "integer",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Checks every property of `value` against the declared `type` of the named component schema
-/// (one level deep, `$ref`s to other components followed).
-fn check_shape(doc: &Value, schema: &str, value: &Value, at: &str) {
-    let s = &doc["components"]["schemas"][schema];
-    assert!(s.is_object(), "schema {schema} missing");
-    for field in s["required"].as_array().into_iter().flatten() {
-        let f = field.as_str().unwrap();
-        assert!(
-            value.get(f).is_some(),
-            "{at}: required {schema}.{f} absent in {value}"
-        );
-    }
-    for (name, prop) in s["properties"].as_object().unwrap() {
-        let Some(v) = value.get(name) else { continue };
-        if let Some(r) = prop["$ref"].as_str() {
-            check_shape(
-                doc,
-                r.rsplit('/').next().unwrap(),
-                v,
-                &format!("{at}.{name}"),
-            );
-            continue;
-        }
-        let declared: Vec<&str> = match &prop["type"] {
-            Value::String(t) => vec![t.as_str()],
-            Value::Array(ts) => ts.iter().map(|t| t.as_str().unwrap()).collect(),
-            _ => continue,
-        };
-        let actual = json_type(v);
-        let fits =
-            declared.contains(&actual) || (actual == "integer" && declared.contains(&"number"));
-        assert!(
-            fits,
-            "{at}.{name}: documented {declared:?}, answered {actual} ({v})"
-        );
-    }
-}
-
 /// Regression: the document described `tags`, `reasons` and `counts` as plain objects while the
 /// server answers arrays (schemathesis: "Response violates schema").
 #[test]

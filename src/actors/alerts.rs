@@ -4,8 +4,8 @@
 use super::gate::GateStore;
 use super::{Initiator, Op, StoreError};
 use crate::api::GateBenchmark;
-use crate::db::alerts::{self as q, AlertFilter, AlertRow};
-use crate::db::audit::{self, AuditEntry};
+use crate::db::alerts::{self as q, AlertFilter, AlertRow, WaiverFilter};
+use crate::db::audit::{self, AuditEntry, AuditRow};
 use crate::db::gates::GateRow;
 use crate::db::{read_tx, write_tx, DbConn};
 use crate::domain::access::BenchFilter;
@@ -177,6 +177,75 @@ impl Op<GateStore> for GetAlert {
     }
 }
 
+/// The most audit events an alert's detail answers with (the newest ones).
+pub(crate) const HISTORY_MAX: i64 = 200;
+
+/// An alert with its audit trail (oldest first) and the versions it holds in quarantine.
+pub(crate) struct AlertDetailRows {
+    pub alert: AlertRow,
+    pub history: Vec<AuditRow>,
+    /// (benchmark, version, created_at) of each live quarantined version.
+    pub quarantined: Vec<(String, String, i64)>,
+}
+
+pub(crate) struct GetAlertDetail {
+    pub project: String,
+    pub id: String,
+}
+
+impl Op<GateStore> for GetAlertDetail {
+    type Output = Result<Option<AlertDetailRows>, StoreError>;
+    fn run(self, s: &mut GateStore) -> Self::Output {
+        let mut c = s.conn()?;
+        read_tx(&mut c, |c| {
+            let Some(alert) = q::find_alert(c, &self.project, &self.id)? else {
+                return Ok(None);
+            };
+            let history = audit::of_resource(c, &self.project, "alert", &alert.id, HISTORY_MAX)?;
+            let quarantined = q::quarantined_versions(c, &alert.id)?;
+            Ok(Some(AlertDetailRows {
+                alert,
+                history,
+                quarantined,
+            }))
+        })
+    }
+}
+
+/// Names of the project's benchmarks that have alerts and that `visible` lets the caller see.
+fn visible_names(
+    c: &mut DbConn,
+    project: &str,
+    visible: &BenchFilter,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<String> = q::counts(c, project)?
+        .into_iter()
+        .map(|(b, _, _)| b)
+        .collect();
+    let mut names = visible.visible(names);
+    names.dedup();
+    Ok(names)
+}
+
+pub(crate) struct ListWaivers {
+    pub filter: WaiverFilter,
+    /// The caller's benchmark restriction.
+    pub visible: Option<BenchFilter>,
+}
+
+impl Op<GateStore> for ListWaivers {
+    type Output = Result<(Vec<AlertRow>, i64), StoreError>;
+    fn run(mut self, s: &mut GateStore) -> Self::Output {
+        let mut c = s.conn()?;
+        read_tx(&mut c, |c| {
+            if let Some(f) = &self.visible {
+                self.filter.allowed_benchmarks = Some(visible_names(c, &self.filter.project, f)?);
+            }
+            Ok(q::list_waivers(c, &self.filter)?)
+        })
+    }
+}
+
 pub(crate) struct ListAlerts {
     pub filter: AlertFilter,
     /// The caller's benchmark restriction.
@@ -189,13 +258,7 @@ impl Op<GateStore> for ListAlerts {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {
             if let Some(f) = &self.visible {
-                let names: Vec<String> = q::counts(c, &self.filter.project)?
-                    .into_iter()
-                    .map(|(b, _, _)| b)
-                    .collect();
-                let mut names = f.visible(names);
-                names.dedup();
-                self.filter.allowed_benchmarks = Some(names);
+                self.filter.allowed_benchmarks = Some(visible_names(c, &self.filter.project, f)?);
             }
             Ok(q::list_alerts(c, &self.filter)?)
         })
@@ -311,6 +374,12 @@ impl Op<GateStore> for TransitionAlert {
             extra.insert("to".into(), to.as_str().into());
             if let Some(r) = &self.step.reason {
                 extra.insert("reason".into(), r.clone().into());
+            }
+            if let Some(l) = &self.step.link {
+                extra.insert("link".into(), l.clone().into());
+            }
+            if let Some(d) = &self.step.duplicate_of {
+                extra.insert("duplicate_of".into(), d.clone().into());
             }
             if let Some(w) = w {
                 extra.insert("waiver_owner".into(), w.owner.clone().into());

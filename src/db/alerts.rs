@@ -4,7 +4,7 @@
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 
-use super::schema::{alerts, failed_runs, quarantine};
+use super::schema::{alerts, baselines, failed_runs, quarantine};
 use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -136,6 +136,57 @@ pub(crate) fn active_waiver(
         .select(AlertRow::as_select())
         .first(conn)
         .optional()
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WaiverFilter {
+    pub project: String,
+    pub benchmark: Option<String>,
+    /// Also waivers that ran out (their alert reopened and not triaged again since).
+    pub include_expired: bool,
+    pub now: i64,
+    /// Set for principals restricted by a benchmark filter: only these names are visible.
+    pub allowed_benchmarks: Option<Vec<String>>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A page of a project's waivers, soonest expiry first, and the total
+/// (`alerts_project_waiver_idx`). A waiver in force belongs to an `expected` alert and has not
+/// expired; an expired one stays on its alert until the alert is triaged again.
+pub(crate) fn list_waivers(
+    conn: &mut DbConn,
+    f: &WaiverFilter,
+) -> QueryResult<(Vec<AlertRow>, i64)> {
+    let filtered = || {
+        let mut q = alerts::table
+            .filter(alerts::project.eq(f.project.clone()))
+            .filter(alerts::waiver_expires_at.is_not_null())
+            .into_boxed();
+        if !f.include_expired {
+            q = q
+                .filter(alerts::status.eq("expected"))
+                .filter(alerts::waiver_expires_at.gt(f.now));
+        }
+        if let Some(b) = &f.benchmark {
+            q = q.filter(alerts::benchmark.eq(b.clone()));
+        }
+        if let Some(names) = &f.allowed_benchmarks {
+            q = q.filter(alerts::benchmark.eq_any(names.clone()));
+        }
+        q
+    };
+    let total: i64 = filtered().count().get_result(conn)?;
+    if total <= f.offset {
+        return Ok((Vec::new(), total));
+    }
+    let rows = filtered()
+        .order((alerts::waiver_expires_at.asc(), alerts::id.asc()))
+        .limit(f.limit)
+        .offset(f.offset)
+        .select(AlertRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
 }
 
 /// `expected` alerts whose waiver ran out (`alerts_waiver_idx`), at most `limit`.
@@ -286,5 +337,30 @@ pub(crate) fn open_before(
         .filter(alerts::status.eq_any(["untriaged", "acknowledged"]))
         .filter(alerts::created_at.lt(before))
         .select(AlertRow::as_select())
+        .load(conn)
+}
+
+/// The live versions an alert holds in quarantine, oldest first (`quarantine_alert_idx`, then
+/// primary-key lookups).
+pub(crate) fn quarantined_versions(
+    conn: &mut DbConn,
+    alert_id: &str,
+) -> QueryResult<Vec<(String, String, i64)>> {
+    let ids: Vec<String> = quarantine::table
+        .filter(quarantine::alert_id.eq(alert_id))
+        .select(quarantine::baseline_id)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    baselines::table
+        .filter(baselines::id.eq_any(ids))
+        .filter(baselines::deleted_at.is_null())
+        .order((baselines::created_at.asc(), baselines::id.asc()))
+        .select((
+            baselines::benchmark,
+            baselines::version,
+            baselines::created_at,
+        ))
         .load(conn)
 }

@@ -106,6 +106,27 @@ pub(crate) fn list(conn: &mut DbConn, f: &AuditFilter) -> QueryResult<(Vec<Audit
     Ok((rows, total))
 }
 
+/// The audit trail of one resource of a project, oldest first: its newest `limit` events
+/// (`audit_events_resource_idx`).
+pub(crate) fn of_resource(
+    conn: &mut DbConn,
+    project: &str,
+    resource_type: &str,
+    resource_id: &str,
+    limit: i64,
+) -> QueryResult<Vec<AuditRow>> {
+    let mut rows = audit_events::table
+        .filter(audit_events::resource_type.eq(resource_type))
+        .filter(audit_events::resource_id.eq(resource_id))
+        .filter(audit_events::project.eq(project))
+        .order((audit_events::ts.desc(), audit_events::id.desc()))
+        .limit(limit)
+        .select(AuditRow::as_select())
+        .load(conn)?;
+    rows.reverse();
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +165,27 @@ mod tests {
     fn times(c: &mut DbConn, f: AuditFilter) -> (Vec<i64>, i64) {
         let (rows, total) = list(c, &f).unwrap();
         (rows.into_iter().map(|r| r.ts).collect(), total)
+    }
+
+    #[test]
+    fn one_resource_oldest_first_newest_kept() {
+        on_each_backend(|c, be| {
+            record(c, "alice", "upload", "p", 30);
+            record(c, "bob", "delete", "p", 10);
+            record(c, "carol", "promote", "p", 20);
+            record(c, "dave", "upload", "q", 25);
+            record(c, "erin", "key_create", "p", 15);
+            let actors = |rows: Vec<AuditRow>| -> Vec<String> {
+                rows.into_iter().map(|r| r.actor).collect()
+            };
+            let all = of_resource(c, "p", "baseline", "r1", 10).unwrap();
+            assert_eq!(actors(all), ["bob", "carol", "alice"], "{be}");
+            let newest = of_resource(c, "p", "baseline", "r1", 2).unwrap();
+            assert_eq!(actors(newest), ["carol", "alice"], "{be}");
+            assert!(of_resource(c, "p", "baseline", "r2", 10)
+                .unwrap()
+                .is_empty());
+        });
     }
 
     #[test]

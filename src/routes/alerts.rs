@@ -6,13 +6,16 @@ use serde::Deserialize;
 
 use super::json::JsonBody;
 use super::query::{parse_limit, parse_offset, parse_time};
-use crate::actors::alerts::{AlertStats, GetAlert, ListAlerts, TransitionAlert};
+use crate::actors::alerts::{
+    AlertStats, GetAlert, GetAlertDetail, ListAlerts, ListWaivers, TransitionAlert,
+};
 use crate::actors::Initiator;
 use crate::api::{
-    AlertRecord, AlertStatsResponse, BenchmarkAlertStats, ListAlertRecordsResponse, Pagination,
+    AlertDetail, AlertRecord, AlertStatsResponse, BenchmarkAlertStats, ListAlertRecordsResponse,
+    ListWaiversResponse, Pagination, WaiverEntry,
 };
 use crate::auth::{Gate, Principal, Scope};
-use crate::db::alerts::AlertFilter;
+use crate::db::alerts::{AlertFilter, WaiverFilter};
 use crate::domain::names::{BenchmarkName, NameError, ProjectName};
 use crate::domain::time::now_micros;
 use crate::domain::triage::{scope_for, AlertStatus, Transition, TransitionRequest};
@@ -109,19 +112,23 @@ async fn visible_alert(
         })
         .await??
         .ok_or_else(not_found)?;
-    if principal
-        .benchmarks
-        .as_ref()
-        .is_some_and(|f| !f.matches(&a.benchmark))
-    {
+    if !may_see(principal, &a.benchmark) {
         return Err(not_found());
     }
     Ok(a)
 }
 
+/// A benchmark-restricted caller sees only its benchmarks' alerts (others are "not found").
+fn may_see(principal: &Principal, benchmark: &str) -> bool {
+    principal
+        .benchmarks
+        .as_ref()
+        .is_none_or(|f| f.matches(benchmark))
+}
+
 #[utoipa::path(get, operation_id = "alerts_get", path = "/api/v1/projects/{project}/alerts/{id}", tag = "alerts", security(("bearer" = []), ("token" = [])),
     params(("project" = String, Path, description = "Project name"), ("id" = String, Path, description = "Alert id")),
-    responses((status = 200, description = "The alert", body = crate::api::AlertRecord), (status = 404, description = "No such alert", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "The alert with its audit trail (oldest first) and the versions it holds in quarantine", body = crate::api::AlertDetail), (status = 404, description = "No such alert", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn get(
     principal: Principal,
     state: web::Data<AppState>,
@@ -130,8 +137,20 @@ pub(crate) async fn get(
     let (project, id) = path.into_inner();
     let project = ProjectName::parse(&project)?;
     principal.authorize(Scope::Read, project.as_str(), None)?;
-    let a = visible_alert(&principal, &state, &project, &id).await?;
-    Ok(HttpResponse::Ok().json(AlertRecord::from_row(a)))
+    check_id("Alert", &id)?;
+    let not_found = || ApiError::not_found(format!("Alert {id} not found"));
+    let d = state
+        .gates
+        .read(GetAlertDetail {
+            project: project.into_string(),
+            id: id.clone(),
+        })
+        .await??
+        .ok_or_else(not_found)?;
+    if !may_see(&principal, &d.alert.benchmark) {
+        return Err(not_found());
+    }
+    Ok(HttpResponse::Ok().json(AlertDetail::new(d.alert, d.history, d.quarantined)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -242,4 +261,57 @@ pub(crate) async fn stats(
         })
         .collect();
     Ok(HttpResponse::Ok().json(AlertStatsResponse { benchmarks }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WaiversQuery {
+    /// Also list waivers that ran out and whose alert has not been triaged again since.
+    include_expired: Option<bool>,
+    benchmark: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[utoipa::path(get, operation_id = "waivers_list", path = "/api/v1/projects/{project}/waivers", tag = "alerts", security(("bearer" = []), ("token" = [])),
+    params(("project" = String, Path, description = "Project name"), WaiversQuery),
+    responses((status = 200, description = "One page of waivers, soonest expiry first", body = crate::api::ListWaiversResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn waivers(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<WaiversQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let project = ProjectName::parse(&path)?;
+    principal.authorize(Scope::Read, project.as_str(), None)?;
+    let q = query.into_inner();
+    if let Some(b) = &q.benchmark {
+        BenchmarkName::parse(b)?;
+    }
+    let limit = parse_limit(q.limit, 50, 200)?;
+    let offset = parse_offset(q.offset)?;
+    let now = now_micros();
+    let (rows, total) = state
+        .gates
+        .read(ListWaivers {
+            filter: WaiverFilter {
+                project: project.into_string(),
+                benchmark: q.benchmark,
+                include_expired: q.include_expired.unwrap_or(false),
+                now,
+                allowed_benchmarks: None,
+                limit,
+                offset,
+            },
+            visible: principal.benchmarks.clone(),
+        })
+        .await??;
+    let n = rows.len();
+    Ok(HttpResponse::Ok().json(ListWaiversResponse {
+        waivers: rows
+            .into_iter()
+            .filter_map(|r| WaiverEntry::from_row(r, now))
+            .collect(),
+        pagination: Pagination::new(total, offset, limit, n),
+    }))
 }

@@ -115,6 +115,7 @@ api_routes! {
     "/projects/{project}/alerts/{id}" => [get alerts::get],
     "/projects/{project}/alerts/{id}/transitions" => [post alerts::transition],
     "/projects/{project}/alert-stats" => [get alerts::stats],
+    "/projects/{project}/waivers" => [get alerts::waivers],
     "/fleet/dependency-event" => [post fleet::record],
     "/fleet/alerts" => [get fleet::alerts],
     "/fleet/dependency/{dep:.+}/impact" => [get fleet::impact],

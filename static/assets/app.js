@@ -38,6 +38,9 @@
   const versionHref = (p, b, v) => `#/p/${seg(p)}/b/${seg(b)}/v/${seg(v)}`;
   const gatesHref = (p, q = '') => `#/p/${seg(p)}/gates${q}`;
   const gateHref = (p, id) => `#/p/${seg(p)}/gates/${seg(id)}`;
+  const alertsHref = (p, q = '') => `#/p/${seg(p)}/alerts${q}`;
+  const alertHref = (p, id) => `#/p/${seg(p)}/alerts/${seg(id)}`;
+  const waiversHref = (p, q = '') => `#/p/${seg(p)}/waivers${q}`;
   const GATE_STATUSES = ['pass', 'warn', 'fail', 'inconclusive'];
   const statusBadge = (s) => `<span class="badge ${esc(s)}" data-status="${esc(s)}">${esc(s)}</span>`;
 
@@ -243,6 +246,7 @@
     $('#nav-verdicts').href = current ? `#/p/${seg(current)}/verdicts` : '#/';
     $('#nav-gates').href = current ? gatesHref(current) : '#/';
     $('#nav-alerts').href = current ? `#/p/${seg(current)}/alerts` : '#/';
+    $('#nav-waivers').href = current ? waiversHref(current) : '#/';
     $('#nav-fleet').hidden = !(global() && can('read'));
     $('#nav-audit').hidden = !can('admin');
     $('#nav-keys').hidden = !can('admin');
@@ -386,7 +390,7 @@
           <td class="num">${pct(c.change_pct)}</td><td class="num hide-sm">${num(c.level_before)} → ${num(c.level_after)}</td>
           <td><span class="badge ${c.status === 'confirmed' ? 'fail' : 'warn'}" data-cp-status="${esc(c.status)}">${esc(c.status)}</span></td>
           <td class="hide-sm">${esc(c.runner)}</td><td class="hide-sm">${c.version ? `<a href="${versionHref(project, bench, c.version)}">${esc(c.version)}</a>` : '–'} ${when(c.created_at)}</td>
-          <td>${c.alert_id ? `<a href="#/p/${seg(project)}/alerts" data-alert="${esc(c.alert_id)}">alert</a>` : '–'}</td></tr>`).join('')}</tbody></table></div>`
+          <td>${c.alert_id ? `<a href="${alertHref(project, c.alert_id)}" data-alert="${esc(c.alert_id)}">alert</a>` : '–'}</td></tr>`).join('')}</tbody></table></div>`
     : '<p class="muted" data-empty="change-points">No change in level found (points appear once a step has 3 runs after it).</p>'}</div>
       <div class="card"><h2>Trend (${esc(metric)}, last 30)</h2>${drift}</div>
       <div class="card" id="bench-gates"><h2>Gates</h2>${gates.length ? `<div class="timeline">${gates.slice(0, 30).reverse().map(({ g, v }) => `<a class="tick ${esc(v.status)}" href="${gateHref(project, g.id)}" data-gate="${esc(g.id)}" title="${esc(`${v.status} ${pct(v.effect_pct)} · ${g.created_at}`)}"></a>`).join('')}</div>
@@ -622,6 +626,35 @@
     return (to === 'invalid' || to === 'expected') ? 'promote' : 'write';
   }
 
+  // The transition buttons of an alert the caller may use (the server checks the role too).
+  function transitionButtons(a) {
+    return a.transitions.filter((t) => can(transitionScope(a.status, t))).map((t) => `<button type="button" class="small secondary" data-action="transition" data-alert="${esc(a.id)}" data-to="${esc(t)}">${t === 'untriaged' ? 'reopen' : esc(t)}</button>`).join('');
+  }
+
+  // Asks for the reason (and what else the target state needs), then moves the alert.
+  function bindTransitions(project) {
+    $$('button[data-action="transition"]').forEach((b) => b.addEventListener('click', async () => {
+      const to = b.dataset.to;
+      const needsReason = to === 'invalid' || to === 'expected';
+      const fields = `${needsReason ? '<label for="t-reason">Reason (required)</label><input id="t-reason" name="reason" required maxlength="1024" autocomplete="off">' : '<label for="t-reason">Reason</label><input id="t-reason" name="reason" maxlength="1024" autocomplete="off">'}
+        ${to === 'acknowledged' ? '<label for="t-link">Issue link</label><input id="t-link" name="link" maxlength="2048" autocomplete="off">' : ''}
+        ${to === 'duplicate' ? '<label for="t-dup">Duplicate of (alert id)</label><input id="t-dup" name="duplicate_of" required maxlength="32" autocomplete="off">' : ''}
+        ${to === 'expected' ? '<label for="t-owner">Waiver owner (default: you)</label><input id="t-owner" name="owner" maxlength="256" autocomplete="off"><label for="t-max">Accept up to (% slower; default: this change)</label><input id="t-max" name="max_change_pct" type="number" min="0" max="1000" step="0.1"><label for="t-exp">Waiver ends (default: in 30 days; at most 366)</label><input id="t-exp" name="expires_on" type="date">' : ''}`;
+      const input = await ask(`Mark ${to}`, fields, to === 'untriaged' ? 'Reopen' : 'Save');
+      if (!input) return;
+      const body = { to };
+      ['reason', 'link', 'duplicate_of', 'owner'].forEach((k) => { if (input[k]) body[k] = input[k]; });
+      if (input.max_change_pct) body.max_change_pct = Number(input.max_change_pct);
+      // The end of the chosen day, local time.
+      if (input.expires_on) body.expires_at = new Date(`${input.expires_on}T23:59:59`).toISOString();
+      try {
+        await api(`/projects/${seg(project)}/alerts/${seg(b.dataset.alert)}/transitions`, { method: 'POST', body });
+        toast(`Alert marked ${to}`, 'ok');
+        route();
+      } catch (e) { toast(e.message); }
+    }));
+  }
+
   async function viewAlerts(token, project, params) {
     loading('alerts');
     const status = ALERT_STATES.includes(params.get('status')) ? params.get('status') : '';
@@ -642,7 +675,8 @@
       <h1>Alerts · ${esc(project)}</h1>
       <form id="alert-filters" class="row"><label for="alert-status">State</label><select id="alert-status" name="status"><option value="">any</option>
         ${ALERT_STATES.map((s) => `<option${s === status ? ' selected' : ''}>${s}</option>`).join('')}</select>
-        <button type="submit" class="secondary">Apply</button><span class="muted">${data.pagination.total} alerts</span></form>
+        <button type="submit" class="secondary">Apply</button><span class="muted">${data.pagination.total} alerts</span>
+        <span class="spacer"></span><a href="${waiversHref(project)}" id="alerts-waivers">Waivers →</a></form>
       ${hints.length ? `<div class="card" id="alert-hints">${hints.map((h) => `<p><code>${esc(h.benchmark)}</code>: ${esc(h.hint)}</p>`).join('')}</div>` : ''}
       ${data.alerts.length ? Array.from(groups, ([k, as]) => `<div class="card" data-group="${esc(k)}">
         <h2>${as[0].gate_id ? `Gate <a href="${gateHref(project, as[0].gate_id)}" class="mono">${esc(as[0].gate_id.slice(0, 12))}</a>` : 'Change'}
@@ -651,33 +685,112 @@
         ${as.map((a) => `<tr data-alert="${esc(a.id)}"><td class="name"><a href="${benchHref(project, a.benchmark)}">${esc(a.benchmark)}</a></td><td>${esc(a.metric)}</td>
           <td>${statusBadge(a.status)}</td><td class="num">${pct(a.change_pct)}</td><td class="hide-sm">${when(a.created_at)}</td>
           <td class="hide-sm">${a.waiver ? `waiver ≤ ${pct(a.waiver.max_change_pct)} until ${when(a.waiver.expires_at)} (${esc(a.waiver.owner)})` : ''}${a.reason ? ` ${esc(a.reason)}` : ''}${a.link ? ` <a href="${esc(a.link)}" rel="noreferrer">link</a>` : ''}</td>
-          <td class="row">${a.transitions.filter((t) => can(transitionScope(a.status, t))).map((t) => `<button type="button" class="small secondary" data-action="transition" data-alert="${esc(a.id)}" data-to="${esc(t)}">${t === 'untriaged' ? 'reopen' : esc(t)}</button>`).join('')}</td></tr>`).join('')}
+          <td class="row"><a href="${alertHref(project, a.id)}" data-link="alert">details</a>${transitionButtons(a)}</td></tr>`).join('')}
         </tbody></table></div></div>`).join('')
     : `<div class="card empty" data-empty="alerts">No alerts${status ? ' in this state' : ''}.</div>`}`;
     $('#alert-filters').addEventListener('submit', (e) => {
       e.preventDefault();
       const v = $('#alert-status').value;
-      location.hash = `#/p/${seg(project)}/alerts${v ? `?status=${v}` : ''}`;
+      location.hash = alertsHref(project, v ? `?status=${v}` : '');
     });
-    $$('button[data-action="transition"]').forEach((b) => b.addEventListener('click', async () => {
-      const to = b.dataset.to;
-      const needsReason = to === 'invalid' || to === 'expected';
-      const fields = `${needsReason ? '<label for="t-reason">Reason (required)</label><input id="t-reason" name="reason" required maxlength="1024" autocomplete="off">' : '<label for="t-reason">Reason</label><input id="t-reason" name="reason" maxlength="1024" autocomplete="off">'}
-        ${to === 'acknowledged' ? '<label for="t-link">Issue link</label><input id="t-link" name="link" maxlength="2048" autocomplete="off">' : ''}
-        ${to === 'duplicate' ? '<label for="t-dup">Duplicate of (alert id)</label><input id="t-dup" name="duplicate_of" required maxlength="32" autocomplete="off">' : ''}
-        ${to === 'expected' ? '<label for="t-max">Accept up to (% slower)</label><input id="t-max" name="max_change_pct" type="number" min="0" max="1000" step="0.1"><label for="t-exp">Waiver ends (RFC 3339, default in 30 days)</label><input id="t-exp" name="expires_at" autocomplete="off">' : ''}`;
-      const input = await ask(`Mark ${to}`, fields, to === 'untriaged' ? 'Reopen' : 'Save');
-      if (!input) return;
-      const body = { to };
-      ['reason', 'link', 'duplicate_of', 'expires_at'].forEach((k) => { if (input[k]) body[k] = input[k]; });
-      if (input.max_change_pct) body.max_change_pct = Number(input.max_change_pct);
-      try {
-        await api(`/projects/${seg(project)}/alerts/${seg(b.dataset.alert)}/transitions`, { method: 'POST', body });
-        toast(`Alert marked ${to}`, 'ok');
-        route();
-      } catch (e) { toast(e.message); }
-    }));
+    bindTransitions(project);
     rendered('alerts');
+  }
+
+  // "in 3 days", "in 5 h", or "expired 2d ago".
+  function expiresIn(iso) {
+    const ms = Date.parse(iso) - Date.now();
+    if (!(ms > 0)) return `expired ${age(iso)}`;
+    const days = Math.floor(ms / 86400000);
+    if (days >= 1) return `in ${days} day${days === 1 ? '' : 's'}`;
+    return `in ${Math.max(1, Math.round(ms / 3600000))} h`;
+  }
+  const SOON_DAYS = 7;
+  function waiverBadge(w, expired) {
+    if (expired) return '<span class="badge fail" data-waiver="expired">expired</span>';
+    const soon = Date.parse(w.expires_at) - Date.now() < SOON_DAYS * 86400000;
+    return soon ? '<span class="badge warn" data-waiver="soon">expires soon</span>' : '<span class="badge pass" data-waiver="active">active</span>';
+  }
+
+  function historyStep(e) {
+    if (e.action === 'create') {
+      return `opened${e.gate_id ? ' by a failing gate' : ''}${e.actor === 'system:change-points' ? ' by a change point' : ''}${e.change_pct !== null && e.change_pct !== undefined ? ` (${pct(e.change_pct)})` : ''}`;
+    }
+    return `${e.from ? `${statusBadge(e.from)} → ` : ''}${e.to ? statusBadge(e.to) : esc(e.action)}`;
+  }
+
+  async function viewAlert(token, project, id) {
+    loading('alert');
+    const a = await api(`/projects/${seg(project)}/alerts/${seg(id)}`);
+    if (token !== renderSeq) return;
+    setNav(project);
+    const w = a.waiver;
+    const wExpired = w && Date.parse(w.expires_at) <= Date.now();
+    const range = a.previous_git_sha || a.git_sha
+      ? `${a.previous_git_sha ? `<span class="mono">${esc(a.previous_git_sha.slice(0, 12))}</span> … ` : ''}<span class="mono">${esc((a.git_sha || '–').slice(0, 12))}</span>` : '–';
+    view.innerHTML = `${crumbs([['Projects', '#/'], [project, projectHref(project)], ['alerts', alertsHref(project)], [id.slice(0, 12)]])}
+      <div class="row"><h1 class="name">Alert · ${esc(a.benchmark)}</h1><span id="alert-status">${statusBadge(a.status)}</span>
+        <span class="muted mono">${esc(a.id)}</span></div>
+      <div class="stats" id="alert-facts">
+        <div class="stat"><div class="k">Benchmark</div><div class="v name"><a href="${benchHref(project, a.benchmark, a.metric === 'wall_ms' ? '' : `?metric=${encodeURIComponent(a.metric)}`)}">${esc(a.benchmark)}</a></div></div>
+        <div class="stat"><div class="k">Metric</div><div class="v">${esc(a.metric)}</div></div>
+        <div class="stat"><div class="k">Change</div><div class="v" data-col="change">${pct(a.change_pct)}</div></div>
+        <div class="stat"><div class="k">Opened</div><div class="v">${when(a.created_at)}</div></div>
+        <div class="stat"><div class="k">Source</div><div class="v" data-col="source">${a.source === 'change_point' ? `<a href="${benchHref(project, a.benchmark, a.metric === 'wall_ms' ? '' : `?metric=${encodeURIComponent(a.metric)}`)}">change point</a>` : 'gate'}</div></div>
+        <div class="stat"><div class="k">Gate</div><div class="v mono">${a.gate_id ? `<a href="${gateHref(project, a.gate_id)}">${esc(a.gate_id.slice(0, 12))}</a>` : '–'}</div></div>
+        <div class="stat"><div class="k">Commits</div><div class="v" data-col="commits">${range}</div></div>
+        <div class="stat"><div class="k">Triaged by</div><div class="v mono">${esc(a.triaged_by || '–')}</div></div>
+        ${a.link ? `<div class="stat"><div class="k">Issue</div><div class="v"><a href="${esc(a.link)}" rel="noreferrer">${esc(a.link)}</a></div></div>` : ''}
+        ${a.duplicate_of ? `<div class="stat"><div class="k">Duplicate of</div><div class="v mono"><a href="${alertHref(project, a.duplicate_of)}">${esc(a.duplicate_of.slice(0, 12))}</a></div></div>` : ''}
+      </div>
+      ${a.reason ? `<p id="alert-reason"><strong>Reason:</strong> ${esc(a.reason)}</p>` : ''}
+      ${w ? `<div class="card" id="alert-waiver"><h2>Waiver ${waiverBadge(w, wExpired)}</h2>
+        <p>Gates answer <code>warn</code> instead of <code>fail</code> for a slowdown of <strong>${pct(w.max_change_pct)}</strong> at most,
+        owned by <strong class="mono">${esc(w.owner)}</strong>; ends ${esc(expiresIn(w.expires_at))} (<time datetime="${esc(w.expires_at)}">${esc(w.expires_at.slice(0, 16).replace('T', ' '))} UTC</time>).</p>
+        <p><a href="${waiversHref(project)}">All waivers of ${esc(project)} →</a></p></div>` : ''}
+      ${a.quarantined.length ? `<div class="card" id="alert-quarantine"><h2>Quarantined versions</h2>
+        <p class="muted">Stored but never served as latest, and not promotable until this alert is triaged as expected or invalid.</p>
+        <ul>${a.quarantined.map((q) => `<li data-version="${esc(q.version)}"><a href="${versionHref(project, q.benchmark, q.version)}">${esc(q.benchmark)}@${esc(q.version)}</a> <span class="muted">${when(q.created_at)}</span></li>`).join('')}</ul></div>` : ''}
+      ${transitionButtons(a) ? `<div class="row" id="alert-actions"><span class="muted">Triage:</span>${transitionButtons(a)}</div>` : ''}
+      <h2>Audit trail</h2>
+      ${a.history.length ? `<div class="table-wrap"><table id="alert-history"><thead><tr><th>When</th><th>Who</th><th>Step</th><th>Reason</th><th class="hide-sm">Details</th></tr></thead><tbody>
+        ${a.history.map((e) => `<tr data-action="${esc(e.action)}" data-to="${esc(e.to || '')}"><td>${when(e.at)}</td><td class="mono">${esc(e.actor)}</td>
+          <td>${historyStep(e)}</td><td>${esc(e.reason || '')}</td>
+          <td class="hide-sm">${[
+    e.link ? `<a href="${esc(e.link)}" rel="noreferrer">issue</a>` : '',
+    e.duplicate_of ? `duplicate of <a class="mono" href="${alertHref(project, e.duplicate_of)}">${esc(e.duplicate_of.slice(0, 12))}</a>` : '',
+    e.waiver ? `waiver ≤ ${pct(e.waiver.max_change_pct)} until ${esc(e.waiver.expires_at.slice(0, 10))} (${esc(e.waiver.owner)})` : '',
+    e.gate_id ? `gate <a class="mono" href="${gateHref(project, e.gate_id)}">${esc(e.gate_id.slice(0, 12))}</a>` : '',
+  ].filter(Boolean).join(' · ')}</td></tr>`).join('')}</tbody></table></div>`
+    : '<div class="card empty" data-empty="history">No recorded steps.</div>'}`;
+    bindTransitions(project);
+    rendered('alert');
+  }
+
+  async function viewWaivers(token, project, params) {
+    loading('waivers');
+    const all = params.get('expired') === '1';
+    const d = await api(`/projects/${seg(project)}/waivers?limit=200${all ? '&include_expired=true' : ''}`);
+    if (token !== renderSeq) return;
+    setNav(project);
+    view.innerHTML = `${crumbs([['Projects', '#/'], [project, projectHref(project)], ['alerts', alertsHref(project)], ['waivers']])}
+      <h1>Waivers · ${esc(project)}</h1>
+      <form id="waiver-filters" class="row"><label><input type="checkbox" id="waivers-expired"${all ? ' checked' : ''}> include expired</label>
+        <span class="muted">${d.pagination.total} waiver${d.pagination.total === 1 ? '' : 's'}${all ? '' : ' in force'}, soonest expiry first</span>
+        <span class="spacer"></span><a href="${alertsHref(project, '?status=expected')}">Expected alerts →</a></form>
+      <p class="muted">An alert marked <code>expected</code> carries a waiver: until it ends, the benchmark's gates answer <code>warn</code> instead of <code>fail</code> for a slowdown up to its maximum. When it ends, the alert opens again.</p>
+      ${d.waivers.length ? `<div class="table-wrap"><table id="waivers-table"><thead><tr><th>Benchmark</th><th>Metric</th><th>Owner</th><th class="num">Max change</th><th>Expires</th><th></th><th class="hide-sm">Reason</th><th>Alert</th></tr></thead><tbody>
+        ${d.waivers.map((w) => `<tr data-alert="${esc(w.alert_id)}" data-expired="${w.expired ? '1' : '0'}"${w.expired ? ' class="expired"' : ''}>
+          <td class="name"><a href="${benchHref(project, w.benchmark)}">${esc(w.benchmark)}</a></td><td>${esc(w.metric)}</td><td class="mono">${esc(w.owner)}</td>
+          <td class="num" data-col="max">${pct(w.max_change_pct)}</td><td data-col="expires"><time datetime="${esc(w.expires_at)}" title="${esc(w.expires_at)}">${esc(expiresIn(w.expires_at))}</time></td>
+          <td>${waiverBadge(w, w.expired)}</td><td class="hide-sm">${esc(w.reason || '')}</td>
+          <td><a class="mono" href="${alertHref(project, w.alert_id)}">${esc(w.alert_id.slice(0, 12))}</a> ${statusBadge(w.status)}</td></tr>`).join('')}</tbody></table></div>`
+    : `<div class="card empty" data-empty="waivers">No waivers${all ? '' : ' in force'}.</div>`}`;
+    $('#waivers-expired').addEventListener('change', (e) => {
+      location.hash = waiversHref(project, e.target.checked ? '?expired=1' : '');
+    });
+    $('#waiver-filters').addEventListener('submit', (e) => e.preventDefault());
+    rendered('waivers');
   }
 
   async function viewFleet(token, params) {
@@ -812,6 +925,8 @@
         if (s[2] === 'verdicts') return await viewVerdicts(token, s[1], params);
         if (s[2] === 'gates' && s.length === 3) return await viewGates(token, s[1], params);
         if (s[2] === 'alerts' && s.length === 3) return await viewAlerts(token, s[1], params);
+        if (s[2] === 'alerts' && s[3] !== undefined && s.length === 4) return await viewAlert(token, s[1], s[3]);
+        if (s[2] === 'waivers' && s.length === 3) return await viewWaivers(token, s[1], params);
         if (s[2] === 'gates' && s[3] !== undefined && s.length === 4) return await viewGate(token, s[1], s[3]);
         if (s[2] === 'b' && s[3] !== undefined && s.length === 4) return await viewBenchmark(token, s[1], s[3], params);
         if (s[2] === 'b' && s[4] === 'v' && s[5] !== undefined) return await viewVersion(token, s[1], s[3], s[5], params);

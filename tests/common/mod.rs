@@ -435,3 +435,69 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// The JSON type names of `v` as JSON Schema spells them.
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Checks every property of `value` against the declared `type` of the named component schema
+/// of the OpenAPI document `doc` (`$ref`s to other components followed, also as array items;
+/// every part of an `allOf`).
+pub fn check_shape(doc: &Value, schema: &str, value: &Value, at: &str) {
+    let s = &doc["components"]["schemas"][schema];
+    assert!(s.is_object(), "schema {schema} missing");
+    check_schema(doc, schema, s, value, at);
+}
+
+fn check_schema(doc: &Value, schema: &str, s: &Value, value: &Value, at: &str) {
+    if let Some(r) = s["$ref"].as_str() {
+        return check_shape(doc, r.rsplit('/').next().unwrap(), value, at);
+    }
+    if let Some(parts) = s["allOf"].as_array() {
+        for p in parts {
+            check_schema(doc, schema, p, value, at);
+        }
+        return;
+    }
+    for field in s["required"].as_array().into_iter().flatten() {
+        let f = field.as_str().unwrap();
+        assert!(
+            value.get(f).is_some(),
+            "{at}: required {schema}.{f} absent in {value}"
+        );
+    }
+    for (name, prop) in s["properties"].as_object().into_iter().flatten() {
+        let Some(v) = value.get(name) else { continue };
+        let at = format!("{at}.{name}");
+        if prop["$ref"].is_string() {
+            check_schema(doc, schema, prop, v, &at);
+            continue;
+        }
+        if let (Some(items), true) = (v.as_array(), prop["items"]["$ref"].is_string()) {
+            for (i, item) in items.iter().enumerate() {
+                check_schema(doc, schema, &prop["items"], item, &format!("{at}[{i}]"));
+            }
+        }
+        let declared: Vec<&str> = match &prop["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().map(|t| t.as_str().unwrap()).collect(),
+            _ => continue,
+        };
+        let actual = json_type(v);
+        let fits =
+            declared.contains(&actual) || (actual == "integer" && declared.contains(&"number"));
+        assert!(
+            fits,
+            "{at}: documented {declared:?}, answered {actual} ({v})"
+        );
+    }
+}
