@@ -597,6 +597,9 @@ pub(crate) struct ChangePointsResponse {
     pub project: String,
     pub benchmark: String,
     pub metric: String,
+    /// Whether change points are tracked for this metric: the metrics the project's gate judges
+    /// (gate settings `metrics`, `wall_ms` by default). An untracked metric has no points.
+    pub tracked: bool,
     /// Oldest first, per runner class.
     pub change_points: Vec<ChangePointRecord>,
 }

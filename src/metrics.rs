@@ -27,6 +27,9 @@ pub(crate) struct Metrics {
     pub auth_failures: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub limit_rejections: IntCounterVec,
+    pub change_point_pass: prometheus::Histogram,
+    pub change_point_runs: prometheus::IntCounter,
+    pub change_point_alerts: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -110,6 +113,24 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["limit"],
         )?,
+        change_point_pass: prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "change_point_pass_seconds",
+                "Duration of one change-point pass (one write transaction)",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?,
+        change_point_runs: prometheus::IntCounter::new(
+            "change_point_runs_total",
+            "Runs read by change-point passes",
+        )?,
+        change_point_alerts: IntCounterVec::new(
+            Opts::new(
+                "change_point_alerts_total",
+                "Alerts opened or marked fixed by change points",
+            ),
+            &["action"],
+        )?,
         registry,
     };
     m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -125,6 +146,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.auth_failures.clone()))?;
     m.registry.register(Box::new(m.rate_limited.clone()))?;
     m.registry.register(Box::new(m.limit_rejections.clone()))?;
+    m.registry.register(Box::new(m.change_point_pass.clone()))?;
+    m.registry.register(Box::new(m.change_point_runs.clone()))?;
+    m.registry
+        .register(Box::new(m.change_point_alerts.clone()))?;
     Ok(m)
 }
 
@@ -153,6 +178,19 @@ pub(crate) fn observe_request(method: &'static str, route: &str, status: u16, el
         .http_duration
         .with_label_values(&labels)
         .observe(elapsed.as_secs_f64());
+}
+
+/// One change-point pass: its duration, the runs it read, the alerts it opened and fixed.
+pub(crate) fn change_point_pass(elapsed: Duration, runs: usize, opened: usize, fixed: usize) {
+    let m = &*METRICS;
+    m.change_point_pass.observe(elapsed.as_secs_f64());
+    m.change_point_runs.inc_by(runs as u64);
+    m.change_point_alerts
+        .with_label_values(&["opened"])
+        .inc_by(opened as u64);
+    m.change_point_alerts
+        .with_label_values(&["fixed"])
+        .inc_by(fixed as u64);
 }
 
 pub(crate) fn auth_failure(reason: &'static str) {

@@ -228,8 +228,15 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
                         delay_micros: delay,
                         max_runs: CHANGE_POINT_PASS_RUNS,
                     };
+                    let started = std::time::Instant::now();
                     match scanner.write("change_points", pass).await {
                         Ok(Ok(r)) => {
+                            crate::metrics::change_point_pass(
+                                started.elapsed(),
+                                r.runs,
+                                r.alerts_opened,
+                                r.alerts_fixed,
+                            );
                             if r.alerts_opened + r.alerts_fixed > 0 {
                                 log::info!(
                                     "change points: {} alerts opened, {} fixed ({} runs, {} series)",
@@ -242,6 +249,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
                             if !r.more {
                                 break;
                             }
+                            // Catching up: leave the writer to clients at least half the time.
+                            let rest = started.elapsed().max(Duration::from_millis(20));
+                            tokio::time::sleep(rest).await;
                         }
                         Ok(Err(e)) => {
                             log::warn!("change points: {e}");
@@ -330,7 +340,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
 /// transaction, so clients' writes wait at most one batch.
 /// Runs one change-point pass reads at most: a pass holds the write lock for a few
 /// milliseconds, so clients waiting on it barely notice.
-const CHANGE_POINT_PASS_RUNS: i64 = 500;
+const CHANGE_POINT_PASS_RUNS: i64 = 200;
 
 fn spawn_backfill(pool: crate::db::DbPool) {
     let spawned = std::thread::Builder::new()

@@ -151,6 +151,7 @@ fn change_points_and_alerts(b: Backend) {
     assert_eq!(v["project"], "proj");
     assert_eq!(v["benchmark"], "bench-2");
     assert_eq!(v["metric"], "wall_ms");
+    assert_eq!(v["tracked"], true);
     let p = &strong(&v)[0];
     assert_eq!(strong(&v).len(), 1, "{v:#}");
     assert_eq!(p["index"], STEP2, "{v:#}");
@@ -332,6 +333,13 @@ fn change_points_and_alerts(b: Backend) {
     );
     assert_eq!(v["change_points"], json!([]));
     let v = expect(s.get(VIEWER, &points_url("never-seen")), 200);
+    assert_eq!(v["change_points"], json!([]));
+    // Only the metrics the project's gate judges are tracked (wall_ms by default).
+    let v = expect(
+        s.get(VIEWER, "/api/v1/projects/proj/benchmarks/bench-2/change-points?metric=cpu_ms"),
+        200,
+    );
+    assert_eq!(v["tracked"], false);
     assert_eq!(v["change_points"], json!([]));
 }
 

@@ -70,6 +70,15 @@ impl Op<GateStore> for ScanChangePoints {
                 more,
                 ..ScanReport::default()
             };
+            // Only the metrics each project's gate judges are tracked.
+            let mut gated: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for r in &runs {
+                if !gated.contains_key(&r.project) {
+                    let metrics = super::gate::settings_in(c, &r.project)?.metrics;
+                    gated.insert(r.project.clone(), metrics);
+                }
+            }
+            runs.retain(|r| gated.get(&r.project).is_some_and(|m| m.contains(&r.metric)));
             // CI runs (commit × runner × metric) in the order they arrived.
             let mut seen = BTreeSet::new();
             for r in &runs {
@@ -95,15 +104,8 @@ impl Op<GateStore> for ScanChangePoints {
                 .collect();
             report.series = series.len();
             let settings = Settings::default();
-            // Alerts only for the metrics each project's gate judges (points for every metric).
-            let mut gated: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for k in &series {
-                if !gated.contains_key(&k.project) {
-                    let metrics = super::gate::settings_in(c, &k.project)?.metrics;
-                    gated.insert(k.project.clone(), metrics);
-                }
-                let alerts = gated.get(&k.project).is_some_and(|m| m.contains(&k.metric));
-                let (opened, fixed) = update_series(c, k, mark, now, &settings, alerts)?;
+                let (opened, fixed) = update_series(c, k, mark, now, &settings)?;
                 report.alerts_opened += opened;
                 report.alerts_fixed += fixed;
             }
@@ -204,14 +206,12 @@ fn estimate_shift(
 }
 
 /// Updates one series from where its scan stands up to `upto`; answers (alerts opened, fixed).
-/// `alerts`: whether the project's gate judges this metric (else points only).
 fn update_series(
     c: &mut DbConn,
     k: &SeriesKey,
     upto: i64,
     now: i64,
     settings: &Settings,
-    alerts: bool,
 ) -> Result<(usize, usize), StoreError> {
     let state = q::series_state(c, k)?;
     let (start, from_t, from_id) = match &state {
@@ -273,10 +273,7 @@ fn update_series(
             alert_id: before.as_ref().and_then(|b| b.alert_id.clone()),
             created_at: before.as_ref().map_or(now, |b| b.created_at),
         };
-        if alerts
-            && row.alert_id.is_none()
-            && cp::should_alert(point, series_len, settled, settings)
-        {
+        if row.alert_id.is_none() && cp::should_alert(point, series_len, settled, settings) {
             let worse = cp::worse_pct(point.change_pct, higher_is_better);
             if worse > 0.0 {
                 let (id, new) = alert_of(c, k, &row, &tail, at, worse, now)?;
@@ -363,9 +360,13 @@ pub(crate) struct ListedPoint {
 }
 
 impl Op<GateStore> for ListChangePoints {
-    type Output = Result<Vec<ListedPoint>, StoreError>;
+    /// The points, and whether the metric is tracked (judged by the project's gate).
+    type Output = Result<(Vec<ListedPoint>, bool), StoreError>;
     fn run(self, s: &mut GateStore) -> Self::Output {
         let mut c = s.conn()?;
+        let tracked = super::gate::settings_in(&mut c, &self.project)?
+            .metrics
+            .contains(&self.metric);
         let rows: Vec<PointWithVersion> = q::list_points(
             &mut c,
             &self.project,
@@ -400,6 +401,6 @@ impl Op<GateStore> for ListChangePoints {
                 confirmed,
             });
         }
-        Ok(out)
+        Ok((out, tracked))
     }
 }

@@ -51,7 +51,7 @@ pub(crate) async fn list(
     if let Some(r) = &q.runner {
         check_runner_class(r)?;
     }
-    let points = state
+    let (points, tracked) = state
         .gates
         .read(ListChangePoints {
             project: project.as_str().to_owned(),
@@ -88,6 +88,7 @@ pub(crate) async fn list(
         project: project.into_string(),
         benchmark: benchmark.as_str().to_owned(),
         metric,
+        tracked,
         change_points,
     }))
 }
