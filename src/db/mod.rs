@@ -8,6 +8,7 @@ pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod baselines;
 pub(crate) mod dashboard;
+pub(crate) mod decisions;
 mod dialect;
 mod error;
 pub(crate) mod fleet;

@@ -38,14 +38,14 @@ pub struct RunReceipt {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-struct ToolInfo {
+pub(crate) struct ToolInfo {
     name: String,
     version: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-struct RunMeta {
+pub(crate) struct RunMeta {
     id: String,
     started_at: String,
     ended_at: String,
@@ -54,7 +54,7 @@ struct RunMeta {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-struct HostInfo {
+pub(crate) struct HostInfo {
     os: String,
     arch: String,
     #[serde(default)]
