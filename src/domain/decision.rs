@@ -86,9 +86,12 @@ struct Significance {
     ci_upper: Option<f64>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+// Fields the perfgate types default when absent but do not take as `null` are plain fields with
+// `#[serde(default)]` here too (an `Option` would let a `null` through that the CLI cannot read).
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum MetricStatistic {
+    #[default]
     Median,
     P95,
 }
@@ -106,7 +109,7 @@ struct Delta {
     #[serde(default)]
     noise_threshold: Option<f64>,
     #[serde(default)]
-    statistic: Option<MetricStatistic>,
+    statistic: MetricStatistic,
     #[serde(default)]
     significance: Option<Significance>,
     status: DecisionStatus,
@@ -129,9 +132,10 @@ struct TradeoffAllowance {
     max_regression: f64,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum TradeoffDowngrade {
+    #[default]
     Warn,
     Pass,
 }
@@ -145,7 +149,7 @@ struct TradeoffRule {
     #[serde(default)]
     allow: Vec<TradeoffAllowance>,
     #[serde(default)]
-    downgrade_to: Option<TradeoffDowngrade>,
+    downgrade_to: TradeoffDowngrade,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -580,6 +584,20 @@ mod tests {
             }
             e => panic!("{e:?}"),
         }
+        // `null` only where the perfgate types take it.
+        let bad =
+            edited(|t| t["weighted_deltas"]["wall_ms"]["statistic"] = serde_json::Value::Null);
+        assert!(matches!(
+            validate(&bad, None, None),
+            Err(DecisionError::Shape(_))
+        ));
+        let bad = edited(|t| t["configured_rules"][0]["downgrade_to"] = serde_json::Value::Null);
+        assert!(matches!(
+            validate(&bad, None, None),
+            Err(DecisionError::Shape(_))
+        ));
+        let fine = edited(|t| t["rules"][0]["downgrade_to"] = serde_json::Value::Null);
+        assert!(validate(&fine, None, None).is_ok());
         match validate("{\"schema\":\"perfgate.tradeoff.v1\"}", None, None).unwrap_err() {
             DecisionError::Shape(e) => {
                 assert_eq!(e.field, "tradeoff");
