@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::names::{check_text, NameError};
 use super::receipt::{ReceiptError, RunMeta, ToolInfo};
@@ -20,7 +20,7 @@ pub const SCENARIO_SCHEMA_V1: &str = "perfgate.scenario.v1";
 pub const DECISION_INDEX_SCHEMA_V1: &str = "perfgate.decision_index.v1";
 
 /// A metric or verdict status (`MetricStatus` / `VerdictStatus`: the same four names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionStatus {
     Pass,
@@ -40,7 +40,7 @@ impl DecisionStatus {
     }
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum TradeoffMetric {
     BinaryBytes,
@@ -56,7 +56,7 @@ enum TradeoffMetric {
     WallMs,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct CompareRef {
     #[serde(default)]
@@ -65,13 +65,13 @@ struct CompareRef {
     run_id: Option<String>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum SignificanceTest {
     WelchT,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct Significance {
     test: SignificanceTest,
@@ -88,7 +88,7 @@ struct Significance {
 
 // Fields the perfgate types default when absent but do not take as `null` are plain fields with
 // `#[serde(default)]` here too (an `Option` would let a `null` through that the CLI cannot read).
-#[derive(Default, Deserialize, utoipa::ToSchema)]
+#[derive(Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum MetricStatistic {
     #[default]
@@ -96,7 +96,7 @@ enum MetricStatistic {
     P95,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct Delta {
     baseline: f64,
@@ -115,7 +115,7 @@ struct Delta {
     status: DecisionStatus,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct TradeoffRequirement {
     metric: TradeoffMetric,
@@ -124,7 +124,7 @@ struct TradeoffRequirement {
     min_improvement_ratio: f64,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct TradeoffAllowance {
     metric: TradeoffMetric,
@@ -132,7 +132,7 @@ struct TradeoffAllowance {
     max_regression: f64,
 }
 
-#[derive(Default, Deserialize, utoipa::ToSchema)]
+#[derive(Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum TradeoffDowngrade {
     #[default]
@@ -140,7 +140,7 @@ enum TradeoffDowngrade {
     Pass,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct TradeoffRule {
     name: String,
@@ -152,7 +152,7 @@ struct TradeoffRule {
     downgrade_to: TradeoffDowngrade,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum TradeoffDecisionStatus {
     Accepted,
@@ -161,7 +161,7 @@ enum TradeoffDecisionStatus {
     NotEvaluated,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct TradeoffRequirementOutcome {
     metric: String,
@@ -176,7 +176,7 @@ struct TradeoffRequirementOutcome {
     reason: Option<String>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct TradeoffAllowanceOutcome {
     metric: String,
@@ -190,7 +190,7 @@ struct TradeoffAllowanceOutcome {
     reason: Option<String>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct TradeoffRuleOutcome {
     name: String,
@@ -206,7 +206,7 @@ struct TradeoffRuleOutcome {
     allowances: Vec<TradeoffAllowanceOutcome>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum ProbeScope {
     Local,
@@ -215,7 +215,7 @@ enum ProbeScope {
     Total,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct TradeoffProbeOutcome {
     name: String,
@@ -230,7 +230,7 @@ struct TradeoffProbeOutcome {
     reason: Option<String>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct TradeoffDecision {
     accepted_tradeoff: bool,
@@ -242,7 +242,7 @@ struct TradeoffDecision {
     reason: String,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct VerdictCounts {
     pass: u32,
@@ -251,7 +251,7 @@ struct VerdictCounts {
     skip: u32,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct ReceiptVerdict {
     status: DecisionStatus,
@@ -261,7 +261,7 @@ struct ReceiptVerdict {
 
 /// A `perfgate.tradeoff.v1` receipt (`perfgate tradeoff evaluate`, `perfgate decision evaluate`).
 /// Unknown fields are allowed and kept.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct TradeoffReceipt {
     #[schema(value_type = String, pattern = r"^perfgate\.tradeoff\.v1$", example = "perfgate.tradeoff.v1")]
@@ -287,7 +287,7 @@ pub struct TradeoffReceipt {
     warnings: Vec<String>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct ScenarioMeta {
     name: String,
@@ -298,7 +298,7 @@ struct ScenarioMeta {
     command: Option<Vec<String>>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct ScenarioComponent {
     name: String,
@@ -320,7 +320,7 @@ struct ScenarioComponent {
 
 /// A `perfgate.scenario.v1` receipt (`perfgate scenario evaluate`). Unknown fields are allowed
 /// and kept.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct ScenarioReceipt {
     #[schema(value_type = String, pattern = r"^perfgate\.scenario\.v1$", example = "perfgate.scenario.v1")]
@@ -341,7 +341,7 @@ pub struct ScenarioReceipt {
 }
 
 /// A `perfgate.decision_index.v1` manifest (`perfgate decision evaluate --index-out`).
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct DecisionArtifactIndex {
     #[schema(value_type = String, pattern = r"^perfgate\.decision_index\.v1$", example = "perfgate.decision_index.v1")]
@@ -389,7 +389,7 @@ struct SchemaId {
     schema: Option<String>,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
+fn parse<T: serde::de::DeserializeOwned + Serialize>(
     label: &'static str,
     schema_field: &'static str,
     expected: &str,
@@ -426,7 +426,61 @@ fn parse<T: serde::de::DeserializeOwned>(
             message: strip_position(&e.to_string()),
         })
     })?;
+    // serde also takes a struct as an array of its fields and an enum as `{"variant": null}`;
+    // neither is the receipt's schema (and both would be handed back as sent).
+    let sent: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+        DecisionError::Shape(ReceiptError {
+            field: label.to_owned(),
+            message: strip_position(&e.to_string()),
+        })
+    })?;
+    let read = serde_json::to_value(&value).map_err(|e| {
+        DecisionError::Shape(ReceiptError {
+            field: label.to_owned(),
+            message: e.to_string(),
+        })
+    })?;
+    same_kinds(&sent, &read, label.to_owned()).map_err(DecisionError::Shape)?;
     Ok(value)
+}
+
+/// The JSON kind of every value `read` (the typed reading of `sent`, serialized again) holds is
+/// the kind `sent` has at the same place; fields `read` lacks (unknown ones) are not compared.
+fn same_kinds(
+    sent: &serde_json::Value,
+    read: &serde_json::Value,
+    path: String,
+) -> Result<(), ReceiptError> {
+    use serde_json::Value as V;
+    let kind = |v: &V| match v {
+        V::Null => "null",
+        V::Bool(_) => "a boolean",
+        V::Number(_) => "a number",
+        V::String(_) => "a string",
+        V::Array(_) => "an array",
+        V::Object(_) => "an object",
+    };
+    match (sent, read) {
+        (V::Object(s), V::Object(r)) => {
+            for (k, rv) in r {
+                if let Some(sv) = s.get(k) {
+                    same_kinds(sv, rv, format!("{path}.{k}"))?;
+                }
+            }
+            Ok(())
+        }
+        (V::Array(s), V::Array(r)) => {
+            for (i, (sv, rv)) in s.iter().zip(r).enumerate() {
+                same_kinds(sv, rv, format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        (s, r) if kind(s) == kind(r) => Ok(()),
+        (s, r) => Err(ReceiptError {
+            field: path,
+            message: format!("expected {}, got {}", kind(r), kind(s)),
+        }),
+    }
 }
 
 fn strip_position(msg: &str) -> String {
@@ -611,6 +665,30 @@ mod tests {
                 Err(DecisionError::Shape(_))
             ));
         }
+        // Only objects for structs and strings for enums, as the schema says.
+        let bad = edited(|t| t["run"]["host"] = serde_json::json!(["linux", "x86_64"]));
+        match validate(&bad, None, None).unwrap_err() {
+            DecisionError::Shape(e) => {
+                assert_eq!(e.field, "tradeoff.run.host");
+                assert_eq!(e.message, "expected an object, got an array");
+            }
+            e => panic!("{e:?}"),
+        }
+        let bad = edited(|t| t["decision"]["status"] = serde_json::json!({"warn": null}));
+        match validate(&bad, None, None).unwrap_err() {
+            DecisionError::Shape(e) => assert_eq!(e.field, "tradeoff.decision.status"),
+            e => panic!("{e:?}"),
+        }
+        let bad = edited(|t| {
+            t["rules"][0]["requirements"][0] =
+                serde_json::json!(["wall_ms", null, 1.1, 1.2, true, "pass", null])
+        });
+        match validate(&bad, None, None).unwrap_err() {
+            DecisionError::Shape(e) => assert_eq!(e.field, "tradeoff.rules[0].requirements[0]"),
+            e => panic!("{e:?}"),
+        }
+        let with_unknown = edited(|t| t["zz"] = serde_json::json!([1, {"a": []}]));
+        assert!(validate(&with_unknown, None, None).is_ok());
         match validate(&format!("{TRADEOFF} x"), None, None).unwrap_err() {
             DecisionError::Shape(e) => assert_eq!(e.field, "tradeoff"),
             e => panic!("{e:?}"),

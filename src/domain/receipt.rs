@@ -36,14 +36,14 @@ pub struct RunReceipt {
     stats: Stats,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct ToolInfo {
     name: String,
     version: String,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct RunMeta {
     id: String,
@@ -52,7 +52,7 @@ pub(crate) struct RunMeta {
     host: HostInfo,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct HostInfo {
     os: String,
