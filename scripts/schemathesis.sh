@@ -66,7 +66,7 @@ done
 curl -sf "$BASE/health" >/dev/null || { cat "$WORK/server.log" >&2; echo "server not healthy" >&2; exit 1; }
 
 # Seed the rows the document's examples name (project my-project, benchmark bench-a, versions
-# v1 and v2, dependency serde), so path-parameter operations reach real rows.
+# v1 and v2, dependency serde, a decision), so path-parameter operations reach real rows.
 api() {
   local method=$1 path=$2 body=${3:-}
   local code
@@ -91,6 +91,8 @@ for p in my-project other-project; do
     "{\"project\": \"$p\", \"benchmark\": \"bench-a\", \"dependency_changes\": [{\"name\": \"serde\", \"old_version\": \"1.0.1\", \"new_version\": \"1.0.2\"}], \"metric\": \"wall_ms\", \"delta_pct\": 12.5}"
 done
 api POST /api/v1/keys '{"description": "CI for my-project", "role": "contributor", "project": "my-project", "pattern": "bench-*"}'
+api POST /api/v1/projects/my-project/decisions \
+  "{\"tradeoff\": $(cat tests/fixtures/tradeoff-accepted.json), \"scenario\": $(cat tests/fixtures/scenario-checkout.json), \"git_ref\": \"refs/heads/main\"}"
 
 # The checks: no 5xx (not_a_server_error), statuses, content types, headers and bodies as
 # documented, and schema-valid requests accepted (positive_data_acceptance).

@@ -426,6 +426,85 @@ pub(crate) struct ListVerdictsResponse<'a> {
     pub pagination: Pagination,
 }
 
+pub(crate) const DECISION_RECORD_SCHEMA_V1: &str = "perfgate.decision_record.v1";
+
+/// A `perfgate.decision_record.v1`: what the ledger keeps of an uploaded decision, with the
+/// receipts embedded exactly as uploaded (optional fields left out when absent).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct DecisionRecord<'a> {
+    #[schema(value_type = String)]
+    schema: &'static str,
+    id: &'a str,
+    project: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scenario: Option<&'a str>,
+    #[schema(value_type = crate::domain::decision::DecisionStatus)]
+    status: &'a str,
+    #[schema(value_type = crate::domain::decision::DecisionStatus)]
+    verdict: &'a str,
+    #[schema(value_type = Vec<String>)]
+    accepted_rules: &'a RawValue,
+    review_required: bool,
+    #[schema(value_type = Vec<String>)]
+    review_reasons: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git_ref: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git_sha: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::domain::decision::ScenarioReceipt>)]
+    scenario_receipt: Option<&'a RawValue>,
+    #[schema(value_type = crate::domain::decision::TradeoffReceipt)]
+    tradeoff_receipt: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::domain::decision::DecisionArtifactIndex>)]
+    artifact_index: Option<&'a RawValue>,
+    created_at: String,
+}
+
+impl<'a> DecisionRecord<'a> {
+    pub(crate) fn from_row(r: &'a crate::db::decisions::DecisionRow) -> Self {
+        Self {
+            schema: DECISION_RECORD_SCHEMA_V1,
+            id: &r.id,
+            project: &r.project,
+            scenario: r.scenario.as_deref(),
+            status: &r.status,
+            verdict: &r.verdict,
+            accepted_rules: raw(&r.accepted_rules),
+            review_required: r.review_required,
+            review_reasons: raw(&r.review_reasons),
+            git_ref: r.git_ref.as_deref(),
+            git_sha: r.git_sha.as_deref(),
+            scenario_receipt: r.scenario_receipt.as_deref().map(raw),
+            tradeoff_receipt: raw(&r.tradeoff_receipt),
+            artifact_index: r.artifact_index.as_deref().map(raw),
+            created_at: to_rfc3339(r.created_at),
+        }
+    }
+}
+
+/// `GET …/decisions`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ListDecisionsResponse<'a> {
+    pub decisions: Vec<DecisionRecord<'a>>,
+    pub pagination: Pagination,
+}
+
+/// `POST …/decisions/prune`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PruneDecisionsResponse {
+    pub project: String,
+    pub older_than: String,
+    pub dry_run: bool,
+    /// Decisions created before `older_than`.
+    pub matched: u64,
+    /// Decisions deleted (0 on a dry run).
+    pub deleted: u64,
+    /// The matched decisions, oldest first.
+    pub decision_ids: Vec<String>,
+}
+
 /// `GET /api/v1/keys`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ListKeysResponse {

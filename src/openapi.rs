@@ -13,7 +13,8 @@ use crate::domain::gate_settings as gs;
 use crate::domain::names;
 use crate::domain::requests as req;
 use crate::routes::{
-    alerts, audit, baselines, changepoints, dashboard, fleet, gates, health, keys, verdicts,
+    alerts, audit, baselines, changepoints, dashboard, decisions, fleet, gates, health, keys,
+    verdicts,
 };
 
 /// `{"code", "message", "request_id", "details"?}`: every error.
@@ -70,6 +71,11 @@ impl Modify for Security {
         verdicts::submit,
         verdicts::list,
         verdicts::get,
+        decisions::upload,
+        decisions::list,
+        decisions::latest,
+        decisions::get,
+        decisions::prune,
         gates::open,
         gates::list,
         gates::get,
@@ -173,7 +179,7 @@ fn response_headers(doc: &mut Value, unmatched: &mut Vec<String>) {
         "schema": {"type": "string", "pattern": "^\"sha256:[0-9a-f]{64}\"$"}});
     let location = json!({"required": true, "description": "URL path of the created resource",
         "schema": {"type": "string", "pattern": "^/api/v1/"}});
-    let specific: [(&str, &str, &str, &Value); 9] = [
+    let specific: [(&str, &str, &str, &Value); 10] = [
         ("baselines_upload", "201", "ETag", &etag),
         ("baselines_upload", "201", "Location", &location),
         ("baselines_latest", "200", "ETag", &etag),
@@ -182,6 +188,7 @@ fn response_headers(doc: &mut Value, unmatched: &mut Vec<String>) {
         ("baselines_get_version", "304", "ETag", &etag),
         ("baselines_promote", "201", "Location", &location),
         ("verdicts_submit", "201", "Location", &location),
+        ("decisions_upload", "201", "Location", &location),
         ("keys_create_key", "201", "Location", &location),
     ];
     let mut hits = vec![false; specific.len()];
@@ -361,6 +368,10 @@ fn parameter_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("query", "limit", json!({"minimum": 1})),
         ("query", "offset", range(0, i64::MAX)),
         ("query", "status@/verdicts", one_of(req::VERDICT_STATUSES)),
+        ("query", "status@/decisions", one_of(req::VERDICT_STATUSES)),
+        ("query", "verdict", one_of(req::VERDICT_STATUSES)),
+        ("query", "scenario", text(0, req::DECISION_NAME_MAX_BYTES)),
+        ("query", "rule", text(0, req::DECISION_NAME_MAX_BYTES)),
         ("query", "status@/gates", one_of(gates::GATE_STATUSES)),
         (
             "query",
@@ -417,6 +428,37 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("SubmitBody", "git_ref", text(0, req::GIT_REF_MAX_BYTES)),
         ("SubmitBody", "git_sha", text(0, req::GIT_SHA_MAX_BYTES)),
+        (
+            "UploadDecisionBody",
+            "git_ref",
+            text(0, req::GIT_REF_MAX_BYTES),
+        ),
+        (
+            "UploadDecisionBody",
+            "git_sha",
+            text(0, req::GIT_SHA_MAX_BYTES),
+        ),
+        (
+            "TradeoffReceipt",
+            "scenario",
+            text(0, req::DECISION_NAME_MAX_BYTES),
+        ),
+        (
+            "TradeoffReceipt",
+            "rules",
+            json!({"maxItems": req::DECISION_RULES_MAX}),
+        ),
+        (
+            "TradeoffRuleOutcome",
+            "name",
+            text(0, req::DECISION_NAME_MAX_BYTES),
+        ),
+        (
+            "ScenarioMeta",
+            "name",
+            text(0, req::DECISION_NAME_MAX_BYTES),
+        ),
+        ("PruneBody", "older_than", date_time()),
         ("RecordBody", "project", project()),
         ("RecordBody", "benchmark", benchmark()),
         (

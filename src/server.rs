@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 
 use crate::actors::baseline_store::BaselineStore;
 use crate::actors::dashboard::DashboardReader;
+use crate::actors::decision_ledger::DecisionLedger;
 use crate::actors::fleet_analyzer::FleetAnalyzer;
 use crate::actors::gate::GateStore;
 use crate::actors::key_store::{ensure_bootstrap_key, Bootstrap, KeyStore};
@@ -141,6 +142,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         let pools = StorePoolSet {
             baselines: storage.pools("baseline_store", readers, write_shards)?,
             verdicts: storage.pools("verdict_log", readers, write_shards)?,
+            decisions: storage.pools("decision_ledger", readers, write_shards)?,
             fleet: storage.pools("fleet_analyzer", readers, write_shards)?,
             keys: storage.pools("key_store", readers, 1)?,
             gates: storage.pools("gate", readers, write_shards)?,
@@ -191,6 +193,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     });
     let keys = start.store("key_store", pools.keys, KeyStore::new);
     let verdicts = start.store("verdict_log", pools.verdicts, VerdictLog::new);
+    let decisions = start.store("decision_ledger", pools.decisions, DecisionLedger::new);
     let fleet = start.store("fleet_analyzer", pools.fleet, FleetAnalyzer::new);
     let dashboard = start.store("dashboard", pools.dashboard, DashboardReader::new);
     let cache = latest_cache.clone();
@@ -285,6 +288,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         latest_cache,
         keys,
         verdicts,
+        decisions,
         fleet,
         gates,
         dashboard,
@@ -410,6 +414,7 @@ fn rate_limiter(cfg: &ServerConfig) -> Option<Arc<governor::DefaultKeyedRateLimi
 struct StorePoolSet {
     baselines: StorePools,
     verdicts: StorePools,
+    decisions: StorePools,
     fleet: StorePools,
     keys: StorePools,
     gates: StorePools,
@@ -423,6 +428,7 @@ impl StorePoolSet {
         for p in [
             &self.baselines,
             &self.verdicts,
+            &self.decisions,
             &self.fleet,
             &self.keys,
             &self.gates,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::actors::baseline_store::BaselineStore;
 use crate::actors::dashboard::DashboardReader;
+use crate::actors::decision_ledger::DecisionLedger;
 use crate::actors::fleet_analyzer::FleetAnalyzer;
 use crate::actors::gate::GateStore;
 use crate::actors::key_store::KeyStore;
@@ -27,6 +28,8 @@ pub(crate) struct AppState {
     pub uploads: crate::actors::upload_batch::UploadBatcher,
     pub keys: Shards<KeyStore>,
     pub verdicts: Shards<VerdictLog>,
+    /// The decision ledger (`perfgate decision upload|history|latest|debt|export|prune`).
+    pub decisions: Shards<DecisionLedger>,
     pub fleet: Shards<FleetAnalyzer>,
     /// `--api-keys`, by SHA-256 of the key.
     pub static_keys: HashMap<String, StaticKey>,

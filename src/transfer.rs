@@ -15,11 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::audit::AuditRow;
 use crate::db::baselines::BaselineRow;
+use crate::db::decisions::DecisionRow;
 use crate::db::fleet::{EventRow, GroupRow, MemberRow};
 use crate::db::keys::KeyRow;
 use crate::db::schema::{
-    api_keys, audit_events, baseline_tags, baselines, benchmarks, dependency_events, fleet_groups,
-    fleet_members, idempotency_keys, verdict_counts, verdicts,
+    api_keys, audit_events, baseline_tags, baselines, benchmarks, decision_rules, decisions,
+    dependency_events, fleet_groups, fleet_members, idempotency_keys, verdict_counts, verdicts,
 };
 use crate::db::verdicts::VerdictRow;
 use crate::db::{write_tx, DbConn};
@@ -71,6 +72,15 @@ pub struct VerdictCountRow {
     pub benchmark: String,
     pub status: String,
     pub n: i64,
+}
+
+/// A row of `decision_rules`: one accepted rule of a decision.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = decision_rules)]
+pub struct DecisionRuleRow {
+    pub decision_id: String,
+    pub project: String,
+    pub rule: String,
 }
 
 #[derive(Serialize)]
@@ -224,6 +234,24 @@ pub(crate) fn export(conn: &mut DbConn, out: &mut impl Write) -> Result<u64, IoE
         conn,
         out,
         pb,
+        "decisions",
+        decisions::table,
+        DecisionRow,
+        decisions::id
+    );
+    total += export_table!(
+        conn,
+        out,
+        pb,
+        "decision_rules",
+        decision_rules::table,
+        DecisionRuleRow,
+        (decision_rules::decision_id, decision_rules::rule)
+    );
+    total += export_table!(
+        conn,
+        out,
+        pb,
         "dependency_events",
         dependency_events::table,
         EventRow,
@@ -268,6 +296,8 @@ struct Pending {
     idempotency: Vec<IdempotencyKeyRow>,
     verdicts: Vec<VerdictRow>,
     verdict_counts: Vec<VerdictCountRow>,
+    decisions: Vec<DecisionRow>,
+    decision_rules: Vec<DecisionRuleRow>,
     events: Vec<EventRow>,
     groups: Vec<GroupRow>,
     members: Vec<MemberRow>,
@@ -307,6 +337,8 @@ impl Pending {
             "idempotency_keys" => self.idempotency.push(serde_json::from_value(v)?),
             "verdicts" => self.verdicts.push(serde_json::from_value(v)?),
             "verdict_counts" => self.verdict_counts.push(serde_json::from_value(v)?),
+            "decisions" => self.decisions.push(serde_json::from_value(v)?),
+            "decision_rules" => self.decision_rules.push(serde_json::from_value(v)?),
             "dependency_events" => self.events.push(serde_json::from_value(v)?),
             "fleet_groups" => self.groups.push(serde_json::from_value(v)?),
             "fleet_members" => self.members.push(serde_json::from_value(v)?),
@@ -326,6 +358,8 @@ impl Pending {
         insert_ignore!(conn, idempotency_keys::table, self.idempotency);
         insert_ignore!(conn, verdicts::table, self.verdicts);
         insert_ignore!(conn, verdict_counts::table, self.verdict_counts);
+        insert_ignore!(conn, decisions::table, self.decisions);
+        insert_ignore!(conn, decision_rules::table, self.decision_rules);
         insert_ignore!(conn, dependency_events::table, self.events);
         insert_ignore!(conn, fleet_groups::table, self.groups);
         insert_ignore!(conn, fleet_members::table, self.members);

@@ -336,7 +336,10 @@ fn change_points_and_alerts(b: Backend) {
     assert_eq!(v["change_points"], json!([]));
     // Only the metrics the project's gate judges are tracked (wall_ms by default).
     let v = expect(
-        s.get(VIEWER, "/api/v1/projects/proj/benchmarks/bench-2/change-points?metric=cpu_ms"),
+        s.get(
+            VIEWER,
+            "/api/v1/projects/proj/benchmarks/bench-2/change-points?metric=cpu_ms",
+        ),
         200,
     );
     assert_eq!(v["tracked"], false);

@@ -68,6 +68,11 @@ fn populate(s: &Server) -> String {
                        "counts": {"pass": 1, "warn": 0, "fail": 0, "skip": 0}, "reasons": ["x"], "wall_ms_cv": cv});
         expect(s.post(CONTRIB, "/api/v1/projects/proj/verdicts", &v), 201);
     }
+    for tradeoff in ["tradeoff-accepted.json", "tradeoff-rejected.json"] {
+        let d = json!({"tradeoff": fixture(tradeoff), "scenario": fixture("scenario-checkout.json"),
+                       "artifact_index": fixture("decision-index.json"), "git_sha": "abc"});
+        expect(s.post(CONTRIB, "/api/v1/projects/proj/decisions", &d), 201);
+    }
     for (p, d) in [("proj", 10.0), ("other", 20.0), ("third", -1.0)] {
         let e = json!({"project": p, "benchmark": "bench-a", "metric": "wall_ms", "delta_pct": d,
                        "dependency_changes": [{"name": "serde", "old_version": "1.0", "new_version": "1.1"}]});
@@ -113,6 +118,9 @@ fn snapshot(s: &Server) -> Vec<(String, String)> {
         format!("{P}/bench-a/trend?metric=wall_ms"),
         "/api/v1/projects/proj/verdicts".to_owned(),
         "/api/v1/projects/proj/verdicts?benchmark=bench-a".to_owned(),
+        "/api/v1/projects/proj/decisions".to_owned(),
+        "/api/v1/projects/proj/decisions?rule=wall-for-rss".to_owned(),
+        "/api/v1/projects/proj/decisions/latest".to_owned(),
         "/api/v1/fleet/alerts?min_affected=1".to_owned(),
         "/api/v1/fleet/dependency/serde/impact".to_owned(),
         "/api/v1/audit?limit=1000".to_owned(),

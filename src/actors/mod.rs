@@ -11,6 +11,7 @@ pub(crate) mod alerts;
 pub(crate) mod baseline_store;
 pub(crate) mod changepoints;
 pub(crate) mod dashboard;
+pub(crate) mod decision_ledger;
 mod error;
 pub(crate) mod fleet_analyzer;
 pub(crate) mod gate;

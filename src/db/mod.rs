@@ -9,6 +9,7 @@ pub(crate) mod audit;
 pub(crate) mod baselines;
 pub(crate) mod changepoints;
 pub(crate) mod dashboard;
+pub(crate) mod decisions;
 mod dialect;
 mod error;
 pub(crate) mod fleet;

@@ -314,6 +314,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    decisions (id) {
+        id -> Text,
+        project -> Text,
+        scenario -> Nullable<Text>,
+        status -> Text,
+        verdict -> Text,
+        accepted_rules -> Text,
+        accepted -> Bool,
+        review_required -> Bool,
+        review_reasons -> Text,
+        git_ref -> Nullable<Text>,
+        git_sha -> Nullable<Text>,
+        tradeoff_receipt -> Text,
+        scenario_receipt -> Nullable<Text>,
+        artifact_index -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    decision_rules (decision_id, rule) {
+        decision_id -> Text,
+        project -> Text,
+        rule -> Text,
+    }
+}
+
 diesel::joinable!(baseline_tags -> baselines (baseline_id));
 diesel::allow_tables_to_appear_in_same_query!(
     baselines,
@@ -338,4 +366,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     run_shifts,
     cp_series,
     change_points,
+    decisions,
+    decision_rules,
 );

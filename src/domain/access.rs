@@ -302,6 +302,21 @@ impl Principal {
                 }
                 Ok(())
             }
+            Access::WholeProject {
+                scope,
+                project,
+                what,
+            } => {
+                self.check(Access::Project {
+                    scope,
+                    project,
+                    benchmark: None,
+                })?;
+                if self.benchmarks.is_some() {
+                    return Err(Denied::BenchmarkRestricted(what));
+                }
+                Ok(())
+            }
             Access::AllProjects { scope, what } => {
                 if !self.all_scopes().contains(scope) {
                     return Err(Denied::MissingScope(scope));
@@ -358,6 +373,14 @@ pub enum Access<'a> {
         scope: Scope,
         project: &'a str,
         benchmark: Option<&'a str>,
+    },
+    /// `scope` on one project as a whole (data that spans benchmarks, such as the decision
+    /// ledger): a key bound to some benchmarks is refused, since what it would reach is wider
+    /// than itself.
+    WholeProject {
+        scope: Scope,
+        project: &'a str,
+        what: &'static str,
     },
     /// `scope` across every project (fleet-wide data): only keys not bound to a project.
     AllProjects { scope: Scope, what: &'static str },
@@ -565,6 +588,37 @@ mod tests {
                 project: "a",
                 benchmark: None
             })
+            .is_ok());
+    }
+
+    #[test]
+    fn whole_project_access_refuses_benchmark_restricted_keys() {
+        let whole = |scope, project| Access::WholeProject {
+            scope,
+            project,
+            what: "use the decision ledger",
+        };
+        let restricted = p(Role::Admin, Some("a"), Some("x.*"));
+        assert_eq!(
+            restricted
+                .check(whole(Scope::Read, "a"))
+                .unwrap_err()
+                .to_string(),
+            "Keys restricted to some benchmarks cannot use the decision ledger"
+        );
+        // Scope and project are checked first, in the contract's order.
+        let viewer = p(Role::Viewer, Some("a"), None);
+        assert!(viewer.check(whole(Scope::Read, "a")).is_ok());
+        assert_eq!(
+            viewer.check(whole(Scope::Write, "a")).unwrap_err(),
+            Denied::MissingScope(Scope::Write)
+        );
+        assert_eq!(
+            viewer.check(whole(Scope::Read, "b")).unwrap_err(),
+            Denied::OtherProject("a".into())
+        );
+        assert!(p(Role::Admin, None, None)
+            .check(whole(Scope::Delete, "any"))
             .is_ok());
     }
 

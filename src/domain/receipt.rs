@@ -36,25 +36,25 @@ pub struct RunReceipt {
     stats: Stats,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-struct ToolInfo {
+pub(crate) struct ToolInfo {
     name: String,
     version: String,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-struct RunMeta {
+pub(crate) struct RunMeta {
     id: String,
     started_at: String,
     ended_at: String,
     host: HostInfo,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-struct HostInfo {
+pub(crate) struct HostInfo {
     os: String,
     arch: String,
     #[serde(default)]

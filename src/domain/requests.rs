@@ -46,6 +46,15 @@ pub const KEY_DESCRIPTION_MAX_BYTES: usize = 256;
 /// Longest key benchmark glob.
 pub const KEY_PATTERN_MAX: usize = 128;
 
+/// Longest scenario or tradeoff rule name of a decision, in bytes.
+pub const DECISION_NAME_MAX_BYTES: usize = 256;
+/// Most rule outcomes in one tradeoff receipt.
+pub const DECISION_RULES_MAX: usize = 256;
+/// Decision list pages: 50 by default, at most 1,000 (what `perfgate decision debt|export` ask
+/// for by default).
+pub const DECISIONS_LIMIT_DEFAULT: i64 = 50;
+pub const DECISIONS_LIMIT_MAX: i64 = 1000;
+
 /// Most runs in one gate request.
 pub const GATE_RUNS_MAX: usize = 1000;
 /// Longest gate runner label.

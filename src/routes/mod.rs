@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod baselines;
 pub(crate) mod changepoints;
 pub(crate) mod dashboard;
+pub(crate) mod decisions;
 pub(crate) mod fleet;
 pub(crate) mod gates;
 pub(crate) mod health;
@@ -107,6 +108,10 @@ api_routes! {
     "/projects/{project}/baselines/{benchmark:.+}/trend" => [get baselines::trend],
     "/projects/{project}/verdicts" => [post verdicts::submit, get verdicts::list],
     "/projects/{project}/verdicts/{id}" => [get verdicts::get],
+    "/projects/{project}/decisions" => [post decisions::upload, get decisions::list],
+    "/projects/{project}/decisions/latest" => [get decisions::latest],
+    "/projects/{project}/decisions/prune" => [post decisions::prune],
+    "/projects/{project}/decisions/{id}" => [get decisions::get],
     "/projects/{project}/gates" => [post gates::open, get gates::list],
     "/projects/{project}/gates/{id}" => [get gates::get],
     "/projects/{project}/gates/{id}/attempts" => [post gates::add_attempt],

@@ -1,0 +1,2 @@
+DROP TABLE decision_rules;
+DROP TABLE decisions;
