@@ -3,6 +3,11 @@
 # copied into a slim runtime image that runs as a non-root user.
 
 FROM rust:1.95-slim-bookworm AS builder
+# The bundled libpq's OpenSSL (TLS to PostgreSQL) is built from source with make and perl.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make perl \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Build dependencies first (this layer is reused while Cargo.toml/Cargo.lock do not change).
 COPY Cargo.toml Cargo.lock build.rs ./

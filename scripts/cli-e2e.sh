@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PERFGATE=${1:-}
 if [ -z "$PERFGATE" ]; then
   PERFGATE=bench/.cache/perfgate-cli/bin/perfgate
-  [ -x "$PERFGATE" ] || cargo install perfgate-cli --version 0.18.1 --locked --root bench/.cache/perfgate-cli
+  [ -x "$PERFGATE" ] || cargo install perfgate-cli --version 0.18.1 --locked --debug --root bench/.cache/perfgate-cli
 fi
 PERFGATE=$(realpath "$PERFGATE")
 cargo build --quiet --bin perfgate-server

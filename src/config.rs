@@ -306,6 +306,25 @@ config_keys! {
     /// Writer shards on PostgreSQL; one project's writes always go to the same shard. SQLite
     /// always uses one writer.
     write_shards: u32 = 2,
+    /// Most connections one replica opens to PostgreSQL (0 = what the pools need:
+    /// 3 + 7 × read_pool_size + 5 × write_shards); readers, then shards, shrink to fit.
+    #[flag(value_name = "N")]
+    pg_max_connections: u32 = 0,
+    /// Connections each PostgreSQL pool keeps open when idle.
+    #[flag(value_name = "N")]
+    pg_min_connections: u32 = 1,
+    /// Seconds a request waits for a PostgreSQL connection before 503 (at most `timeout`).
+    #[flag(value_name = "SECS")]
+    pg_acquire_timeout: u64 = 5,
+    /// Seconds an idle PostgreSQL connection beyond the minimum is kept (0 = forever).
+    #[flag(value_name = "SECS")]
+    pg_idle_timeout: u64 = 600,
+    /// Seconds before a PostgreSQL connection is replaced by a fresh one (0 = never).
+    #[flag(value_name = "SECS")]
+    pg_max_lifetime: u64 = 1800,
+    /// Seconds a PostgreSQL statement or lock wait may take (default: 80 % of `timeout`).
+    #[flag(value_name = "SECS")]
+    pg_statement_timeout: Option<u64>,
     /// Requests that may wait on storage at once; beyond it the server answers 503.
     max_in_flight: usize = 1024,
     /// HTTP worker threads (0 = one per core).
@@ -409,6 +428,54 @@ fn serialize_not<S: Serializer>(b: &bool, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_bool(!*b)
 }
 
+/// A libpq keyword/value connection string (`host=db password='s e' sslmode=require`) with the
+/// values of secret keywords replaced by `***` (quoted values, with `\'` and `\\` escapes, are
+/// read whole).
+fn redact_dsn(dsn: &str) -> String {
+    let mut out = String::with_capacity(dsn.len());
+    let mut chars = dsn.chars().peekable();
+    loop {
+        while let Some(c) = chars.next_if(|c| c.is_whitespace()) {
+            out.push(c);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        if key.is_empty() && chars.peek().is_none() {
+            return out;
+        }
+        out.push_str(&key);
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next_if_eq(&'=').is_none() {
+            continue;
+        }
+        out.push('=');
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            value.push('\'');
+            while let Some(c) = chars.next() {
+                value.push(c);
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    _ => {}
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                value.push(c);
+            }
+        }
+        if is_secret_param(&key) {
+            out.push_str("***");
+        } else {
+            out.push_str(&value);
+        }
+    }
+}
+
 /// Query parameters of a database URL that hold a secret: `password`, `sslpassword` and any
 /// other whose (percent-decoded, case-insensitive) name mentions a password, secret, token or
 /// key (`sslkey` names a file; hiding it costs nothing).
@@ -424,6 +491,9 @@ fn is_secret_param(name: &str) -> bool {
 /// `postgres://user:secret@host/db?password=x&sslpassword=y` →
 /// `postgres://user:***@host/db?password=***&sslpassword=***`.
 pub fn redact_url(url: &str) -> String {
+    if !url.contains("://") && url.contains('=') {
+        return redact_dsn(url);
+    }
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -681,6 +751,16 @@ impl ServerConfig {
         }
         if self.write_shards == 0 || self.write_shards > 64 {
             return Err(ConfigError("write_shards must be between 1 and 64".into()));
+        }
+        if self.pg_acquire_timeout == 0 {
+            return Err(ConfigError(
+                "pg_acquire_timeout must be at least 1 second".into(),
+            ));
+        }
+        if self.pg_statement_timeout == Some(0) {
+            return Err(ConfigError(
+                "pg_statement_timeout must be at least 1 second".into(),
+            ));
         }
         if self.max_in_flight == 0 {
             return Err(ConfigError("max_in_flight must be at least 1".into()));
@@ -1020,5 +1100,38 @@ workers = 3
         assert_eq!(c.timeout, 7);
         assert_eq!(c.bind, "127.0.0.1:9");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn redacts_keyword_value_connection_strings() {
+        assert_eq!(
+            redact_url("host=db port=5432 password=hunter2 sslmode=verify-full"),
+            "host=db port=5432 password=*** sslmode=verify-full"
+        );
+        assert_eq!(
+            redact_url("host=db password = 'it\\'s a secret' sslpassword=x  user=app"),
+            "host=db password=*** sslpassword=***  user=app"
+        );
+        assert_eq!(
+            redact_url("host=db sslkey=/etc/key.pem sslrootcert=/etc/ca.pem"),
+            "host=db sslkey=*** sslrootcert=/etc/ca.pem"
+        );
+        let r = redact_url(
+            "postgres://app:pw@db/x?sslmode=verify-full&sslrootcert=/ca.pem&sslpassword=z",
+        );
+        assert!(!r.contains("pw@") && !r.contains("=z"), "{r}");
+        assert!(r.contains("sslrootcert=/ca.pem"), "{r}");
+        // Never panics, whatever the input.
+        for s in [
+            "=",
+            "a=",
+            "='",
+            "a='\\",
+            " = = ",
+            "password='unterminated",
+            "x=y=z",
+        ] {
+            assert!(!redact_url(s).contains("unterminated"), "{s}");
+        }
     }
 }

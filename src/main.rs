@@ -315,10 +315,28 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("perfgate-server: {e}");
+            eprintln!("perfgate-server: {}", with_causes(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line (`storage: could not connect to the database:
+/// connection to server … failed: SSL error: certificate verify failed`): at start-up the
+/// operator needs the cause. Causes already spelt out by the message are not repeated.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 #[cfg(test)]

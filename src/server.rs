@@ -74,9 +74,32 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
 
     // SQLite has one writer per file: all writes go through one connection (and one shard);
     // PostgreSQL gets a writer connection per shard.
-    let write_shards = match backend {
-        StorageBackend::Postgres => config.write_shards,
-        _ => 1,
+    let (readers, write_shards) = match backend {
+        StorageBackend::Postgres => {
+            let fitted = crate::db::fit_connections(
+                config.pg_max_connections,
+                config.read_pool_size,
+                config.write_shards,
+                pg_connections,
+            )
+            .ok_or_else(|| {
+                crate::config::ConfigError(format!(
+                    "pg_max_connections = {} is too few: the stores need at least {}",
+                    config.pg_max_connections,
+                    pg_connections(1, 1)
+                ))
+            })?;
+            if fitted != (config.read_pool_size, config.write_shards) {
+                log::info!(
+                    "pg_max_connections = {}: {} reader(s) per store and {} writer shard(s)",
+                    config.pg_max_connections,
+                    fitted.0,
+                    fitted.1
+                );
+            }
+            fitted
+        }
+        _ => (config.read_pool_size, 1),
     };
     let opts = StorageOptions {
         backend,
@@ -93,11 +116,24 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         write_pool_size: 1,
         // A pool that cannot hand out a connection within a few seconds is down or saturated:
         // fail fast with 503 rather than holding the request for the whole timeout.
-        connect_timeout: timeout.min(Duration::from_secs(5)),
+        connect_timeout: match backend {
+            StorageBackend::Postgres => timeout.min(Duration::from_secs(config.pg_acquire_timeout)),
+            _ => timeout.min(Duration::from_secs(5)),
+        },
         // Lock waits end well before the request's deadline, so a write either commits while
         // the client still waits for it or fails (and rolls back) before the client gets 503.
-        busy_timeout: timeout.mul_f64(0.8),
+        busy_timeout: match (backend, config.pg_statement_timeout) {
+            (StorageBackend::Postgres, Some(secs)) => Duration::from_secs(secs),
+            _ => timeout.mul_f64(0.8),
+        },
         sqlite_synchronous: "FULL",
+        pg: crate::db::PgPoolOptions {
+            min_idle: config.pg_min_connections,
+            idle_timeout: (config.pg_idle_timeout > 0)
+                .then(|| Duration::from_secs(config.pg_idle_timeout)),
+            max_lifetime: (config.pg_max_lifetime > 0)
+                .then(|| Duration::from_secs(config.pg_max_lifetime)),
+        },
     };
     let shown_url = match backend {
         StorageBackend::Memory => "in-memory".to_owned(),
@@ -120,7 +156,6 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         ));
     }
     let need_bootstrap = static_keys.is_empty() && !config.has_token_auth();
-    let readers = config.read_pool_size;
     let sqlite_file = config.sqlite_file();
     let (storage, pools, bootstrap_key, owner) = actix_web::rt::task::spawn_blocking(move || {
         let storage = Storage::open(opts)?;
@@ -177,7 +212,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     }
 
     let limiter = Arc::new(Semaphore::new(config.max_in_flight));
-    let read_threads = config.read_pool_size as usize;
+    let read_threads = readers as usize;
     // Held until shutdown: for `memory`, its keeper connection is the database.
     let storage = std::rc::Rc::new(storage);
     let all_pools = pools.all();
@@ -342,6 +377,18 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
 /// Summarises, in the background and in small batches, the runs of baselines stored before the
 /// gate's `run_stats` table existed, so a gate finds their history. Each batch is one short write
 /// transaction, so clients' writes wait at most one batch.
+/// The most PostgreSQL connections one replica opens with `readers` reader connections per store
+/// and `shards` writer shards, as `serve` builds its pools: the general read and write pools
+/// (start-up work, back-fills), a reader pool for each of the 7 stores, a writer per shard for
+/// the 5 stores that write through shards, and the key store's one writer.
+fn pg_connections(readers: u32, shards: u32) -> u32 {
+    const GENERAL: u32 = 2;
+    const READING_STORES: u32 = 7;
+    const SHARDED_WRITING_STORES: u32 = 5;
+    const KEY_WRITER: u32 = 1;
+    GENERAL + READING_STORES * readers + SHARDED_WRITING_STORES * shards + KEY_WRITER
+}
+
 /// Runs one change-point pass reads at most: a pass holds the write lock for a few
 /// milliseconds, so clients waiting on it barely notice.
 const CHANGE_POINT_PASS_RUNS: i64 = 200;

@@ -29,7 +29,9 @@ use diesel::sqlite::SqliteConnection;
 pub(crate) use crate::config::StorageBackend;
 pub(crate) use dialect::{lock_bootstrap, probe, read_tx, try_lock_change_points, write_tx};
 pub(crate) use error::DbError;
-pub(crate) use pool::{DbPool, PooledConn, Storage, StorageOptions, StorePools};
+pub(crate) use pool::{
+    fit_connections, DbPool, PgPoolOptions, PooledConn, Storage, StorageOptions, StorePools,
+};
 pub(crate) use sqlite::SqliteOwner;
 
 #[derive(diesel::MultiConnection)]

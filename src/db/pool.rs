@@ -123,6 +123,54 @@ pub(crate) struct StorageOptions {
     /// How long SQLite waits for a lock held by another connection.
     pub busy_timeout: Duration,
     pub sqlite_synchronous: &'static str,
+    /// How PostgreSQL pools keep their connections (SQLite pools keep r2d2's defaults).
+    pub pg: PgPoolOptions,
+}
+
+/// PostgreSQL pool settings (`--pg-*`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PgPoolOptions {
+    /// Connections each pool keeps open when idle.
+    pub min_idle: u32,
+    /// Idle connections beyond `min_idle` are closed after this long (None: never).
+    pub idle_timeout: Option<Duration>,
+    /// Connections are replaced after this long (None: never).
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for PgPoolOptions {
+    fn default() -> Self {
+        PgPoolOptions {
+            min_idle: 1,
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1800)),
+        }
+    }
+}
+
+/// Reader connections per store and writer shards that fit `max` connections, given the
+/// connections a plan needs (`needs(readers, shards)`): readers shrink first, then shards, each
+/// down to one. `None` when even one of each does not fit; `max == 0` means no limit.
+pub(crate) fn fit_connections(
+    max: u32,
+    readers: u32,
+    shards: u32,
+    needs: impl Fn(u32, u32) -> u32,
+) -> Option<(u32, u32)> {
+    let (mut r, mut w) = (readers.max(1), shards.max(1));
+    if max == 0 {
+        return Some((r, w));
+    }
+    while needs(r, w) > max {
+        if r > 1 {
+            r -= 1;
+        } else if w > 1 {
+            w -= 1;
+        } else {
+            return None;
+        }
+    }
+    Some((r, w))
 }
 
 /// The pools one store owns.
@@ -166,6 +214,7 @@ impl Storage {
             manager,
             pragmas,
             connect_timeout: opts.connect_timeout,
+            pg: opts.pg,
         };
         Ok(Storage {
             backend: opts.backend,
@@ -204,15 +253,22 @@ struct PoolSpec {
     manager: ConnManager,
     pragmas: SqlitePragmas,
     connect_timeout: Duration,
+    pg: PgPoolOptions,
 }
 
 impl PoolSpec {
     /// A pool of at most `size` connections, one of them opened now (so a dead database is
     /// reported at start-up), the others on first use.
     fn build(&self, owner: &'static str, name: &'static str, size: u32) -> Result<DbPool, DbError> {
-        let inner = Pool::builder()
-            .max_size(size.max(1))
-            .min_idle(Some(1))
+        let size = size.max(1);
+        let mut builder = Pool::builder().max_size(size).min_idle(Some(1));
+        if self.backend == StorageBackend::Postgres {
+            builder = builder
+                .min_idle(Some(self.pg.min_idle.min(size)))
+                .idle_timeout(self.pg.idle_timeout)
+                .max_lifetime(self.pg.max_lifetime);
+        }
+        let inner = builder
             // A checkout costs a `SELECT 1` when tested. SQLite connections are files of this
             // process and do not go stale; PostgreSQL connections do (restarts, idle kills),
             // so they are still tested.
@@ -221,5 +277,26 @@ impl PoolSpec {
             .connection_customizer(Box::new(self.pragmas))
             .build(self.manager.clone())?;
         Ok(DbPool { owner, name, inner })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_connections;
+
+    #[test]
+    fn connections_fit_readers_first_then_shards() {
+        let needs = |r: u32, w: u32| 3 + 7 * r + 5 * w;
+        assert_eq!(fit_connections(0, 4, 2, needs), Some((4, 2)));
+        assert_eq!(
+            fit_connections(41, 4, 2, needs),
+            Some((4, 2)),
+            "3 + 28 + 10 = 41"
+        );
+        assert_eq!(fit_connections(40, 4, 2, needs), Some((3, 2)));
+        assert_eq!(fit_connections(20, 4, 2, needs), Some((1, 2)));
+        assert_eq!(fit_connections(15, 4, 2, needs), Some((1, 1)));
+        assert_eq!(fit_connections(14, 4, 2, needs), None);
+        assert_eq!(fit_connections(100, 0, 0, needs), Some((1, 1)));
     }
 }

@@ -110,7 +110,146 @@ pub fn dedicated_cluster() -> Option<Cluster> {
     }
 }
 
+/// A cluster of its own serving TLS with a certificate for `127.0.0.1`/`localhost` signed by a
+/// throwaway CA (made with the `openssl` command), with that CA's certificate and another,
+/// unrelated CA's.
+pub struct TlsCluster {
+    pub cluster: Cluster,
+    pub ca: PathBuf,
+    pub wrong_ca: PathBuf,
+}
+
+pub fn tls_cluster() -> Option<TlsCluster> {
+    let mut paths = None;
+    let setup = |dir: &Path| -> Result<String, String> {
+        let tls = dir.join("tls");
+        std::fs::create_dir_all(&tls).map_err(|e| e.to_string())?;
+        let openssl = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&tls)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("openssl: {e} (is the openssl command installed?)"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for ca in ["ca", "wrong-ca"] {
+            let (key, crt, subj) = (
+                format!("{ca}.key"),
+                format!("{ca}.crt"),
+                format!("/CN=perfgate test {ca}"),
+            );
+            let mut args = vec![
+                "req", "-x509", "-days", "2", "-subj", &subj, "-keyout", &key, "-out", &crt,
+            ];
+            args.extend(ec);
+            args.extend([
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]);
+            openssl(&args)?;
+        }
+        let mut args = vec![
+            "req",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ];
+        args.extend(ec);
+        openssl(&args)?;
+        std::fs::write(
+            tls.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .map_err(|e| e.to_string())?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ])?;
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&tls)
+                .status()
+                .map_err(|e| e.to_string())?
+                .success();
+            if !ok {
+                return Err("chown of the TLS files failed".into());
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            tls.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .map_err(|e| e.to_string())?;
+        paths = Some((tls.join("ca.crt"), tls.join("wrong-ca.crt")));
+        Ok(format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            tls.join("server.crt").display(),
+            tls.join("server.key").display()
+        ))
+    };
+    match start_cluster_with(setup) {
+        Ok(cluster) => {
+            let (ca, wrong_ca) = paths.expect("set up");
+            Some(TlsCluster {
+                cluster,
+                ca,
+                wrong_ca,
+            })
+        }
+        Err(e) => {
+            if required() {
+                panic!("PERFGATE_REQUIRE_POSTGRES=1 but no TLS PostgreSQL could be started: {e}");
+            }
+            eprintln!("\n!!! SKIPPING a PostgreSQL TLS test: {e}\n");
+            None
+        }
+    }
+}
+
 fn start_cluster() -> Result<Cluster, String> {
+    start_cluster_with(|_| Ok(String::new()))
+}
+
+/// `setup` prepares files in the cluster's directory before it starts and answers extra
+/// server options.
+fn start_cluster_with(
+    setup: impl FnOnce(&Path) -> Result<String, String>,
+) -> Result<Cluster, String> {
     let initdb = find_bin("initdb").ok_or("initdb not found")?;
     let pg_ctl = find_bin("pg_ctl").ok_or("pg_ctl not found")?;
     let root = is_root();
@@ -154,8 +293,9 @@ fn start_cluster() -> Result<Cluster, String> {
         ));
     }
     let port = super::free_port();
+    let extra = setup(&dir)?;
     let opts = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300{extra}",
         dir.display()
     );
     let out = as_postgres(root, &pg_ctl)
