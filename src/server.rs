@@ -72,14 +72,15 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let have_static_keys = !static_keys.is_empty();
     // The keys document: one that does not load stops start-up (a reload keeps the old keys).
     let key_source = KeySource::from_config(&config);
-    let document = match key_source.clone() {
-        Some(src) => Some(
-            actix_web::rt::task::spawn_blocking(move || src.load())
-                .await
-                .map_err(|_| ServerError::Crashed)?
-                .map_err(crate::config::ConfigError)?,
-        ),
-        None => None,
+    let (document, loaded) = match key_source.clone() {
+        Some(src) => {
+            let (fingerprint, keys) =
+                actix_web::rt::task::spawn_blocking(move || src.load_fingerprinted())
+                    .await
+                    .map_err(|_| ServerError::Crashed)?;
+            (Some(keys.map_err(crate::config::ConfigError)?), fingerprint)
+        }
+        None => (None, Err(String::new())),
     };
     if let (Some(src), Some(doc)) = (&key_source, &document) {
         log::info!("{} API keys from {}", doc.len(), src.describe());
@@ -93,7 +94,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     // than ending the process. Without a document SIGHUP keeps its default meaning.
     if let Some(src) = key_source.clone() {
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        actix_web::rt::spawn(reload_loop(configured_keys.clone(), src, hangup));
+        actix_web::rt::spawn(reload_loop(configured_keys.clone(), src, loaded, hangup));
     }
     let addr = config.socket_addr()?;
     let timeout = config.request_timeout();

@@ -19,6 +19,9 @@ use super::keys::StaticKey;
 use crate::config::{Secret, ServerConfig};
 use crate::domain::key_document::{merge, parse_document, DocumentError, DocumentKeys};
 
+/// A document's SHA-256, or why it could not be read.
+pub type Fingerprint = Result<[u8; 32], String>;
+
 /// Longest document read (file, variable or command output).
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 /// How long `--api-keys-command` may run before it is killed (and the document refused).
@@ -74,10 +77,22 @@ impl KeySource {
 
     /// Reads and parses the document; errors are one line, prefixed with the source.
     pub fn load(&self) -> Result<DocumentKeys, String> {
-        let text = self
-            .read()
-            .map_err(|e| format!("keys document from {}: {e}", self.describe()))?;
-        parse_document(&text).map_err(|e| self.error(&e))
+        self.load_fingerprinted().1
+    }
+
+    /// [`KeySource::load`], with the SHA-256 of the text read (or why it could not be read):
+    /// what a file is compared with to notice a change.
+    pub fn load_fingerprinted(&self) -> (Fingerprint, Result<DocumentKeys, String>) {
+        match self.read() {
+            Ok(text) => (
+                Ok(Sha256::digest(text.as_bytes()).into()),
+                parse_document(&text).map_err(|e| self.error(&e)),
+            ),
+            Err(e) => {
+                let e = format!("keys document from {}: {e}", self.describe());
+                (Err(e.clone()), Err(e))
+            }
+        }
     }
 
     fn error(&self, e: &DocumentError) -> String {
@@ -268,13 +283,18 @@ impl ConfiguredKeys {
     }
 
     /// Reads `source` again and swaps its keys in; on failure the keys in use stay. Logs the
-    /// outcome either way.
-    pub async fn reload(self: &Arc<Self>, source: &KeySource, trigger: &str) {
+    /// outcome either way; returns the fingerprint of what was read.
+    pub async fn reload(self: &Arc<Self>, source: &KeySource, trigger: &str) -> Fingerprint {
         let src = source.clone();
-        let loaded = actix_web::rt::task::spawn_blocking(move || src.load())
-            .await
-            .unwrap_or_else(|_| Err("the reload task failed".into()));
+        let (fingerprint, loaded) =
+            actix_web::rt::task::spawn_blocking(move || src.load_fingerprinted())
+                .await
+                .unwrap_or_else(|_| {
+                    let e = "the reload task failed".to_owned();
+                    (Err(e.clone()), Err(e))
+                });
         self.apply(source, trigger, loaded);
+        fingerprint
     }
 
     fn apply(&self, source: &KeySource, trigger: &str, loaded: Result<DocumentKeys, String>) {
@@ -325,32 +345,38 @@ pub fn log_expired(doc: &DocumentKeys) {
     }
 }
 
-/// The SHA-256 of a file's content, or why it cannot be read.
-fn file_fingerprint(p: &std::path::Path) -> Result<[u8; 32], String> {
-    read_file(p).map(|t| Sha256::digest(t.as_bytes()).into())
+/// The SHA-256 of a file's content, or why it cannot be read (worded as
+/// [`KeySource::load_fingerprinted`] words it).
+fn file_fingerprint(source: &KeySource, p: &std::path::Path) -> Fingerprint {
+    read_file(p)
+        .map(|t| Sha256::digest(t.as_bytes()).into())
+        .map_err(|e| format!("keys document from {}: {e}", source.describe()))
 }
 
 /// Reloads the document on SIGHUP and, for a file, when its content changes; runs for the
-/// process's life. `hangup` is registered before the server starts listening, so an early
-/// SIGHUP reloads rather than ending the process.
+/// process's life. `loaded` is the fingerprint of the document loaded at start-up. `hangup` is
+/// registered before the server starts listening, so an early SIGHUP reloads rather than
+/// ending the process.
 pub async fn reload_loop(
     keys: Arc<ConfiguredKeys>,
     source: KeySource,
+    loaded: Fingerprint,
     mut hangup: tokio::signal::unix::Signal,
 ) {
     let file = match &source {
         KeySource::File(p) => Some(p.clone()),
         _ => None,
     };
-    let fingerprint = |p: PathBuf| async move {
-        actix_web::rt::task::spawn_blocking(move || file_fingerprint(&p))
-            .await
-            .unwrap_or_else(|_| Err("the check failed".into()))
+    let fingerprint = |p: PathBuf| {
+        let src = source.clone();
+        async move {
+            actix_web::rt::task::spawn_blocking(move || file_fingerprint(&src, &p))
+                .await
+                .unwrap_or_else(|_| Err("the check failed".into()))
+        }
     };
-    let mut seen = match &file {
-        Some(p) => Some(fingerprint(p.clone()).await),
-        None => None,
-    };
+    // What the keys in use were read from (or why the last read failed).
+    let mut seen = loaded;
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -359,26 +385,25 @@ pub async fn reload_loop(
                 if got.is_none() {
                     return;
                 }
-                keys.reload(&source, "SIGHUP").await;
-                if let Some(p) = &file {
-                    seen = Some(fingerprint(p.clone()).await);
-                }
+                seen = keys.reload(&source, "SIGHUP").await;
             }
             _ = tick.tick(), if file.is_some() => {
                 let Some(p) = &file else { continue };
                 let now = fingerprint(p.clone()).await;
-                if seen.as_ref() == Some(&now) {
+                if now == seen {
                     continue;
                 }
-                match &now {
+                seen = match now {
+                    // Loaded from a fresh read: the content may have moved on since this check.
                     Ok(_) => keys.reload(&source, "file changed").await,
-                    Err(e) => log::warn!(
-                        "API keys not reloaded (file changed), the {} keys in use stay: {}: {e}",
-                        keys.document_len(),
-                        source.describe()
-                    ),
-                }
-                seen = Some(now);
+                    Err(e) => {
+                        log::warn!(
+                            "API keys not reloaded (file changed), the {} keys in use stay: {e}",
+                            keys.document_len()
+                        );
+                        Err(e)
+                    }
+                };
             }
         }
     }
