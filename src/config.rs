@@ -44,6 +44,16 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// The log format: `configured` when set, else pretty for a terminal and json lines otherwise
+/// (a pipe, a file, a log collector).
+pub fn resolve_log_format(configured: Option<LogFormat>, stderr_is_terminal: bool) -> LogFormat {
+    match configured {
+        Some(f) => f,
+        None if stderr_is_terminal => LogFormat::Pretty,
+        None => LogFormat::Json,
+    }
+}
+
 /// A configuration that cannot start a server. Rendered as one line; the binary exits with 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -289,6 +299,18 @@ config_keys! {
     /// the environment).
     #[flag(value_name = "SPEC")]
     api_keys: [Secret<String>],
+    /// File holding an API keys document (JSON or TOML, perfgate 0.18.1's format), re-read on
+    /// SIGHUP and when it changes. Exclusive with `api_keys_env` and `api_keys_command`.
+    #[flag(value_name = "PATH")]
+    api_keys_file: Option<PathBuf>,
+    /// Environment variable holding an API keys document. Exclusive with `api_keys_file` and
+    /// `api_keys_command`.
+    #[flag(value_name = "VAR")]
+    api_keys_env: Option<String>,
+    /// Command (run with `sh -c`, at most 10 s) whose standard output is an API keys document;
+    /// re-run on SIGHUP. Exclusive with `api_keys_file` and `api_keys_env`.
+    #[flag(value_name = "CMD")]
+    api_keys_command: Option<Secret<String>>,
     /// CORS for browsers on other origins (on by default).
     #[flag(off = "no-cors")]
     cors: bool = true,
@@ -297,8 +319,9 @@ config_keys! {
     timeout: u64 = 30,
     /// Log filter: `error`, `warn`, `info`, `debug`, `trace`, or env_logger directives.
     log_level: String = "info".into(),
-    /// Log format: json lines or pretty.
-    log_format: LogFormat = LogFormat::Json,
+    /// Log format: json lines or pretty. When unset: pretty when stderr is a terminal, json
+    /// otherwise.
+    log_format: Option<LogFormat>,
     /// Largest accepted request body, in bytes (413 above).
     max_body_bytes: usize = 2 * 1024 * 1024,
     /// Reader threads per store, each with a reader connection of its own.
@@ -590,7 +613,7 @@ impl ServerConfig {
         self
     }
     pub fn log_format(mut self, f: LogFormat) -> Self {
-        self.log_format = f;
+        self.log_format = Some(f);
         self
     }
     pub fn read_pool_size(mut self, n: u32) -> Self {
@@ -623,6 +646,29 @@ impl ServerConfig {
     /// The database URL as configured, password included (for connecting, never for logs).
     pub fn database_url_exposed(&self) -> Option<&str> {
         self.database_url.as_ref().map(DatabaseUrl::expose)
+    }
+
+    /// The log format in effect: the configured one, else pretty on a terminal and json lines
+    /// otherwise.
+    pub fn effective_log_format(&self) -> LogFormat {
+        use std::io::IsTerminal;
+        resolve_log_format(self.log_format, std::io::stderr().is_terminal())
+    }
+
+    /// How many of `api_keys_file`, `api_keys_env` and `api_keys_command` are set (at most one
+    /// may be).
+    fn key_document_sources(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        if self.api_keys_file.is_some() {
+            set.push("api_keys_file");
+        }
+        if self.api_keys_env.is_some() {
+            set.push("api_keys_env");
+        }
+        if self.api_keys_command.is_some() {
+            set.push("api_keys_command");
+        }
+        set
     }
 
     /// True when some credential besides API keys is configured.
@@ -741,6 +787,31 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.backend()?;
         self.socket_addr()?;
+        let sources = self.key_document_sources();
+        if sources.len() > 1 {
+            return Err(ConfigError(format!(
+                "{} are mutually exclusive: the keys document comes from one place",
+                sources.join(" and ")
+            )));
+        }
+        if self
+            .api_keys_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+            || self
+                .api_keys_env
+                .as_ref()
+                .is_some_and(|v| v.trim().is_empty())
+            || self
+                .api_keys_command
+                .as_ref()
+                .is_some_and(|c| c.expose().trim().is_empty())
+        {
+            return Err(ConfigError(format!(
+                "{} must not be empty",
+                sources.first().copied().unwrap_or("api_keys_file")
+            )));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError("max_body_bytes must be at least 1024".into()));
         }
@@ -893,10 +964,13 @@ mod tests {
         // `*_password` or `*_keys` key declared as a plain string fails here.
         let mut c = ServerConfig::new();
         let v = serde_json::to_value(&c).unwrap();
+        // `*_file` and `*_env` keys name where a secret is found, not the secret.
         let secretish = |k: &str| {
             ["secret", "password", "keys", "database_url", "token"]
                 .iter()
                 .any(|s| k.contains(s))
+                && !k.ends_with("_file")
+                && !k.ends_with("_env")
         };
         let mut json = serde_json::Map::new();
         // A switch holds no secret, whatever its name (`oidc_can_create_keys`).
@@ -916,6 +990,60 @@ mod tests {
         c = serde_json::from_value(fig).unwrap();
         let d = format!("{c:?}");
         assert!(!d.contains("PROBE-VALUE"), "{d}");
+    }
+
+    #[test]
+    fn log_format_flag_wins_else_terminal_decides() {
+        use LogFormat::{Json, Pretty};
+        assert_eq!(resolve_log_format(None, true), Pretty);
+        assert_eq!(resolve_log_format(None, false), Json);
+        for tty in [true, false] {
+            assert_eq!(resolve_log_format(Some(Json), tty), Json);
+            assert_eq!(resolve_log_format(Some(Pretty), tty), Pretty);
+        }
+        assert_eq!(ServerConfig::new().log_format, None);
+        let c = ServerConfig::load(None, flags(&["--log-format", "json"])).unwrap();
+        assert_eq!(c.log_format, Some(Json));
+        assert_eq!(c.effective_log_format(), Json);
+    }
+
+    #[test]
+    fn key_document_sources_are_exclusive() {
+        let c = ServerConfig::load(
+            None,
+            flags(&["--api-keys-file", "/k.json", "--api-keys-env", "KEYS"]),
+        );
+        let e = c.unwrap_err().0;
+        assert!(
+            e.contains("api_keys_file and api_keys_env are mutually exclusive"),
+            "{e}"
+        );
+        let e = ServerConfig::load(
+            None,
+            flags(&[
+                "--api-keys-env",
+                "KEYS",
+                "--api-keys-command",
+                "op read secret-token-123",
+            ]),
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("api_keys_env and api_keys_command"), "{e}");
+        assert!(!e.contains("secret-token"), "{e}");
+        let e = ServerConfig::load(None, flags(&["--api-keys-env", " "]))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("api_keys_env must not be empty"), "{e}");
+        let c = ServerConfig::load(
+            None,
+            flags(&["--api-keys-command", "cat k.json", "--api-keys", "a"]),
+        )
+        .unwrap();
+        assert_eq!(c.api_keys_command.unwrap().expose(), "cat k.json");
+        assert!(
+            !format!("{:?}", flags(&["--api-keys-command", "op read tok-9"])).contains("tok-9")
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::actors::key_store::{ensure_bootstrap_key, Bootstrap, KeyStore};
 use crate::actors::verdict_log::VerdictLog;
 use crate::actors::Shards;
 use crate::auth::jwt::JwtVerifier;
+use crate::auth::key_source::{reload_loop, ConfiguredKeys, KeySource};
 use crate::auth::keys::parse_static_keys;
 use crate::auth::oidc::{providers_from_config, refresh_loop};
 use crate::cache::LatestCache;
@@ -64,11 +65,38 @@ pub async fn run_server(config: ServerConfig) -> Result<(), ServerError> {
 }
 
 async fn serve(config: ServerConfig) -> Result<(), ServerError> {
-    crate::logging::init(&config.log_level, config.log_format);
+    crate::logging::init(&config.log_level, config.effective_log_format());
     config.validate()?;
     let backend = config.backend()?;
     let static_keys = parse_static_keys(&config.api_key_specs())
         .map_err(|e| crate::config::ConfigError(e.to_string()))?;
+    let have_static_keys = !static_keys.is_empty();
+    // The keys document: one that does not load stops start-up (a reload keeps the old keys).
+    let key_source = KeySource::from_config(&config);
+    let (document, loaded) = match key_source.clone() {
+        Some(src) => {
+            let (fingerprint, keys) =
+                actix_web::rt::task::spawn_blocking(move || src.load_fingerprinted())
+                    .await
+                    .map_err(|_| ServerError::Crashed)?;
+            (Some(keys.map_err(crate::config::ConfigError)?), fingerprint)
+        }
+        None => (None, Err(String::new())),
+    };
+    if let (Some(src), Some(doc)) = (&key_source, &document) {
+        log::info!("{} API keys from {}", doc.len(), src.describe());
+        crate::auth::key_source::log_expired(doc);
+    }
+    let configured_keys = Arc::new(
+        ConfiguredKeys::new(static_keys, document)
+            .map_err(|e| crate::config::ConfigError(format!("keys document: {e}")))?,
+    );
+    // SIGHUP reloads the document; registered now, so that one arriving early reloads rather
+    // than ending the process. Without a document SIGHUP keeps its default meaning.
+    if let Some(src) = key_source.clone() {
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        actix_web::rt::spawn(reload_loop(configured_keys.clone(), src, loaded, hangup));
+    }
     let addr = config.socket_addr()?;
     let timeout = config.request_timeout();
 
@@ -155,7 +183,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             Duration::from_secs(config.jwks_refresh_interval),
         ));
     }
-    let need_bootstrap = static_keys.is_empty() && !config.has_token_auth();
+    let need_bootstrap = !have_static_keys && key_source.is_none() && !config.has_token_auth();
     let sqlite_file = config.sqlite_file();
     let (storage, pools, bootstrap_key, owner) = actix_web::rt::task::spawn_blocking(move || {
         let storage = Storage::open(opts)?;
@@ -204,12 +232,6 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         StorageBackend::Postgres => LatestCache::disabled(),
         _ => LatestCache::new(true, LATEST_CACHE_BYTES),
     });
-    if let Some(key) = bootstrap_key {
-        // Printed once, on stderr, outside the logger: the only time this key is ever shown.
-        eprintln!(
-            "\n  No credentials configured: created a bootstrap admin key (shown only once):\n\n    {key}\n\n  Use it as 'Authorization: Bearer <key>'. Only its hash is stored.\n"
-        );
-    }
 
     let limiter = Arc::new(Semaphore::new(config.max_in_flight));
     let read_threads = readers as usize;
@@ -327,7 +349,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         fleet,
         gates,
         dashboard,
-        static_keys,
+        configured_keys,
         jwt,
         oidc,
         jwks_client,
@@ -357,21 +379,63 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     if config.workers > 0 {
         server = server.workers(config.workers);
     }
-    let server = server.bind(addr).map_err(|source| ServerError::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
-    for a in server.addrs() {
+    let server = match server.bind(addr) {
+        Ok(s) => s,
+        Err(source) => {
+            // The key exists now: it must be shown even though this start fails.
+            if let Some(key) = &bootstrap_key {
+                eprintln!("{}", first_run_guide(key, None));
+            }
+            return Err(ServerError::Bind {
+                addr: addr.to_string(),
+                source,
+            });
+        }
+    };
+    let addrs = server.addrs();
+    let dashboard = addrs.first().map(|a| dashboard_url(*a));
+    for a in &addrs {
         log::info!(
-            "perfgate-server {} listening on http://{a}",
-            routes::health::SERVER_VERSION
+            "perfgate-server {} listening on http://{a} (dashboard: {})",
+            routes::health::SERVER_VERSION,
+            dashboard_url(*a)
         );
+    }
+    if let Some(key) = &bootstrap_key {
+        // Printed once, on stderr, outside the logger: the only time this key is ever shown.
+        eprintln!("{}", first_run_guide(key, dashboard.as_deref()));
     }
     server.run().await?;
     log::info!("shut down: in-flight requests finished, closing storage");
     drop(storage);
     crate::logging::flush();
     Ok(())
+}
+
+/// The dashboard's address for a listening socket: a wildcard bind is reached on loopback.
+fn dashboard_url(a: std::net::SocketAddr) -> String {
+    let host = match a.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    format!("http://{host}:{}/", a.port())
+}
+
+/// What a first start prints on stderr: where the dashboard is and the bootstrap key, as a
+/// short guide rather than log lines.
+fn first_run_guide(key: &str, dashboard: Option<&str>) -> String {
+    let open = match dashboard {
+        Some(url) => format!(
+            "\n  perfgate-server {} is ready.\n\n  Dashboard:  {url}  (sign in with the key below)\n",
+            routes::health::SERVER_VERSION
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{open}\n  No credentials configured: created a bootstrap admin key (shown only once):\n\n    {key}\n\n  Use it as 'Authorization: Bearer <key>' (perfgate CLI: PERFGATE_API_KEY). Only its hash is stored.\n"
+    )
 }
 
 /// Summarises, in the background and in small batches, the runs of baselines stored before the

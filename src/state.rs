@@ -1,6 +1,5 @@
 //! The state every handler shares: configuration, the store actors, credentials and caches.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::actors::baseline_store::BaselineStore;
@@ -12,7 +11,7 @@ use crate::actors::key_store::KeyStore;
 use crate::actors::verdict_log::VerdictLog;
 use crate::actors::Shards;
 use crate::auth::jwt::JwtVerifier;
-use crate::auth::keys::StaticKey;
+use crate::auth::key_source::ConfiguredKeys;
 use crate::auth::oidc::Provider;
 use crate::cache::LatestCache;
 use crate::config::{ServerConfig, StorageBackend};
@@ -31,8 +30,8 @@ pub(crate) struct AppState {
     /// The decision ledger (`perfgate decision upload|history|latest|debt|export|prune`).
     pub decisions: Shards<DecisionLedger>,
     pub fleet: Shards<FleetAnalyzer>,
-    /// `--api-keys`, by SHA-256 of the key.
-    pub static_keys: HashMap<String, StaticKey>,
+    /// `--api-keys` and the keys document, by SHA-256 of the key (reloadable).
+    pub configured_keys: Arc<ConfiguredKeys>,
     /// HS256 JWTs, when `--jwt-secret` is set.
     pub jwt: Option<JwtVerifier>,
     /// OIDC providers (GitHub, GitLab, custom).

@@ -173,8 +173,17 @@ async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Principa
         Credential::Jwt(token) => verify_token(state, &token).await,
         Credential::ApiKey(key) => {
             let hash = hash_key(&key);
-            if let Some(k) = state.static_keys.get(&hash) {
-                return Ok(k.principal.clone());
+            if let Some(k) = state.configured_keys.get(&hash) {
+                if k.principal
+                    .expires_at
+                    .is_some_and(|e| e <= crate::domain::time::now_micros())
+                {
+                    return Err(ApiError::unauthenticated(
+                        AuthFailure::Expired,
+                        "API key has expired",
+                    ));
+                }
+                return Ok(k.principal);
             }
             match state.keys.read(Authenticate { key_hash: hash }).await? {
                 Ok(Ok(p)) => Ok(p),

@@ -2,6 +2,8 @@
 
 pub mod extract;
 pub mod jwt;
+/// `--api-keys` and the keys document, swapped whole on reload.
+pub mod key_source;
 /// API key format, hashing and `--api-keys` (pure rules, in `domain/`).
 pub use crate::domain::api_keys as keys;
 pub mod oidc;

@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod gate;
 pub mod gate_settings;
 pub mod ids;
+pub mod key_document;
 pub mod names;
 pub mod receipt;
 pub mod requests;

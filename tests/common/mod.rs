@@ -89,6 +89,8 @@ pub struct Server {
     /// Storage argument reused on restart.
     storage_args: Vec<String>,
     extra_args: Vec<String>,
+    /// Environment variables set for the server process.
+    extra_env: Vec<(String, String)>,
     child: Option<Child>,
     pub http: Client,
 }
@@ -117,6 +119,17 @@ impl Server {
 
     pub fn start_with(backend: Backend, extra: &[String]) -> Server {
         let mut s = Self::prepare(backend, extra);
+        s.spawn();
+        s
+    }
+
+    /// Like [`Server::start_with`], with environment variables for the server process.
+    pub fn start_with_env(backend: Backend, extra: &[String], env: &[(&str, &str)]) -> Server {
+        let mut s = Self::prepare(backend, extra);
+        s.extra_env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         s.spawn();
         s
     }
@@ -177,6 +190,7 @@ impl Server {
             dir,
             storage_args,
             extra_args: extra.to_vec(),
+            extra_env: Vec::new(),
             child: None,
             http: Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -225,6 +239,7 @@ impl Server {
                     cmd.env_remove(k);
                 }
             }
+            cmd.envs(self.extra_env.iter().map(|(k, v)| (k, v)));
             let child = cmd.spawn().expect("spawn perfgate-server");
             self.child = Some(child);
             self.port = port;
