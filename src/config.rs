@@ -418,6 +418,10 @@ config_keys! {
     /// the job's token.
     #[flag(value_name = "BOOL")]
     oidc_can_create_keys: bool = false,
+    /// Purge soft-deleted baseline versions, verdicts, gates and decisions older than this many
+    /// days, every hour (0 = keep everything). Live baselines are never purged by age.
+    #[flag(value_name = "DAYS")]
+    retention_days: u32 = 0,
     /// Milliseconds between change-point passes (0 = no change points).
     #[flag(value_name = "MS")]
     change_point_interval_ms: u64 = 10_000,
@@ -822,6 +826,11 @@ impl ServerConfig {
         }
         if self.write_shards == 0 || self.write_shards > 64 {
             return Err(ConfigError("write_shards must be between 1 and 64".into()));
+        }
+        if self.retention_days > 36_500 {
+            return Err(ConfigError(
+                "retention_days must be at most 36500 (0 = keep everything)".into(),
+            ));
         }
         if self.pg_acquire_timeout == 0 {
             return Err(ConfigError(

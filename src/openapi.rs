@@ -13,8 +13,8 @@ use crate::domain::gate_settings as gs;
 use crate::domain::names;
 use crate::domain::requests as req;
 use crate::routes::{
-    alerts, audit, baselines, changepoints, dashboard, decisions, fleet, gates, health, keys,
-    verdicts,
+    admin, alerts, audit, baselines, changepoints, dashboard, decisions, fleet, gates, health,
+    keys, verdicts,
 };
 
 /// `{"code", "message", "request_id", "details"?}`: every error.
@@ -95,6 +95,7 @@ impl Modify for Security {
         keys::list_keys,
         keys::revoke_key,
         audit::list_audit,
+        admin::cleanup_now,
         dashboard::whoami,
         dashboard::projects,
         dashboard::project_benchmarks,

@@ -337,6 +337,43 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             }
         });
     }
+    // Retention: purge what is older than `retention_days`, a minute after start, then hourly.
+    if config.retention_days > 0 {
+        let (b, v, g, d) = (
+            baselines.clone(),
+            verdicts.clone(),
+            gates.clone(),
+            decisions.clone(),
+        );
+        let days = config.retention_days;
+        actix_web::rt::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            loop {
+                let stores = crate::actors::retention::Stores {
+                    baselines: &b,
+                    verdicts: &v,
+                    gates: &g,
+                    decisions: &d,
+                };
+                let actor = crate::actors::Initiator {
+                    principal_id: "system:retention".into(),
+                    request_id: "retention".into(),
+                };
+                match crate::actors::retention::cleanup(stores, days, actor).await {
+                    Ok(p) if p == Default::default() => {}
+                    Ok(p) => log::info!(
+                        "retention ({days} days): purged {} deleted versions, {} verdicts, {} gates, {} decisions",
+                        p.baselines,
+                        p.verdicts,
+                        p.gates,
+                        p.decisions
+                    ),
+                    Err(e) => log::warn!("retention: {e}"),
+                }
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        });
+    }
     let state = web::Data::new(AppState {
         config: config.clone(),
         backend,

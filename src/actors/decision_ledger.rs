@@ -19,7 +19,7 @@ impl DecisionLedger {
     pub(crate) fn new(pool: DbPool) -> Self {
         Self { pool }
     }
-    fn conn(&self) -> Result<PooledConn, StoreError> {
+    pub(super) fn conn(&self) -> Result<PooledConn, StoreError> {
         Ok(self.pool.get().map_err(DbError::from)?)
     }
 }

@@ -16,6 +16,7 @@ mod error;
 pub(crate) mod fleet_analyzer;
 pub(crate) mod gate;
 pub(crate) mod key_store;
+pub(crate) mod retention;
 pub(crate) mod upload_batch;
 pub(crate) mod verdict_log;
 

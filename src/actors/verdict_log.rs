@@ -21,7 +21,7 @@ impl VerdictLog {
     pub(crate) fn new(pool: DbPool) -> Self {
         Self { pool }
     }
-    fn conn(&self) -> Result<PooledConn, StoreError> {
+    pub(super) fn conn(&self) -> Result<PooledConn, StoreError> {
         Ok(self.pool.get().map_err(DbError::from)?)
     }
 }

@@ -17,6 +17,7 @@ pub(crate) mod gates;
 pub(crate) mod keys;
 mod migrations;
 mod pool;
+pub(crate) mod retention;
 pub(crate) mod schema;
 mod sqlite;
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub(crate) const RESOURCES: &[&str] = &[
     "gate_settings",
     "alert",
     "dependency_event",
+    "retention",
 ];
 
 #[derive(Deserialize, utoipa::IntoParams)]

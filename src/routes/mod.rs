@@ -1,5 +1,6 @@
 //! HTTP handlers: extract, validate with `domain/`, authorize, send one message, map the reply.
 
+pub(crate) mod admin;
 pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod baselines;
@@ -127,6 +128,7 @@ api_routes! {
     "/keys" => [post keys::create_key, get keys::list_keys],
     "/keys/{id}" => [delete keys::revoke_key],
     "/audit" => [get audit::list_audit],
+    "/admin/cleanup" => [delete admin::cleanup_now],
 }
 
 /// Every route: the API, health and metrics, and the dashboard (`static_dir` overrides its
