@@ -882,7 +882,7 @@ impl ServerConfig {
         let addr = self.socket_addr()?;
         if self.local && !addr.ip().is_loopback() {
             return Err(ConfigError(format!(
-                "local mode listens on loopback only (127.0.0.1 or ::1), not {}: it has no credentials for other hosts",
+                "local mode answers without credentials, so it listens on loopback only (127.0.0.1 or ::1), not {}",
                 addr.ip()
             )));
         }
