@@ -398,6 +398,9 @@ pub(crate) struct StorageHealth {
 pub(crate) struct InfoResponse<'a> {
     pub version: &'static str,
     pub storage: &'static str,
+    /// True on a server started with `--local`: requests without a credential act as the local
+    /// user (admin of every project); keys and the audit log still need a key.
+    pub local_mode: bool,
     pub auth: AuthInfo<'a>,
 }
 

@@ -173,6 +173,8 @@ impl ConfigKey {
 ///                         // the flag is repeatable
 /// #[flag(off = "no-name")]
 /// name: bool = true,      // the flag `--no-name` sets it to false
+/// #[flag(on)]
+/// name: bool = false,     // the flag `--name` sets it to true
 /// ```
 macro_rules! config_keys {
     // `#[flag(off = "no-x")] x: bool = default`: a switch that turns the key off.
@@ -186,6 +188,19 @@ macro_rules! config_keys {
             $name [$($doc)*] [bool] [$default] []
             [bool] [long = $off] [skip_serializing_if = "is_false", serialize_with = "serialize_not"]
             [concat!("Turn `", stringify!($name), "` off: ")] [false]
+        }] $($rest)*);
+    };
+    // `#[flag(on)] x: bool = false`: a switch `--x` that turns the key on.
+    (@munch [$($done:tt)*]
+        $(#[doc = $doc:literal])*
+        #[flag(on)]
+        $name:ident : bool = $default:expr,
+        $($rest:tt)*
+    ) => {
+        config_keys!(@munch [$($done)* {
+            $name [$($doc)*] [bool] [$default] []
+            [bool] [long] [skip_serializing_if = "is_false"]
+            [""] [false]
         }] $($rest)*);
     };
     // `x: Option<T>`: unset by default.
@@ -284,6 +299,10 @@ macro_rules! config_keys {
 }
 
 config_keys! {
+    /// Local single-user sandbox: loopback only, port 8484 and SQLite in the user's data
+    /// directory unless given, and no credential needed except for keys and audit.
+    #[flag(on)]
+    local: bool = false,
     /// Listen address, `host` or `host:port`.
     #[flag(value_name = "ADDR")]
     bind: String = "127.0.0.1:8080".into(),
@@ -429,6 +448,33 @@ config_keys! {
     /// its CI run (same commit and runner) have arrived to estimate the run's common shift.
     #[flag(value_name = "MS")]
     change_point_delay_ms: u64 = 30_000,
+}
+
+/// Local mode's port when none is given: the one `perfgate run --local-db` posts to.
+pub const LOCAL_PORT: u16 = 8484;
+
+/// Local mode's SQLite file, in [`local_data_dir`].
+pub const LOCAL_DB_FILE: &str = "local.db";
+
+/// The directory of local mode's database on `os` (`std::env::consts::OS`): Linux and other
+/// Unixes `$XDG_DATA_HOME/perfgate-server` (when absolute) or
+/// `~/.local/share/perfgate-server`; macOS `~/Library/Application Support/perfgate-server`;
+/// Windows `%APPDATA%\perfgate-server`. Never perfgate's own `~/.perfgate` (another schema).
+/// `None` when the variables it needs are unset or empty.
+pub fn local_data_dir(
+    os: &str,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let var = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = match os {
+        "windows" => var("APPDATA")?,
+        "macos" => var("HOME")?.join("Library").join("Application Support"),
+        _ => match var("XDG_DATA_HOME").filter(|p| p.is_absolute()) {
+            Some(p) => p,
+            None => var("HOME")?.join(".local").join("share"),
+        },
+    };
+    Some(base.join("perfgate-server"))
 }
 
 /// A flag's help: `prefix`, the key's documentation and, when `show_default`, its default value.
@@ -688,7 +734,9 @@ impl ServerConfig {
         config_file: Option<&Path>,
         overrides: impl Serialize,
     ) -> Result<Self, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(ServerConfig::default()));
+        // The layers above the defaults, kept apart so that `local` can tell a bind address
+        // given from the default one.
+        let mut fig = Figment::new();
         match config_file {
             Some(p) => {
                 if !p.exists() {
@@ -709,6 +757,8 @@ impl ServerConfig {
         fig = fig
             .merge(Env::prefixed("PERFGATE_").split("__").only(ENV_KEYS))
             .merge(Serialized::defaults(overrides));
+        let address_given = fig.contains("bind") || fig.contains("port");
+        let fig = Figment::from(Serialized::defaults(ServerConfig::default())).merge(fig);
         let cfg: ServerConfig = fig.extract().map_err(|e| {
             let e = e
                 .into_iter()
@@ -717,8 +767,51 @@ impl ServerConfig {
                 .unwrap_or_default();
             ConfigError(format!("invalid configuration: {e}"))
         })?;
+        let cfg = cfg.resolve_local(address_given, &|k| std::env::var_os(k))?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Local mode's defaults, made explicit: port [`LOCAL_PORT`] when no address was given
+    /// (`address_given`: `bind` or `port` set by the file, the environment or a flag), else the
+    /// address's own port; SQLite in [`local_data_dir`] when no database URL was given (and the
+    /// backend is SQLite). Idempotent; a configuration that is not local is returned unchanged.
+    /// `env` reads the environment (`XDG_DATA_HOME`, `HOME`, `APPDATA`).
+    pub fn resolve_local(
+        mut self,
+        address_given: bool,
+        env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, ConfigError> {
+        if !self.local {
+            return Ok(self);
+        }
+        if self.port.is_none() {
+            let port = if address_given {
+                self.socket_addr()?.port()
+            } else {
+                LOCAL_PORT
+            };
+            self.port = Some(port);
+        }
+        if self.database_url.is_none() && self.backend()? == StorageBackend::Sqlite {
+            let dir = local_data_dir(std::env::consts::OS, env).ok_or_else(|| {
+                ConfigError(
+                    "local mode: no data directory (set HOME, XDG_DATA_HOME or APPDATA), or give --database-url"
+                        .into(),
+                )
+            })?;
+            self.database_url = Some(DatabaseUrl(
+                dir.join(LOCAL_DB_FILE).to_string_lossy().into_owned(),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Local mode (`local`, the builder of perfgate's own `perfgate serve`). The defaults of
+    /// local mode (port, data directory) are applied when the server starts.
+    pub fn local_mode(mut self, on: bool) -> Self {
+        self.local = on;
+        self
     }
 
     /// The backend, from `storage_type` and the URL scheme (never from a trial connection).
@@ -790,7 +883,13 @@ impl ServerConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.backend()?;
-        self.socket_addr()?;
+        let addr = self.socket_addr()?;
+        if self.local && !addr.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "local mode answers without credentials, so it listens on loopback only (127.0.0.1 or ::1), not {}",
+                addr.ip()
+            )));
+        }
         let sources = self.key_document_sources();
         if sources.len() > 1 {
             return Err(ConfigError(format!(
@@ -916,6 +1015,164 @@ mod tests {
         c.bind = "::1".into();
         assert_eq!(c.socket_addr().unwrap().to_string(), "[::1]:8080");
         assert!(ServerConfig::new().bind("nope").is_err());
+    }
+
+    fn env_of<'a>(
+        vars: &'a [(&'a str, &'a str)],
+    ) -> impl Fn(&str) -> Option<std::ffi::OsString> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| std::ffi::OsString::from(*v))
+        }
+    }
+
+    #[test]
+    fn local_data_dir_per_platform() {
+        let env = env_of(&[
+            ("HOME", "/home/u"),
+            ("XDG_DATA_HOME", "/xdg"),
+            ("APPDATA", "C:\\Users\\u\\AppData\\Roaming"),
+        ]);
+        assert_eq!(
+            local_data_dir("linux", &env),
+            Some(PathBuf::from("/xdg/perfgate-server"))
+        );
+        assert_eq!(
+            local_data_dir("macos", &env),
+            Some(PathBuf::from(
+                "/home/u/Library/Application Support/perfgate-server"
+            ))
+        );
+        assert_eq!(
+            local_data_dir("windows", &env),
+            Some(PathBuf::from("C:\\Users\\u\\AppData\\Roaming").join("perfgate-server"))
+        );
+        // A relative or empty XDG_DATA_HOME is ignored (the XDG specification).
+        for xdg in ["", "rel/dir"] {
+            let vars = [("HOME", "/home/u"), ("XDG_DATA_HOME", xdg)];
+            let env = env_of(&vars);
+            assert_eq!(
+                local_data_dir("freebsd", &env),
+                Some(PathBuf::from("/home/u/.local/share/perfgate-server"))
+            );
+        }
+        assert_eq!(local_data_dir("linux", &env_of(&[])), None);
+        assert_eq!(local_data_dir("windows", &env_of(&[("HOME", "/h")])), None);
+        // Never perfgate's own data directory.
+        let d = local_data_dir("linux", &env_of(&[("HOME", "/home/u")])).unwrap();
+        assert!(!d.to_string_lossy().contains(".perfgate"), "{d:?}");
+    }
+
+    #[test]
+    fn local_mode_defaults_and_loopback_only() {
+        let env = env_of(&[("HOME", "/home/u"), ("XDG_DATA_HOME", "/xdg")]);
+        let plain = ServerConfig::new().resolve_local(false, &env).unwrap();
+        assert_eq!((plain.port, plain.database_url.is_none()), (None, true));
+
+        let c = ServerConfig::new()
+            .local_mode(true)
+            .resolve_local(false, &env)
+            .unwrap();
+        assert_eq!(c.socket_addr().unwrap().to_string(), "127.0.0.1:8484");
+        assert_eq!(
+            c.sqlite_file(),
+            PathBuf::from("/xdg/perfgate-server/local.db")
+        );
+        c.validate().unwrap();
+        // Idempotent.
+        let again = c.clone().resolve_local(false, &env_of(&[])).unwrap();
+        assert_eq!(again.port, c.port);
+        assert_eq!(again.sqlite_file(), c.sqlite_file());
+
+        // An address given keeps its port; an explicit database wins; memory needs no file.
+        let c = ServerConfig::new()
+            .local_mode(true)
+            .bind("127.0.0.1:9000")
+            .unwrap()
+            .database_url("/tmp/mine.db")
+            .resolve_local(true, &env_of(&[]))
+            .unwrap();
+        assert_eq!(c.socket_addr().unwrap().port(), 9000);
+        assert_eq!(c.sqlite_file(), PathBuf::from("/tmp/mine.db"));
+        let c = ServerConfig::new()
+            .local_mode(true)
+            .storage_backend(StorageBackend::Memory)
+            .resolve_local(false, &env_of(&[]))
+            .unwrap();
+        assert!(c.database_url.is_none());
+        let e = ServerConfig::new()
+            .local_mode(true)
+            .resolve_local(false, &env_of(&[]))
+            .unwrap_err();
+        assert!(e.0.contains("no data directory"), "{e}");
+
+        for addr in ["0.0.0.0:8484", "192.168.1.5:80", "[::]:8484"] {
+            let c = ServerConfig::new()
+                .local_mode(true)
+                .bind(addr)
+                .unwrap()
+                .resolve_local(true, &env)
+                .unwrap();
+            let e = c.validate().unwrap_err().0;
+            assert!(e.contains("loopback only"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        for addr in ["127.0.0.1:1", "[::1]:2"] {
+            let mut c = ServerConfig::new().local_mode(true).bind(addr).unwrap();
+            c = c.resolve_local(true, &env).unwrap();
+            c.validate().unwrap();
+        }
+        // Not local: any address.
+        ServerConfig::new()
+            .bind("0.0.0.0:1")
+            .unwrap()
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn local_flag_and_layers() {
+        let c = ServerConfig::load(None, flags(&["--local", "--storage-type", "memory"])).unwrap();
+        assert!(c.local);
+        assert_eq!(c.socket_addr().unwrap().port(), LOCAL_PORT);
+        // `--port` and `--bind` are honoured.
+        let c = ServerConfig::load(
+            None,
+            flags(&["--local", "--storage-type", "memory", "--port", "9"]),
+        )
+        .unwrap();
+        assert_eq!(c.socket_addr().unwrap().to_string(), "127.0.0.1:9");
+        let c = ServerConfig::load(
+            None,
+            flags(&[
+                "--local",
+                "--storage-type",
+                "memory",
+                "--bind",
+                "127.0.0.1:8080",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.socket_addr().unwrap().port(), 8080);
+        let e = ServerConfig::load(None, flags(&["--local", "--bind", "0.0.0.0"]))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("loopback only"), "{e}");
+        // The switch serialises only when given, as `local = true`.
+        assert_eq!(
+            serde_json::to_value(flags(&["--local"])).unwrap(),
+            serde_json::json!({"local": true})
+        );
+        // TOML.
+        let dir = std::env::temp_dir().join(format!("pgcfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "local = true\nstorage_type = \"memory\"\n").unwrap();
+        let c = ServerConfig::load(Some(&f), flags(&[])).unwrap();
+        assert!(c.local);
+        assert_eq!(c.socket_addr().unwrap().port(), LOCAL_PORT);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub async fn run_server(config: ServerConfig) -> Result<(), ServerError> {
 
 async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     crate::logging::init(&config.log_level, config.effective_log_format());
+    // Embedded callers may set `local` without `ServerConfig::load`: its defaults now.
+    let address_given = config.port.is_some() || config.bind != ServerConfig::default().bind;
+    let config = config.resolve_local(address_given, &|k| std::env::var_os(k))?;
     config.validate()?;
     let backend = config.backend()?;
     let static_keys = parse_static_keys(&config.api_key_specs())
@@ -185,6 +188,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     }
     let need_bootstrap = !have_static_keys && key_source.is_none() && !config.has_token_auth();
     let sqlite_file = config.sqlite_file();
+    if config.local && backend == StorageBackend::Sqlite {
+        create_private_dir(&sqlite_file)?;
+    }
     let (storage, pools, bootstrap_key, owner) = actix_web::rt::task::spawn_blocking(move || {
         let storage = Storage::open(opts)?;
         // SQLite: this process becomes the file's only writer for as long as it runs (the cache
@@ -217,6 +223,9 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     .map_err(|_| ServerError::Crashed)??;
     let bootstrap_key = match bootstrap_key {
         Some(Bootstrap::Created(key)) => Some(key),
+        // Local mode hands the data to the local user anyway; only keys and the audit log need
+        // a key, which `perfgate-server keys create` makes (the start-up lines say so).
+        Some(Bootstrap::Refused) if config.local => None,
         Some(Bootstrap::Refused) => {
             return Err(crate::config::ConfigError(format!(
                 "no credentials configured and the database ({shown_url}) holds data but no API key: refusing to create a bootstrap admin key for it; configure --api-keys (or a token issuer), or create a key with 'perfgate-server keys create'"
@@ -430,6 +439,15 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         }
     };
     let addrs = server.addrs();
+    // Local mode answers without credentials: never on an address another host can reach.
+    if config.local {
+        if let Some(a) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+            return Err(crate::config::ConfigError(format!(
+                "local mode listens on loopback only, but the server is bound to {a}"
+            ))
+            .into());
+        }
+    }
     let dashboard = addrs.first().map(|a| dashboard_url(*a));
     for a in &addrs {
         log::info!(
@@ -438,7 +456,18 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             dashboard_url(*a)
         );
     }
-    if let Some(key) = &bootstrap_key {
+    if config.local {
+        // On stderr, outside the logger: what a person at this machine needs to get going
+        // (and the bootstrap key, the only time it is ever shown).
+        eprintln!(
+            "{}",
+            local_guide(&LocalGuide {
+                dashboard: dashboard.as_deref().unwrap_or_default(),
+                database: &shown_url,
+                key: bootstrap_key.as_deref(),
+            })
+        );
+    } else if let Some(key) = &bootstrap_key {
         // Printed once, on stderr, outside the logger: the only time this key is ever shown.
         eprintln!("{}", first_run_guide(key, dashboard.as_deref()));
     }
@@ -473,6 +502,61 @@ fn first_run_guide(key: &str, dashboard: Option<&str>) -> String {
     format!(
         "{open}\n  No credentials configured: created a bootstrap admin key (shown only once):\n\n    {key}\n\n  Use it as 'Authorization: Bearer <key>' (perfgate CLI: PERFGATE_API_KEY). Only its hash is stored.\n"
     )
+}
+
+/// What local mode prints on start: the mode, the dashboard, the API the CLI's `--local-db`
+/// posts to, the database, and how keys and the audit log are reached.
+struct LocalGuide<'a> {
+    /// `http://127.0.0.1:8484/`.
+    dashboard: &'a str,
+    /// The database as shown (password redacted).
+    database: &'a str,
+    /// The bootstrap key created by this start, if one was.
+    key: Option<&'a str>,
+}
+
+fn local_guide(g: &LocalGuide<'_>) -> String {
+    let api = format!("{}api/v1", g.dashboard);
+    let cli = if api == "http://127.0.0.1:8484/api/v1" {
+        "perfgate run --local-db … and perfgate check --local-db … post here".to_owned()
+    } else {
+        format!("perfgate run --local-db … posts here with PERFGATE_LOCAL_DB={api}")
+    };
+    let keys = match g.key {
+        Some(key) => format!(
+            "  Keys and the audit log still need an admin key: created one (shown only once):\n\n    {key}\n\n  Use it as 'Authorization: Bearer <key>'; only its hash is stored.\n"
+        ),
+        None => format!(
+            "  Keys and the audit log still need an admin API key (one you hold, or\n  'perfgate-server keys create --database-url {} --role admin').\n",
+            g.database
+        ),
+    };
+    format!(
+        "\n  perfgate-server {} is ready in local mode: one user, this machine only.\n\n  Dashboard:  {}  (no sign-in needed)\n  API:        {api}  (no credential needed)\n              {cli}\n  Database:   {}\n\n{keys}",
+        routes::health::SERVER_VERSION,
+        g.dashboard,
+        g.database,
+    )
+}
+
+/// Creates the directory of local mode's database when missing, readable by its owner only.
+fn create_private_dir(db_file: &std::path::Path) -> Result<(), ServerError> {
+    let Some(dir) = db_file.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| {
+        ServerError::Config(crate::config::ConfigError(format!(
+            "local mode: cannot create the data directory {}: {e}",
+            dir.display()
+        )))
+    })
 }
 
 /// Summarises, in the background and in small batches, the runs of baselines stored before the

@@ -26,6 +26,7 @@ fn health_and_info(b: Backend) {
     let v = expect(s.http.get(s.url("/api/v1/info")).send().unwrap(), 200);
     assert_eq!(v["storage"], b.name());
     assert_eq!(v["auth"]["api_keys"], true);
+    assert_eq!(v["local_mode"], false, "not started with --local");
 }
 
 fn upload_and_read_back_verbatim(b: Backend) {

@@ -278,6 +278,12 @@ fn dashboard_end_to_end_in_chromium() {
         .unwrap();
     page.navigate(&format!("{}/", s.base)).unwrap();
     ui.ready("signin");
+    assert_eq!(
+        page.eval("document.querySelector('#local-badge').hidden")
+            .unwrap(),
+        Value::Bool(true),
+        "no local mode badge on a normal server"
+    );
     let shell = page
         .eval(
             "(() => { const n = performance.getEntriesByType('navigation')[0];
@@ -938,4 +944,79 @@ fn change_points_on_the_benchmark_chart() {
     ui.go("#/p/cp/b/other-1", "benchmark");
     assert_eq!(ui.count("[data-empty='change-points']"), 1);
     assert_eq!(ui.count("svg.chart line.cp"), 0);
+}
+
+/// Local mode (`--local`): the dashboard opens straight to the projects as the local user, with
+/// the "local mode" badge and no sign-in; "Use a key" signs in for Keys and Audit, "Sign out"
+/// goes back to the local user.
+#[test]
+fn local_mode_opens_without_sign_in() {
+    let Some(browser) = launch() else { return };
+    let s = Server::start_with(
+        Backend::Sqlite,
+        &[
+            "--local".to_owned(),
+            "--api-keys".to_owned(),
+            format!("admin:{ADMIN}"),
+        ],
+    );
+    for (project, bench) in [("default", "bench-a"), ("web", "render/md")] {
+        let r = s
+            .http
+            .post(s.url(&format!("/api/v1/projects/{project}/baselines")))
+            .json(&upload_body(bench, None, &receipt(40, 20, 9000)))
+            .send()
+            .unwrap();
+        expect(r, 201);
+    }
+    std::fs::create_dir_all(e2e_dir()).unwrap();
+    let page = browser.new_page().unwrap();
+    let ui = Ui {
+        page: &page,
+        base: s.base.clone(),
+    };
+    page.navigate(&format!("{}/", s.base)).unwrap();
+    ui.ready("projects");
+    let hidden = |sel: &str| {
+        page.eval(&format!("document.querySelector({}).hidden", json!(sel)))
+            .unwrap()
+            .as_bool()
+            .unwrap()
+    };
+    assert!(hidden("#signin"), "no sign-in form");
+    assert!(!hidden("#local-badge"), "the badge is shown");
+    assert_eq!(ui.text("#local-badge").to_lowercase(), "local mode");
+    let who = ui.text("#who-text");
+    assert!(who.contains("local") && who.contains("admin"), "{who}");
+    for p in ["default", "web"] {
+        assert_eq!(ui.count(&format!("tr[data-project='{p}']")), 1, "{p}");
+    }
+    // Keys and audit need a key: not offered to the local user, who may use one.
+    assert!(hidden("#nav-keys") && hidden("#nav-audit"));
+    assert!(!hidden("#use-key") && hidden("#sign-out"));
+    ui.shot("local-projects");
+    ui.go("#/p/default", "project");
+    assert_eq!(ui.count("tr[data-benchmark='bench-a']"), 1);
+    ui.go("#/admin/keys", "signin");
+    assert!(!hidden("#signin-cancel"));
+
+    page.click("#signin-cancel").unwrap();
+    ui.ready("projects");
+    page.click("#use-key").unwrap();
+    ui.ready("signin");
+    page.fill("#credential", ADMIN).unwrap();
+    page.click("#signin-submit").unwrap();
+    ui.ready("projects");
+    assert!(!hidden("#nav-keys") && !hidden("#sign-out") && hidden("#use-key"));
+    ui.go("#/admin/keys", "keys");
+    page.click("#sign-out").unwrap();
+    ui.ready("projects");
+    let who = ui.text("#who-text");
+    assert!(who.starts_with("local"), "{who}");
+    assert!(hidden("#signin"));
+    assert_eq!(
+        page.eval("sessionStorage.getItem('perfgate.credential')")
+            .unwrap(),
+        Value::Null
+    );
 }

@@ -117,36 +117,68 @@ async fn verify_token(state: &AppState, token: &str) -> Result<Principal, ApiErr
     }
 }
 
+/// The caller of a route that needs a real credential even in local mode (key management, the
+/// audit log): like [`Principal`], but a request without `Authorization` is always a 401.
+pub struct Credentialed(pub Principal);
+
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
+    /// In local mode a request without `Authorization` is [`Principal::local`]; one with a
+    /// credential is authenticated as everywhere else (a bad one is a 401).
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let header = match req.headers().get(AUTHORIZATION) {
-            None => None,
-            Some(v) => match v.to_str() {
-                Ok(s) => Some(s.to_owned()),
-                Err(_) => {
-                    return Box::pin(async {
-                        Err(ApiError::unauthorized("Invalid authentication header"))
-                    })
-                }
-            },
-        };
-        Box::pin(async move {
-            let state = state.ok_or_else(ApiError::internal)?;
-            let result = authenticate(&state, header.as_deref()).await;
-            match &result {
-                Err(e) if e.status.as_u16() == 401 => {
-                    crate::metrics::auth_failure(e.auth_failure.map_or("other", |r| r.label()));
-                }
-                Ok(p) => rate_limit(&state, p)?,
-                Err(_) => {}
-            }
-            result
-        })
+        extract(req, true)
     }
+}
+
+impl FromRequest for Credentialed {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let principal = extract(req, false);
+        Box::pin(async move { principal.await.map(Credentialed) })
+    }
+}
+
+/// Authenticates the request; `local_fallback`: a request without a credential on a server in
+/// local mode is the local user.
+fn extract(
+    req: &HttpRequest,
+    local_fallback: bool,
+) -> LocalBoxFuture<'static, Result<Principal, ApiError>> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let header = match req.headers().get(AUTHORIZATION) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(s) => Some(s.to_owned()),
+            Err(_) => {
+                return Box::pin(async {
+                    Err(ApiError::unauthorized("Invalid authentication header"))
+                })
+            }
+        },
+    };
+    Box::pin(async move {
+        let state = state.ok_or_else(ApiError::internal)?;
+        let result = match header {
+            None if local_fallback && state.config.local => Ok(Principal::local()),
+            None if state.config.local => Err(ApiError::unauthenticated(
+                AuthFailure::Missing,
+                "Missing authentication header: in local mode keys and the audit log still need an API key",
+            )),
+            _ => authenticate(&state, header.as_deref()).await,
+        };
+        match &result {
+            Err(e) if e.status.as_u16() == 401 => {
+                crate::metrics::auth_failure(e.auth_failure.map_or("other", |r| r.label()));
+            }
+            Ok(p) => rate_limit(&state, p)?,
+            Err(_) => {}
+        }
+        result
+    })
 }
 
 /// The credential's token bucket: 429 with the wait in `Retry-After` when it is empty.

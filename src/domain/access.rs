@@ -187,6 +187,8 @@ pub enum CredentialKind {
     Jwt,
     /// A token of an OIDC provider.
     Oidc,
+    /// No credential, on a server in local mode (`--local`): the one local user.
+    Local,
 }
 
 /// A further `(project, scopes)` grant of a principal (an OIDC token matching several
@@ -197,6 +199,9 @@ pub struct Grant {
     pub project: Option<String>,
     pub scopes: Scopes,
 }
+
+/// The id (and audit actor) of [`Principal::local`].
+pub const LOCAL_PRINCIPAL: &str = "local";
 
 /// An authenticated caller. Its first grant is `project` with `scopes`; `more` adds others.
 #[derive(Debug, Clone)]
@@ -237,6 +242,19 @@ impl Principal {
             expires_at: None,
             kind,
         }
+    }
+
+    /// The caller of a request without a credential in local mode: `local`, admin of every
+    /// project. It manages no keys and reads no audit log (those routes ask for a real
+    /// credential even in local mode).
+    pub fn local() -> Self {
+        Principal::new(
+            LOCAL_PRINCIPAL.to_owned(),
+            Role::Admin,
+            None,
+            None,
+            CredentialKind::Local,
+        )
     }
 
     /// Every grant: the first one, then `more`.

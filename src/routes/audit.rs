@@ -1,4 +1,5 @@
-//! The audit log (contract §8). Admin scope; project admins see their project only.
+//! The audit log (contract §8). Admin scope; project admins see their project only. A real
+//! credential even in local mode ([`Credentialed`]).
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -7,7 +8,8 @@ use super::query::{parse_limit, parse_offset, parse_time};
 use crate::actors::key_store::ListAudit;
 use crate::api::ListAuditResponse;
 use crate::api::{AuditEvent, Pagination};
-use crate::auth::{Access, Gate, Principal};
+use crate::auth::extract::Credentialed;
+use crate::auth::{Access, Gate};
 use crate::db::audit::AuditFilter;
 use crate::domain::names::check_text;
 use crate::error::ApiError;
@@ -43,7 +45,7 @@ pub(crate) struct AuditQuery {
     params(AuditQuery),
     responses((status = 200, description = "Events newest first", body = crate::api::ListAuditResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list_audit(
-    principal: Principal,
+    Credentialed(principal): Credentialed,
     state: web::Data<AppState>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {

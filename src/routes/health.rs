@@ -61,6 +61,7 @@ pub(crate) async fn info(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(InfoResponse {
         version: SERVER_VERSION,
         storage: state.backend.as_str(),
+        local_mode: state.config.local,
         auth: AuthInfo {
             api_keys: true,
             jwt: state.jwt.is_some(),

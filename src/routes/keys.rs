@@ -1,5 +1,6 @@
 //! Key management (contract §8): create, list, revoke. Admin scope; a project admin manages
-//! only its own project's keys and cannot mint keys for every project.
+//! only its own project's keys and cannot mint keys for every project. A real credential even in
+//! local mode ([`Credentialed`]).
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -10,6 +11,7 @@ use crate::actors::key_store::{CreateKey, ListKeys, NewKey, RevokeKey};
 use crate::actors::Initiator;
 use crate::api::{CreateKeyResponse, KeyEntry};
 use crate::api::{ListKeysResponse, RevokeKeyResponse};
+use crate::auth::extract::Credentialed;
 use crate::auth::{Access, CredentialKind, Gate, Principal};
 use crate::domain::time::to_rfc3339;
 use crate::error::ApiError;
@@ -39,7 +41,7 @@ pub(crate) struct CreateKeyBody {
     request_body = CreateKeyBody,
     responses((status = 201, description = "Created; the key is shown only here", body = crate::api::CreateKeyResponse), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn create_key(
-    principal: Principal,
+    Credentialed(principal): Credentialed,
     state: web::Data<AppState>,
     body: JsonBody<CreateKeyBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -109,7 +111,7 @@ pub(crate) async fn create_key(
 #[utoipa::path(get, operation_id = "keys_list_keys", path = "/api/v1/keys", tag = "keys", security(("bearer" = []), ("token" = [])),
     responses((status = 200, description = "Keys newest first, revoked included", body = crate::api::ListKeysResponse), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list_keys(
-    principal: Principal,
+    Credentialed(principal): Credentialed,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_key_admin(&principal, "manage keys")?;
@@ -127,7 +129,7 @@ pub(crate) async fn list_keys(
     params(("id" = String, Path, description = "Key id")),
     responses((status = 200, description = "Revoked", body = crate::api::RevokeKeyResponse), (status = 404, description = "Unknown", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn revoke_key(
-    principal: Principal,
+    Credentialed(principal): Credentialed,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

@@ -10,6 +10,7 @@
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
   const view = $('#view');
   let me = null;           // GET /whoami
+  let localMode = null;    // GET /info: local_mode (null until known)
   let projects = [];       // GET /projects
   let renderSeq = 0;       // a newer navigation cancels older renders
 
@@ -248,8 +249,10 @@
     $('#nav-alerts').href = current ? `#/p/${seg(current)}/alerts` : '#/';
     $('#nav-waivers').href = current ? waiversHref(current) : '#/';
     $('#nav-fleet').hidden = !(global() && can('read'));
-    $('#nav-audit').hidden = !can('admin');
-    $('#nav-keys').hidden = !can('admin');
+    // In local mode the local user has no key: keys and the audit log need one.
+    const keyless = localMode === true && !sessionStorage.getItem(KEY);
+    $('#nav-audit').hidden = !can('admin') || keyless;
+    $('#nav-keys').hidden = !can('admin') || keyless;
     const here = location.hash || '#/';
     $$('#nav a').forEach((a) => a.classList.toggle('active', a.getAttribute('href') === here));
   }
@@ -911,7 +914,12 @@
   // ------------------------------------------------------------------ routing and session
   async function route() {
     const token = ++renderSeq;
-    if (!sessionStorage.getItem(KEY)) return showSignIn();
+    if (localMode === null) {
+      localMode = await loadInfo();
+      if (token !== renderSeq) return undefined;
+      $('#local-badge').hidden = localMode !== true;
+    }
+    if (!sessionStorage.getItem(KEY) && localMode !== true) return showSignIn();
     const raw = (location.hash || '#/').slice(1);
     const [path, qs] = raw.split('?');
     const params = new URLSearchParams(qs || '');
@@ -933,6 +941,9 @@
       }
       if (s[0] === 'fleet' && s.length === 1) return await viewFleet(token, params);
       if (s[0] === 'fleet' && s[1] === 'dep' && s[2] !== undefined) return await viewImpact(token, s[2]);
+      if (s[0] === 'admin' && localMode === true && !sessionStorage.getItem(KEY)) {
+        return showSignIn('Keys and the audit log need an API key, even in local mode.');
+      }
       if (s[0] === 'admin' && s[1] === 'audit') return await viewAudit(token, params);
       if (s[0] === 'admin' && s[1] === 'keys') return await viewKeys(token);
       if (s.length && token === renderSeq) toast(`Unknown page ${raw}; showing the projects.`);
@@ -943,10 +954,22 @@
     }
   }
 
-  async function loadIdentity() {
-    me = await api('/whoami');
+  // Whether the server runs in local mode (no sign-in); null when it cannot be told yet.
+  async function loadInfo() {
+    try {
+      const res = await fetch('/api/v1/info', { headers: { Accept: 'application/json' }, cache: 'no-store' });
+      if (!res.ok) return null;
+      return (await res.json()).local_mode === true;
+    } catch (_) { return null; }
+  }
+
+  async function loadIdentity(quiet401 = false) {
+    me = await api('/whoami', { quiet401 });
     const filter = me.benchmark_filter ? ` · benchmarks ${me.benchmark_filter}` : '';
     $('#who-text').textContent = `${me.id} · ${me.role} · project ${me.project}${filter}`;
+    const keyless = localMode === true && !sessionStorage.getItem(KEY);
+    $('#use-key').hidden = !keyless;
+    $('#sign-out').hidden = keyless;
     $('#who').hidden = false;
     try { projects = (await api('/projects')).projects; } catch (e) { if (e.status === 401) throw e; projects = []; }
   }
@@ -960,12 +983,21 @@
     const err = $('#signin-error');
     err.hidden = !message;
     err.textContent = message || '';
+    $('#signin-cancel').hidden = localMode !== true;
     $('#credential').focus();
     rendered('signin');
   }
 
   function signOut(message) {
+    const hadKey = !!sessionStorage.getItem(KEY);
     sessionStorage.removeItem(KEY);
+    if (localMode === true && hadKey) {
+      // Back to the local user, who needs no sign-in.
+      me = null; projects = [];
+      if (message) toast(message);
+      route();
+      return;
+    }
     showSignIn(message);
   }
 
@@ -976,7 +1008,7 @@
     sessionStorage.setItem(KEY, cred);
     $('#signin-submit').disabled = true;
     try {
-      await loadIdentity();
+      await loadIdentity(true);
       $('#signin').hidden = true;
       $('#credential').value = '';
       route();
@@ -988,6 +1020,12 @@
     }
   });
   $('#sign-out').addEventListener('click', () => { signOut(); location.hash = '#/'; });
+  $('#use-key').addEventListener('click', () => showSignIn());
+  $('#signin-cancel').addEventListener('click', () => {
+    $('#signin').hidden = true;
+    me = null;
+    if (location.hash.startsWith('#/admin')) location.hash = '#/'; else route();
+  });
   $('#project-picker').addEventListener('change', (e) => {
     location.hash = e.target.value ? projectHref(e.target.value) : '#/';
   });
