@@ -17,8 +17,8 @@ use crate::db::retention as q;
 use crate::db::write_tx;
 use crate::domain::time::now_micros;
 
-/// Rows one batch deletes at most (per table).
-pub(crate) const BATCH: i64 = 500;
+/// Rows one batch deletes at most (per table): a few milliseconds of the writer.
+pub(crate) const BATCH: i64 = 50;
 
 /// What a cleanup deleted, per kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -31,19 +31,23 @@ pub(crate) struct Purged {
     pub decisions: u64,
 }
 
+/// One batch: at most `limit` rows older than `before`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cutoff {
+    pub before: i64,
+    pub limit: i64,
+}
+
 macro_rules! purge_op {
     ($name:ident, $store:ty, $f:path) => {
-        /// One batch of at most `limit` rows older than `before`; answers how many.
-        pub(crate) struct $name {
-            pub before: i64,
-            pub limit: i64,
-        }
+        /// One batch of its table's rows older than the cut-off; answers how many.
+        pub(crate) struct $name(pub Cutoff);
 
         impl Op<$store> for $name {
             type Output = Result<usize, StoreError>;
             fn run(self, s: &mut $store) -> Self::Output {
                 let mut c = s.conn()?;
-                write_tx(&mut c, |c| Ok($f(c, self.before, self.limit)?))
+                write_tx(&mut c, |c| Ok($f(c, self.0.before, self.0.limit)?))
             }
         }
     };
@@ -102,8 +106,11 @@ pub(crate) struct Stores<'a> {
     pub decisions: &'a Shards<DecisionLedger>,
 }
 
-/// Pause between batches: the writer is free for clients at least this long.
+/// Pause between batches, at least: the writer is free for clients this long.
 const BREATHE: Duration = Duration::from_millis(5);
+/// And at least this many times the last batch's duration: a cleanup holds the writer at most a
+/// fifth of the time, so clients' writes queued behind a batch drain before the next one.
+const YIELD_FACTOR: u32 = 4;
 
 /// One shard key for every batch: a cleanup is one sequence of batches on one writer.
 const SHARD_KEY: &str = "retention";
@@ -116,12 +123,13 @@ where
 {
     let mut total = 0;
     loop {
+        let started = std::time::Instant::now();
         let n = shards.write(SHARD_KEY, op()).await??;
         total += n as u64;
         if (n as i64) < BATCH {
             return Ok(total);
         }
-        tokio::time::sleep(BREATHE).await;
+        tokio::time::sleep(BREATHE.max(started.elapsed() * YIELD_FACTOR)).await;
     }
 }
 
@@ -134,28 +142,16 @@ pub(crate) async fn cleanup(
     actor: Initiator,
 ) -> Result<Purged, StoreError> {
     let before = now_micros().saturating_sub(i64::from(older_than_days) * 86_400_000_000);
-    let mut purged = Purged::default();
-    let (b, l) = (before, BATCH);
-    purged.baselines = drain(stores.baselines, || PurgeDeletedBaselines {
-        before: b,
-        limit: l,
-    })
-    .await?;
-    purged.verdicts = drain(stores.verdicts, || PurgeVerdicts {
-        before: b,
-        limit: l,
-    })
-    .await?;
-    purged.gates = drain(stores.gates, || PurgeGates {
-        before: b,
-        limit: l,
-    })
-    .await?;
-    purged.decisions = drain(stores.decisions, || PurgeDecisions {
-        before: b,
-        limit: l,
-    })
-    .await?;
+    let cut = Cutoff {
+        before,
+        limit: BATCH,
+    };
+    let purged = Purged {
+        baselines: drain(stores.baselines, || PurgeDeletedBaselines(cut)).await?,
+        verdicts: drain(stores.verdicts, || PurgeVerdicts(cut)).await?,
+        gates: drain(stores.gates, || PurgeGates(cut)).await?,
+        decisions: drain(stores.decisions, || PurgeDecisions(cut)).await?,
+    };
     if purged != Purged::default() {
         stores
             .baselines

@@ -106,6 +106,19 @@ pub(crate) fn group_members(
         .load(conn)
 }
 
+/// The live runs of one series (`run_stats_series_idx`), as a query to narrow.
+fn live_runs_of(key: &SeriesKey) -> run_stats::BoxedQuery<'_, Db> {
+    run_stats::table
+        .filter(run_stats::project.eq(&key.project))
+        .filter(run_stats::benchmark.eq(&key.benchmark))
+        .filter(run_stats::metric.eq(&key.metric))
+        .filter(run_stats::runner.eq(&key.runner))
+        .filter(run_stats::deleted.eq(false))
+        .into_boxed()
+}
+
+type Db = <DbConn as Connection>::Backend;
+
 /// The newest `limit` live runs of a series stored before `(created_at, baseline_id)`, newest
 /// first (`run_stats_series_idx`).
 pub(crate) fn runs_before(
@@ -115,12 +128,7 @@ pub(crate) fn runs_before(
     baseline_id: &str,
     limit: i64,
 ) -> QueryResult<Vec<SeriesRun>> {
-    run_stats::table
-        .filter(run_stats::project.eq(&key.project))
-        .filter(run_stats::benchmark.eq(&key.benchmark))
-        .filter(run_stats::metric.eq(&key.metric))
-        .filter(run_stats::runner.eq(&key.runner))
-        .filter(run_stats::deleted.eq(false))
+    live_runs_of(key)
         .filter(
             run_stats::created_at
                 .lt(created_at)
@@ -148,12 +156,7 @@ pub(crate) fn runs_from(
     baseline_id: &str,
     upto: i64,
 ) -> QueryResult<Vec<SeriesRun>> {
-    run_stats::table
-        .filter(run_stats::project.eq(&key.project))
-        .filter(run_stats::benchmark.eq(&key.benchmark))
-        .filter(run_stats::metric.eq(&key.metric))
-        .filter(run_stats::runner.eq(&key.runner))
-        .filter(run_stats::deleted.eq(false))
+    live_runs_of(key)
         .filter(run_stats::created_at.le(upto))
         .filter(
             run_stats::created_at
