@@ -393,6 +393,16 @@ fn parameter_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("query", "action", one_of(audit::ACTIONS)),
         ("query", "resource_type", one_of(audit::RESOURCES)),
         ("query", "actor", text(0, 256)),
+        (
+            "query",
+            "runner@/change-points",
+            text(1, req::RUNNER_CLASS_MAX),
+        ),
+        (
+            "query",
+            "older_than_days",
+            range(1, i64::from(crate::routes::admin::MAX_RETENTION_DAYS)),
+        ),
     ]
 }
 

@@ -170,7 +170,7 @@ fn cleanup_refuses(b: Backend) {
             "invalid_input",
         );
     }
-    // No cut-off and no `retention_days` configured.
+    // The cut-off is always explicit.
     let e = expect_error(
         s.delete(ADMIN, "/api/v1/admin/cleanup"),
         400,

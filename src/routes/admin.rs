@@ -17,8 +17,8 @@ pub(crate) const MAX_RETENTION_DAYS: u32 = 36_500;
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct CleanupQuery {
-    /// Purge what is older than this many days (1-36500; default: `retention_days` when set).
-    older_than_days: Option<i64>,
+    /// Purge what is older than this many days (1-36500).
+    older_than_days: i64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -43,20 +43,12 @@ pub(crate) async fn cleanup_now(
         project: None,
         what: "purge old data",
     })?;
-    let days = match query.older_than_days {
-        Some(d) if (1..=i64::from(MAX_RETENTION_DAYS)).contains(&d) => d as u32,
-        Some(_) => {
+    let days = match u32::try_from(query.older_than_days) {
+        Ok(d) if (1..=MAX_RETENTION_DAYS).contains(&d) => d,
+        _ => {
             return Err(NameError::new(
                 "older_than_days",
                 format!("1 to {MAX_RETENTION_DAYS} days"),
-            )
-            .into())
-        }
-        None if state.config.retention_days > 0 => state.config.retention_days,
-        None => {
-            return Err(NameError::new(
-                "older_than_days",
-                "required (no retention_days is configured)",
             )
             .into())
         }
