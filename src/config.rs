@@ -567,20 +567,24 @@ pub fn redact_url(url: &str) -> String {
     if !url.contains("://") && url.contains('=') {
         return redact_dsn(url);
     }
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let mut out = match base.split_once("://") {
+    // Credentials first: everything up to the last `@` (a password may hold `?`, `/` or `@`;
+    // hiding too much is harmless), then the query of what follows.
+    let (head, rest) = match url.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((creds, host)) => {
                 let user = creds.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
+                (format!("{scheme}://{user}:***@"), host)
             }
-            None => base.to_owned(),
+            None => (format!("{scheme}://"), rest),
         },
-        None => base.to_owned(),
+        None => (String::new(), url),
     };
+    let (base, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let mut out = head;
+    out.push_str(base);
     if let Some(q) = query {
         let params: Vec<String> = q
             .split('&')

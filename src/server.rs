@@ -289,6 +289,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         let interval = Duration::from_millis(config.change_point_interval_ms);
         let delay =
             i64::try_from(config.change_point_delay_ms.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let process_started = crate::domain::time::now_micros();
         actix_web::rt::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
@@ -296,6 +297,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
                     let pass = crate::actors::changepoints::ScanChangePoints {
                         delay_micros: delay,
                         max_runs: CHANGE_POINT_PASS_RUNS,
+                        process_started,
                     };
                     let started = std::time::Instant::now();
                     match scanner.write("change_points", pass).await {
@@ -402,7 +404,8 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         limiter,
         pools: all_pools,
     });
-    let cors = config.cors;
+    // Local mode answers without a key: no other origin may call it from a browser.
+    let cors = config.cors && !config.local;
     let max_body = config.max_body_bytes;
     let static_dir = config.static_dir.clone();
     let mut server = HttpServer::new(move || {

@@ -129,6 +129,50 @@ fn project_api_without_credentials(b: Backend) {
 
     let me = expect(anon(http, Method::GET, s.url("/api/v1/whoami"), None), 200);
     assert_eq!(me["id"], "local", "{me}");
+    // Only this machine's own clients are the local user: not a web page of another origin the
+    // user opened (CORS is off too), nor a foreign name pointed at 127.0.0.1 (DNS rebinding).
+    let projects = s.url("/api/v1/projects");
+    let from = |origin: Option<&str>, host: Option<&str>| {
+        let mut r = http.get(&projects);
+        if let Some(o) = origin {
+            r = r.header("Origin", o);
+        }
+        if let Some(h) = host {
+            r = r.header("Host", h);
+        }
+        r.send().unwrap()
+    };
+    let e = expect_error(
+        from(Some("https://evil.example"), None),
+        401,
+        "unauthorized",
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("this machine"),
+        "{e}"
+    );
+    expect_error(from(None, Some("evil.example")), 401, "unauthorized");
+    expect_error(
+        from(None, Some(&format!("rebound.example:{}", s.port))),
+        401,
+        "unauthorized",
+    );
+    expect(
+        from(Some(&format!("http://127.0.0.1:{}", s.port)), None),
+        200,
+    );
+    expect(from(None, Some(&format!("localhost:{}", s.port))), 200);
+    let pre = http
+        .request(Method::OPTIONS, &projects)
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "DELETE")
+        .send()
+        .unwrap();
+    assert!(
+        pre.headers().get("access-control-allow-origin").is_none(),
+        "no CORS in local mode: {:?}",
+        pre.headers()
+    );
     assert_eq!(me["role"], "admin", "{me}");
     assert_eq!(me["project"], "*", "{me}");
 

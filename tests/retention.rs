@@ -87,7 +87,7 @@ fn cleanup_purges_old_rows(b: Backend) {
         &format!(
             "UPDATE baselines SET created_at = created_at - {old}, deleted_at = deleted_at - {old} WHERE deleted_at IS NOT NULL;
              UPDATE verdicts SET created_at = created_at - {old} WHERE id <> (SELECT MAX(id) FROM verdicts);
-             UPDATE gates SET created_at = created_at - {old};
+             UPDATE gates SET created_at = created_at - {old}, deadline = deadline - {old};
              UPDATE decisions SET created_at = created_at - {old};"
         ),
     );

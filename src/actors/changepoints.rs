@@ -10,7 +10,7 @@ use super::gate::GateStore;
 use super::{Initiator, Op, StoreError};
 use crate::db::alerts::alert_for_commits;
 use crate::db::changepoints::{self as q, PointRow, PointWithVersion, SeriesKey, SeriesRun};
-use crate::db::{try_lock_change_points, write_tx, DbConn};
+use crate::db::{try_lock, write_tx, DbConn, Exclusive};
 use crate::domain::changepoint::{self as cp, Settings, Strength};
 use crate::domain::time::now_micros;
 use crate::domain::trend::lower_is_better;
@@ -32,6 +32,9 @@ pub(crate) struct ScanReport {
 pub(crate) struct ScanChangePoints {
     pub delay_micros: i64,
     pub max_runs: i64,
+    /// When this server process started: on a database's first pass, changes that landed
+    /// before it (the history of a server upgraded to change points) are listed, not alerted on.
+    pub process_started: i64,
 }
 
 fn actor() -> Initiator {
@@ -46,11 +49,12 @@ impl Op<GateStore> for ScanChangePoints {
     fn run(self, s: &mut GateStore) -> Self::Output {
         let mut c = s.conn()?;
         write_tx(&mut c, |c| {
-            if !try_lock_change_points(c)? || !q::run_stats_complete(c)? {
+            if !try_lock(c, Exclusive::ChangePoints)? || !q::run_stats_complete(c)? {
                 return Ok(ScanReport::default());
             }
             let now = now_micros();
             let after = q::watermark(c)?;
+            let alerts_since = q::alerts_since(c, self.process_started)?;
             let upto = now.saturating_sub(self.delay_micros.max(0));
             let limit = self.max_runs.max(1);
             let mut runs = q::new_runs(c, after, upto, limit)?;
@@ -105,7 +109,7 @@ impl Op<GateStore> for ScanChangePoints {
             report.series = series.len();
             let settings = Settings::default();
             for k in &series {
-                let (opened, fixed) = update_series(c, k, mark, now, &settings)?;
+                let (opened, fixed) = update_series(c, k, mark, now, &settings, alerts_since)?;
                 report.alerts_opened += opened;
                 report.alerts_fixed += fixed;
             }
@@ -206,12 +210,14 @@ fn estimate_shift(
 }
 
 /// Updates one series from where its scan stands up to `upto`; answers (alerts opened, fixed).
+/// Changes whose first run was stored before `alerts_since` are stored but not alerted on.
 fn update_series(
     c: &mut DbConn,
     k: &SeriesKey,
     upto: i64,
     now: i64,
     settings: &Settings,
+    alerts_since: i64,
 ) -> Result<(usize, usize), StoreError> {
     let state = q::series_state(c, k)?;
     let (start, from_t, from_id) = match &state {
@@ -273,7 +279,10 @@ fn update_series(
             alert_id: before.as_ref().and_then(|b| b.alert_id.clone()),
             created_at: before.as_ref().map_or(now, |b| b.created_at),
         };
-        if row.alert_id.is_none() && cp::should_alert(point, series_len, settled, settings) {
+        if row.alert_id.is_none()
+            && run.created_at >= alerts_since
+            && cp::should_alert(point, series_len, settled, settings)
+        {
             let worse = cp::worse_pct(point.change_pct, higher_is_better);
             if worse > 0.0 {
                 let (id, new) = alert_of(c, k, &row, &tail, at, worse, now)?;

@@ -14,7 +14,7 @@ use super::verdict_log::VerdictLog;
 use super::{Initiator, Op, Shards, StoreError};
 use crate::db::audit::{self, AuditEntry};
 use crate::db::retention as q;
-use crate::db::write_tx;
+use crate::db::{try_lock, write_tx, Exclusive};
 use crate::domain::time::now_micros;
 
 /// Rows one batch deletes at most (per table): a few milliseconds of the writer.
@@ -47,7 +47,13 @@ macro_rules! purge_op {
             type Output = Result<usize, StoreError>;
             fn run(self, s: &mut $store) -> Self::Output {
                 let mut c = s.conn()?;
-                write_tx(&mut c, |c| Ok($f(c, self.0.before, self.0.limit)?))
+                write_tx(&mut c, |c| {
+                    // Another replica is purging: leave it the rows (this cleanup ends here).
+                    if !try_lock(c, Exclusive::Retention)? {
+                        return Ok(0);
+                    }
+                    Ok($f(c, self.0.before, self.0.limit)?)
+                })
             }
         }
     };

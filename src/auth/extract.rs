@@ -142,13 +142,45 @@ impl FromRequest for Credentialed {
     }
 }
 
+/// Whether a request names the server by a loopback name (`Host` 127.0.0.1, `[::1]` or
+/// localhost, any port) and, when a browser sent it, comes from the server's own page (`Origin`
+/// absent, or `http://` + that same `Host`).
+pub fn is_local_request(req: &HttpRequest) -> bool {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let Some(host) = header(actix_web::http::header::HOST) else {
+        return false;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((n, port)) if !n.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => host.as_str(),
+    };
+    let loopback = matches!(
+        name.to_ascii_lowercase().as_str(),
+        "127.0.0.1" | "[::1]" | "localhost"
+    );
+    let origin_ok = match header(actix_web::http::header::ORIGIN) {
+        None => true,
+        Some(o) => o.eq_ignore_ascii_case(&format!("http://{host}")),
+    };
+    loopback && origin_ok
+}
+
 /// Authenticates the request; `local_fallback`: a request without a credential on a server in
-/// local mode is the local user.
+/// local mode is the local user (when it comes from this machine's own clients).
 fn extract(
     req: &HttpRequest,
     local_fallback: bool,
 ) -> LocalBoxFuture<'static, Result<Principal, ApiError>> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    // The no-credential local user is for this machine's own clients only: not for a web page
+    // the user happens to open (its requests carry a foreign `Origin`) nor for a name that a
+    // site re-pointed at 127.0.0.1 (DNS rebinding: a foreign `Host`).
+    let same_machine = is_local_request(req);
     let header = match req.headers().get(AUTHORIZATION) {
         None => None,
         Some(v) => match v.to_str() {
@@ -163,7 +195,13 @@ fn extract(
     Box::pin(async move {
         let state = state.ok_or_else(ApiError::internal)?;
         let result = match header {
-            None if local_fallback && state.config.local => Ok(Principal::local()),
+            None if local_fallback && state.config.local && same_machine => {
+                Ok(Principal::local())
+            }
+            None if local_fallback && state.config.local => Err(ApiError::unauthenticated(
+                AuthFailure::Missing,
+                "Missing authentication header: local mode serves requests without a key only to this machine's own clients (a loopback Host, and no Origin but the server's own)",
+            )),
             None if state.config.local => Err(ApiError::unauthenticated(
                 AuthFailure::Missing,
                 "Missing authentication header: in local mode keys and the audit log still need an API key",

@@ -131,7 +131,8 @@ fn run_command(command: &str, timeout: Duration) -> Result<String, String> {
         .map_err(|e| format!("cannot run sh: {e}"))?;
     let mut stdout = child.stdout.take().ok_or("no standard output")?;
     // Read to the end (so the command never blocks on a full pipe), keeping the first bytes.
-    let reader = std::thread::spawn(move || {
+    let (sent, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut kept = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
@@ -144,18 +145,21 @@ fn run_command(command: &str, timeout: Duration) -> Result<String, String> {
                 }
             }
         }
-        kept
+        let _ = sent.send(kept);
     });
     let deadline = Instant::now() + timeout;
+    // The whole group: `sh` and whatever it started.
+    let kill_group = |pid: u32| {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status();
+    };
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break st,
             Ok(None) if Instant::now() >= deadline => {
-                // The whole group: `sh` and whatever it started.
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .stderr(Stdio::null())
-                    .status();
+                kill_group(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
@@ -167,9 +171,18 @@ fn run_command(command: &str, timeout: Duration) -> Result<String, String> {
             Err(e) => return Err(format!("waiting for the command: {e}")),
         }
     };
-    let out = reader
-        .join()
-        .map_err(|_| "reading the command's output failed")?;
+    // `sh` is done, but something it left in the background may still hold the output open:
+    // the same deadline applies, then the group is killed, which closes it.
+    let out = match output.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(out) => out,
+        Err(_) => {
+            kill_group(child.id());
+            return Err(format!(
+                "the command's output stayed open beyond {} s (a background process kept it; killed)",
+                timeout.as_secs()
+            ));
+        }
+    };
     if !status.success() {
         return Err(match status.code() {
             Some(c) => format!("the command exited with status {c}"),
@@ -421,6 +434,11 @@ mod tests {
         let started = Instant::now();
         let e = run_command("sleep 30 & sleep 30", Duration::from_millis(300)).unwrap_err();
         assert!(e.contains("did not finish within"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // `sh` exits at once, but a background process keeps the output open: still bounded.
+        let started = Instant::now();
+        let e = run_command("sleep 30 & printf '[]'", Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("stayed open"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
         let e =
             run_command("head -c 1100000 /dev/zero | tr '\\0' ' '", COMMAND_TIMEOUT).unwrap_err();

@@ -10,6 +10,9 @@ use super::DbConn;
 
 /// Position of the change-point pass: runs stored at or before it have been scanned.
 const WATERMARK_TASK: &str = "change_points";
+/// Changes that landed before this instant (the history a server had when change points were
+/// first enabled) are shown but not alerted on.
+const ALERTS_SINCE_TASK: &str = "change_point_alerts_since";
 
 /// One (project, benchmark, metric, runner class) series.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,6 +37,15 @@ pub(crate) fn watermark(conn: &mut DbConn) -> QueryResult<i64> {
 
 pub(crate) fn set_watermark(conn: &mut DbConn, t: i64) -> QueryResult<()> {
     set_backfill_position(conn, WATERMARK_TASK, &t.to_string(), false)
+}
+
+/// From when changes are alerted on: set once, by the first pass, to `default`.
+pub(crate) fn alerts_since(conn: &mut DbConn, default: i64) -> QueryResult<i64> {
+    if let Some(t) = backfill_position(conn, ALERTS_SINCE_TASK)?.and_then(|(p, _)| p.parse().ok()) {
+        return Ok(t);
+    }
+    set_backfill_position(conn, ALERTS_SINCE_TASK, &default.to_string(), true)?;
+    Ok(default)
 }
 
 /// A run stored since the last pass.

@@ -69,9 +69,23 @@ pub(crate) fn lock_bootstrap(conn: &mut DbConn) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Key of the transaction-level advisory lock held by the change-point pass, so that one
-/// PostgreSQL replica scans at a time.
-const CHANGE_POINT_LOCK_KEY: i64 = 7_370_127_086_112_105_571;
+/// Background work one PostgreSQL replica does at a time (a transaction-level advisory lock).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Exclusive {
+    /// The change-point pass.
+    ChangePoints,
+    /// A retention batch (two replicas purging the same rows would both count them).
+    Retention,
+}
+
+impl Exclusive {
+    fn key(self) -> i64 {
+        match self {
+            Exclusive::ChangePoints => 7_370_127_086_112_105_571,
+            Exclusive::Retention => 7_370_127_086_112_105_572,
+        }
+    }
+}
 
 #[derive(diesel::QueryableByName)]
 struct Locked {
@@ -79,13 +93,14 @@ struct Locked {
     locked: bool,
 }
 
-/// Takes the change-point pass's lock for the current transaction, or answers `false` when another
-/// replica holds it (PostgreSQL); SQLite has one writer already.
-pub(crate) fn try_lock_change_points(conn: &mut DbConn) -> Result<bool, DbError> {
+/// Takes `what`'s lock for the current transaction, or answers `false` when another replica
+/// holds it (PostgreSQL); SQLite has one writer already.
+pub(crate) fn try_lock(conn: &mut DbConn, what: Exclusive) -> Result<bool, DbError> {
     use diesel::RunQueryDsl;
     match conn {
         DbConn::Pg(pg) => Ok(diesel::sql_query(format!(
-            "SELECT pg_try_advisory_xact_lock({CHANGE_POINT_LOCK_KEY}) AS locked"
+            "SELECT pg_try_advisory_xact_lock({}) AS locked",
+            what.key()
         ))
         .get_result::<Locked>(pg)?
         .locked),

@@ -28,7 +28,7 @@ use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
 
 pub(crate) use crate::config::StorageBackend;
-pub(crate) use dialect::{lock_bootstrap, probe, read_tx, try_lock_change_points, write_tx};
+pub(crate) use dialect::{lock_bootstrap, probe, read_tx, try_lock, write_tx, Exclusive};
 pub(crate) use error::DbError;
 pub(crate) use pool::{
     fit_connections, DbPool, PgPoolOptions, PooledConn, Storage, StorageOptions, StorePools,

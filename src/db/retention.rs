@@ -83,11 +83,14 @@ pub(crate) fn purge_verdicts(conn: &mut DbConn, before: i64, limit: i64) -> Quer
     diesel::delete(verdicts::table.filter(verdicts::id.eq_any(ids))).execute(conn)
 }
 
-/// Gates opened before `before`, with their runs (`gates_created_idx`). Alerts and failed-run
-/// marks outlive them: an alert is triaged on its own, and a failed run stays out of history.
+/// Gates opened before `before` that are final or past their deadline (a gate still waiting
+/// for a confirmation attempt stays), with their runs (`gates_created_idx`). Alerts and
+/// failed-run marks outlive them: an alert is triaged on its own, and a failed run stays out of
+/// history.
 pub(crate) fn purge_gates(conn: &mut DbConn, before: i64, limit: i64) -> QueryResult<usize> {
     let ids: Vec<String> = gates::table
         .filter(gates::created_at.lt(before))
+        .filter(gates::is_final.eq(true).or(gates::deadline.lt(before)))
         .order(gates::created_at.asc())
         .limit(limit)
         .select(gates::id)
