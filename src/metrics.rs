@@ -30,6 +30,7 @@ pub(crate) struct Metrics {
     pub change_point_pass: prometheus::Histogram,
     pub change_point_runs: prometheus::IntCounter,
     pub change_point_alerts: IntCounterVec,
+    pub group_commit_size: HistogramVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -131,6 +132,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["action"],
         )?,
+        group_commit_size: HistogramVec::new(
+            HistogramOpts::new(
+                "group_commit_writes",
+                "Writes per group commit (one transaction, one fsync), by kind",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            &["kind"],
+        )?,
         registry,
     };
     m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -150,6 +159,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.change_point_runs.clone()))?;
     m.registry
         .register(Box::new(m.change_point_alerts.clone()))?;
+    m.registry.register(Box::new(m.group_commit_size.clone()))?;
     Ok(m)
 }
 

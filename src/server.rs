@@ -14,6 +14,7 @@ use crate::actors::dashboard::DashboardReader;
 use crate::actors::decision_ledger::DecisionLedger;
 use crate::actors::fleet_analyzer::FleetAnalyzer;
 use crate::actors::gate::GateStore;
+use crate::actors::group_commit::GroupCommit;
 use crate::actors::key_store::{ensure_bootstrap_key, Bootstrap, KeyStore};
 use crate::actors::verdict_log::VerdictLog;
 use crate::actors::Shards;
@@ -388,7 +389,8 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let state = web::Data::new(AppState {
         config: config.clone(),
         backend,
-        uploads: crate::actors::upload_batch::UploadBatcher::new(baselines.clone()),
+        uploads: GroupCommit::new(baselines.clone()),
+        verdict_writes: GroupCommit::new(verdicts.clone()),
         baselines,
         latest_cache,
         keys,

@@ -7,6 +7,7 @@ use crate::actors::dashboard::DashboardReader;
 use crate::actors::decision_ledger::DecisionLedger;
 use crate::actors::fleet_analyzer::FleetAnalyzer;
 use crate::actors::gate::GateStore;
+use crate::actors::group_commit::GroupCommit;
 use crate::actors::key_store::KeyStore;
 use crate::actors::verdict_log::VerdictLog;
 use crate::actors::Shards;
@@ -24,9 +25,11 @@ pub(crate) struct AppState {
     /// Rendered GET latest answers (SQLite and memory only; see [`crate::cache`]).
     pub latest_cache: Arc<LatestCache>,
     /// The baseline store's writer shards with the uploads waiting for their group commit.
-    pub uploads: crate::actors::upload_batch::UploadBatcher,
+    pub uploads: GroupCommit<crate::actors::baseline_store::Upload>,
     pub keys: Shards<KeyStore>,
     pub verdicts: Shards<VerdictLog>,
+    /// The verdict log's writer shards with the verdicts waiting for their group commit.
+    pub verdict_writes: GroupCommit<crate::actors::verdict_log::Submit>,
     /// The decision ledger (`perfgate decision upload|history|latest|debt|export|prune`).
     pub decisions: Shards<DecisionLedger>,
     pub fleet: Shards<FleetAnalyzer>,

@@ -629,7 +629,85 @@ fn fleet_alerts_and_impact(b: Backend) {
     assert_eq!(imp["events"].as_array().unwrap().len(), 8);
 }
 
+
+/// Verdicts are group-committed: concurrent verdicts share commits, each is answered once its
+/// commit is durable, and each one's flakiness score still sees every verdict applied before it.
+fn concurrent_verdicts_share_commits(b: Backend) {
+    const THREADS: usize = 12;
+    const EACH: usize = 10;
+    let durable = !matches!(b, Backend::Memory);
+    let mut s = Server::start(b);
+    let url = s.url(V);
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let client = reqwest::blocking::Client::new();
+                    let mut out = Vec::new();
+                    for i in 0..EACH {
+                        let n = t * EACH + i;
+                        let (bench, status) = match n % 3 {
+                            0 => ("hot", "pass"),
+                            1 => ("hot", "fail"),
+                            _ => ("cold", "warn"),
+                        };
+                        let mut body = verdict(bench, status, Some(0.05 * (n % 9) as f64));
+                        body["run_id"] = json!(format!("run-{n}"));
+                        let r = client
+                            .post(&url)
+                            .bearer_auth(CONTRIB)
+                            .json(&body)
+                            .timeout(Duration::from_secs(30))
+                            .send()
+                            .unwrap();
+                        out.push(expect(r, 201));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let ids: std::collections::HashSet<&str> =
+        answers.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), THREADS * EACH, "every verdict has its own id");
+    // Every acknowledged verdict is stored, also after a restart (SQLite: from the file).
+    if durable {
+        s.restart();
+    }
+    let all = expect(s.get(VIEWER, &format!("{V}?limit=200")), 200);
+    assert_eq!(all["pagination"]["total"], THREADS * EACH);
+    for (status, n) in [("pass", 40), ("fail", 40), ("warn", 40)] {
+        let l = expect(s.get(VIEWER, &format!("{V}?status={status}&limit=1")), 200);
+        assert_eq!(l["pagination"]["total"], n, "{status}");
+    }
+    // In the order they were applied (oldest first), each score is the one of the verdicts
+    // before it: a batch applies its verdicts one after the other in one transaction.
+    let hot = expect(s.get(VIEWER, &format!("{V}?benchmark=hot&limit=200")), 200);
+    let mut rows: Vec<&Value> = hot["verdicts"].as_array().unwrap().iter().collect();
+    assert_eq!(rows.len(), 80);
+    rows.reverse();
+    for (k, row) in rows.iter().enumerate() {
+        let cvs: Vec<f64> = std::iter::once(row)
+            .chain(rows[..k].iter().rev().take(19))
+            .map(|r| r["wall_ms_cv"].as_f64().unwrap())
+            .collect();
+        let n = cvs.len() as f64;
+        let noisy = cvs.iter().filter(|v| **v > 0.30).count() as f64 / n;
+        let severity = cvs.iter().map(|v| (v / 0.30).min(2.0) / 2.0).sum::<f64>() / n;
+        let want = (0.7 * noisy + 0.3 * severity).min(1.0);
+        assert!(
+            close(&row["flakiness_score"], want),
+            "verdict {k} of hot: {row} (want {want})"
+        );
+        let answered = answers.iter().find(|a| a["id"] == row["id"]).unwrap();
+        assert_eq!(*answered, **row, "the answer is what was stored");
+    }
+}
+
 backend_tests!(
+    concurrent_verdicts_share_commits,
     verdicts_and_flakiness,
     trend_analysis,
     fleet_alerts_and_impact

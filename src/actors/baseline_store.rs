@@ -18,6 +18,7 @@ use crate::domain::time::{now_micros, to_rfc3339};
 use crate::domain::version;
 use crate::store_actor;
 
+use super::group_commit::{Batched, GroupStore};
 use super::{Initiator, Op, StoreError};
 
 pub(crate) struct BaselineStore {
@@ -27,6 +28,12 @@ pub(crate) struct BaselineStore {
 }
 
 store_actor!(BaselineStore);
+
+impl GroupStore for BaselineStore {
+    fn conn(&self) -> Result<PooledConn, StoreError> {
+        BaselineStore::conn(self)
+    }
+}
 
 impl BaselineStore {
     pub(crate) fn new(pool: DbPool, cache: Arc<LatestCache>) -> Self {
@@ -168,14 +175,6 @@ pub(crate) struct UploadOutcome {
 }
 
 impl Upload {
-    /// The order in which a group commit applies uploads (see `upload_batch`).
-    pub(super) fn lock_order(&self) -> (&str, Option<&str>) {
-        (
-            self.benchmark.as_str(),
-            self.version.as_ref().map(|v| v.as_str()),
-        )
-    }
-
     /// A run a final gate failed is stored but quarantined: never served as latest, not
     /// promotable until its alert is triaged (an `invalid` alert has already released it).
     fn quarantine(
@@ -243,7 +242,7 @@ impl Upload {
 
 impl Upload {
     /// The upload's statements, inside the caller's transaction.
-    pub(super) fn apply(&self, c: &mut DbConn) -> Result<UploadOutcome, StoreError> {
+    fn statements(&self, c: &mut DbConn) -> Result<UploadOutcome, StoreError> {
         {
             if let Some(done) = self.replay(c)? {
                 return Ok(done);
@@ -334,18 +333,48 @@ impl Upload {
             })
         }
     }
+}
+
+impl Batched for Upload {
+    type Store = BaselineStore;
+    type Output = UploadOutcome;
+    const KIND: &'static str = "upload";
+
+    /// An upload locks its benchmark's row (the live count).
+    fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (&self.version, &other.version);
+        self.benchmark
+            .as_str()
+            .cmp(other.benchmark.as_str())
+            .then_with(|| {
+                a.as_ref()
+                    .map(|v| v.as_str())
+                    .cmp(&b.as_ref().map(|v| v.as_str()))
+            })
+    }
+
+    fn apply(&self, c: &mut DbConn) -> Result<UploadOutcome, StoreError> {
+        self.statements(c)
+    }
 
     /// Another replica won the race for this version (or this Idempotency-Key): the unique
     /// index refused our insert. A retry with the same key gets the first answer.
-    pub(super) fn after_unique_violation(
+    fn after_unique_violation(
         &self,
         c: &mut DbConn,
+        _: DbError,
     ) -> Result<UploadOutcome, StoreError> {
         if let Some(done) = self.replay(c)? {
             return Ok(done);
         }
         let v = self.version.as_ref().map(|v| v.as_str()).unwrap_or("?");
         Err(StoreError::Conflict(format!("{}/{v}", self.benchmark)))
+    }
+
+    fn after_commit(store: &mut BaselineStore, batch: &[Self]) {
+        for u in batch {
+            store.invalidate(u.project.as_str(), u.benchmark.as_str());
+        }
     }
 }
 

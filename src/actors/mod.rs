@@ -15,9 +15,9 @@ pub(crate) mod decision_ledger;
 mod error;
 pub(crate) mod fleet_analyzer;
 pub(crate) mod gate;
+pub(crate) mod group_commit;
 pub(crate) mod key_store;
 pub(crate) mod retention;
-pub(crate) mod upload_batch;
 pub(crate) mod verdict_log;
 
 pub(crate) use error::StoreError;

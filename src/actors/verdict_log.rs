@@ -2,12 +2,13 @@
 
 use crate::db::audit::{self, AuditEntry};
 use crate::db::verdicts::{self as q, VerdictFilter, VerdictRow};
-use crate::db::{read_tx, write_tx, DbPool, PooledConn};
+use crate::db::{read_tx, DbConn, DbPool, PooledConn};
 use crate::domain::access::BenchFilter;
 use crate::domain::flakiness;
 use crate::domain::time::now_micros;
 use crate::store_actor;
 
+use super::group_commit::{Batched, GroupStore};
 use super::{Initiator, Op, StoreError};
 use crate::db::DbError;
 
@@ -16,6 +17,12 @@ pub(crate) struct VerdictLog {
 }
 
 store_actor!(VerdictLog);
+
+impl GroupStore for VerdictLog {
+    fn conn(&self) -> Result<PooledConn, StoreError> {
+        VerdictLog::conn(self)
+    }
+}
 
 impl VerdictLog {
     pub(crate) fn new(pool: DbPool) -> Self {
@@ -44,50 +51,59 @@ pub(crate) struct Submit {
     pub actor: Initiator,
 }
 
-impl Op<VerdictLog> for Submit {
-    type Output = Result<VerdictRow, StoreError>;
-    fn run(self, s: &mut VerdictLog) -> Self::Output {
-        let mut c = s.conn()?;
-        let v = self.verdict;
-        write_tx(&mut c, |c| {
-            // The history is read in the writer's transaction: verdicts of one project are
-            // applied one at a time, so the score sees every earlier verdict.
-            let stored = q::recent_cvs(c, &v.project, &v.benchmark, flakiness::HISTORY)?;
-            let now = now_micros();
-            let row = VerdictRow {
-                id: crate::domain::ids::row_id(),
-                flakiness_score: flakiness::score(v.wall_ms_cv, &stored),
-                project: v.project,
-                benchmark: v.benchmark,
-                run_id: v.run_id,
-                status: v.status,
-                counts: v.counts_json,
-                reasons: v.reasons_json,
-                git_ref: v.git_ref,
-                git_sha: v.git_sha,
-                wall_ms_cv: v.wall_ms_cv,
-                created_at: now,
-            };
-            q::insert(c, &row)?;
-            let mut extra = serde_json::Map::new();
-            extra.insert("benchmark".into(), row.benchmark.clone().into());
-            extra.insert("status".into(), row.status.clone().into());
-            extra.insert("run_id".into(), row.run_id.clone().into());
-            audit::insert(
-                c,
-                AuditEntry {
-                    actor: &self.actor.principal_id,
-                    action: "create",
-                    resource_type: "verdict",
-                    resource_id: &row.id,
-                    project: &row.project,
-                    request_id: &self.actor.request_id,
-                    extra,
-                },
-                now,
-            )?;
-            Ok(row)
-        })
+/// Verdicts are group-committed like uploads (see `group_commit`): a batch of a project's
+/// verdicts is one transaction, each verdict in a savepoint of its own.
+impl Batched for Submit {
+    type Store = VerdictLog;
+    type Output = VerdictRow;
+    const KIND: &'static str = "verdict";
+
+    /// A verdict locks its benchmark's count of its status.
+    fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (&self.verdict, &other.verdict);
+        (&a.benchmark, &a.status).cmp(&(&b.benchmark, &b.status))
+    }
+
+    fn apply(&self, c: &mut DbConn) -> Result<VerdictRow, StoreError> {
+        let v = &self.verdict;
+        // The history is read in the writer's transaction: verdicts of one project are
+        // applied one at a time (in a batch, in its order), so the score sees every
+        // earlier verdict.
+        let stored = q::recent_cvs(c, &v.project, &v.benchmark, flakiness::HISTORY)?;
+        let now = now_micros();
+        let row = VerdictRow {
+            id: crate::domain::ids::row_id(),
+            flakiness_score: flakiness::score(v.wall_ms_cv, &stored),
+            project: v.project.clone(),
+            benchmark: v.benchmark.clone(),
+            run_id: v.run_id.clone(),
+            status: v.status.clone(),
+            counts: v.counts_json.clone(),
+            reasons: v.reasons_json.clone(),
+            git_ref: v.git_ref.clone(),
+            git_sha: v.git_sha.clone(),
+            wall_ms_cv: v.wall_ms_cv,
+            created_at: now,
+        };
+        q::insert(c, &row)?;
+        let mut extra = serde_json::Map::new();
+        extra.insert("benchmark".into(), row.benchmark.clone().into());
+        extra.insert("status".into(), row.status.clone().into());
+        extra.insert("run_id".into(), row.run_id.clone().into());
+        audit::insert(
+            c,
+            AuditEntry {
+                actor: &self.actor.principal_id,
+                action: "create",
+                resource_type: "verdict",
+                resource_id: &row.id,
+                project: &row.project,
+                request_id: &self.actor.request_id,
+                extra,
+            },
+            now,
+        )?;
+        Ok(row)
     }
 }
 

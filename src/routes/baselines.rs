@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 
 use super::json::JsonBody;
 use super::query::{parse_limit, parse_offset, parse_time};
+use super::Arrival;
 use crate::actors::baseline_store::{
     Delete, GetLatest, GetVersion, ListBaselines, Promote, RecentMedians, RunFacts, Upload,
 };
-use crate::actors::upload_batch::ArrivingUpload;
 use crate::actors::{Initiator, StoreError};
 use crate::api::TrendResponse;
 use crate::api::{
@@ -110,22 +110,6 @@ fn record_response(req: &HttpRequest, r: &CachedLatest) -> HttpResponse {
         .body(r.body.clone())
 }
 
-/// Counts an upload as on its way to the group commit from its request head on, so a commit
-/// being gathered can wait for it. Declared first by the upload route only, so it is taken
-/// before the body is read.
-pub(crate) struct UploadArrival(Option<ArrivingUpload>);
-
-impl actix_web::FromRequest for UploadArrival {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let arriving = req
-            .app_data::<web::Data<AppState>>()
-            .map(|s| s.uploads.arriving());
-        std::future::ready(Ok(UploadArrival(arriving)))
-    }
-}
-
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct UploadBody {
     benchmark: String,
@@ -151,7 +135,7 @@ pub(crate) struct UploadBody {
     request_body = UploadBody,
     responses((status = 201, description = "Stored", body = crate::api::UploadResponse), (status = 409, description = "Version exists", body = crate::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::openapi::ErrorBody), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape or receipt", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn upload(
-    arrival: UploadArrival,
+    arrival: Arrival<Upload>,
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -204,7 +188,11 @@ pub(crate) async fn upload(
         },
         actor: initiator(&principal),
     };
-    let outcome = match state.uploads.submit(upload, arrival.0).await {
+    let outcome = match state
+        .uploads
+        .submit(project.as_str(), upload, arrival.0)
+        .await
+    {
         Ok(o) => o,
         Err(e) => {
             let outcome = match e {

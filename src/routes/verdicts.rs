@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::json::JsonBody;
 use super::query::{parse_limit, parse_offset, parse_time};
+use super::Arrival;
 use crate::actors::verdict_log::{Get, ListVerdicts, NewVerdict, Submit};
 use crate::actors::Initiator;
 use crate::api::Counts;
@@ -40,6 +41,7 @@ pub(crate) struct SubmitBody {
     params(("project" = String, Path, description = "Project name")), request_body = SubmitBody,
     responses((status = 201, description = "Recorded, with its flakiness score", body = crate::api::VerdictRecord), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn submit(
+    arrival: Arrival<Submit>,
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -62,19 +64,17 @@ pub(crate) async fn submit(
         git_sha: b.git_sha,
         wall_ms_cv: b.wall_ms_cv,
     };
+    let submit = Submit {
+        verdict,
+        actor: Initiator {
+            principal_id: principal.id.clone(),
+            request_id: current_request_id(),
+        },
+    };
     let row = state
-        .verdicts
-        .write(
-            project.as_str(),
-            Submit {
-                verdict,
-                actor: Initiator {
-                    principal_id: principal.id.clone(),
-                    request_id: current_request_id(),
-                },
-            },
-        )
-        .await??;
+        .verdict_writes
+        .submit(project.as_str(), submit, arrival.0)
+        .await?;
     let status: &'static str = STATUSES
         .iter()
         .find(|s| **s == row.status)

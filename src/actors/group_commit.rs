@@ -1,19 +1,20 @@
-//! Group commit of uploads: every upload goes through [`UploadBatcher::submit`].
+//! Group commit of writes (uploads, verdicts): every such write goes through
+//! [`GroupCommit::submit`].
 //!
-//! A handler queues its upload for the project's writer shard and then sends a [`FlushUploads`]
-//! through the shard's mailbox; the first flush to run takes every upload queued for the shard so
-//! far and commits them in **one** transaction (one fsync), each in a savepoint of its own, so a
-//! conflict or a bad row fails only its own request. Every request is answered only after that
-//! commit. Later flushes find their upload already done.
+//! A handler queues its write for the project's writer shard and then sends a [`Flush`] through
+//! the shard's mailbox; the first flush to run takes every write queued for the shard so far and
+//! commits them in **one** transaction (one fsync), each in a savepoint of its own, so a conflict
+//! or a bad row fails only its own request. Every request is answered only after that commit.
+//! Later flushes find their write already done.
 //!
-//! A commit delay, in the spirit of PostgreSQL's `commit_delay`/`commit_siblings`: when uploads
-//! come in a stream (another upload is between its request head and the queue, or the shard
-//! committed less than [`STREAM_GAP`] ago), a flush keeps gathering while uploads keep joining,
+//! A commit delay, in the spirit of PostgreSQL's `commit_delay`/`commit_siblings`: when writes
+//! come in a stream (another write is between its request head and the queue, or the shard
+//! committed less than [`STREAM_GAP`] ago), a flush keeps gathering while writes keep joining,
 //! until none has joined for [`QUIET`], as many as in its previous commit are queued with none on
-//! its way, or [`GATHER`] has passed. A lone upload commits at once. The rules are the pure
+//! its way, or [`GATHER`] has passed. A lone write commits at once. The rules are the pure
 //! [`Gathering`] state machine, unit-tested below.
 //!
-//! Per upload, a commit costs its fsync, its WAL frame headers and the pages it shares with its
+//! Per write, a commit costs its fsync, its WAL frame headers and the pages it shares with its
 //! neighbours (the newest leaf of each time-ordered index): a batch pays them once.
 
 use std::collections::HashMap;
@@ -23,15 +24,16 @@ use std::time::{Duration, Instant};
 
 use diesel::Connection;
 
-use super::baseline_store::{BaselineStore, Upload, UploadOutcome};
-use super::{Op, Shards, StoreError};
-use crate::db::write_tx;
+use actix::{Actor, Handler, SyncContext};
 
-/// The longest a flush waits for other uploads to join its commit.
+use super::{Job, Op, Shards, StoreError};
+use crate::db::{write_tx, DbConn, DbError, PooledConn};
+
+/// The longest a flush waits for other writes to join its commit.
 pub(crate) const GATHER: Duration = Duration::from_millis(2);
-/// A flush stops gathering when no upload has joined for this long.
+/// A flush stops gathering when no write has joined for this long.
 pub(crate) const QUIET: Duration = Duration::from_micros(200);
-/// Uploads closer together than this count as a stream.
+/// Writes closer together than this count as a stream.
 pub(crate) const STREAM_GAP: Duration = Duration::from_millis(2);
 
 /// What a flush does next while gathering.
@@ -179,88 +181,139 @@ impl<T> GatherQueue<T> {
     }
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<UploadOutcome, StoreError>>;
-type Pending = (Upload, Reply);
+/// A write that can share its commit with other writes of its kind (an upload, a verdict).
+pub(crate) trait Batched: Send + Sized + 'static {
+    /// The store whose writer shards commit it.
+    type Store: Actor<Context = SyncContext<Self::Store>>
+        + GroupStore
+        + Handler<Job<Flush<Self>, Self::Store>>;
+    type Output: Send + 'static;
+    /// The `kind` label of the `perfgate_group_commit_writes` histogram.
+    const KIND: &'static str;
 
-/// An upload request on its way to the queue (see [`UploadBatcher::arriving`]).
-pub(crate) type ArrivingUpload = Arriving<Pending>;
+    /// The order in which a batch applies its writes. One order for every batch on every
+    /// replica: two replicas committing batches that lock the same rows in different orders
+    /// would deadlock on PostgreSQL (and wait out `deadlock_timeout`). The sort is stable, so
+    /// writes that compare equal keep their arrival order.
+    fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering;
 
-/// The baseline store's writer shards with the uploads waiting for them.
-#[derive(Clone)]
-pub(crate) struct UploadBatcher {
-    store: Shards<BaselineStore>,
-    queue: Arc<GatherQueue<Pending>>,
+    /// The write's statements, inside a savepoint of the batch's transaction.
+    fn apply(&self, c: &mut DbConn) -> Result<Self::Output, StoreError>;
+
+    /// Called after [`apply`](Self::apply) failed on a unique index (its savepoint rolled back):
+    /// a write racing another replica can often still answer (say, with the winner's row).
+    fn after_unique_violation(
+        &self,
+        c: &mut DbConn,
+        e: DbError,
+    ) -> Result<Self::Output, StoreError> {
+        let _ = c;
+        Err(StoreError::Db(e))
+    }
+
+    /// Runs after the batch's transaction ended (committed or not), before any write of it is
+    /// answered: drops what caches hold of the rows it may have changed.
+    fn after_commit(store: &mut Self::Store, batch: &[Self]) {
+        let _ = (store, batch);
+    }
 }
 
-impl UploadBatcher {
-    pub(crate) fn new(store: Shards<BaselineStore>) -> Self {
+/// A store that hands its writer connection to a group commit.
+pub(crate) trait GroupStore {
+    fn conn(&self) -> Result<PooledConn, StoreError>;
+}
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<<T as Batched>::Output, StoreError>>;
+type Pending<T> = (T, Reply<T>);
+
+/// A write request on its way to the queue (see [`GroupCommit::arriving`]).
+pub(crate) type ArrivingWrite<T> = Arriving<Pending<T>>;
+
+/// A store's writer shards with the writes of one kind waiting for their group commit.
+pub(crate) struct GroupCommit<T: Batched> {
+    store: Shards<T::Store>,
+    queue: Arc<GatherQueue<Pending<T>>>,
+}
+
+impl<T: Batched> Clone for GroupCommit<T> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<T: Batched> GroupCommit<T> {
+    pub(crate) fn new(store: Shards<T::Store>) -> Self {
         Self {
             store,
             queue: Arc::default(),
         }
     }
 
-    /// Counts an upload request as on its way from its request head (the upload route's
-    /// extractor takes it), so a flush can wait for it.
-    pub(crate) fn arriving(&self) -> ArrivingUpload {
+    /// Counts a write request as on its way from its request head (the route's extractor
+    /// takes it), so a flush can wait for it.
+    pub(crate) fn arriving(&self) -> ArrivingWrite<T> {
         self.queue.arriving()
     }
 
-    /// Stores `upload` in the next group commit of its project's writer shard and answers once
-    /// that commit is durable. `arrival` stops counting once the upload is queued.
+    /// Applies `write` in the next group commit of the writer shard of `project` and answers
+    /// once that commit is durable. `arrival` stops counting once the write is queued.
     pub(crate) async fn submit(
         &self,
-        upload: Upload,
-        arrival: Option<ArrivingUpload>,
-    ) -> Result<UploadOutcome, StoreError> {
-        let project = upload.project.clone();
-        let shard = self.store.shard_index(project.as_str());
+        project: &str,
+        write: T,
+        arrival: Option<ArrivingWrite<T>>,
+    ) -> Result<T::Output, StoreError> {
+        let shard = self.store.shard_index(project);
         let (tx, mut rx) = tokio::sync::oneshot::channel();
-        self.queue.push(shard, (upload, tx));
+        self.queue.push(shard, (write, tx));
         drop(arrival);
-        let flush = FlushUploads {
+        let flush = Flush {
             queue: self.queue.clone(),
             shard,
         };
-        self.store.write(project.as_str(), flush).await?;
+        self.store.write(project, flush).await?;
         match rx.try_recv() {
             Ok(r) => r,
-            // The flush ran but did not answer for this upload: it cannot have been stored.
+            // The flush ran but did not answer for this write: it cannot have been stored.
             Err(_) => Err(StoreError::Internal(
-                "group commit ended without answering an upload".into(),
+                "group commit ended without answering a write".into(),
             )),
         }
     }
 }
 
-/// Commits the uploads queued for one writer shard.
-struct FlushUploads {
-    queue: Arc<GatherQueue<Pending>>,
+/// Commits the writes queued for one writer shard.
+pub(crate) struct Flush<T: Batched> {
+    queue: Arc<GatherQueue<Pending<T>>>,
     shard: usize,
 }
 
-impl Op<BaselineStore> for FlushUploads {
+impl<T: Batched> Op<T::Store> for Flush<T> {
     type Output = ();
-    fn run(self, s: &mut BaselineStore) {
+    fn run(self, s: &mut T::Store) {
         let mut batch = self.queue.take(self.shard);
         if batch.is_empty() {
             return;
         }
-        // One lock order for every batch on every replica: an upload locks its benchmark's row
-        // (the live count), so two replicas committing batches that share benchmarks in
-        // different orders would deadlock on PostgreSQL (and wait out `deadlock_timeout`).
-        batch.sort_by(|(a, _), (b, _)| a.lock_order().cmp(&b.lock_order()));
+        batch.sort_by(|(a, _), (b, _)| a.lock_cmp(b));
+        crate::metrics::METRICS
+            .group_commit_size
+            .with_label_values(&[T::KIND])
+            .observe(batch.len() as f64);
         let mut c = match s.conn() {
             Ok(c) => c,
             Err(e) => return answer_all(batch, &e),
         };
         let mut results = Vec::with_capacity(batch.len());
         let committed = write_tx(&mut c, |c| {
-            for (upload, _) in &batch {
-                // A savepoint per upload: its failure rolls back only its own statements.
-                let r = match c.transaction(|c| upload.apply(c)) {
+            for (write, _) in &batch {
+                // A savepoint per write: its failure rolls back only its own statements.
+                let r = match c.transaction(|c| write.apply(c)) {
                     Err(StoreError::Db(e)) if e.is_unique_violation() => {
-                        upload.after_unique_violation(c)
+                        write.after_unique_violation(c, e)
                     }
                     other => other,
                 };
@@ -268,25 +321,27 @@ impl Op<BaselineStore> for FlushUploads {
             }
             Ok::<(), StoreError>(())
         });
-        for (upload, _) in &batch {
-            s.invalidate(upload.project.as_str(), upload.benchmark.as_str());
-        }
+        drop(c);
+        let (writes, replies): (Vec<T>, Vec<Reply<T>>) = batch.into_iter().unzip();
+        T::after_commit(s, &writes);
         match committed {
             Ok(()) => {
-                for ((_, reply), r) in batch.into_iter().zip(results) {
+                for (reply, r) in replies.into_iter().zip(results) {
                     let _ = reply.send(r);
                 }
             }
             Err(e) => {
-                log::warn!("group commit of {} uploads failed: {e}", batch.len());
-                answer_all(batch, &e);
+                log::warn!("group commit of {} writes failed: {e}", replies.len());
+                for reply in replies {
+                    let _ = reply.send(Err(e.for_each_of_batch()));
+                }
             }
         }
     }
 }
 
 /// Nothing of the batch was stored: every request gets 503 (or the storage error's own answer).
-fn answer_all(batch: Vec<Pending>, e: &StoreError) {
+fn answer_all<T: Batched>(batch: Vec<Pending<T>>, e: &StoreError) {
     for (_, reply) in batch {
         let _ = reply.send(Err(e.for_each_of_batch()));
     }
