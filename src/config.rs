@@ -437,6 +437,10 @@ config_keys! {
     /// the job's token.
     #[flag(value_name = "BOOL")]
     oidc_can_create_keys: bool = false,
+    /// Megabytes this process may spend on caches: a quarter for rendered GET latest answers,
+    /// the rest for SQLite's page caches (its soft heap limit, shared by every connection).
+    #[flag(value_name = "MB")]
+    memory_budget_mb: u64 = 32,
     /// Purge soft-deleted baseline versions, verdicts, gates and decisions older than this many
     /// days, every hour (0 = keep everything). Live baselines are never purged by age.
     #[flag(value_name = "DAYS")]
@@ -850,6 +854,16 @@ impl ServerConfig {
         }
     }
 
+    /// Bytes of rendered GET latest answers kept: a quarter of `memory_budget_mb`.
+    pub fn latest_cache_bytes(&self) -> usize {
+        usize::try_from((self.memory_budget_mb << 20) / 4).unwrap_or(usize::MAX)
+    }
+
+    /// SQLite's soft heap limit: the rest of `memory_budget_mb`.
+    pub fn sqlite_heap_limit(&self) -> u64 {
+        (self.memory_budget_mb << 20) - (self.memory_budget_mb << 20) / 4
+    }
+
     /// SQLite file path (for the sqlite backend).
     pub fn sqlite_file(&self) -> PathBuf {
         let raw = self
@@ -929,6 +943,11 @@ impl ServerConfig {
         }
         if self.write_shards == 0 || self.write_shards > 64 {
             return Err(ConfigError("write_shards must be between 1 and 64".into()));
+        }
+        if !(4..=1_048_576).contains(&self.memory_budget_mb) {
+            return Err(ConfigError(
+                "memory_budget_mb must be between 4 and 1048576".into(),
+            ));
         }
         if self.retention_days > 36_500 {
             return Err(ConfigError(

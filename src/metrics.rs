@@ -180,6 +180,41 @@ pub(crate) fn method_label(m: &actix_web::http::Method) -> &'static str {
     }
 }
 
+/// [`observe_request`] for a route template known for the whole run: the labelled counter and
+/// histogram are looked up once per thread and kept (no label hashing per request).
+pub(crate) fn observe_static_route(
+    method: &'static str,
+    route: &'static str,
+    status: u16,
+    elapsed: Duration,
+) {
+    type Handles = (prometheus::IntCounter, prometheus::Histogram);
+    thread_local! {
+        static HANDLES: std::cell::RefCell<std::collections::HashMap<(usize, usize, usize, u16), Handles>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    // Static strings are identified by address and length.
+    let key = (
+        method.as_ptr() as usize,
+        route.as_ptr() as usize,
+        route.len(),
+        status,
+    );
+    HANDLES.with(|h| {
+        let mut h = h.borrow_mut();
+        let (count, duration) = h.entry(key).or_insert_with(|| {
+            let status = status.to_string();
+            let labels = [method, route, status.as_str()];
+            (
+                METRICS.http_requests.with_label_values(&labels),
+                METRICS.http_duration.with_label_values(&labels),
+            )
+        });
+        count.inc();
+        duration.observe(elapsed.as_secs_f64());
+    });
+}
+
 pub(crate) fn observe_request(method: &'static str, route: &str, status: u16, elapsed: Duration) {
     let status = status.to_string();
     let labels = [method, route, status.as_str()];

@@ -144,29 +144,38 @@ pub(crate) async fn request_context(
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "<unmatched>".to_owned());
+    let route: std::borrow::Cow<'static, str> =
+        match res.request().app_data::<crate::routes::RouteTemplate>() {
+            Some(t) => t.0.into(),
+            None => res
+                .request()
+                .match_pattern()
+                .map_or("<unmatched>".into(), Into::into),
+        };
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     drop(in_flight);
-    crate::metrics::observe_request(
-        crate::metrics::method_label(&method),
-        &route,
+    match &route {
+        std::borrow::Cow::Borrowed(r) => crate::metrics::observe_static_route(
+            crate::metrics::method_label(&method),
+            r,
+            status,
+            elapsed,
+        ),
+        std::borrow::Cow::Owned(r) => crate::metrics::observe_request(
+            crate::metrics::method_label(&method),
+            r,
+            status,
+            elapsed,
+        ),
+    }
+    crate::logging::access(&crate::logging::AccessLine {
+        method: method.as_str(),
+        route: &route,
         status,
         elapsed,
-    );
-    let ms = elapsed.as_secs_f64() * 1000.0;
-    log::info!(
-        target: "access",
-        method = method.as_str(),
-        route = route.as_str(),
-        status = status,
-        duration_ms = (ms * 1000.0).round() / 1000.0,
-        request_id = id.as_str(),
-        server_request_id = server_id.as_str();
-        "{method} {route} {status} {ms:.3}ms"
-    );
+        request_id: &id,
+        server_request_id: &server_id,
+    });
     Ok(res)
 }

@@ -29,6 +29,7 @@ fn open(cfg: &ServerConfig) -> Result<Storage, String> {
         connect_timeout: Duration::from_secs(10),
         busy_timeout: Duration::from_secs(10),
         sqlite_synchronous: "FULL",
+        sqlite_heap_limit: cfg.sqlite_heap_limit(),
         pg: crate::db::PgPoolOptions::default(),
     })
     .map_err(|e| format!("cannot open the database: {e}"))

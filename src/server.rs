@@ -30,7 +30,6 @@ use crate::routes;
 use crate::state::AppState;
 
 /// Body bytes kept by the cache of GET latest answers (SQLite and memory).
-const LATEST_CACHE_BYTES: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -159,6 +158,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             _ => timeout.mul_f64(0.8),
         },
         sqlite_synchronous: "FULL",
+        sqlite_heap_limit: config.sqlite_heap_limit(),
         pg: crate::db::PgPoolOptions {
             min_idle: config.pg_min_connections,
             idle_timeout: (config.pg_idle_timeout > 0)
@@ -240,7 +240,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let _owner = owner;
     let latest_cache = Arc::new(match backend {
         StorageBackend::Postgres => LatestCache::disabled(),
-        _ => LatestCache::new(true, LATEST_CACHE_BYTES),
+        _ => LatestCache::new(true, config.latest_cache_bytes()),
     });
 
     let limiter = Arc::new(Semaphore::new(config.max_in_flight));

@@ -629,7 +629,6 @@ fn fleet_alerts_and_impact(b: Backend) {
     assert_eq!(imp["events"].as_array().unwrap().len(), 8);
 }
 
-
 /// Verdicts are group-committed: concurrent verdicts share commits, each is answered once its
 /// commit is durable, and each one's flakiness score still sees every verdict applied before it.
 fn concurrent_verdicts_share_commits(b: Backend) {
@@ -667,7 +666,10 @@ fn concurrent_verdicts_share_commits(b: Backend) {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let ids: std::collections::HashSet<&str> =
         answers.iter().map(|v| v["id"].as_str().unwrap()).collect();

@@ -180,7 +180,8 @@ fn extract(
     // The no-credential local user is for this machine's own clients only: not for a web page
     // the user happens to open (its requests carry a foreign `Origin`) nor for a name that a
     // site re-pointed at 127.0.0.1 (DNS rebinding: a foreign `Host`).
-    let same_machine = is_local_request(req);
+    // Only local mode asks (it reads and lower-cases the Host header).
+    let same_machine = state.as_ref().is_some_and(|s| s.config.local) && is_local_request(req);
     let header = match req.headers().get(AUTHORIZATION) {
         None => None,
         Some(v) => match v.to_str() {

@@ -2,7 +2,10 @@
 //! named r2d2 pools, and [`Storage`], which runs migrations and builds the reader and writer
 //! pools.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use scheduled_thread_pool::ScheduledThreadPool;
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -123,7 +126,10 @@ pub(crate) struct StorageOptions {
     /// How long SQLite waits for a lock held by another connection.
     pub busy_timeout: Duration,
     pub sqlite_synchronous: &'static str,
-    /// How PostgreSQL pools keep their connections (SQLite pools keep r2d2's defaults).
+    /// SQLite's process-wide soft heap limit (page caches, schemas, statements), in bytes: past
+    /// it, SQLite recycles cached pages instead of allocating more.
+    pub sqlite_heap_limit: u64,
+    /// How PostgreSQL pools keep their connections.
     pub pg: PgPoolOptions,
 }
 
@@ -202,6 +208,7 @@ impl Storage {
             url,
         };
         let pragmas = SqlitePragmas {
+            heap_limit: opts.sqlite_heap_limit,
             synchronous: opts.sqlite_synchronous,
             busy_timeout_ms: opts.busy_timeout.as_millis() as u64,
         };
@@ -210,6 +217,12 @@ impl Storage {
             _ => None,
         };
         let spec = PoolSpec {
+            maintenance: Arc::new(
+                ScheduledThreadPool::builder()
+                    .num_threads(1)
+                    .thread_name_pattern("pool-maintenance")
+                    .build(),
+            ),
             backend: opts.backend,
             manager,
             pragmas,
@@ -249,6 +262,8 @@ impl Storage {
 
 /// How pools of this storage are built.
 struct PoolSpec {
+    /// Reaps idle and expired connections of every pool (PostgreSQL) and opens new ones.
+    maintenance: Arc<ScheduledThreadPool>,
     backend: StorageBackend,
     manager: ConnManager,
     pragmas: SqlitePragmas,
@@ -261,13 +276,22 @@ impl PoolSpec {
     /// reported at start-up), the others on first use.
     fn build(&self, owner: &'static str, name: &'static str, size: u32) -> Result<DbPool, DbError> {
         let size = size.max(1);
-        let mut builder = Pool::builder().max_size(size).min_idle(Some(1));
-        if self.backend == StorageBackend::Postgres {
-            builder = builder
+        let builder = Pool::builder()
+            .max_size(size)
+            .thread_pool(self.maintenance.clone());
+        let builder = match self.backend {
+            StorageBackend::Postgres => builder
                 .min_idle(Some(self.pg.min_idle.min(size)))
                 .idle_timeout(self.pg.idle_timeout)
-                .max_lifetime(self.pg.max_lifetime);
-        }
+                .max_lifetime(self.pg.max_lifetime),
+            // SQLite connections open on first use (an idle server holds none but the writer
+            // and the checkpointer's) and are kept: they never go stale, and each holds its
+            // page cache.
+            StorageBackend::Sqlite | StorageBackend::Memory => builder
+                .min_idle(Some(0))
+                .idle_timeout(None)
+                .max_lifetime(None),
+        };
         let inner = builder
             // A checkout costs a `SELECT 1` when tested. SQLite connections are files of this
             // process and do not go stale; PostgreSQL connections do (restarts, idle kills),

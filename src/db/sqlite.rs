@@ -15,6 +15,8 @@ use super::{DbConn, DbError};
 /// (`NORMAL` in WAL mode survives kill -9 but may lose the last commits on power loss).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SqlitePragmas {
+    /// `PRAGMA soft_heap_limit` (process-wide; every connection sets the same value).
+    pub(super) heap_limit: u64,
     pub(super) synchronous: &'static str,
     pub(super) busy_timeout_ms: u64,
 }
@@ -25,8 +27,8 @@ impl CustomizeConnection<DbConn, r2d2::Error> for SqlitePragmas {
             DbConn::Sqlite(c) => c.batch_execute(&format!(
                 "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = {}; \
                  PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; \
-                 PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};",
-                self.busy_timeout_ms, self.synchronous
+                 PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}; PRAGMA soft_heap_limit = {};",
+                self.busy_timeout_ms, self.synchronous, self.heap_limit
             )),
             // The same bound on PostgreSQL: no statement or lock wait outlives the request.
             DbConn::Pg(c) => c.batch_execute(&format!(

@@ -379,7 +379,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, dir: Option<PathBuf>) {
     cfg.app_data(web::Data::new(StaticDir(dir.clone())));
     for path in ["/", "/index.html"] {
         cfg.service(
-            super::resource(path, "get")
+            super::resource(path, path, "get")
                 .wrap(security_headers())
                 .wrap(Compress::default())
                 .route(web::get().to(index)),

@@ -62,25 +62,34 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
+/// The route template a request matched (`/api/v1/projects/{project}/…`), for the access log
+/// and the metrics: resource data, so reading it does not route the path a second time (as
+/// `HttpRequest::match_pattern` does).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouteTemplate(pub &'static str);
+
 /// A resource whose other methods answer 405 with the JSON error and an `Allow` header.
-/// `allowed` lists the methods separated by spaces, in any case.
-fn resource(path: &str, allowed: &str) -> actix_web::Resource {
+/// `allowed` lists the methods separated by spaces, in any case. `template` is the full
+/// path template (with the scope's prefix).
+fn resource(path: &str, template: &'static str, allowed: &str) -> actix_web::Resource {
     let allow = allowed
         .split_whitespace()
         .map(str::to_uppercase)
         .collect::<Vec<_>>()
         .join(", ");
-    web::resource(path).default_service(web::to(move || {
-        let allow = allow.clone();
-        async move {
-            let mut res = ApiError::method_not_allowed()
-                .to_response(&crate::request_id::current_request_id());
-            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
-                res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    web::resource(path)
+        .app_data(RouteTemplate(template))
+        .default_service(web::to(move || {
+            let allow = allow.clone();
+            async move {
+                let mut res = ApiError::method_not_allowed()
+                    .to_response(&crate::request_id::current_request_id());
+                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
+                    res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+                }
+                res
             }
-            res
-        }
-    }))
+        }))
 }
 
 /// The API routes, declared once: the macro registers them and lists them (for the OpenAPI
@@ -90,7 +99,7 @@ macro_rules! api_routes {
     ($( $path:literal => [ $( $method:ident $handler:path ),+ ] ),* $(,)?) => {
         fn register_api(scope: actix_web::Scope) -> actix_web::Scope {
             scope $( .service(
-                resource($path, concat!($( stringify!($method), " " ),+))
+                resource($path, concat!("/api/v1", $path), concat!($( stringify!($method), " " ),+))
                 $( .route(web::$method().to($handler)) )+
             ) )*
         }
@@ -128,7 +137,11 @@ pub fn openapi_path(template: &str) -> String {
     out
 }
 
+// Routes are tried in this order, each dynamic one with a regex: the hottest (GET latest, what
+// every CI job asks) comes first. No route below matches a path ending in `/latest` under
+// `/projects/{project}/baselines/`, so the order changes no answer.
 api_routes! {
+    "/projects/{project}/baselines/{benchmark:.+}/latest" => [get baselines::latest],
     "/health" => [get health::health],
     "/info" => [get health::info],
     "/openapi.json" => [get health::openapi],
@@ -138,7 +151,6 @@ api_routes! {
     "/projects/{project}/benchmarks/{benchmark:.+}/history" => [get dashboard::history],
     "/projects/{project}/benchmarks/{benchmark:.+}/change-points" => [get changepoints::list],
     "/projects/{project}/baselines" => [post baselines::upload, get baselines::list],
-    "/projects/{project}/baselines/{benchmark:.+}/latest" => [get baselines::latest],
     "/projects/{project}/baselines/{benchmark:.+}/versions/{version}" => [get baselines::get_version, delete baselines::delete_version],
     "/projects/{project}/baselines/{benchmark:.+}/promote" => [post baselines::promote],
     "/projects/{project}/baselines/{benchmark:.+}/trend" => [get baselines::trend],
@@ -170,8 +182,8 @@ api_routes! {
 /// embedded assets).
 pub fn configure(cfg: &mut web::ServiceConfig, static_dir: Option<std::path::PathBuf>) {
     dashboard::configure(cfg, static_dir);
-    cfg.service(resource("/health", "get").route(web::get().to(health::health_doc)))
-        .service(resource("/metrics", "get").route(web::get().to(health::metrics)))
+    cfg.service(resource("/health", "/health", "get").route(web::get().to(health::health_doc)))
+        .service(resource("/metrics", "/metrics", "get").route(web::get().to(health::metrics)))
         .service(register_api(web::scope("/api/v1")).default_service(web::to(not_found)));
 }
 
