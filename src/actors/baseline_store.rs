@@ -1,15 +1,13 @@
 //! The baseline store: uploads, reads, soft deletes and promotes (contract §4).
 
-use std::sync::Arc;
-
 use sha2::{Digest, Sha256};
 
 use crate::api::{etag_of, UploadResponse};
-use crate::cache::LatestCache;
 use crate::db::alerts::{self, QuarantineRow};
 use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as q, BaselineRow, ListFilter, SummaryRow};
 use crate::db::gates::{self, RunStatRow, StoredRun};
+use crate::db::notify::Invalidator;
 use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn};
 use crate::domain::access::BenchFilter;
 use crate::domain::names::{BenchmarkName, ProjectName, Version};
@@ -22,22 +20,19 @@ use super::{Initiator, Op, StoreError};
 
 pub(crate) struct BaselineStore {
     pool: DbPool,
-    /// Invalidated here, by every write, before the write is acknowledged.
-    cache: Arc<LatestCache>,
+    /// Every write drops the latest answers it may change (on every replica) before it is
+    /// acknowledged.
+    pub(super) inv: Invalidator,
 }
 
 store_actor!(BaselineStore);
 
 impl BaselineStore {
-    pub(crate) fn new(pool: DbPool, cache: Arc<LatestCache>) -> Self {
-        Self { pool, cache }
+    pub(crate) fn new(pool: DbPool, inv: Invalidator) -> Self {
+        Self { pool, inv }
     }
     pub(crate) fn conn(&self) -> Result<PooledConn, StoreError> {
         Ok(self.pool.get().map_err(DbError::from)?)
-    }
-    /// Drops the cached latest answer of a benchmark this store just wrote.
-    pub(crate) fn invalidate(&self, project: &str, benchmark: &str) {
-        self.cache.invalidate(project, benchmark);
     }
 }
 
@@ -364,6 +359,8 @@ impl Op<BaselineStore> for Delete {
     type Output = Result<Deleted, StoreError>;
     fn run(self, s: &mut BaselineStore) -> Self::Output {
         let mut c = s.conn()?;
+        let pair = [(self.project.as_str(), self.benchmark.as_str())];
+        let mut wait = None;
         let result = write_tx(&mut c, |c| {
             let now = now_micros();
             let (p, b, v) = (
@@ -390,10 +387,10 @@ impl Op<BaselineStore> for Delete {
                 },
                 now,
             )?;
+            wait = s.inv.announce(c, &pair)?;
             Ok(Deleted { deleted_at: now })
         });
-        s.cache
-            .invalidate(self.project.as_str(), self.benchmark.as_str());
+        s.inv.settle(&mut c, &pair, result.is_ok(), wait);
         result
     }
 }
@@ -422,6 +419,7 @@ impl Op<BaselineStore> for Promote {
     fn run(self, s: &mut BaselineStore) -> Self::Output {
         let mut c = s.conn()?;
         let (p, b) = (self.project.as_str(), self.benchmark.as_str());
+        let mut wait = None;
         let result = write_tx(&mut c, |c| {
             let source = q::find_version(c, p, b, self.from_version.as_str())?
                 .filter(|r| r.deleted_at.is_none())
@@ -487,12 +485,13 @@ impl Op<BaselineStore> for Promote {
                 },
                 now,
             )?;
+            wait = s.inv.announce(c, &[(p, b)])?;
             Ok(Promoted {
                 id: row.id,
                 created_at: now,
             })
         });
-        s.cache.invalidate(p, b);
+        s.inv.settle(&mut c, &[(p, b)], result.is_ok(), wait);
         match result {
             // Two replicas promoting to one target: the unique index picks the winner.
             Err(StoreError::Db(e)) if e.is_unique_violation() => {

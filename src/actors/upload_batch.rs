@@ -255,6 +255,7 @@ impl Op<BaselineStore> for FlushUploads {
             Err(e) => return answer_all(batch, &e),
         };
         let mut results = Vec::with_capacity(batch.len());
+        let mut wait = None;
         let committed = write_tx(&mut c, |c| {
             for (upload, _) in &batch {
                 // A savepoint per upload: its failure rolls back only its own statements.
@@ -266,11 +267,21 @@ impl Op<BaselineStore> for FlushUploads {
                 };
                 results.push(r);
             }
+            // One announcement (and one wait) for the whole commit, naming what it stored.
+            let stored: Vec<(&str, &str)> = batch
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| matches!(r, Ok(o) if !o.replayed))
+                .map(|((u, _), _)| (u.project.as_str(), u.benchmark.as_str()))
+                .collect();
+            wait = s.inv.announce(c, &stored)?;
             Ok::<(), StoreError>(())
         });
-        for (upload, _) in &batch {
-            s.invalidate(upload.project.as_str(), upload.benchmark.as_str());
-        }
+        let touched: Vec<(&str, &str)> = batch
+            .iter()
+            .map(|(u, _)| (u.project.as_str(), u.benchmark.as_str()))
+            .collect();
+        s.inv.settle(&mut c, &touched, committed.is_ok(), wait);
         match committed {
             Ok(()) => {
                 for ((_, reply), r) in batch.into_iter().zip(results) {
