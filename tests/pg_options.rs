@@ -174,7 +174,7 @@ fn too_small_a_connection_budget_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("pg_max_connections = 14 is too few") && err.contains("15"),
+        err.contains("pg_max_connections = 14 is too few") && err.contains("16"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
