@@ -133,6 +133,15 @@ fn a_write_on_one_replica_is_seen_at_once_on_the_other() {
         "B served from its cache: {} hits",
         metric(b, HIT) - hits_before
     );
+    let (sum, n) = (
+        metric(a, "perfgate_cache_ack_wait_seconds_sum"),
+        metric(a, "perfgate_cache_ack_wait_seconds_count"),
+    );
+    assert!(n >= 150.0, "A's writes waited for B's listener: {n}");
+    eprintln!(
+        "ack waits on A: {n} waits, mean {:.3} ms",
+        sum / n.max(1.0) * 1000.0
+    );
     for s in &servers {
         assert_eq!(
             metric(s, "perfgate_cache_ack_waits_total{outcome=\"timeout\"}"),

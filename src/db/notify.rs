@@ -81,11 +81,8 @@ pub(crate) fn encode(token: &str, pairs: &[(&str, &str)]) -> Vec<String> {
     let mut cur = token.to_owned();
     for (p, b) in pairs {
         let line = 2 + p.len() + b.len();
-        if token.len() + line > MAX_PAYLOAD
-            || [p, b]
-                .iter()
-                .any(|s| s.contains(['\n', '\t']) || *s == &"*")
-        {
+        // Validated names hold neither; anything else is not sent piecemeal.
+        if token.len() + line > MAX_PAYLOAD || [p, b].iter().any(|s| s.contains(['\n', '\t'])) {
             return all();
         }
         if cur.len() + line > MAX_PAYLOAD {
@@ -107,7 +104,8 @@ fn valid_token(t: &str) -> bool {
     !t.is_empty() && t.len() <= 64 && t.bytes().all(|c| c.is_ascii_hexdigit() || c == b'.')
 }
 
-/// The token and what to drop; anything unreadable drops everything (and has no token).
+/// The token and what to drop; anything unreadable drops everything (a payload without a
+/// readable token, such as an import's `*`, is not acknowledged).
 pub(crate) fn decode(payload: &str) -> (Option<&str>, Invalidation) {
     let mut lines = payload.split('\n');
     let token = lines.next().filter(|t| valid_token(t));
@@ -666,6 +664,8 @@ mod tests {
         let out = encode("1.2", &[("p", "b"), ("p", &huge)]);
         assert_eq!(out, vec!["1.2\n*".to_owned()]);
         assert_eq!(decode(&out[0]), (Some("1.2"), Invalidation::All));
+        // A name that could break the format is never sent piecemeal either.
+        assert_eq!(encode("1.2", &[("p", "a\tb")]), vec!["1.2\n*".to_owned()]);
     }
 
     #[test]
