@@ -6,7 +6,9 @@
 #                             load), then the ceiling (GET latest only); table and ratios
 #   bench/run.sh --scale      ours at 10,000 and at 1,000,000 baselines: scenarios 1, 2 and 5
 #   bench/run.sh --postgres   ours on a throwaway PostgreSQL: scenarios 1, 3 and 6 with one
-#                             replica, then two replicas with the load split between them
+#                             replica, then two replicas with the load split between them; the
+#                             PostgreSQL statements per (cached) GET latest; GET latest on
+#                             SQLite in the same run, for the ratio PostgreSQL / SQLite
 #   bench/run.sh --gate       ours: POST a gate of 100 runs, each judged against 60 history
 #                             runs, at 10,000 and at 1,000,000 stored baselines (SQLite)
 #
@@ -378,6 +380,22 @@ PY
   printf "  %-44s %8sx\n" "gate p50 at 1,000,000 / at 10,000" "$(ratio "$b" "$a")"
 }
 
+pg_sql() { (cd / && "$PSQL" -XAtq "$DBURL" -c "$1"); }
+
+# queries_per_get URL: GET latest for a few seconds after the cache is warm (the scenario before
+# warmed it); prints the PostgreSQL statements (pg_stat_statements, every backend of the database:
+# pools, listener, background tasks) and committed transactions (pg_stat_database) per request.
+queries_per_get() {
+  pg_sql "SELECT pg_stat_statements_reset()" >/dev/null
+  local x0 x1 calls requests=0 duration_us p50_us p99_us errors
+  x0=$(pg_sql "SELECT pg_stat_clear_snapshot(); SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()" | tail -1)
+  eval "$(wrk_run "$1" 32 2 latest.lua 3)"
+  sleep 1.2 # PostgreSQL flushes backends' transaction counts at most once a second
+  calls=$(pg_sql "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT ILIKE '%pg_stat%'")
+  x1=$(pg_sql "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+  awk -v c="$calls" -v x=$(( x1 - x0 )) -v r="$requests" 'BEGIN { if (r > 0) printf "%.4f statements, %.4f transactions (%d statements, %d transactions, %d requests)", c / r, x / r, c, x, r; else print "n/a" }'
+}
+
 run_postgres() {
   local initdb pg_ctl
   initdb=$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort | tail -1)
@@ -396,9 +414,12 @@ run_postgres() {
   # A durable cluster (fsync and synchronous_commit on, the defaults): an acknowledged write is
   # on disk.
   (cd / && "${as[@]}" "$pg_ctl" -D "$pgdir/data" -l "$pgdir/pg.log" -w -t 60 \
-    -o "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null)
+    -o "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_preload_libraries=pg_stat_statements" start >/dev/null)
   PG_STOP="cd / && ${as[*]} $pg_ctl -D $pgdir/data -m immediate stop"
   local dburl="postgres://postgres@127.0.0.1:$pgport/postgres"
+  PSQL=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort | tail -1)
+  DBURL=$dburl
+  pg_sql "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
   machine
   echo "ours only, $("$pg_ctl" --version | sed 's/^pg_ctl //') (throwaway cluster, fsync on, synchronous_commit on); seed: 100 benchmarks x 30 versions over HTTP"
   echo "two replicas: two wrk processes started together, one per replica, each with half the threads and connections"
@@ -412,6 +433,8 @@ run_postgres() {
   python3 bench/seed_http.py "$p1" "$KEY" bench 100 30 "$RECEIPT"
   local u1="http://127.0.0.1:$p1"
   scenario "$SCEN1" "1 replica" "$pid1" "$u1" 32 latest.lua
+  local per_get
+  per_get=$(queries_per_get "$u1")
   scenario "$SCEN3" "1 replica" "$pid1" "$u1" 8 upload.lua
   scenario "$SCEN6" "1 replica" "$pid1" "$u1" 32 mixed.lua
   p2=$(free_port)
@@ -421,10 +444,26 @@ run_postgres() {
   scenario "$SCEN1" "2 replicas" "$pid1 $pid2" "$u1 $u2" 32 latest.lua
   scenario "$SCEN3" "2 replicas" "$pid1 $pid2" "$u1 $u2" 8 upload.lua
   scenario "$SCEN6" "2 replicas" "$pid1 $pid2" "$u1 $u2" 32 mixed.lua
+  local per_get2
+  per_get2=$(queries_per_get "$u2")
   stop "$pid1"
   stop "$pid2"
+  # The same GET latest load on SQLite, in the same run, for the ratio.
+  local p3
+  p3=$(free_port)
+  start sqlite "$p3" "$OURS" --storage-type sqlite --database-url "$WORK/sqlite.db" --bind 127.0.0.1 \
+    --port "$p3" --api-keys "admin:$KEY:bench"
+  local pid3=$PID
+  python3 bench/seed_http.py "$p3" "$KEY" bench 100 30 "$RECEIPT"
+  scenario "$SCEN1" "sqlite" "$pid3" "http://127.0.0.1:$p3" 32 latest.lua
+  stop "$pid3"
   echo
+  echo "load after run: $(load_note)"
+  printf "  %-44s %s\n" "PostgreSQL statements per cached GET latest" "$per_get"
+  printf "  %-44s %s\n" "  the same, after the second replica joined" "$per_get2"
   local a b
+  a=$(get "$SCEN1" "sqlite" 3); b=$(get "$SCEN1" "1 replica" 3)
+  printf "  %-44s %8sx  (>= 0.8)   %s\n" "GET latest req/s, PostgreSQL / SQLite" "$(ratio "$b" "$a")" "$(verdict "$(ratio "$b" "$a")" 0.8 ge)"
   a=$(get "$SCEN1" "1 replica" 3); b=$(get "$SCEN1" "2 replicas" 3)
   printf "  %-44s %8sx  (>= 1.6)   %s\n" "GET latest req/s, two replicas / one" "$(ratio "$b" "$a")" "$(verdict "$(ratio "$b" "$a")" 1.6 ge)"
   a=$(get "$SCEN6" "1 replica" 3); b=$(get "$SCEN6" "2 replicas" 3)

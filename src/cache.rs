@@ -1,20 +1,27 @@
-//! In-process cache of `GET …/latest` response bodies, for storage that this process alone
-//! writes (`memory`, and SQLite, whose file the server holds an exclusive lock on; see
-//! [`crate::db::SqliteOwner`]). On PostgreSQL other replicas write too, so the cache is off there.
+//! In-process cache of `GET …/latest` response bodies.
 //!
-//! Correctness rests on two rules:
+//! On `memory` and SQLite this process alone writes (the server holds an exclusive lock on the
+//! file; see [`crate::db::SqliteOwner`]). On PostgreSQL other replicas write too: their writes
+//! reach this cache through `NOTIFY` ([`crate::db::notify`]), and the cache is on only while
+//! this replica's listener is connected.
+//!
+//! Correctness rests on three rules:
 //! - **Every local write invalidates** the entries it may change, in the actor, after the
-//!   transaction ends and before the client hears the answer (upload, promote, delete).
+//!   transaction ends and before the client hears the answer (upload, promote, delete); a
+//!   write on another replica invalidates through its notification, which the writer waits
+//!   for before it answers.
 //! - **A fill never resurrects an invalidated value.** A reader takes the cache's generation
 //!   *before* it reads the database, and stores what it read only if no invalidation happened
 //!   since (checked under the same lock that invalidations take). A read that raced a write is
 //!   served but not kept.
+//! - **Switching the cache on or off bumps the generation too**, so a read that began while
+//!   invalidations could be missed (the listener down) never lands.
 //!
 //! The cache holds at most its `budget` of bytes of bodies; beyond that, arbitrary
 //! entries are dropped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use actix_web::http::header::HeaderValue;
@@ -37,7 +44,8 @@ struct Entries {
 }
 
 pub(crate) struct LatestCache {
-    enabled: bool,
+    /// Changed only under the `entries` write lock, and read under its lock (or before it).
+    enabled: AtomicBool,
     budget: usize,
     generation: AtomicU64,
     entries: RwLock<Entries>,
@@ -50,23 +58,59 @@ pub(crate) struct FillTicket(u64);
 impl LatestCache {
     pub(crate) fn new(enabled: bool, budget: usize) -> Self {
         Self {
-            enabled,
+            enabled: AtomicBool::new(enabled),
             budget,
             generation: AtomicU64::new(0),
             entries: RwLock::new(Entries::default()),
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn disabled() -> Self {
         Self::new(false, 0)
     }
 
     pub(crate) fn get(&self, project: &str, benchmark: &str) -> Option<Arc<CachedLatest>> {
-        if !self.enabled {
+        let hit = self.lookup(project, benchmark);
+        crate::metrics::latest_cache(if hit.is_some() {
+            "hit"
+        } else if self.enabled.load(Ordering::Acquire) {
+            "miss"
+        } else {
+            "off"
+        });
+        hit
+    }
+
+    fn lookup(&self, project: &str, benchmark: &str) -> Option<Arc<CachedLatest>> {
+        if !self.enabled.load(Ordering::Acquire) {
             return None;
         }
         let e = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        // Switched off while this waited for the lock: the entries are gone or going.
+        if !self.enabled.load(Ordering::Acquire) {
+            return None;
+        }
         e.map.get(project)?.get(benchmark).cloned()
+    }
+
+    /// Turns the cache on or off (the PostgreSQL listener: on once it listens, off when its
+    /// connection is lost). Either way every entry is dropped and every ticket taken so far
+    /// becomes stale, so no read that began before the switch is stored.
+    pub(crate) fn set_enabled(&self, on: bool) {
+        let mut e = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.enabled.store(on, Ordering::Release);
+        e.map.clear();
+        e.bytes = 0;
+    }
+
+    /// Forgets every entry (a write too large to name its benchmarks one by one).
+    pub(crate) fn invalidate_all(&self) {
+        let mut e = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        e.map.clear();
+        e.bytes = 0;
     }
 
     /// Call before reading the database for a later [`fill`](Self::fill).
@@ -82,11 +126,13 @@ impl LatestCache {
         benchmark: &str,
         value: Arc<CachedLatest>,
     ) {
-        if !self.enabled || value.body.len() > self.budget {
+        if !self.enabled.load(Ordering::Acquire) || value.body.len() > self.budget {
             return;
         }
         let mut e = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if self.generation.load(Ordering::Acquire) != ticket.0 {
+        if self.generation.load(Ordering::Acquire) != ticket.0
+            || !self.enabled.load(Ordering::Acquire)
+        {
             return;
         }
         while e.bytes + value.body.len() > self.budget {
@@ -114,9 +160,6 @@ impl LatestCache {
     /// Forgets the latest of one benchmark. Call after every write that may change it (commit
     /// or not), before acknowledging the write.
     pub(crate) fn invalidate(&self, project: &str, benchmark: &str) {
-        if !self.enabled {
-            return;
-        }
         let mut e = self.entries.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut freed = 0;
@@ -172,6 +215,36 @@ mod tests {
         assert!(c.len() <= 2);
         let e = c.entries.read().unwrap();
         assert!(e.bytes <= 10);
+    }
+
+    #[test]
+    fn switching_drops_everything_and_stales_tickets() {
+        let c = LatestCache::new(false, 1 << 20);
+        // Off: nothing is stored.
+        let before = c.ticket();
+        c.fill(before, "p", "b", entry("x"));
+        assert!(c.get("p", "b").is_none());
+        // A read that began while off must not land once on.
+        c.set_enabled(true);
+        c.fill(before, "p", "b", entry("stale"));
+        assert!(c.get("p", "b").is_none());
+        let t = c.ticket();
+        c.fill(t, "p", "b", entry("fresh"));
+        assert_eq!(&c.get("p", "b").unwrap().body[..], b"fresh");
+        // A read in flight when the listener is lost must not land after it reconnects.
+        let t = c.ticket();
+        c.set_enabled(false);
+        assert!(c.get("p", "b").is_none());
+        c.set_enabled(true);
+        c.fill(t, "p", "b", entry("stale"));
+        assert!(c.get("p", "b").is_none());
+        let t = c.ticket();
+        c.fill(t, "p", "b", entry("x"));
+        c.fill(t, "q", "b", entry("y"));
+        c.invalidate_all();
+        assert_eq!(c.len(), 0);
+        c.fill(t, "p", "b", entry("stale"));
+        assert_eq!(c.len(), 0);
     }
 
     #[test]

@@ -349,7 +349,8 @@ config_keys! {
     /// always uses one writer.
     write_shards: u32 = 2,
     /// Most connections one replica opens to PostgreSQL (0 = what the pools need:
-    /// 3 + 7 × read_pool_size + 5 × write_shards); readers, then shards, shrink to fit.
+    /// 4 + 7 × read_pool_size + 5 × write_shards, the cache listener included); readers, then
+    /// shards, shrink to fit.
     #[flag(value_name = "N")]
     pg_max_connections: u32 = 0,
     /// Connections each PostgreSQL pool keeps open when idle.

@@ -31,6 +31,10 @@ pub(crate) struct Metrics {
     pub change_point_runs: prometheus::IntCounter,
     pub change_point_alerts: IntCounterVec,
     pub group_commit_size: HistogramVec,
+    pub latest_cache: IntCounterVec,
+    pub cache_listener_connected: IntGauge,
+    pub cache_ack_waits: IntCounterVec,
+    pub cache_ack_wait: prometheus::Histogram,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -140,6 +144,31 @@ fn build() -> Result<Metrics, prometheus::Error> {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
             &["kind"],
         )?,
+        latest_cache: IntCounterVec::new(
+            Opts::new(
+                "latest_cache_requests_total",
+                "GET latest lookups in the cache of rendered answers: hit, miss, or off (the cache is switched off: PostgreSQL without its listener)",
+            ),
+            &["result"],
+        )?,
+        cache_listener_connected: IntGauge::new(
+            "cache_listener_connected",
+            "1 while this replica's PostgreSQL cache listener is connected and listening (its cache serves), else 0",
+        )?,
+        cache_ack_waits: IntCounterVec::new(
+            Opts::new(
+                "cache_ack_waits_total",
+                "Writes that waited for the other replicas' cache listeners to drop what they changed, by outcome (acked, timeout)",
+            ),
+            &["outcome"],
+        )?,
+        cache_ack_wait: prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "cache_ack_wait_seconds",
+                "Time a committed write waited for the other replicas' cache listeners",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?,
         registry,
     };
     m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -160,6 +189,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry
         .register(Box::new(m.change_point_alerts.clone()))?;
     m.registry.register(Box::new(m.group_commit_size.clone()))?;
+    m.registry.register(Box::new(m.latest_cache.clone()))?;
+    m.registry
+        .register(Box::new(m.cache_listener_connected.clone()))?;
+    m.registry.register(Box::new(m.cache_ack_waits.clone()))?;
+    m.registry.register(Box::new(m.cache_ack_wait.clone()))?;
     Ok(m)
 }
 
@@ -236,6 +270,28 @@ pub(crate) fn change_point_pass(elapsed: Duration, runs: usize, opened: usize, f
     m.change_point_alerts
         .with_label_values(&["fixed"])
         .inc_by(fixed as u64);
+}
+
+/// One GET latest lookup in the cache: `hit`, `miss` or `off`.
+pub(crate) fn latest_cache(result: &'static str) {
+    static COUNTERS: LazyLock<[prometheus::IntCounter; 3]> = LazyLock::new(|| {
+        ["hit", "miss", "off"].map(|r| METRICS.latest_cache.with_label_values(&[r]))
+    });
+    let i = match result {
+        "hit" => 0,
+        "miss" => 1,
+        _ => 2,
+    };
+    COUNTERS[i].inc();
+}
+
+/// A committed write's wait for the other replicas' cache listeners.
+pub(crate) fn cache_ack_wait(elapsed: Duration, timed_out: bool) {
+    let m = &*METRICS;
+    m.cache_ack_wait.observe(elapsed.as_secs_f64());
+    m.cache_ack_waits
+        .with_label_values(&[if timed_out { "timeout" } else { "acked" }])
+        .inc();
 }
 
 pub(crate) fn auth_failure(reason: &'static str) {

@@ -24,12 +24,11 @@ use crate::auth::keys::parse_static_keys;
 use crate::auth::oidc::{providers_from_config, refresh_loop};
 use crate::cache::LatestCache;
 use crate::config::{redact_url, ServerConfig, StorageBackend};
+use crate::db::notify::{spawn_listener, Invalidator};
 use crate::db::{Storage, StorageOptions, StorePools};
 use crate::middleware::request_context;
 use crate::routes;
 use crate::state::AppState;
-
-/// Body bytes kept by the cache of GET latest answers (SQLite and memory).
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -167,6 +166,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
                 .then(|| Duration::from_secs(config.pg_max_lifetime)),
         },
     };
+    let pg_url = (backend == StorageBackend::Postgres).then(|| opts.url.clone());
     let shown_url = match backend {
         StorageBackend::Memory => "in-memory".to_owned(),
         _ => redact_url(&opts.url),
@@ -196,7 +196,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         let storage = Storage::open(opts)?;
         // SQLite: this process becomes the file's only writer for as long as it runs (the cache
         // of latest answers depends on it), before it writes anything (a bootstrap key).
-        // Memory is process-local; PostgreSQL is shared, uncached.
+        // Memory is process-local; PostgreSQL replicas invalidate each other (`db::notify`).
         let owner = match backend {
             StorageBackend::Sqlite => Some(crate::db::SqliteOwner::acquire(&sqlite_file)?),
             _ => None,
@@ -238,10 +238,20 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     spawn_backfill(storage.write_pool.clone());
     spawn_idempotency_expiry(storage.write_pool.clone());
     let _owner = owner;
-    let latest_cache = Arc::new(match backend {
-        StorageBackend::Postgres => LatestCache::disabled(),
-        _ => LatestCache::new(true, config.latest_cache_bytes()),
-    });
+    // PostgreSQL: other replicas write too. The cache starts off; this replica's listener
+    // turns it on once it hears their invalidations (see `db::notify`).
+    let (latest_cache, invalidator, _listener) = match (&pg_url, backend) {
+        (Some(url), StorageBackend::Postgres) => {
+            let cache = Arc::new(LatestCache::new(false, config.latest_cache_bytes()));
+            let inv = Invalidator::replicated(cache.clone());
+            let listener = spawn_listener(url.clone(), &inv)?;
+            (cache, inv, Some(listener))
+        }
+        _ => {
+            let cache = Arc::new(LatestCache::new(true, config.latest_cache_bytes()));
+            (cache.clone(), Invalidator::local(cache), None)
+        }
+    };
 
     let limiter = Arc::new(Semaphore::new(config.max_in_flight));
     let read_threads = readers as usize;
@@ -254,18 +264,18 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         limiter: &limiter,
         timeout,
     };
-    let cache = latest_cache.clone();
+    let inv = invalidator.clone();
     let baselines = start.store("baseline_store", pools.baselines, move |pool| {
-        BaselineStore::new(pool, cache.clone())
+        BaselineStore::new(pool, inv.clone())
     });
     let keys = start.store("key_store", pools.keys, KeyStore::new);
     let verdicts = start.store("verdict_log", pools.verdicts, VerdictLog::new);
     let decisions = start.store("decision_ledger", pools.decisions, DecisionLedger::new);
     let fleet = start.store("fleet_analyzer", pools.fleet, FleetAnalyzer::new);
     let dashboard = start.store("dashboard", pools.dashboard, DashboardReader::new);
-    let cache = latest_cache.clone();
+    let inv = invalidator;
     let gates = start.store("gate", pools.gates, move |pool| {
-        GateStore::new(pool, cache.clone())
+        GateStore::new(pool, inv.clone())
     });
 
     // Waivers that ran out reopen their alerts.
@@ -564,25 +574,31 @@ fn create_private_dir(db_file: &std::path::Path) -> Result<(), ServerError> {
     })
 }
 
-/// Summarises, in the background and in small batches, the runs of baselines stored before the
-/// gate's `run_stats` table existed, so a gate finds their history. Each batch is one short write
-/// transaction, so clients' writes wait at most one batch.
 /// The most PostgreSQL connections one replica opens with `readers` reader connections per store
 /// and `shards` writer shards, as `serve` builds its pools: the general read and write pools
 /// (start-up work, back-fills), a reader pool for each of the 7 stores, a writer per shard for
-/// the 5 stores that write through shards, and the key store's one writer.
+/// the 5 stores that write through shards, the key store's one writer, and the cache listener's
+/// dedicated connection (outside the pools: `db::notify`).
 fn pg_connections(readers: u32, shards: u32) -> u32 {
     const GENERAL: u32 = 2;
     const READING_STORES: u32 = 7;
     const SHARDED_WRITING_STORES: u32 = 5;
     const KEY_WRITER: u32 = 1;
-    GENERAL + READING_STORES * readers + SHARDED_WRITING_STORES * shards + KEY_WRITER
+    const CACHE_LISTENER: u32 = 1;
+    GENERAL
+        + READING_STORES * readers
+        + SHARDED_WRITING_STORES * shards
+        + KEY_WRITER
+        + CACHE_LISTENER
 }
 
 /// Runs one change-point pass reads at most: a pass holds the write lock for a few
 /// milliseconds, so clients waiting on it barely notice.
 const CHANGE_POINT_PASS_RUNS: i64 = 200;
 
+/// Summarises, in the background and in small batches, the runs of baselines stored before the
+/// gate's `run_stats` table existed, so a gate finds their history. Each batch is one short write
+/// transaction, so clients' writes wait at most one batch.
 fn spawn_backfill(pool: crate::db::DbPool) {
     let spawned = std::thread::Builder::new()
         .name("run-stats-backfill".into())

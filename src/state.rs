@@ -22,7 +22,7 @@ pub(crate) struct AppState {
     pub config: ServerConfig,
     pub backend: StorageBackend,
     pub baselines: Shards<BaselineStore>,
-    /// Rendered GET latest answers (SQLite and memory only; see [`crate::cache`]).
+    /// Rendered GET latest answers (see [`crate::cache`]).
     pub latest_cache: Arc<LatestCache>,
     /// The baseline store's writer shards with the uploads waiting for their group commit.
     pub uploads: GroupCommit<crate::actors::baseline_store::Upload>,

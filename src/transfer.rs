@@ -427,7 +427,9 @@ fn rebuild_counters(conn: &mut DbConn) -> Result<(), IoErr> {
              INSERT INTO verdict_counts (project, benchmark, status, n) \
              SELECT project, benchmark, status, COUNT(*) FROM verdicts GROUP BY project, benchmark, status \
              ON CONFLICT (project, benchmark, status) DO UPDATE SET n = excluded.n;",
-        )
+        )?;
+        // Replicas serving this PostgreSQL database drop their caches of latest answers.
+        crate::db::notify::announce_everything(c)
     })?;
     Ok(())
 }

@@ -49,6 +49,17 @@ fn tls_verify_full_connects_with_the_right_ca_only() {
     let plain = count(&ok, &format!("{sql} AND NOT ssl"));
     assert!(all >= 2, "the server's sessions: {all}");
     assert_eq!(plain, 0, "unencrypted sessions");
+    // The cache listener's own connection honours the same URL: it is there, encrypted.
+    let listener = format!("{sql} AND ssl AND application_name = 'perfgate-cache-listener'");
+    let t0 = Instant::now();
+    while count(&ok, &listener) != 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no encrypted cache listener:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop(s);
 
     // A CA that did not sign the server's certificate: refused at start-up, saying why.
@@ -174,7 +185,7 @@ fn too_small_a_connection_budget_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("pg_max_connections = 14 is too few") && err.contains("15"),
+        err.contains("pg_max_connections = 14 is too few") && err.contains("16"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");

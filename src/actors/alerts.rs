@@ -311,6 +311,7 @@ impl Op<GateStore> for TransitionAlert {
     fn run(self, s: &mut GateStore) -> Self::Output {
         let mut c = s.conn()?;
         let mut touched = Vec::new();
+        let mut wait = None;
         let result = write_tx(&mut c, |c| {
             let now = now_micros();
             let mut a = q::find_alert(c, &self.project, &self.id)?
@@ -390,9 +391,10 @@ impl Op<GateStore> for TransitionAlert {
                 );
             }
             audit_alert(c, &a, "update", &self.actor, extra, now)?;
+            wait = s.announce(c, &touched)?;
             Ok(a)
         });
-        s.invalidate(&touched);
+        s.settle(&mut c, &touched, result.is_ok(), wait);
         result
     }
 }

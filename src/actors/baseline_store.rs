@@ -1,15 +1,13 @@
 //! The baseline store: uploads, reads, soft deletes and promotes (contract §4).
 
-use std::sync::Arc;
-
 use sha2::{Digest, Sha256};
 
 use crate::api::{etag_of, UploadResponse};
-use crate::cache::LatestCache;
 use crate::db::alerts::{self, QuarantineRow};
 use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as q, BaselineRow, ListFilter, SummaryRow};
 use crate::db::gates::{self, RunStatRow, StoredRun};
+use crate::db::notify::{AckWait, Invalidator};
 use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn};
 use crate::domain::access::BenchFilter;
 use crate::domain::names::{BenchmarkName, ProjectName, Version};
@@ -23,8 +21,9 @@ use super::{Initiator, Op, StoreError};
 
 pub(crate) struct BaselineStore {
     pool: DbPool,
-    /// Invalidated here, by every write, before the write is acknowledged.
-    cache: Arc<LatestCache>,
+    /// Every write drops the latest answers it may change (on every replica) before it is
+    /// acknowledged.
+    pub(super) inv: Invalidator,
 }
 
 store_actor!(BaselineStore);
@@ -36,15 +35,11 @@ impl GroupStore for BaselineStore {
 }
 
 impl BaselineStore {
-    pub(crate) fn new(pool: DbPool, cache: Arc<LatestCache>) -> Self {
-        Self { pool, cache }
+    pub(crate) fn new(pool: DbPool, inv: Invalidator) -> Self {
+        Self { pool, inv }
     }
     pub(crate) fn conn(&self) -> Result<PooledConn, StoreError> {
         Ok(self.pool.get().map_err(DbError::from)?)
-    }
-    /// Drops the cached latest answer of a benchmark this store just wrote.
-    pub(crate) fn invalidate(&self, project: &str, benchmark: &str) {
-        self.cache.invalidate(project, benchmark);
     }
 }
 
@@ -371,10 +366,34 @@ impl Batched for Upload {
         Err(StoreError::Conflict(format!("{}/{v}", self.benchmark)))
     }
 
-    fn after_commit(store: &mut BaselineStore, batch: &[Self]) {
-        for u in batch {
-            store.invalidate(u.project.as_str(), u.benchmark.as_str());
-        }
+    /// One announcement (and one wait) for the whole commit, naming what it stored.
+    fn before_commit(
+        store: &mut BaselineStore,
+        c: &mut DbConn,
+        batch: &[Self],
+        results: &[Result<UploadOutcome, StoreError>],
+    ) -> Result<Option<AckWait>, StoreError> {
+        let stored: Vec<(&str, &str)> = batch
+            .iter()
+            .zip(results)
+            .filter(|(_, r)| matches!(r, Ok(o) if !o.replayed))
+            .map(|(u, _)| (u.project.as_str(), u.benchmark.as_str()))
+            .collect();
+        Ok(store.inv.announce(c, &stored)?)
+    }
+
+    fn after_commit(
+        store: &mut BaselineStore,
+        c: &mut DbConn,
+        batch: &[Self],
+        committed: bool,
+        announced: Option<AckWait>,
+    ) {
+        let touched: Vec<(&str, &str)> = batch
+            .iter()
+            .map(|u| (u.project.as_str(), u.benchmark.as_str()))
+            .collect();
+        store.inv.settle(c, &touched, committed, announced);
     }
 }
 
@@ -393,6 +412,8 @@ impl Op<BaselineStore> for Delete {
     type Output = Result<Deleted, StoreError>;
     fn run(self, s: &mut BaselineStore) -> Self::Output {
         let mut c = s.conn()?;
+        let pair = [(self.project.as_str(), self.benchmark.as_str())];
+        let mut wait = None;
         let result = write_tx(&mut c, |c| {
             let now = now_micros();
             let (p, b, v) = (
@@ -419,10 +440,10 @@ impl Op<BaselineStore> for Delete {
                 },
                 now,
             )?;
+            wait = s.inv.announce(c, &pair)?;
             Ok(Deleted { deleted_at: now })
         });
-        s.cache
-            .invalidate(self.project.as_str(), self.benchmark.as_str());
+        s.inv.settle(&mut c, &pair, result.is_ok(), wait);
         result
     }
 }
@@ -451,6 +472,7 @@ impl Op<BaselineStore> for Promote {
     fn run(self, s: &mut BaselineStore) -> Self::Output {
         let mut c = s.conn()?;
         let (p, b) = (self.project.as_str(), self.benchmark.as_str());
+        let mut wait = None;
         let result = write_tx(&mut c, |c| {
             let source = q::find_version(c, p, b, self.from_version.as_str())?
                 .filter(|r| r.deleted_at.is_none())
@@ -516,12 +538,13 @@ impl Op<BaselineStore> for Promote {
                 },
                 now,
             )?;
+            wait = s.inv.announce(c, &[(p, b)])?;
             Ok(Promoted {
                 id: row.id,
                 created_at: now,
             })
         });
-        s.cache.invalidate(p, b);
+        s.inv.settle(&mut c, &[(p, b)], result.is_ok(), wait);
         match result {
             // Two replicas promoting to one target: the unique index picks the winner.
             Err(StoreError::Db(e)) if e.is_unique_violation() => {

@@ -4,16 +4,15 @@
 //! attempts of one gate are applied one after the other.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use super::{Initiator, Op, StoreError};
 use crate::api::{GateBenchmark, GateConfirm, GateRecorded, GateResponse, GateResult, GateSuite};
-use crate::cache::LatestCache;
 use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as bq, BaselineRow};
 use crate::db::gates::{self as q, GateFilter, GateRow, GateRunRow, Series, StoredRun};
+use crate::db::notify::{AckWait, Invalidator};
 use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn};
 use crate::domain::gate::{self, BenchInput, HistoryPoint, Status};
 use crate::domain::gate_settings::GateSettings;
@@ -25,24 +24,48 @@ pub(crate) const GATE_SCHEMA: &str = "perfgate.gate.v1";
 
 pub(crate) struct GateStore {
     pool: DbPool,
-    /// Recorded runs become baselines: their latest answers are dropped here.
-    cache: Arc<LatestCache>,
+    /// Recorded runs become baselines: their latest answers are dropped here (on every
+    /// replica).
+    inv: Invalidator,
 }
 
 crate::store_actor!(GateStore);
 
 impl GateStore {
-    pub(crate) fn new(pool: DbPool, cache: Arc<LatestCache>) -> Self {
-        Self { pool, cache }
+    pub(crate) fn new(pool: DbPool, inv: Invalidator) -> Self {
+        Self { pool, inv }
     }
     pub(super) fn conn(&self) -> Result<PooledConn, StoreError> {
         Ok(self.pool.get().map_err(DbError::from)?)
     }
-    /// Drops the cached latest answers of benchmarks whose versions changed state.
-    pub(super) fn invalidate(&self, touched: &[(String, String)]) {
-        for (p, b) in touched {
-            self.cache.invalidate(p, b);
-        }
+    /// Last inside the write transaction: tells the other replicas which benchmarks' versions
+    /// changed state.
+    pub(super) fn announce(
+        &self,
+        c: &mut DbConn,
+        touched: &[(String, String)],
+    ) -> Result<Option<AckWait>, StoreError> {
+        let pairs: Vec<(&str, &str)> = touched
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.as_str()))
+            .collect();
+        Ok(self.inv.announce(c, &pairs)?)
+    }
+
+    /// After the transaction: drops the latest answers of benchmarks whose versions changed
+    /// state, and waits for the other replicas to have dropped theirs.
+    pub(super) fn settle(
+        &self,
+        c: &mut DbConn,
+        touched: &[(String, String)],
+        committed: bool,
+        wait: Option<AckWait>,
+    ) {
+        let pairs: Vec<(&str, &str)> = touched
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.as_str()))
+            .collect();
+        self.inv.settle(c, &pairs, committed, wait);
     }
 }
 
@@ -508,6 +531,7 @@ impl Op<GateStore> for OpenGate {
     fn run(self, s: &mut GateStore) -> Self::Output {
         let mut c = s.conn()?;
         let mut touched = Vec::new();
+        let mut wait = None;
         let result = write_tx(&mut c, |c| {
             let now = now_micros();
             let settings = settings_in(c, &self.project)?;
@@ -552,9 +576,11 @@ impl Op<GateStore> for OpenGate {
             )?;
             q::insert_gate(c, &gate)?;
             audit_gate(c, &gate, "create", &self.actor, now)?;
-            response_of(&gate)
+            let r = response_of(&gate)?;
+            wait = s.announce(c, &touched)?;
+            Ok(r)
         });
-        s.invalidate(&touched);
+        s.settle(&mut c, &touched, result.is_ok(), wait);
         result
     }
 }
@@ -572,6 +598,7 @@ impl Op<GateStore> for AddAttempt {
     fn run(self, s: &mut GateStore) -> Self::Output {
         let mut c = s.conn()?;
         let mut touched = Vec::new();
+        let mut wait = None;
         let result = write_tx(&mut c, |c| {
             let now = now_micros();
             let mut gate = q::find_gate(c, &self.project, &self.gate_id)?
@@ -620,9 +647,11 @@ impl Op<GateStore> for AddAttempt {
             )?;
             q::update_gate(c, &gate)?;
             audit_gate(c, &gate, "update", &self.actor, now)?;
-            response_of(&gate)
+            let r = response_of(&gate)?;
+            wait = s.announce(c, &touched)?;
+            Ok(r)
         });
-        s.invalidate(&touched);
+        s.settle(&mut c, &touched, result.is_ok(), wait);
         result
     }
 }

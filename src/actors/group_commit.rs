@@ -27,6 +27,7 @@ use diesel::Connection;
 use actix::{Actor, Handler, SyncContext};
 
 use super::{Job, Op, Shards, StoreError};
+use crate::db::notify::AckWait;
 use crate::db::{write_tx, DbConn, DbError, PooledConn};
 
 /// The longest a flush waits for other writes to join its commit.
@@ -211,10 +212,30 @@ pub(crate) trait Batched: Send + Sized + 'static {
         Err(StoreError::Db(e))
     }
 
+    /// Runs last inside the batch's transaction, once every write has been applied (`results`
+    /// in the batch's order): announces what the commit changes to other replicas (PostgreSQL
+    /// `NOTIFY`, see `db::notify`). What it returns is handed to [`after_commit`](Self::after_commit).
+    fn before_commit(
+        store: &mut Self::Store,
+        c: &mut DbConn,
+        batch: &[Self],
+        results: &[Result<Self::Output, StoreError>],
+    ) -> Result<Option<AckWait>, StoreError> {
+        let _ = (store, c, batch, results);
+        Ok(None)
+    }
+
     /// Runs after the batch's transaction ended (committed or not), before any write of it is
-    /// answered: drops what caches hold of the rows it may have changed.
-    fn after_commit(store: &mut Self::Store, batch: &[Self]) {
-        let _ = (store, batch);
+    /// answered: drops what caches hold of the rows it may have changed, and waits for other
+    /// replicas to have dropped theirs. `c` is the writer's connection, idle.
+    fn after_commit(
+        store: &mut Self::Store,
+        c: &mut DbConn,
+        batch: &[Self],
+        committed: bool,
+        announced: Option<AckWait>,
+    ) {
+        let _ = (store, c, batch, committed, announced);
     }
 }
 
@@ -307,9 +328,11 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
             Ok(c) => c,
             Err(e) => return answer_all(batch, &e),
         };
-        let mut results = Vec::with_capacity(batch.len());
+        let (writes, replies): (Vec<T>, Vec<Reply<T>>) = batch.into_iter().unzip();
+        let mut results = Vec::with_capacity(writes.len());
+        let mut announced = None;
         let committed = write_tx(&mut c, |c| {
-            for (write, _) in &batch {
+            for write in &writes {
                 // A savepoint per write: its failure rolls back only its own statements.
                 let r = match c.transaction(|c| write.apply(c)) {
                     Err(StoreError::Db(e)) if e.is_unique_violation() => {
@@ -319,11 +342,10 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
                 };
                 results.push(r);
             }
+            announced = T::before_commit(s, c, &writes, &results)?;
             Ok::<(), StoreError>(())
         });
-        drop(c);
-        let (writes, replies): (Vec<T>, Vec<Reply<T>>) = batch.into_iter().unzip();
-        T::after_commit(s, &writes);
+        T::after_commit(s, &mut c, &writes, committed.is_ok(), announced);
         match committed {
             Ok(()) => {
                 for (reply, r) in replies.into_iter().zip(results) {

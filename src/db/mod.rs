@@ -16,7 +16,11 @@ pub(crate) mod fleet;
 pub(crate) mod gates;
 pub(crate) mod keys;
 mod migrations;
+pub(crate) mod notify;
 mod pool;
+// libpq's C API for the cache listener: unsafe code allowed here by name.
+#[allow(unsafe_code)]
+mod pq;
 pub(crate) mod retention;
 pub(crate) mod schema;
 mod sqlite;

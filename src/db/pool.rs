@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn connections_fit_readers_first_then_shards() {
-        let needs = |r: u32, w: u32| 3 + 7 * r + 5 * w;
+        let needs = |r: u32, w: u32| 3 + 7 * r + 5 * w; // any plan's shape
         assert_eq!(fit_connections(0, 4, 2, needs), Some((4, 2)));
         assert_eq!(
             fit_connections(41, 4, 2, needs),
