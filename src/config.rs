@@ -438,10 +438,10 @@ config_keys! {
     /// the job's token.
     #[flag(value_name = "BOOL")]
     oidc_can_create_keys: bool = false,
-    /// Megabytes this process may spend on caches: a quarter for rendered GET latest answers,
-    /// the rest for SQLite's page caches (its soft heap limit, shared by every connection).
+    /// Megabytes this process may spend on caches: a third for rendered GET latest answers, the
+    /// rest for SQLite's page caches (its soft heap limit, shared by every connection).
     #[flag(value_name = "MB")]
-    memory_budget_mb: u64 = 32,
+    memory_budget_mb: u64 = 24,
     /// Purge soft-deleted baseline versions, verdicts, gates and decisions older than this many
     /// days, every hour (0 = keep everything). Live baselines are never purged by age.
     #[flag(value_name = "DAYS")]
@@ -855,14 +855,14 @@ impl ServerConfig {
         }
     }
 
-    /// Bytes of rendered GET latest answers kept: a quarter of `memory_budget_mb`.
+    /// Bytes of rendered GET latest answers kept: a third of `memory_budget_mb`.
     pub fn latest_cache_bytes(&self) -> usize {
-        usize::try_from((self.memory_budget_mb << 20) / 4).unwrap_or(usize::MAX)
+        usize::try_from((self.memory_budget_mb << 20) / 3).unwrap_or(usize::MAX)
     }
 
     /// SQLite's soft heap limit: the rest of `memory_budget_mb`.
     pub fn sqlite_heap_limit(&self) -> u64 {
-        (self.memory_budget_mb << 20) - (self.memory_budget_mb << 20) / 4
+        (self.memory_budget_mb << 20) - (self.memory_budget_mb << 20) / 3
     }
 
     /// SQLite file path (for the sqlite backend).
