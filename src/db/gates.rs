@@ -10,6 +10,7 @@ use super::schema::{
 };
 use super::DbConn;
 use crate::domain::summary::RunSummary;
+use crate::on_backend;
 
 /// One run of one metric of a stored baseline version.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -82,12 +83,15 @@ pub(crate) struct HistoryRow {
 }
 
 /// One statement per row: `MultiConnection` has no batch insert, and a run has few metrics.
+/// One statement for all of a run's metrics (a multi-row `INSERT`, built on the concrete
+/// backend: `MultiConnection` has no batch insert).
 pub(crate) fn insert_run_stats(conn: &mut DbConn, rows: &[RunStatRow]) -> QueryResult<()> {
-    for r in rows {
-        diesel::insert_into(run_stats::table)
-            .values(r)
-            .execute(conn)?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    on_backend!(conn, c => diesel::insert_into(run_stats::table)
+        .values(rows)
+        .execute(c))?;
     Ok(())
 }
 
