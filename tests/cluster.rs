@@ -16,18 +16,6 @@ fn receipt() -> Value {
     fixture("run-bench-a-1.json")
 }
 
-/// Two replicas on the test PostgreSQL, started at the same moment (None without PostgreSQL).
-fn two_replicas() -> Option<(String, Vec<Arc<Server>>)> {
-    let Some(Backend::Postgres(url)) = Backend::postgres() else {
-        return None;
-    };
-    let servers = Server::start_together(vec![
-        Backend::Postgres(url.clone()),
-        Backend::Postgres(url.clone()),
-    ]);
-    Some((url, servers.into_iter().map(Arc::new).collect()))
-}
-
 #[test]
 fn two_replicas_behave_like_one_server() {
     // Both start at the same moment: migrations must run once, under the advisory lock.

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -13,17 +12,6 @@ const P: &str = "/api/v1/projects/proj/baselines";
 
 fn receipt() -> Value {
     fixture("run-bench-a-1.json")
-}
-
-fn two_replicas() -> Option<(String, Vec<Arc<Server>>)> {
-    let Some(Backend::Postgres(url)) = Backend::postgres() else {
-        return None;
-    };
-    let servers = Server::start_together(vec![
-        Backend::Postgres(url.clone()),
-        Backend::Postgres(url.clone()),
-    ]);
-    Some((url, servers.into_iter().map(Arc::new).collect()))
 }
 
 /// A sample of `/metrics` (`name` with its labels, exactly as exposed), 0 when absent.

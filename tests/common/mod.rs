@@ -516,3 +516,16 @@ fn check_schema(doc: &Value, schema: &str, s: &Value, value: &Value, at: &str) {
         );
     }
 }
+
+/// Two replicas on the test PostgreSQL, started at the same moment (None without PostgreSQL).
+#[allow(dead_code)] // Used by the multi-replica test files only.
+pub fn two_replicas() -> Option<(String, Vec<std::sync::Arc<Server>>)> {
+    let Some(Backend::Postgres(url)) = Backend::postgres() else {
+        return None;
+    };
+    let servers = Server::start_together(vec![
+        Backend::Postgres(url.clone()),
+        Backend::Postgres(url.clone()),
+    ]);
+    Some((url, servers.into_iter().map(std::sync::Arc::new).collect()))
+}
