@@ -31,8 +31,26 @@ step baseline upload --file run2.json --benchmark bench-a
 step baseline list
 step baseline history --benchmark bench-a
 step baseline download --benchmark bench-a --version v1 --output dl.json
-cmp <(python3 -c 'import json,sys;print(json.dumps(json.load(open("run1.json")),sort_keys=True))') \
-    <(python3 -c 'import json,sys;print(json.dumps(json.load(open("dl.json")),sort_keys=True))')
+# The CLI parses the file and sends its own serialization: serde_json without `float_roundtrip`
+# can move a float by one ulp (seen: 1.1547005383792515 -> ...17), so floats compare within 1e-12.
+python3 - run1.json dl.json <<'PY'
+import json, math, sys
+def same(a, b, at):
+    if isinstance(a, float) or isinstance(b, float):
+        assert isinstance(a, (int, float)) and isinstance(b, (int, float)), at
+        assert math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0), f"{at}: {a} != {b}"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{at}: keys differ"
+        for k in a:
+            same(a[k], b[k], f"{at}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), f"{at}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            same(x, y, f"{at}[{i}]")
+    else:
+        assert a == b, f"{at}: {a!r} != {b!r}"
+same(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), "receipt")
+PY
 echo "downloaded receipt matches the upload"
 step compare --baseline @server:bench-a --current run2.json --out cmp.json || true
 test -s cmp.json
