@@ -207,6 +207,7 @@ impl Storage {
             backend: opts.backend,
             url,
         };
+        super::dialect::set_sqlite_turn_wait(opts.busy_timeout);
         let pragmas = SqlitePragmas {
             heap_limit: opts.sqlite_heap_limit,
             synchronous: opts.sqlite_synchronous,
