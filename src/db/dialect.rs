@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use super::{DbConn, DbError};
 
-/// Writers of this process take their turn at SQLite's one write lock here: a writer that
-/// finds the lock taken inside SQLite sleeps in its busy handler (1, 2, 5, 10, 15, 20, 25 ms…
-/// between tries), which put 20–40 ms in the p99 of uploads and verdicts whenever the
-/// change-point pass or another writer actor held the lock. A waiter here wakes as soon as the
-/// turn is free. Writers in other processes still meet in SQLite's busy handler.
+/// This process's turn at SQLite's one write lock. Every write transaction takes it (store
+/// writers share one write connection already, so among them it is uncontended), and so does
+/// the WAL checkpointer for its short final copy, which must run while no commit appends to
+/// the WAL (see `sqlite::Checkpointer`). A waiter wakes as soon as the turn is free, where
+/// SQLite's busy handler would sleep 1, 2, 5, 10… ms between tries.
 static SQLITE_TURN: parking_lot::Mutex<()> = parking_lot::const_mutex(());
 /// How long a writer waits for its turn before answering "database is locked" (the configured
 /// busy timeout).
