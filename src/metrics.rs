@@ -35,6 +35,8 @@ pub(crate) struct Metrics {
     pub cache_listener_connected: IntGauge,
     pub cache_ack_waits: IntCounterVec,
     pub cache_ack_wait: prometheus::Histogram,
+    pub sqlite_wal_frames: IntGauge,
+    pub sqlite_wal_final_copies: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -169,6 +171,17 @@ fn build() -> Result<Metrics, prometheus::Error> {
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
         )?,
+        sqlite_wal_frames: IntGauge::new(
+            "sqlite_wal_frames",
+            "SQLite: pages in the WAL at the checkpointer's last round (it restarts from 0 once wholly copied; 8,192 is where commits start checkpointing themselves)",
+        )?,
+        sqlite_wal_final_copies: IntCounterVec::new(
+            Opts::new(
+                "sqlite_wal_final_copies_total",
+                "SQLite: the checkpointer's final copies under the write turn, by outcome (done: the WAL restarts; partial: a reader still needed WAL pages; skipped: the writers outpaced the copy)",
+            ),
+            &["outcome"],
+        )?,
         registry,
     };
     m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -194,6 +207,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.cache_listener_connected.clone()))?;
     m.registry.register(Box::new(m.cache_ack_waits.clone()))?;
     m.registry.register(Box::new(m.cache_ack_wait.clone()))?;
+    m.registry.register(Box::new(m.sqlite_wal_frames.clone()))?;
+    m.registry
+        .register(Box::new(m.sqlite_wal_final_copies.clone()))?;
     Ok(m)
 }
 

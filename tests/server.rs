@@ -497,6 +497,48 @@ fn storage_gone_answers_503_unavailable() {
     }
 }
 
+/// On a SQLite file the checkpointer reports the WAL's length once something was committed.
+#[test]
+fn sqlite_reports_its_wal_length() {
+    let s = Server::start(Backend::Sqlite);
+    let wal_frames = || -> f64 {
+        let text = s
+            .http
+            .get(s.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("perfgate_sqlite_wal_frames ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .expect("perfgate_sqlite_wal_frames is exposed")
+    };
+    expect(
+        s.upload(
+            ADMIN,
+            "proj",
+            "bench-a",
+            Some("v1"),
+            &fixture("run-bench-a-1.json"),
+        ),
+        201,
+    );
+    let t0 = std::time::Instant::now();
+    while wal_frames() == 0.0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the WAL's length was never reported:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 #[test]
 fn metrics_use_route_templates_and_bounded_labels() {
     let s = Server::start(Backend::Memory);

@@ -135,6 +135,7 @@ impl Checkpointer {
                         // Seen only once the checkpoint ran, so a failed one is retried.
                         Ok(wal) => {
                             seen = Some(version);
+                            crate::metrics::METRICS.sqlite_wal_frames.set(wal.frames);
                             if wal.frames > WAL_RESTART_FRAMES {
                                 if let Err(e) = finish_checkpoint(&mut conn, wal) {
                                     log::warn!("checkpointer: {e}");
@@ -202,9 +203,11 @@ fn finish_checkpoint(conn: &mut SqliteConnection, mut wal: WalState) -> diesel::
     if last_round > LONGEST_FINAL_COPY {
         // The writers outpace the copy: holding them up now would be a long stall. The next
         // tick tries again (SQLite's own checkpoint bounds the WAL meanwhile).
+        final_copy("skipped");
         return Ok(());
     }
     let Some(_turn) = super::dialect::sqlite_turn() else {
+        final_copy("skipped");
         return Ok(());
     };
     let wal = checkpoint(conn)?;
@@ -216,8 +219,18 @@ fn finish_checkpoint(conn: &mut SqliteConnection, mut wal: WalState) -> diesel::
             wal.copied,
             wal.frames
         );
+        final_copy("partial");
+    } else {
+        final_copy("done");
     }
     Ok(())
+}
+
+fn final_copy(outcome: &str) {
+    crate::metrics::METRICS
+        .sqlite_wal_final_copies
+        .with_label_values(&[outcome])
+        .inc();
 }
 
 fn data_version(conn: &mut SqliteConnection) -> diesel::QueryResult<i64> {
@@ -310,6 +323,13 @@ mod tests {
             .batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (b BLOB NOT NULL);")
             .unwrap();
         drop(setup);
+        let copies = || {
+            crate::metrics::METRICS
+                .sqlite_wal_final_copies
+                .with_label_values(&["done"])
+                .get()
+        };
+        let copies_before = copies();
         let checkpointer = Checkpointer::start(&url).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicU64::new(0));
@@ -354,6 +374,7 @@ mod tests {
             largest < 3 * restart_bytes,
             "the WAL reached {largest} bytes (restart at {restart_bytes}) after {written} bytes written"
         );
+        assert!(copies() > copies_before, "no final copy was counted");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
