@@ -173,7 +173,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         )?,
         sqlite_wal_frames: IntGauge::new(
             "sqlite_wal_frames",
-            "SQLite: pages in the WAL at the checkpointer's last round (it restarts from 0 once wholly copied; 8,192 is where commits start checkpointing themselves)",
+            "SQLite: pages in the WAL at the checkpointer's last round (it restarts from 0 once wholly copied)",
         )?,
         sqlite_wal_final_copies: IntCounterVec::new(
             Opts::new(

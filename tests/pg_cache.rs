@@ -14,21 +14,6 @@ fn receipt() -> Value {
     fixture("run-bench-a-1.json")
 }
 
-/// A sample of `/metrics` (`name` with its labels, exactly as exposed), 0 when absent.
-fn metric(s: &Server, name: &str) -> f64 {
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .bearer_auth(ADMIN)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn wait_listening(s: &Server) {
     let t0 = Instant::now();
     while metric(s, "perfgate_cache_listener_connected") != 1.0 {

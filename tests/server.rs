@@ -501,23 +501,6 @@ fn storage_gone_answers_503_unavailable() {
 #[test]
 fn sqlite_reports_its_wal_length() {
     let s = Server::start(Backend::Sqlite);
-    let wal_frames = || -> f64 {
-        let text = s
-            .http
-            .get(s.url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix("perfgate_sqlite_wal_frames ")?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .expect("perfgate_sqlite_wal_frames is exposed")
-    };
     expect(
         s.upload(
             ADMIN,
@@ -529,7 +512,7 @@ fn sqlite_reports_its_wal_length() {
         201,
     );
     let t0 = std::time::Instant::now();
-    while wal_frames() == 0.0 {
+    while metric(&s, "perfgate_sqlite_wal_frames") == 0.0 {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
             "the WAL's length was never reported:\n{}",

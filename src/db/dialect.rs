@@ -20,8 +20,7 @@ static SQLITE_TURN: parking_lot::Mutex<()> = parking_lot::const_mutex(());
 /// busy timeout).
 static SQLITE_TURN_WAIT_MS: AtomicU64 = AtomicU64::new(10_000);
 
-/// Takes this process's SQLite write turn for something other than a transaction (the
-/// checkpointer's short final copy), waiting as long as a writer would.
+/// Takes this process's SQLite write turn, waiting at most the busy timeout (None after it).
 pub(super) fn sqlite_turn() -> Option<parking_lot::MutexGuard<'static, ()>> {
     SQLITE_TURN.try_lock_for(Duration::from_millis(
         SQLITE_TURN_WAIT_MS.load(Ordering::Relaxed),
@@ -45,8 +44,7 @@ where
 {
     let _turn = match conn {
         DbConn::Sqlite(c) => {
-            let wait = Duration::from_millis(SQLITE_TURN_WAIT_MS.load(Ordering::Relaxed));
-            let turn = SQLITE_TURN.try_lock_for(wait).ok_or_else(|| {
+            let turn = sqlite_turn().ok_or_else(|| {
                 diesel::result::Error::DatabaseError(
                     DatabaseErrorKind::Unknown,
                     Box::new(String::from("database is locked")),

@@ -529,3 +529,19 @@ pub fn two_replicas() -> Option<(String, Vec<std::sync::Arc<Server>>)> {
     ]);
     Some((url, servers.into_iter().map(std::sync::Arc::new).collect()))
 }
+
+/// A sample of `/metrics` (`name` with its labels, exactly as exposed), 0 when absent.
+#[allow(dead_code)] // Used by the test files that read metrics only.
+pub fn metric(s: &Server, name: &str) -> f64 {
+    let text = s
+        .http
+        .get(s.url("/metrics"))
+        .bearer_auth(ADMIN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
