@@ -17,12 +17,18 @@
 //! - **Switching the cache on or off bumps the generation too**, so a read that began while
 //!   invalidations could be missed (the listener down) never lands.
 //!
+//! - **On PostgreSQL the cache serves only within its lease** ([`LatestCache::leased`]): the
+//!   listener renews it with a round trip on its connection, so a replica whose listener lost
+//!   the server stops serving within the lease even when the listener's thread has not yet
+//!   noticed; writers that see a listener gone wait the lease out ([`crate::db::notify`]).
+//!
 //! The cache holds at most its `budget` of bytes of bodies; beyond that, arbitrary
 //! entries are dropped.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
@@ -43,9 +49,28 @@ struct Entries {
     bytes: usize,
 }
 
+/// Until when a leased cache may serve: nanoseconds after `base`, 0 before the first renewal.
+struct Lease {
+    base: Instant,
+    until: AtomicU64,
+}
+
+impl Lease {
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn valid(&self) -> bool {
+        let until = self.until.load(Ordering::Acquire);
+        until != 0 && self.nanos(Instant::now()) < until
+    }
+}
+
 pub(crate) struct LatestCache {
     /// Changed only under the `entries` write lock, and read under its lock (or before it).
     enabled: AtomicBool,
+    /// PostgreSQL: entries are served only while the listener's lease runs.
+    lease: Option<Lease>,
     budget: usize,
     generation: AtomicU64,
     entries: RwLock<Entries>,
@@ -59,10 +84,35 @@ impl LatestCache {
     pub(crate) fn new(enabled: bool, budget: usize) -> Self {
         Self {
             enabled: AtomicBool::new(enabled),
+            lease: None,
             budget,
             generation: AtomicU64::new(0),
             entries: RwLock::new(Entries::default()),
         }
+    }
+
+    /// A cache that starts off and, once on, serves only until the lease last renewed with
+    /// [`renew_lease`](Self::renew_lease) (PostgreSQL replicas).
+    pub(crate) fn leased(budget: usize) -> Self {
+        Self {
+            lease: Some(Lease {
+                base: Instant::now(),
+                until: AtomicU64::new(0),
+            }),
+            ..Self::new(false, budget)
+        }
+    }
+
+    /// Lets a leased cache serve until `until` (no-op on a cache without a lease).
+    pub(crate) fn renew_lease(&self, until: Instant) {
+        if let Some(l) = &self.lease {
+            l.until.fetch_max(l.nanos(until).max(1), Ordering::AcqRel);
+        }
+    }
+
+    /// Whether lookups may be answered: on, and within the lease if there is one.
+    fn serving(&self) -> bool {
+        self.enabled.load(Ordering::Acquire) && self.lease.as_ref().is_none_or(Lease::valid)
     }
 
     #[cfg(test)]
@@ -74,7 +124,7 @@ impl LatestCache {
         let hit = self.lookup(project, benchmark);
         crate::metrics::latest_cache(if hit.is_some() {
             "hit"
-        } else if self.enabled.load(Ordering::Acquire) {
+        } else if self.serving() {
             "miss"
         } else {
             "off"
@@ -83,12 +133,12 @@ impl LatestCache {
     }
 
     fn lookup(&self, project: &str, benchmark: &str) -> Option<Arc<CachedLatest>> {
-        if !self.enabled.load(Ordering::Acquire) {
+        if !self.serving() {
             return None;
         }
         let e = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        // Switched off while this waited for the lock: the entries are gone or going.
-        if !self.enabled.load(Ordering::Acquire) {
+        // Switched off (or the lease ran out) while this waited for the lock.
+        if !self.serving() {
             return None;
         }
         e.map.get(project)?.get(benchmark).cloned()
@@ -245,6 +295,37 @@ mod tests {
         assert_eq!(c.len(), 0);
         c.fill(t, "p", "b", entry("stale"));
         assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn a_leased_cache_serves_only_within_its_lease() {
+        use std::time::Duration;
+        let c = LatestCache::leased(1 << 20);
+        c.set_enabled(true);
+        // On, but never renewed: nothing is served.
+        let t = c.ticket();
+        c.fill(t, "p", "b", entry("x"));
+        assert_eq!(c.len(), 1);
+        assert!(c.get("p", "b").is_none());
+        c.renew_lease(Instant::now() + Duration::from_secs(60));
+        assert_eq!(&c.get("p", "b").unwrap().body[..], b"x");
+        // A renewal never shortens the lease.
+        c.renew_lease(Instant::now());
+        assert!(c.get("p", "b").is_some());
+        // Run out: the entry stays but is not served.
+        let c = LatestCache::leased(1 << 20);
+        c.set_enabled(true);
+        c.renew_lease(Instant::now() + Duration::from_millis(500));
+        let t = c.ticket();
+        c.fill(t, "p", "b", entry("x"));
+        assert!(c.get("p", "b").is_some());
+        std::thread::sleep(Duration::from_millis(600));
+        assert!(c.get("p", "b").is_none());
+        // A cache without a lease serves as long as it is on.
+        let c = LatestCache::new(true, 1 << 20);
+        let t = c.ticket();
+        c.fill(t, "p", "b", entry("x"));
+        assert!(c.get("p", "b").is_some());
     }
 
     #[test]

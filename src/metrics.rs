@@ -160,7 +160,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         cache_ack_waits: IntCounterVec::new(
             Opts::new(
                 "cache_ack_waits_total",
-                "Writes that waited for the other replicas' cache listeners to drop what they changed, by outcome (acked, timeout)",
+                "Writes that waited for the other replicas' cache listeners to drop what they changed, by outcome (acked; lease: a lost listener's lease waited out; timeout)",
             ),
             &["outcome"],
         )?,
@@ -302,12 +302,12 @@ pub(crate) fn latest_cache(result: &'static str) {
 }
 
 /// A committed write's wait for the other replicas' cache listeners.
-pub(crate) fn cache_ack_wait(elapsed: Duration, timed_out: bool) {
+/// `outcome`: `acked` (every listener acknowledged), `lease` (a listener was gone and its lease
+/// was waited out), `timeout`.
+pub(crate) fn cache_ack_wait(elapsed: Duration, outcome: &'static str) {
     let m = &*METRICS;
     m.cache_ack_wait.observe(elapsed.as_secs_f64());
-    m.cache_ack_waits
-        .with_label_values(&[if timed_out { "timeout" } else { "acked" }])
-        .inc();
+    m.cache_ack_waits.with_label_values(&[outcome]).inc();
 }
 
 pub(crate) fn auth_failure(reason: &'static str) {

@@ -242,7 +242,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     // turns it on once it hears their invalidations (see `db::notify`).
     let (latest_cache, invalidator, _listener) = match (&pg_url, backend) {
         (Some(url), StorageBackend::Postgres) => {
-            let cache = Arc::new(LatestCache::new(false, config.latest_cache_bytes()));
+            let cache = Arc::new(LatestCache::leased(config.latest_cache_bytes()));
             let inv = Invalidator::replicated(cache.clone());
             let listener = spawn_listener(url.clone(), &inv)?;
             (cache, inv, Some(listener))

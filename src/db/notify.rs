@@ -15,10 +15,20 @@
 //!    <tokens>')`.
 //! 3. **Writers wait before they answer.** After the commit, and after dropping its own
 //!    replica's entries, the writer waits until every listener pid it read has acknowledged its
-//!    token (its own replica's listener receives the acks and wakes it). A pid that disappears
-//!    from the server counts as done: that replica's listener lost its connection, and its
-//!    cache went off with it. The wait is bounded ([`ACK_TIMEOUT`]); past it the writer logs a
-//!    warning, counts a timeout, and answers anyway (the write is committed).
+//!    token (its own replica's listener receives the acks and wakes it). The wait is bounded
+//!    ([`ACK_TIMEOUT`]); past it the writer logs a warning, counts a timeout, and answers anyway
+//!    (the write is committed).
+//! 5. **A lost listener is waited out by its lease.** A listener's thread may not run for a
+//!    while after its connection died, so its replica cannot be trusted to notice in time.
+//!    Instead the listener renews its replica's cache lease ([`LEASE`]) with a round trip every
+//!    [`RENEW_EVERY`], and the cache serves only within the lease (checked by each reader). A
+//!    lease runs from the moment a round trip began that a live backend answered, so it ends at
+//!    most [`LEASE`] after that backend went away. Before its cache serves, a listener registers
+//!    its pid in `cache_listeners`. A registered pid that is gone from `pg_stat_activity` (when
+//!    the writer announces, or while it waits for its acknowledgement) holds the writer until
+//!    [`LEASE_WAIT`] after it saw the pid gone, or until the pid is no longer registered: its
+//!    replica registers a new pid only after its listener turned the cache off. A writer that
+//!    waited a lease out removes the row.
 //! 4. **A listener serves only while it hears everything.** The cache is off (dropped whole,
 //!    neither serving nor filling, every earlier fill ticket stale) from start-up until the
 //!    listener listens, and from a lost connection until it listens again. A listener takes its
@@ -35,7 +45,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{Array, Integer, Text};
+use diesel::sql_types::{Array, Bool, Integer, Text};
 use diesel::RunQueryDsl;
 
 use super::pq::{wait_readable, PqConn};
@@ -54,6 +64,13 @@ const STARTING_APP: &str = "perfgate-cache-listener-starting";
 pub(crate) const MAX_PAYLOAD: usize = 7900;
 /// How long a committed write waits for the other replicas' listeners at most.
 pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a replica's cache serves after its listener's last answered round trip began.
+pub(crate) const LEASE: Duration = Duration::from_millis(400);
+/// How often a listener renews the lease.
+const RENEW_EVERY: Duration = Duration::from_millis(100);
+/// How long a writer waits after seeing a listener gone: the lease, and a margin for clocks
+/// that run at slightly different rates on different hosts.
+const LEASE_WAIT: Duration = Duration::from_millis(500);
 /// A writer looks for listeners that went away this long after its commit, then this often.
 const VANISHED_FIRST: Duration = Duration::from_millis(25);
 const VANISHED_EVERY: Duration = Duration::from_millis(100);
@@ -217,12 +234,19 @@ pub(crate) struct Invalidator {
 pub(crate) struct AckWait {
     peers: Arc<Peers>,
     seq: u64,
+    /// Registered listeners found gone → when their replica's lease has surely run out.
+    gone: HashMap<i32, Instant>,
+    /// Gone listeners whose lease ran out: their rows are removed when the wait ends.
+    expired: Vec<i32>,
 }
 
 #[derive(diesel::QueryableByName)]
-struct PidRow {
+struct ListenerRow {
     #[diesel(sql_type = Integer)]
     pid: i32,
+    /// Connected as a listener now (else only registered).
+    #[diesel(sql_type = Bool)]
+    live: bool,
 }
 
 impl Invalidator {
@@ -262,18 +286,26 @@ impl Invalidator {
             return Ok(None);
         }
         // The first look at pg_stat_activity in this transaction: a fresh view. A listener that
-        // takes its name later turns its cache on only after this transaction has ended.
-        let pids: HashSet<i32> = diesel::sql_query(
-            "SELECT pid FROM pg_stat_activity \
-             WHERE application_name = $1 AND datname = current_database() AND pid <> $2",
+        // takes its name (and registers) later turns its cache on only after this transaction
+        // has ended. Registered pids that are gone belong to replicas whose lease may still run.
+        let rows = diesel::sql_query(
+            "SELECT coalesce(a.pid, l.pid) AS pid, a.pid IS NOT NULL AS live \
+             FROM (SELECT pid FROM pg_stat_activity \
+                   WHERE application_name = $1 AND datname = current_database() AND pid <> $2) a \
+             FULL JOIN (SELECT pid FROM cache_listeners WHERE replica <> $3) l ON l.pid = a.pid",
         )
         .bind::<Text, _>(LISTENER_APP)
         .bind::<Integer, _>(peers.own_pid.load(Ordering::Acquire))
-        .load::<PidRow>(pg)?
-        .into_iter()
-        .map(|r| r.pid)
-        .collect();
-        if pids.is_empty() {
+        .bind::<Text, _>(&peers.replica)
+        .load::<ListenerRow>(pg)?;
+        let seen = Instant::now();
+        let (live, gone): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.live);
+        let pids: HashSet<i32> = live.into_iter().map(|r| r.pid).collect();
+        let gone: HashMap<i32, Instant> = gone
+            .into_iter()
+            .map(|r| (r.pid, seen + LEASE_WAIT))
+            .collect();
+        if pids.is_empty() && gone.is_empty() {
             return Ok(None);
         }
         let mut unique: Vec<(&str, &str)> = pairs.to_vec();
@@ -292,6 +324,8 @@ impl Invalidator {
         Ok(Some(AckWait {
             peers: peers.clone(),
             seq,
+            gone,
+            expired: Vec::new(),
         }))
     }
 
@@ -327,7 +361,7 @@ pub(crate) fn announce_everything(c: &mut DbConn) -> diesel::QueryResult<()> {
 }
 
 impl AckWait {
-    fn wait(self, c: &mut DbConn) {
+    fn wait(mut self, c: &mut DbConn) {
         let peers = self.peers.clone();
         let started = Instant::now();
         let deadline = started + ACK_TIMEOUT;
@@ -338,37 +372,97 @@ impl AckWait {
                 .get(&self.seq)
                 .map(|s| s.iter().copied().collect())
                 .unwrap_or_default();
-            if left.is_empty() {
-                crate::metrics::cache_ack_wait(started.elapsed(), false);
+            let now = Instant::now();
+            let expired = &mut self.expired;
+            self.gone.retain(|&pid, &mut until| {
+                let running = now < until;
+                if !running {
+                    expired.push(pid);
+                }
+                running
+            });
+            if left.is_empty() && self.gone.is_empty() {
+                drop(g);
+                let outcome = if self.expired.is_empty() {
+                    "acked"
+                } else {
+                    "lease"
+                };
+                crate::metrics::cache_ack_wait(started.elapsed(), outcome);
+                self.forget_expired(c);
                 return;
             }
-            let now = Instant::now();
             if now >= deadline {
                 drop(g);
                 log::warn!(
-                    "{} replica cache listener(s) (backend pids {left:?}) did not confirm an invalidation within {} s; answering anyway: their GET latest may serve the old answer until the notification arrives",
-                    left.len(),
+                    "{} replica cache listener(s) (backend pids {left:?}, gone: {:?}) did not confirm an invalidation within {} s; answering anyway: their GET latest may serve the old answer until the notification arrives",
+                    left.len() + self.gone.len(),
+                    self.gone.keys().collect::<Vec<_>>(),
                     ACK_TIMEOUT.as_secs()
                 );
-                crate::metrics::cache_ack_wait(started.elapsed(), true);
+                crate::metrics::cache_ack_wait(started.elapsed(), "timeout");
+                self.forget_expired(c);
                 return;
             }
             if now >= look {
                 drop(g);
-                // Listeners that lost their connection: their replica's cache is off.
-                let alive = still_there(c, &left);
+                let asked: Vec<i32> = left.iter().chain(self.gone.keys()).copied().collect();
+                let found = listener_states(c, &asked);
+                let seen = Instant::now();
                 g = peers.lock();
-                if let (Some(alive), Some(waiting)) = (alive, g.get_mut(&self.seq)) {
-                    waiting.retain(|p| alive.contains(p));
+                if let Some(found) = found {
+                    let mut waiting = g.get_mut(&self.seq);
+                    for st in found {
+                        if st.live {
+                            continue;
+                        }
+                        // Gone without its acknowledgement: its replica may serve until its
+                        // lease runs out, unless it is no longer registered (it registered
+                        // again after its cache went off, or it never served).
+                        if let Some(w) = waiting.as_deref_mut() {
+                            if w.remove(&st.pid) && st.registered {
+                                self.gone.insert(st.pid, seen + LEASE_WAIT);
+                            }
+                        }
+                        if !st.registered {
+                            self.gone.remove(&st.pid);
+                        }
+                    }
                 }
                 look = Instant::now() + VANISHED_EVERY;
                 continue;
             }
-            let until = deadline.min(look);
-            g = match peers.acked.wait_timeout(g, until - now) {
+            let mut until = deadline.min(look);
+            if let Some(&first) = self.gone.values().min() {
+                until = until.min(first);
+            }
+            g = match peers
+                .acked
+                .wait_timeout(g, until.saturating_duration_since(now))
+            {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,
             };
+        }
+    }
+
+    /// Removes the registrations of gone listeners whose leases have run out (a replica that
+    /// comes back registers again before it serves).
+    fn forget_expired(&self, c: &mut DbConn) {
+        let DbConn::Pg(pg) = c else {
+            return;
+        };
+        if self.expired.is_empty() {
+            return;
+        }
+        let r = diesel::sql_query("DELETE FROM cache_listeners WHERE pid = ANY($1)")
+            .bind::<Array<Integer>, _>(&self.expired)
+            .execute(pg);
+        if let Err(e) = r {
+            log::debug!(
+                "could not remove gone cache listeners {:?}: {e}",
+                self.expired
+            );
         }
     }
 }
@@ -379,19 +473,35 @@ impl Drop for AckWait {
     }
 }
 
-/// Which of `pids` are still connected listeners (None when that cannot be told).
-fn still_there(c: &mut DbConn, pids: &[i32]) -> Option<HashSet<i32>> {
+#[derive(diesel::QueryableByName)]
+struct ListenerState {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+    /// Connected as a listener.
+    #[diesel(sql_type = Bool)]
+    live: bool,
+    /// Registered in `cache_listeners`.
+    #[diesel(sql_type = Bool)]
+    registered: bool,
+}
+
+/// Whether each of `pids` is a connected listener and whether it is registered (None when that
+/// cannot be told).
+fn listener_states(c: &mut DbConn, pids: &[i32]) -> Option<Vec<ListenerState>> {
     let DbConn::Pg(pg) = c else {
         return None;
     };
     diesel::sql_query(
-        "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1) AND application_name = $2",
+        "SELECT p AS pid, \
+             EXISTS (SELECT 1 FROM pg_stat_activity a \
+                     WHERE a.pid = p AND a.application_name = $2) AS live, \
+             EXISTS (SELECT 1 FROM cache_listeners l WHERE l.pid = p) AS registered \
+         FROM unnest($1::int4[]) AS p",
     )
     .bind::<Array<Integer>, _>(pids)
     .bind::<Text, _>(LISTENER_APP)
-    .load::<PidRow>(pg)
+    .load::<ListenerState>(pg)
     .ok()
-    .map(|rows| rows.into_iter().map(|r| r.pid).collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -509,6 +619,13 @@ fn session(
         conn.exec(&format!("LISTEN {ACK_CHANNEL}"))?;
         // Only now, with LISTEN active: writers that see this name are heard.
         conn.exec(&format!("SET application_name = '{LISTENER_APP}'"))?;
+        // Registered before the cache serves: once this pid is gone, writers wait out the lease.
+        // (The replica id is hex.)
+        conn.exec(&format!(
+            "INSERT INTO cache_listeners (replica, pid) VALUES ('{}', pg_backend_pid()) \
+             ON CONFLICT (replica) DO UPDATE SET pid = excluded.pid",
+            peers.replica
+        ))?;
         let snap = conn.exec("SELECT pg_current_snapshot()::text")?;
         Ok::<_, super::pq::PqError>(snap.into_iter().next().and_then(|r| r.into_iter().next()))
     })();
@@ -529,6 +646,7 @@ fn session(
         "SELECT coalesce(bool_and(pg_xact_status(x) IS DISTINCT FROM 'in progress'), true)::text \
          FROM pg_snapshot_xip('{snapshot}'::pg_snapshot) AS x"
     );
+    let mut renewed;
     loop {
         if let Err(e) = conn.consume_input() {
             return lost(e);
@@ -536,6 +654,7 @@ fn session(
         if let Err(e) = handle(&mut conn, peers, pid) {
             return lost(e);
         }
+        renewed = Instant::now();
         match conn.exec(&check) {
             Ok(rows)
                 if rows
@@ -555,19 +674,46 @@ fn session(
             return Ended::Stopped;
         }
     }
+    // The round trip that found the transactions ended is the lease's first renewal.
+    peers.cache.renew_lease(renewed + LEASE);
     peers.up();
     on_up();
     loop {
         if let Err(e) = conn.consume_input() {
             return lost(e);
         }
-        match handle(&mut conn, peers, pid) {
-            Ok(true) => continue,
-            Ok(false) => {}
+        let received = match handle(&mut conn, peers, pid) {
+            Ok(r) => r,
             Err(e) => return lost(e),
+        };
+        let now = Instant::now();
+        let due = renewed + RENEW_EVERY;
+        if now >= due {
+            // An answer proves the backend was alive after `now`: the lease runs from then.
+            if let Err(e) = conn.exec("SELECT 1") {
+                return lost(e);
+            }
+            peers.cache.renew_lease(now + LEASE);
+            renewed = now;
+            continue;
         }
-        match wait_readable(&[sock, wake.as_raw_fd()], None) {
-            Ok(r) if r.get(1).copied().unwrap_or(false) => return Ended::Stopped,
+        if received {
+            continue;
+        }
+        match wait_readable(
+            &[sock, wake.as_raw_fd()],
+            Some(due - now + Duration::from_millis(1)),
+        ) {
+            Ok(r) if r.get(1).copied().unwrap_or(false) => {
+                // A clean stop: the cache goes off, so no writer needs to wait for this
+                // replica any more.
+                peers.down();
+                let _ = conn.exec(&format!(
+                    "DELETE FROM cache_listeners WHERE replica = '{}' AND pid = pg_backend_pid()",
+                    peers.replica
+                ));
+                return Ended::Stopped;
+            }
             Ok(_) => {}
             Err(e) => return Ended::Lost(format!("poll: {e}")),
         }
@@ -698,7 +844,7 @@ mod tests {
 
     #[test]
     fn acknowledgements_reach_only_this_replicas_writes() {
-        let inv = Invalidator::replicated(Arc::new(LatestCache::new(false, 1 << 20)));
+        let inv = Invalidator::replicated(Arc::new(LatestCache::leased(1 << 20)));
         let peers = inv.peers.clone().unwrap();
         peers.lock().insert(7, [10, 11].into_iter().collect());
         let mine = format!("{}.7", peers.replica);
@@ -711,11 +857,118 @@ mod tests {
         let w = AckWait {
             peers: peers.clone(),
             seq: 7,
+            gone: HashMap::new(),
+            expired: Vec::new(),
         };
         drop(w);
         assert!(
             peers.lock().is_empty(),
             "a wait that ends forgets its entry"
         );
+    }
+
+    /// Replica B's listener lost its backend but its thread never ran again, so B never turned
+    /// its cache off. A writer on replica A answers only once B's cache no longer serves: B's
+    /// lease has run out. Both ways: B found gone when A announces, and B gone while A waits for
+    /// its acknowledgement.
+    #[test]
+    fn a_writer_waits_out_the_lease_of_a_listener_that_never_noticed() {
+        use diesel::Connection;
+        let Some(url) = crate::db::testdb::postgres_url() else {
+            return;
+        };
+        crate::db::migrations::run_migrations(crate::config::StorageBackend::Postgres, &url)
+            .unwrap();
+        let mut admin = diesel::PgConnection::establish(&url).unwrap();
+        for gone_at_announce in [true, false] {
+            // B's listener, by hand: listening, named, registered, its lease renewed once.
+            let cache_b = Arc::new(LatestCache::leased(1 << 20));
+            let inv_b = Invalidator::replicated(cache_b.clone());
+            let replica_b = inv_b.peers.as_ref().unwrap().replica.clone();
+            let mut listener =
+                PqConn::connect(&[("dbname", url.as_str()), ("application_name", LISTENER_APP)])
+                    .unwrap();
+            listener.exec(&format!("LISTEN {CHANNEL}")).unwrap();
+            listener
+                .exec(&format!(
+                    "INSERT INTO cache_listeners (replica, pid) VALUES ('{replica_b}', pg_backend_pid())"
+                ))
+                .unwrap();
+            let t = Instant::now();
+            listener.exec("SELECT 1").unwrap();
+            cache_b.renew_lease(t + LEASE);
+            cache_b.set_enabled(true);
+            let ticket = cache_b.ticket();
+            cache_b.fill(
+                ticket,
+                "p",
+                "b",
+                Arc::new(crate::cache::CachedLatest {
+                    etag: actix_web::http::header::HeaderValue::from_static("\"v1\""),
+                    etag_str: "\"v1\"".into(),
+                    body: actix_web::web::Bytes::from_static(b"v1"),
+                }),
+            );
+            assert!(cache_b.get("p", "b").is_some(), "B serves from its cache");
+            let pid_b = listener.backend_pid();
+            let mut kill = || {
+                diesel::sql_query("SELECT pg_terminate_backend($1)")
+                    .bind::<Integer, _>(pid_b)
+                    .execute(&mut admin)
+                    .unwrap();
+                let t0 = Instant::now();
+                while still_listening(&mut admin, pid_b) {
+                    assert!(t0.elapsed() < Duration::from_secs(10), "the backend stays");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            };
+            // A writes.
+            let leases = || {
+                crate::metrics::METRICS
+                    .cache_ack_waits
+                    .with_label_values(&["lease"])
+                    .get()
+            };
+            let leases_before = leases();
+            let inv_a = Invalidator::replicated(Arc::new(LatestCache::leased(1 << 20)));
+            let mut c = DbConn::Pg(diesel::PgConnection::establish(&url).unwrap());
+            if gone_at_announce {
+                kill();
+            }
+            let wait = c.transaction(|c| inv_a.announce(c, &[("p", "b")])).unwrap();
+            assert!(wait.is_some(), "A waits for B");
+            if !gone_at_announce {
+                kill();
+            }
+            inv_a.settle(&mut c, &[("p", "b")], true, wait);
+            assert!(
+                cache_b.get("p", "b").is_none(),
+                "B still serves its cache after A answered (gone at announce: {gone_at_announce})"
+            );
+            assert!(leases() > leases_before, "the wait is counted as a lease");
+            // The writer that waited the lease out removed B's registration.
+            #[derive(diesel::QueryableByName)]
+            struct N {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let left: N = diesel::sql_query("SELECT count(*) AS n FROM cache_listeners")
+                .get_result(&mut admin)
+                .unwrap();
+            assert_eq!(left.n, 0);
+        }
+    }
+
+    fn still_listening(admin: &mut diesel::PgConnection, pid: i32) -> bool {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let n: N = diesel::sql_query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1")
+            .bind::<Integer, _>(pid)
+            .get_result(admin)
+            .unwrap();
+        n.n > 0
     }
 }

@@ -1,0 +1,7 @@
+-- Each replica's cache listener registers its backend pid here before its cache serves
+-- (src/db/notify.rs). A writer that finds a registered pid no longer connected waits out that
+-- replica's cache lease before it answers, then removes the row. Transient state: unlogged.
+CREATE UNLOGGED TABLE cache_listeners (
+    replica TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL
+);
