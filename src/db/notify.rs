@@ -28,7 +28,8 @@
 //!    the writer announces, or while it waits for its acknowledgement) holds the writer until
 //!    [`LEASE_WAIT`] after it saw the pid gone, or until the pid is no longer registered: its
 //!    replica registers a new pid only after its listener turned the cache off. A writer that
-//!    waited a lease out removes the row.
+//!    waited a lease out removes the row. Leases are timed by `Instant` (a monotonic clock that
+//!    stops while a host is suspended): a replica is assumed not to be paused.
 //! 4. **A listener serves only while it hears everything.** The cache is off (dropped whole,
 //!    neither serving nor filling, every earlier fill ticket stale) from start-up until the
 //!    listener listens, and from a lost connection until it listens again. A listener takes its
@@ -361,7 +362,8 @@ pub(crate) fn announce_everything(c: &mut DbConn) -> diesel::QueryResult<()> {
 }
 
 impl AckWait {
-    fn wait(mut self, c: &mut DbConn) {
+    /// Waits, then answers the outcome counted in `perfgate_cache_ack_waits_total`.
+    fn wait(mut self, c: &mut DbConn) -> &'static str {
         let peers = self.peers.clone();
         let started = Instant::now();
         let deadline = started + ACK_TIMEOUT;
@@ -390,7 +392,7 @@ impl AckWait {
                 };
                 crate::metrics::cache_ack_wait(started.elapsed(), outcome);
                 self.forget_expired(c);
-                return;
+                return outcome;
             }
             if now >= deadline {
                 drop(g);
@@ -401,8 +403,14 @@ impl AckWait {
                     ACK_TIMEOUT.as_secs()
                 );
                 crate::metrics::cache_ack_wait(started.elapsed(), "timeout");
+                // Listeners found gone still get their lease waited out (at most LEASE_WAIT
+                // past the deadline).
+                if let Some(&last) = self.gone.values().max() {
+                    std::thread::sleep(last.saturating_duration_since(Instant::now()));
+                    self.expired.extend(self.gone.keys());
+                }
                 self.forget_expired(c);
-                return;
+                return "timeout";
             }
             if now >= look {
                 drop(g);
@@ -455,9 +463,15 @@ impl AckWait {
         if self.expired.is_empty() {
             return;
         }
-        let r = diesel::sql_query("DELETE FROM cache_listeners WHERE pid = ANY($1)")
-            .bind::<Array<Integer>, _>(&self.expired)
-            .execute(pg);
+        // Never the row of a live listener (a pid the server gave out again).
+        let r = diesel::sql_query(
+            "DELETE FROM cache_listeners WHERE pid = ANY($1) AND pid NOT IN \
+             (SELECT pid FROM pg_stat_activity \
+              WHERE application_name = $2 AND datname = current_database())",
+        )
+        .bind::<Array<Integer>, _>(&self.expired)
+        .bind::<Text, _>(LISTENER_APP)
+        .execute(pg);
         if let Err(e) = r {
             log::debug!(
                 "could not remove gone cache listeners {:?}: {e}",
@@ -493,8 +507,8 @@ fn listener_states(c: &mut DbConn, pids: &[i32]) -> Option<Vec<ListenerState>> {
     };
     diesel::sql_query(
         "SELECT p AS pid, \
-             EXISTS (SELECT 1 FROM pg_stat_activity a \
-                     WHERE a.pid = p AND a.application_name = $2) AS live, \
+             EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = p \
+                     AND a.application_name = $2 AND a.datname = current_database()) AS live, \
              EXISTS (SELECT 1 FROM cache_listeners l WHERE l.pid = p) AS registered \
          FROM unnest($1::int4[]) AS p",
     )
@@ -507,9 +521,18 @@ fn listener_states(c: &mut DbConn, pids: &[i32]) -> Option<Vec<ListenerState>> {
 // ---------------------------------------------------------------------------------------------
 // The listener
 
-/// Stops the listener thread when dropped (its wake-up socket closes).
+/// Stops the listener thread when dropped (its wake-up socket closes), and waits a little for
+/// it to remove its registration.
 pub(crate) struct ListenerHandle {
-    _stop: std::os::unix::net::UnixStream,
+    stop: Option<std::os::unix::net::UnixStream>,
+    stopped: std::sync::mpsc::Receiver<()>,
+}
+
+impl Drop for ListenerHandle {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        let _ = self.stopped.recv_timeout(Duration::from_secs(1));
+    }
 }
 
 /// Starts this replica's listener on a connection of its own to `url` (the pools' URL, TLS
@@ -524,10 +547,17 @@ pub(crate) fn spawn_listener(
         .ok_or_else(|| std::io::Error::other("a listener needs a replicated invalidator"))?;
     peers.down();
     let (stop, wake) = std::os::unix::net::UnixStream::pair()?;
+    let (done, stopped) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("cache-listener".into())
-        .spawn(move || listen_forever(&url, &peers, &wake))?;
-    Ok(ListenerHandle { _stop: stop })
+        .spawn(move || {
+            listen_forever(&url, &peers, &wake);
+            let _ = done.send(());
+        })?;
+    Ok(ListenerHandle {
+        stop: Some(stop),
+        stopped,
+    })
 }
 
 enum Ended {
@@ -671,7 +701,7 @@ fn session(
             Err(e) => return lost(e),
         }
         if sleep_or_stop(wake, Duration::from_millis(10)) {
-            return Ended::Stopped;
+            return stopped(&mut conn, peers);
         }
     }
     // The round trip that found the transactions ended is the lease's first renewal.
@@ -690,7 +720,12 @@ fn session(
         let due = renewed + RENEW_EVERY;
         if now >= due {
             // An answer proves the backend was alive after `now`: the lease runs from then.
+            // PostgreSQL sends the notifications it has pending before it answers, so they are
+            // applied first.
             if let Err(e) = conn.exec("SELECT 1") {
+                return lost(e);
+            }
+            if let Err(e) = handle(&mut conn, peers, pid) {
                 return lost(e);
             }
             peers.cache.renew_lease(now + LEASE);
@@ -704,20 +739,21 @@ fn session(
             &[sock, wake.as_raw_fd()],
             Some(due - now + Duration::from_millis(1)),
         ) {
-            Ok(r) if r.get(1).copied().unwrap_or(false) => {
-                // A clean stop: the cache goes off, so no writer needs to wait for this
-                // replica any more.
-                peers.down();
-                let _ = conn.exec(&format!(
-                    "DELETE FROM cache_listeners WHERE replica = '{}' AND pid = pg_backend_pid()",
-                    peers.replica
-                ));
-                return Ended::Stopped;
-            }
+            Ok(r) if r.get(1).copied().unwrap_or(false) => return stopped(&mut conn, peers),
             Ok(_) => {}
             Err(e) => return Ended::Lost(format!("poll: {e}")),
         }
     }
+}
+
+/// A clean stop: the cache goes off, so no writer needs to wait for this replica any more.
+fn stopped(conn: &mut PqConn, peers: &Peers) -> Ended {
+    peers.down();
+    let _ = conn.exec(&format!(
+        "DELETE FROM cache_listeners WHERE replica = '{}' AND pid = pg_backend_pid()",
+        peers.replica
+    ));
+    Ended::Stopped
 }
 
 /// Drops what the received notifications name and acknowledges them (one notification per
@@ -869,8 +905,9 @@ mod tests {
 
     /// Replica B's listener lost its backend but its thread never ran again, so B never turned
     /// its cache off. A writer on replica A answers only once B's cache no longer serves: B's
-    /// lease has run out. Both ways: B found gone when A announces, and B gone while A waits for
-    /// its acknowledgement.
+    /// lease has run out. Three ways: B found gone when A announces; B gone while A waits for
+    /// its acknowledgement; and B found gone but registered again (its listener came back, which
+    /// it does only after its cache went off), when A need not wait the lease out.
     #[test]
     fn a_writer_waits_out_the_lease_of_a_listener_that_never_noticed() {
         use diesel::Connection;
@@ -880,8 +917,18 @@ mod tests {
         crate::db::migrations::run_migrations(crate::config::StorageBackend::Postgres, &url)
             .unwrap();
         let mut admin = diesel::PgConnection::establish(&url).unwrap();
-        for gone_at_announce in [true, false] {
-            // B's listener, by hand: listening, named, registered, its lease renewed once.
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        enum Case {
+            GoneAtAnnounce,
+            GoneWhileWaiting,
+            RegisteredAgain,
+        }
+        for case in [
+            Case::GoneAtAnnounce,
+            Case::GoneWhileWaiting,
+            Case::RegisteredAgain,
+        ] {
+            // B's listener, by hand: listening, named, registered.
             let cache_b = Arc::new(LatestCache::leased(1 << 20));
             let inv_b = Invalidator::replicated(cache_b.clone());
             let replica_b = inv_b.peers.as_ref().unwrap().replica.clone();
@@ -894,9 +941,6 @@ mod tests {
                     "INSERT INTO cache_listeners (replica, pid) VALUES ('{replica_b}', pg_backend_pid())"
                 ))
                 .unwrap();
-            let t = Instant::now();
-            listener.exec("SELECT 1").unwrap();
-            cache_b.renew_lease(t + LEASE);
             cache_b.set_enabled(true);
             let ticket = cache_b.ticket();
             cache_b.fill(
@@ -909,8 +953,11 @@ mod tests {
                     body: actix_web::web::Bytes::from_static(b"v1"),
                 }),
             );
-            assert!(cache_b.get("p", "b").is_some(), "B serves from its cache");
             let pid_b = listener.backend_pid();
+            // The last renewal, right before the backend goes.
+            let renewed = Instant::now();
+            listener.exec("SELECT 1").unwrap();
+            cache_b.renew_lease(renewed + LEASE);
             let mut kill = || {
                 diesel::sql_query("SELECT pg_terminate_backend($1)")
                     .bind::<Integer, _>(pid_b)
@@ -923,39 +970,61 @@ mod tests {
                 }
             };
             // A writes.
-            let leases = || {
-                crate::metrics::METRICS
-                    .cache_ack_waits
-                    .with_label_values(&["lease"])
-                    .get()
-            };
-            let leases_before = leases();
             let inv_a = Invalidator::replicated(Arc::new(LatestCache::leased(1 << 20)));
             let mut c = DbConn::Pg(diesel::PgConnection::establish(&url).unwrap());
-            if gone_at_announce {
+            if case != Case::GoneWhileWaiting {
                 kill();
             }
-            let wait = c.transaction(|c| inv_a.announce(c, &[("p", "b")])).unwrap();
-            assert!(wait.is_some(), "A waits for B");
-            if !gone_at_announce {
+            let wait = c
+                .transaction(|c| inv_a.announce(c, &[("p", "b")]))
+                .unwrap()
+                .expect("A waits for B");
+            if case == Case::GoneWhileWaiting {
                 kill();
             }
-            inv_a.settle(&mut c, &[("p", "b")], true, wait);
+            // B registers again from another connection (not named a listener: nothing to
+            // acknowledge), after its cache went off.
+            let _again = (case == Case::RegisteredAgain).then(|| {
+                cache_b.set_enabled(false);
+                let mut again = PqConn::connect(&[("dbname", url.as_str())]).unwrap();
+                again
+                    .exec(&format!(
+                        "UPDATE cache_listeners SET pid = pg_backend_pid() WHERE replica = '{replica_b}'"
+                    ))
+                    .unwrap();
+                again
+            });
+            if case != Case::RegisteredAgain {
+                assert!(
+                    cache_b.get("p", "b").is_some() || renewed.elapsed() >= LEASE,
+                    "B still serves when A starts waiting ({case:?})"
+                );
+            }
+            let outcome = wait.wait(&mut c);
             assert!(
                 cache_b.get("p", "b").is_none(),
-                "B still serves its cache after A answered (gone at announce: {gone_at_announce})"
+                "B still serves its cache after A answered ({case:?})"
             );
-            assert!(leases() > leases_before, "the wait is counted as a lease");
-            // The writer that waited the lease out removed B's registration.
             #[derive(diesel::QueryableByName)]
             struct N {
                 #[diesel(sql_type = diesel::sql_types::BigInt)]
                 n: i64,
             }
-            let left: N = diesel::sql_query("SELECT count(*) AS n FROM cache_listeners")
+            let rows: N = diesel::sql_query("SELECT count(*) AS n FROM cache_listeners")
                 .get_result(&mut admin)
                 .unwrap();
-            assert_eq!(left.n, 0);
+            if case == Case::RegisteredAgain {
+                assert_eq!(outcome, "acked", "no lease to wait out");
+                assert_eq!(rows.n, 1, "B's new registration stays");
+                diesel::sql_query("DELETE FROM cache_listeners")
+                    .execute(&mut admin)
+                    .unwrap();
+            } else {
+                assert_eq!(outcome, "lease", "{case:?}");
+                assert!(renewed.elapsed() >= LEASE, "answered within B's lease");
+                // The writer that waited the lease out removed B's registration.
+                assert_eq!(rows.n, 0, "{case:?}");
+            }
         }
     }
 
