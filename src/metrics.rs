@@ -149,7 +149,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         latest_cache: IntCounterVec::new(
             Opts::new(
                 "latest_cache_requests_total",
-                "GET latest lookups in the cache of rendered answers: hit, miss, or off (the cache is switched off: PostgreSQL without its listener)",
+                "GET latest lookups in the cache of rendered answers: hit, miss, or off (the cache is switched off: PostgreSQL without its listener, or outside its lease)",
             ),
             &["result"],
         )?,

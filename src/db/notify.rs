@@ -66,12 +66,17 @@ pub(crate) const MAX_PAYLOAD: usize = 7900;
 /// How long a committed write waits for the other replicas' listeners at most.
 pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a replica's cache serves after its listener's last answered round trip began.
-pub(crate) const LEASE: Duration = Duration::from_millis(400);
+/// A lease that runs out sends every GET latest to the database until the next renewal, so it
+/// must outlast slow round trips: under `bench/run.sh --postgres` (two replicas, PostgreSQL and
+/// the load generators saturating 2 cores) a `SELECT 1` took up to 1.2 s, and 400 ms leases ran
+/// out thousands of times a run. No longer than [`ACK_TIMEOUT`]: a listener whose round trips
+/// hang has stopped serving by the time a writer gives up waiting for its acknowledgement.
+pub(crate) const LEASE: Duration = Duration::from_secs(2);
 /// How often a listener renews the lease.
-const RENEW_EVERY: Duration = Duration::from_millis(100);
+const RENEW_EVERY: Duration = Duration::from_millis(250);
 /// How long a writer waits after seeing a listener gone: the lease, and a margin for clocks
 /// that run at slightly different rates on different hosts.
-const LEASE_WAIT: Duration = Duration::from_millis(500);
+const LEASE_WAIT: Duration = Duration::from_millis(2250);
 /// A writer looks for listeners that went away this long after its commit, then this often.
 const VANISHED_FIRST: Duration = Duration::from_millis(25);
 const VANISHED_EVERY: Duration = Duration::from_millis(100);
@@ -394,7 +399,9 @@ impl AckWait {
                 self.forget_expired(c);
                 return outcome;
             }
-            if now >= deadline {
+            // The deadline bounds the wait for acknowledgements; a lease found gone is waited
+            // out in any case (at most LEASE_WAIT after it was seen).
+            if now >= deadline && !left.is_empty() {
                 drop(g);
                 log::warn!(
                     "{} replica cache listener(s) (backend pids {left:?}, gone: {:?}) did not confirm an invalidation within {} s; answering anyway: their GET latest may serve the old answer until the notification arrives",
@@ -440,7 +447,11 @@ impl AckWait {
                 look = Instant::now() + VANISHED_EVERY;
                 continue;
             }
-            let mut until = deadline.min(look);
+            let mut until = if left.is_empty() {
+                look
+            } else {
+                deadline.min(look)
+            };
             if let Some(&first) = self.gone.values().min() {
                 until = until.min(first);
             }
