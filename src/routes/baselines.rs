@@ -432,6 +432,12 @@ pub(crate) struct PromoteBody {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct PromoteOverride {
+    /// Why (audited): not blank, no control characters, at most 1024 bytes.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     reason: String,
 }
 
