@@ -399,8 +399,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let state = web::Data::new(AppState {
         config: config.clone(),
         backend,
-        uploads: GroupCommit::new(baselines.clone()),
-        verdict_writes: GroupCommit::new(verdicts.clone()),
+        writes: GroupCommit::new(baselines.clone()),
         baselines,
         latest_cache,
         keys,

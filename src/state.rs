@@ -24,12 +24,11 @@ pub(crate) struct AppState {
     pub baselines: Shards<BaselineStore>,
     /// Rendered GET latest answers (see [`crate::cache`]).
     pub latest_cache: Arc<LatestCache>,
-    /// The baseline store's writer shards with the uploads waiting for their group commit.
-    pub uploads: GroupCommit<crate::actors::baseline_store::Upload>,
+    /// The baseline store's writer shards with the uploads and verdicts waiting for their
+    /// group commit.
+    pub writes: GroupCommit<crate::actors::writes::Write>,
     pub keys: Shards<KeyStore>,
     pub verdicts: Shards<VerdictLog>,
-    /// The verdict log's writer shards with the verdicts waiting for their group commit.
-    pub verdict_writes: GroupCommit<crate::actors::verdict_log::Submit>,
     /// The decision ledger (`perfgate decision upload|history|latest|debt|export|prune`).
     pub decisions: Shards<DecisionLedger>,
     pub fleet: Shards<FleetAnalyzer>,

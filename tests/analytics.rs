@@ -629,15 +629,38 @@ fn fleet_alerts_and_impact(b: Backend) {
     assert_eq!(imp["events"].as_array().unwrap().len(), 8);
 }
 
-/// Verdicts are group-committed: concurrent verdicts share commits, each is answered once its
-/// commit is durable, and each one's flakiness score still sees every verdict applied before it.
-fn concurrent_verdicts_share_commits(b: Backend) {
+/// Verdicts are group-committed with uploads, in one queue: concurrent verdicts and uploads
+/// share commits, each is answered once its commit is durable, and each verdict's flakiness
+/// score still sees every verdict applied before it.
+fn concurrent_verdicts_and_uploads_share_commits(b: Backend) {
     const THREADS: usize = 12;
     const EACH: usize = 10;
+    const UPLOADERS: usize = 4;
     let durable = !matches!(b, Backend::Memory);
     let mut s = Server::start(b);
     let url = s.url(V);
+    let receipt = fixture("run-bench-a-1.json");
+    let uploads_url = s.url("/api/v1/projects/proj/baselines");
     let answers: Vec<Value> = std::thread::scope(|scope| {
+        // Uploads of the same project, in the same queue as the verdicts.
+        for t in 0..UPLOADERS {
+            let (url, receipt) = (uploads_url.clone(), receipt.clone());
+            scope.spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                for i in 0..EACH {
+                    let v = format!("v{i}");
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(CONTRIB)
+                        .json(&upload_body(&format!("up-{t}"), Some(&v), &receipt))
+                        .timeout(Duration::from_secs(30))
+                        .send()
+                        .unwrap();
+                    let body = expect(r, 201);
+                    assert_eq!(body["version"], v.as_str());
+                }
+            });
+        }
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let url = url.clone();
@@ -680,6 +703,35 @@ fn concurrent_verdicts_share_commits(b: Backend) {
     }
     let all = expect(s.get(VIEWER, &format!("{V}?limit=200")), 200);
     assert_eq!(all["pagination"]["total"], THREADS * EACH);
+    for t in 0..UPLOADERS {
+        let page = expect(
+            s.get(
+                VIEWER,
+                &format!("/api/v1/projects/proj/baselines?benchmark=up-{t}&limit=50"),
+            ),
+            200,
+        );
+        assert_eq!(page["pagination"]["total"], EACH, "up-{t}: {page}");
+        let latest = expect(
+            s.get(
+                VIEWER,
+                &format!("/api/v1/projects/proj/baselines/up-{t}/latest"),
+            ),
+            200,
+        );
+        assert_eq!(latest["version"], format!("v{}", EACH - 1));
+    }
+    if !durable {
+        // Every write was counted in a commit of its kind (the metrics restart with the server).
+        let writes = |kind: &str| {
+            metric(
+                &s,
+                &format!("perfgate_group_commit_writes_sum{{kind=\"{kind}\"}}"),
+            )
+        };
+        assert_eq!(writes("verdict"), (THREADS * EACH) as f64);
+        assert_eq!(writes("upload"), (UPLOADERS * EACH) as f64);
+    }
     for (status, n) in [("pass", 40), ("fail", 40), ("warn", 40)] {
         let l = expect(s.get(VIEWER, &format!("{V}?status={status}&limit=1")), 200);
         assert_eq!(l["pagination"]["total"], n, "{status}");
@@ -709,7 +761,7 @@ fn concurrent_verdicts_share_commits(b: Backend) {
 }
 
 backend_tests!(
-    concurrent_verdicts_share_commits,
+    concurrent_verdicts_and_uploads_share_commits,
     verdicts_and_flakiness,
     trend_analysis,
     fleet_alerts_and_impact

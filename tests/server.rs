@@ -548,6 +548,7 @@ fn metrics_use_route_templates_and_bounded_labels() {
         ),
         201,
     );
+    expect(s.get(VIEWER, "/api/v1/projects/proj/verdicts"), 200);
     expect_error(
         s.http
             .get(s.url("/api/v1/projects/proj/baselines"))
@@ -600,9 +601,16 @@ fn metrics_use_route_templates_and_bounded_labels() {
     assert!(has(
         r#"perfgate_actor_message_duration_seconds_count{actor="baseline_store"}"#
     ));
+    // The verdict was committed by the baseline store's writer (one queue for uploads and
+    // verdicts); the list was read by the verdict log.
     assert!(has(
         r#"perfgate_actor_message_duration_seconds_count{actor="verdict_log"}"#
     ));
+    assert!(
+        has(r#"perfgate_group_commit_writes_count{kind="upload"} 2"#)
+            && has(r#"perfgate_group_commit_writes_count{kind="verdict"} 1"#),
+        "{text}"
+    );
     // Every store owns its pools: the baseline store's readers have as many connections as
     // reader threads (the harness runs 2), and the writes waited on a pool of their own.
     let line = |name: &str, labels: &[&str]| {

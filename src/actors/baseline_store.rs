@@ -7,7 +7,7 @@ use crate::db::alerts::{self, QuarantineRow};
 use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as q, BaselineRow, ListFilter, SummaryRow};
 use crate::db::gates::{self, RunStatRow, StoredRun};
-use crate::db::notify::{AckWait, Invalidator};
+use crate::db::notify::Invalidator;
 use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn};
 use crate::domain::access::BenchFilter;
 use crate::domain::names::{BenchmarkName, ProjectName, Version};
@@ -16,7 +16,7 @@ use crate::domain::time::{now_micros, to_rfc3339};
 use crate::domain::version;
 use crate::store_actor;
 
-use super::group_commit::{Batched, GroupStore};
+use super::group_commit::GroupStore;
 use super::{Initiator, Op, StoreError};
 
 pub(crate) struct BaselineStore {
@@ -330,13 +330,10 @@ impl Upload {
     }
 }
 
-impl Batched for Upload {
-    type Store = BaselineStore;
-    type Output = UploadOutcome;
-    const KIND: &'static str = "upload";
-
+/// What the group commit (`super::writes`) asks of an upload.
+impl Upload {
     /// An upload locks its benchmark's row (the live count).
-    fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {
+    pub(super) fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {
         let (a, b) = (&self.version, &other.version);
         self.benchmark
             .as_str()
@@ -348,16 +345,15 @@ impl Batched for Upload {
             })
     }
 
-    fn apply(&self, c: &mut DbConn) -> Result<UploadOutcome, StoreError> {
+    pub(super) fn apply(&self, c: &mut DbConn) -> Result<UploadOutcome, StoreError> {
         self.statements(c)
     }
 
     /// Another replica won the race for this version (or this Idempotency-Key): the unique
     /// index refused our insert. A retry with the same key gets the first answer.
-    fn after_unique_violation(
+    pub(super) fn after_unique_violation(
         &self,
         c: &mut DbConn,
-        _: DbError,
     ) -> Result<UploadOutcome, StoreError> {
         if let Some(done) = self.replay(c)? {
             return Ok(done);
@@ -366,34 +362,9 @@ impl Batched for Upload {
         Err(StoreError::Conflict(format!("{}/{v}", self.benchmark)))
     }
 
-    /// One announcement (and one wait) for the whole commit, naming what it stored.
-    fn before_commit(
-        store: &mut BaselineStore,
-        c: &mut DbConn,
-        batch: &[Self],
-        results: &[Result<UploadOutcome, StoreError>],
-    ) -> Result<Option<AckWait>, StoreError> {
-        let stored: Vec<(&str, &str)> = batch
-            .iter()
-            .zip(results)
-            .filter(|(_, r)| matches!(r, Ok(o) if !o.replayed))
-            .map(|(u, _)| (u.project.as_str(), u.benchmark.as_str()))
-            .collect();
-        Ok(store.inv.announce(c, &stored)?)
-    }
-
-    fn after_commit(
-        store: &mut BaselineStore,
-        c: &mut DbConn,
-        batch: &[Self],
-        committed: bool,
-        announced: Option<AckWait>,
-    ) {
-        let touched: Vec<(&str, &str)> = batch
-            .iter()
-            .map(|u| (u.project.as_str(), u.benchmark.as_str()))
-            .collect();
-        store.inv.settle(c, &touched, committed, announced);
+    /// The latest answer this upload may change.
+    pub(super) fn pair(&self) -> (&str, &str) {
+        (self.project.as_str(), self.benchmark.as_str())
     }
 }
 

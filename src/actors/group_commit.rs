@@ -1,5 +1,5 @@
-//! Group commit of writes (uploads, verdicts): every such write goes through
-//! [`GroupCommit::submit`].
+//! Group commit of writes: every upload and verdict goes through [`GroupCommit::submit`], in
+//! one queue (`super::writes`), so one commit holds both kinds.
 //!
 //! A handler queues its write for the project's writer shard and then sends a [`Flush`] through
 //! the shard's mailbox; the first flush to run takes every write queued for the shard so far and
@@ -182,7 +182,8 @@ impl<T> GatherQueue<T> {
     }
 }
 
-/// A write that can share its commit with other writes of its kind (an upload, a verdict).
+/// A write that can share its commit with other writes (`super::writes::Write`: an upload or a
+/// verdict).
 pub(crate) trait Batched: Send + Sized + 'static {
     /// The store whose writer shards commit it.
     type Store: Actor<Context = SyncContext<Self::Store>>
@@ -190,7 +191,7 @@ pub(crate) trait Batched: Send + Sized + 'static {
         + Handler<Job<Flush<Self>, Self::Store>>;
     type Output: Send + 'static;
     /// The `kind` label of the `perfgate_group_commit_writes` histogram.
-    const KIND: &'static str;
+    fn kind(&self) -> &'static str;
 
     /// The order in which a batch applies its writes. One order for every batch on every
     /// replica: two replicas committing batches that lock the same rows in different orders
@@ -320,10 +321,7 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
             return;
         }
         batch.sort_by(|(a, _), (b, _)| a.lock_cmp(b));
-        crate::metrics::METRICS
-            .group_commit_size
-            .with_label_values(&[T::KIND])
-            .observe(batch.len() as f64);
+        observe_kinds(&batch);
         let mut c = match s.conn() {
             Ok(c) => c,
             Err(e) => return answer_all(batch, &e),
@@ -359,6 +357,23 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
                 }
             }
         }
+    }
+}
+
+/// Observes, for each kind of write in a commit, how many of that kind it holds.
+fn observe_kinds<T: Batched>(batch: &[Pending<T>]) {
+    let mut runs: Vec<(&'static str, usize)> = Vec::new();
+    for (w, _) in batch {
+        match runs.iter_mut().find(|(k, _)| *k == w.kind()) {
+            Some((_, n)) => *n += 1,
+            None => runs.push((w.kind(), 1)),
+        }
+    }
+    for (kind, n) in runs {
+        crate::metrics::METRICS
+            .group_commit_size
+            .with_label_values(&[kind])
+            .observe(n as f64);
     }
 }
 

@@ -19,6 +19,7 @@ pub(crate) mod group_commit;
 pub(crate) mod key_store;
 pub(crate) mod retention;
 pub(crate) mod verdict_log;
+pub(crate) mod writes;
 
 pub(crate) use error::StoreError;
 

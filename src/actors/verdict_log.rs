@@ -8,7 +8,6 @@ use crate::domain::flakiness;
 use crate::domain::time::now_micros;
 use crate::store_actor;
 
-use super::group_commit::{Batched, GroupStore};
 use super::{Initiator, Op, StoreError};
 use crate::db::DbError;
 
@@ -17,12 +16,6 @@ pub(crate) struct VerdictLog {
 }
 
 store_actor!(VerdictLog);
-
-impl GroupStore for VerdictLog {
-    fn conn(&self) -> Result<PooledConn, StoreError> {
-        VerdictLog::conn(self)
-    }
-}
 
 impl VerdictLog {
     pub(crate) fn new(pool: DbPool) -> Self {
@@ -51,20 +44,16 @@ pub(crate) struct Submit {
     pub actor: Initiator,
 }
 
-/// Verdicts are group-committed like uploads (see `group_commit`): a batch of a project's
-/// verdicts is one transaction, each verdict in a savepoint of its own.
-impl Batched for Submit {
-    type Store = VerdictLog;
-    type Output = VerdictRow;
-    const KIND: &'static str = "verdict";
-
+/// Verdicts are group-committed with uploads (see `super::writes`): each verdict in a savepoint
+/// of its own.
+impl Submit {
     /// A verdict locks its benchmark's count of its status.
-    fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {
+    pub(super) fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {
         let (a, b) = (&self.verdict, &other.verdict);
         (&a.benchmark, &a.status).cmp(&(&b.benchmark, &b.status))
     }
 
-    fn apply(&self, c: &mut DbConn) -> Result<VerdictRow, StoreError> {
+    pub(super) fn apply(&self, c: &mut DbConn) -> Result<VerdictRow, StoreError> {
         let v = &self.verdict;
         // The history is read in the writer's transaction: verdicts of one project are
         // applied one at a time (in a batch, in its order), so the score sees every

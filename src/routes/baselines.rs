@@ -135,7 +135,7 @@ pub(crate) struct UploadBody {
     request_body = UploadBody,
     responses((status = 201, description = "Stored", body = crate::api::UploadResponse), (status = 409, description = "Version exists", body = crate::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::openapi::ErrorBody), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape or receipt", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn upload(
-    arrival: Arrival<Upload>,
+    arrival: Arrival,
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -189,8 +189,8 @@ pub(crate) async fn upload(
         actor: initiator(&principal),
     };
     let outcome = match state
-        .uploads
-        .submit(project.as_str(), upload, arrival.0)
+        .writes
+        .upload(project.as_str(), upload, arrival.0)
         .await
     {
         Ok(o) => o,

@@ -17,39 +17,23 @@ pub(crate) mod verdicts;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::actors::group_commit::{ArrivingWrite, Batched, GroupCommit};
+use crate::actors::group_commit::ArrivingWrite;
+use crate::actors::writes::Write;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Counts a group-committed write (an upload, a verdict) as on its way to its commit from its
 /// request head on, so a commit being gathered can wait for it. Declared first by the write's
 /// route, so it is taken before the body is read.
-pub(crate) struct Arrival<T: Queued>(Option<ArrivingWrite<T>>);
+pub(crate) struct Arrival(Option<ArrivingWrite<Write>>);
 
-/// A write whose route queues it for a [`GroupCommit`] held in the [`AppState`].
-pub(crate) trait Queued: Batched {
-    fn group(state: &AppState) -> &GroupCommit<Self>;
-}
-
-impl Queued for crate::actors::baseline_store::Upload {
-    fn group(state: &AppState) -> &GroupCommit<Self> {
-        &state.uploads
-    }
-}
-
-impl Queued for crate::actors::verdict_log::Submit {
-    fn group(state: &AppState) -> &GroupCommit<Self> {
-        &state.verdict_writes
-    }
-}
-
-impl<T: Queued> actix_web::FromRequest for Arrival<T> {
+impl actix_web::FromRequest for Arrival {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Self, ApiError>>;
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let arriving = req
             .app_data::<web::Data<AppState>>()
-            .map(|s| T::group(s).arriving());
+            .map(|s| s.writes.arriving());
         std::future::ready(Ok(Arrival(arriving)))
     }
 }

@@ -41,7 +41,7 @@ pub(crate) struct SubmitBody {
     params(("project" = String, Path, description = "Project name")), request_body = SubmitBody,
     responses((status = 201, description = "Recorded, with its flakiness score", body = crate::api::VerdictRecord), (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody), (status = 422, description = "Wrong shape", body = crate::openapi::ErrorBody), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Missing or invalid credential", body = crate::openapi::ErrorBody), (status = 403, description = "Forbidden", body = crate::openapi::ErrorBody), (status = 503, description = "Storage unavailable or overloaded", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn submit(
-    arrival: Arrival<Submit>,
+    arrival: Arrival,
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -72,8 +72,8 @@ pub(crate) async fn submit(
         },
     };
     let row = state
-        .verdict_writes
-        .submit(project.as_str(), submit, arrival.0)
+        .writes
+        .verdict(project.as_str(), submit, arrival.0)
         .await?;
     let status: &'static str = STATUSES
         .iter()
