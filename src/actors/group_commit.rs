@@ -4,8 +4,9 @@
 //! A handler queues its write for the project's writer shard and then sends a [`Flush`] through
 //! the shard's mailbox; the first flush to run takes every write queued for the shard so far and
 //! commits them in **one** transaction (one fsync), each in a savepoint of its own, so a conflict
-//! or a bad row fails only its own request. Every request is answered only after that commit.
-//! Later flushes find their write already done.
+//! or a bad row fails only its own request. Every request is answered once that commit is
+//! durable, without waiting for its own flush, which runs later and commits what was queued
+//! since (or finds nothing).
 //!
 //! A commit delay, in the spirit of PostgreSQL's `commit_delay`/`commit_siblings`: when writes
 //! come in a stream (another write is between its request head and the queue, or the shard
@@ -296,15 +297,30 @@ impl<T: Batched> GroupCommit<T> {
             queue: self.queue.clone(),
             shard,
         };
-        self.store.write(project, flush).await?;
-        match rx.try_recv() {
-            Ok(r) => r,
-            // The flush ran but did not answer for this write: it cannot have been stored.
-            Err(_) => Err(StoreError::Internal(
-                "group commit ended without answering a write".into(),
-            )),
+        // Every queued write has a flush of its own behind it in the writer's mailbox, but the
+        // one that commits it is often an earlier one (a flush takes all that is queued). The
+        // answer comes once that commit is durable; this request's own flush still runs later
+        // and commits what was queued since, without this request waiting for it.
+        let flushed = self.store.write(project, flush);
+        tokio::pin!(flushed);
+        tokio::select! {
+            // Polled first, so the flush is in the mailbox before this request waits at all.
+            biased;
+            done = &mut flushed => {
+                done?;
+                match rx.try_recv() {
+                    Ok(r) => r,
+                    // The flush ran but did not answer for this write: it cannot have been stored.
+                    Err(_) => Err(unanswered()),
+                }
+            }
+            answer = &mut rx => answer.unwrap_or_else(|_| Err(unanswered())),
         }
     }
+}
+
+fn unanswered() -> StoreError {
+    StoreError::Internal("group commit ended without answering a write".into())
 }
 
 /// Commits the writes queued for one writer shard.
@@ -459,5 +475,109 @@ mod tests {
         assert_eq!(q.arriving.load(Ordering::Acquire), 1);
         drop(a);
         assert_eq!(q.arriving.load(Ordering::Acquire), 0);
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+    use crate::actors::Op;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Context, Poll};
+
+    struct Store {
+        pool: crate::db::DbPool,
+    }
+    crate::store_actor!(Store);
+
+    impl GroupStore for Store {
+        fn conn(&self) -> Result<PooledConn, StoreError> {
+            self.pool
+                .get()
+                .map_err(|e| StoreError::Internal(e.to_string()))
+        }
+    }
+
+    struct W(u32);
+    impl Batched for W {
+        type Store = Store;
+        type Output = u32;
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {
+            self.0.cmp(&other.0)
+        }
+        fn apply(&self, _: &mut DbConn) -> Result<u32, StoreError> {
+            Ok(self.0)
+        }
+    }
+
+    /// Holds the writer until the test lets go.
+    struct Hold(std::sync::mpsc::Receiver<()>);
+    impl Op<Store> for Hold {
+        type Output = ();
+        fn run(self, _: &mut Store) {
+            let _ = self.0.recv();
+        }
+    }
+
+    /// Keeps the writer busy for a while, then says it is done.
+    struct Busy(Arc<AtomicBool>);
+    impl Op<Store> for Busy {
+        type Output = ();
+        fn run(self, _: &mut Store) {
+            std::thread::sleep(Duration::from_secs(1));
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Polls once, so what the future does before its first wait (queueing a write, sending a
+    /// flush) happens now, in this order.
+    fn start<F: Future>(f: std::pin::Pin<&mut F>) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(f.poll(&mut cx), Poll::Pending));
+    }
+
+    /// X's flush sits behind other work in the writer's mailbox, but A's flush commits X with
+    /// A: X is answered when that commit is done, not once the writer reaches X's own flush.
+    #[test]
+    fn a_write_is_answered_by_the_commit_that_stores_it() {
+        actix_web::rt::System::new().block_on(async {
+            let pool = crate::db::memory_test_pool();
+            let shards = Shards::start(
+                "test",
+                1,
+                1,
+                move || Store { pool: pool.clone() },
+                Arc::new(tokio::sync::Semaphore::new(64)),
+                Duration::from_secs(30),
+            );
+            let commits = GroupCommit::<W>::new(shards.clone());
+            let (release, held) = std::sync::mpsc::channel();
+            let done = Arc::new(AtomicBool::new(false));
+
+            let mut hold = pin!(shards.write("p", Hold(held)));
+            start(hold.as_mut());
+            let mut a = pin!(commits.submit("p", W(1), None));
+            start(a.as_mut());
+            let mut busy = pin!(shards.write("p", Busy(done.clone())));
+            start(busy.as_mut());
+            let mut x = pin!(commits.submit("p", W(2), None));
+            start(x.as_mut());
+            // Mailbox: hold, A's flush, busy, X's flush. Queue: A, X.
+            release.send(()).unwrap();
+
+            assert_eq!(x.as_mut().await.unwrap(), 2);
+            assert!(
+                !done.load(Ordering::SeqCst),
+                "X's answer waited for the writer's later work"
+            );
+            assert_eq!(a.as_mut().await.unwrap(), 1);
+            busy.as_mut().await.unwrap();
+            hold.as_mut().await.unwrap();
+        });
     }
 }

@@ -34,6 +34,8 @@ use diesel::sqlite::SqliteConnection;
 pub(crate) use crate::config::StorageBackend;
 pub(crate) use dialect::{lock_bootstrap, probe, read_tx, try_lock, write_tx, Exclusive};
 pub(crate) use error::DbError;
+#[cfg(test)]
+pub(crate) use pool::memory_test_pool;
 pub(crate) use pool::{
     fit_connections, DbPool, PgPoolOptions, PooledConn, Storage, StorageOptions, StorePools,
 };

@@ -72,6 +72,22 @@ pub(crate) struct ConnManager {
     url: String,
 }
 
+/// A pool of one private in-memory SQLite connection, for tests of what runs on a writer.
+#[cfg(test)]
+pub(crate) fn memory_test_pool() -> DbPool {
+    DbPool {
+        owner: "test",
+        name: "write",
+        inner: Pool::builder()
+            .max_size(1)
+            .build(ConnManager {
+                backend: StorageBackend::Memory,
+                url: ":memory:".into(),
+            })
+            .expect("an in-memory SQLite pool"),
+    }
+}
+
 impl ManageConnection for ConnManager {
     type Connection = DbConn;
     type Error = r2d2::Error;
