@@ -290,6 +290,9 @@ impl<T: Batched> GroupCommit<T> {
         arrival: Option<ArrivingWrite<T>>,
     ) -> Result<T::Output, StoreError> {
         let shard = self.store.shard_index(project);
+        // Admitted before it is queued: a write refused as overload (503) is never stored by
+        // another request's flush.
+        let permit = self.store.admit()?;
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         self.queue.push(shard, (write, tx));
         drop(arrival);
@@ -301,7 +304,7 @@ impl<T: Batched> GroupCommit<T> {
         // one that commits it is often an earlier one (a flush takes all that is queued). The
         // answer comes once that commit is durable; this request's own flush still runs later
         // and commits what was queued since, without this request waiting for it.
-        let flushed = self.store.write(project, flush);
+        let flushed = self.store.write_admitted(project, flush, permit);
         tokio::pin!(flushed);
         tokio::select! {
             // Polled first, so the flush is in the mailbox before this request waits at all.
@@ -501,6 +504,8 @@ mod answer_tests {
     }
 
     struct W(u32);
+    /// What the writer applied, in order.
+    static APPLIED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
     impl Batched for W {
         type Store = Store;
         type Output = u32;
@@ -511,6 +516,7 @@ mod answer_tests {
             self.0.cmp(&other.0)
         }
         fn apply(&self, _: &mut DbConn) -> Result<u32, StoreError> {
+            APPLIED.lock().unwrap().push(self.0);
             Ok(self.0)
         }
     }
@@ -578,6 +584,41 @@ mod answer_tests {
             assert_eq!(a.as_mut().await.unwrap(), 1);
             busy.as_mut().await.unwrap();
             hold.as_mut().await.unwrap();
+        });
+    }
+
+    /// With no room for more work in flight, a write is refused (503) before it is queued, so
+    /// the next write's flush does not store it after its request heard 503.
+    #[test]
+    fn a_write_refused_as_overload_is_not_stored() {
+        actix_web::rt::System::new().block_on(async {
+            let pool = crate::db::memory_test_pool();
+            let shards = Shards::start(
+                "test",
+                1,
+                1,
+                move || Store { pool: pool.clone() },
+                Arc::new(tokio::sync::Semaphore::new(1)),
+                Duration::from_secs(30),
+            );
+            let commits = GroupCommit::<W>::new(shards.clone());
+            let (release, held) = std::sync::mpsc::channel();
+            let mut hold = pin!(shards.write("q", Hold(held)));
+            start(hold.as_mut());
+            let refused = commits.submit("q", W(30), None).await;
+            assert!(
+                matches!(refused, Err(StoreError::Unavailable(_))),
+                "expected 503 unavailable"
+            );
+            release.send(()).unwrap();
+            hold.as_mut().await.unwrap();
+            assert_eq!(commits.submit("q", W(31), None).await.unwrap(), 31);
+            let applied = APPLIED.lock().unwrap().clone();
+            assert!(applied.contains(&31), "{applied:?}");
+            assert!(
+                !applied.contains(&30),
+                "a refused write was stored: {applied:?}"
+            );
         });
     }
 }

@@ -199,6 +199,29 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
         self.send(addr, op, self.timeout).await
     }
 
+    /// A place among the work in flight, or 503 `unavailable` when there is none.
+    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, StoreError> {
+        self.limiter.clone().try_acquire_owned().map_err(|_| {
+            log::warn!("{}: too much work in flight, refusing request", self.name);
+            StoreError::Unavailable("Server is overloaded; retry shortly".into())
+        })
+    }
+
+    /// [`write`](Self::write) with its place among the work in flight already taken.
+    pub(crate) async fn write_admitted<M>(
+        &self,
+        shard_key: &str,
+        op: M,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<M::Output, StoreError>
+    where
+        M: Op<S>,
+        S: Handler<Job<M, S>>,
+    {
+        let addr = &self.writers[shard_of(shard_key, self.writers.len())];
+        self.send_admitted(addr, op, permit, self.timeout).await
+    }
+
     async fn send<M>(
         &self,
         addr: &Addr<S>,
@@ -209,10 +232,21 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
         M: Op<S>,
         S: Handler<Job<M, S>>,
     {
-        let permit = self.limiter.clone().try_acquire_owned().map_err(|_| {
-            log::warn!("{}: too much work in flight, refusing request", self.name);
-            StoreError::Unavailable("Server is overloaded; retry shortly".into())
-        })?;
+        let permit = self.admit()?;
+        self.send_admitted(addr, op, permit, timeout).await
+    }
+
+    async fn send_admitted<M>(
+        &self,
+        addr: &Addr<S>,
+        op: M,
+        permit: OwnedSemaphorePermit,
+        timeout: Duration,
+    ) -> Result<M::Output, StoreError>
+    where
+        M: Op<S>,
+        S: Handler<Job<M, S>>,
+    {
         let job = Job {
             op,
             _permit: permit,
