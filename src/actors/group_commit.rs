@@ -540,6 +540,19 @@ mod answer_tests {
         }
     }
 
+    /// One writer on a private in-memory database, with `places` for work in flight.
+    fn writer(places: usize) -> Shards<Store> {
+        let pool = crate::db::memory_test_pool();
+        Shards::start(
+            "test",
+            1,
+            1,
+            move || Store { pool: pool.clone() },
+            Arc::new(tokio::sync::Semaphore::new(places)),
+            Duration::from_secs(30),
+        )
+    }
+
     /// Polls once, so what the future does before its first wait (queueing a write, sending a
     /// flush) happens now, in this order.
     fn start<F: Future>(f: std::pin::Pin<&mut F>) {
@@ -552,15 +565,7 @@ mod answer_tests {
     #[test]
     fn a_write_is_answered_by_the_commit_that_stores_it() {
         actix_web::rt::System::new().block_on(async {
-            let pool = crate::db::memory_test_pool();
-            let shards = Shards::start(
-                "test",
-                1,
-                1,
-                move || Store { pool: pool.clone() },
-                Arc::new(tokio::sync::Semaphore::new(64)),
-                Duration::from_secs(30),
-            );
+            let shards = writer(64);
             let commits = GroupCommit::<W>::new(shards.clone());
             let (release, held) = std::sync::mpsc::channel();
             let done = Arc::new(AtomicBool::new(false));
@@ -592,15 +597,7 @@ mod answer_tests {
     #[test]
     fn a_write_refused_as_overload_is_not_stored() {
         actix_web::rt::System::new().block_on(async {
-            let pool = crate::db::memory_test_pool();
-            let shards = Shards::start(
-                "test",
-                1,
-                1,
-                move || Store { pool: pool.clone() },
-                Arc::new(tokio::sync::Semaphore::new(1)),
-                Duration::from_secs(30),
-            );
+            let shards = writer(1);
             let commits = GroupCommit::<W>::new(shards.clone());
             let (release, held) = std::sync::mpsc::channel();
             let mut hold = pin!(shards.write("q", Hold(held)));

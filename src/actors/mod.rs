@@ -195,8 +195,7 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
         M: Op<S>,
         S: Handler<Job<M, S>>,
     {
-        let addr = &self.writers[shard_of(shard_key, self.writers.len())];
-        self.send(addr, op, self.timeout).await
+        self.write_admitted(shard_key, op, self.admit()?).await
     }
 
     /// A place among the work in flight, or 503 `unavailable` when there is none.
