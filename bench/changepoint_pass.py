@@ -6,7 +6,8 @@ Starts `BIN` (default target/release/perfgate-server) on SQLite in a temporary d
 pass every second and no delay, uploads RUNS CI runs of BENCHMARKS benchmarks (one commit per run,
 every benchmark of a run sharing its runner shift, one benchmark stepping 15 % halfway) over four
 keep-alive connections, waits for the passes to catch up, and prints the pass-duration histogram
-and the upload latency from /metrics, and the change points found.
+and the upload latency from /metrics, how long after the last upload the passes caught up
+(the rows read stop growing), and the change points found.
 """
 import http.client
 import json
@@ -78,10 +79,21 @@ def main():
             if errors:
                 sys.exit(f"upload errors: {errors[:5]}")
         took = time.time() - started
-        time.sleep(3)  # the last passes
+        # The passes catch up: wait until the rows read stop growing for 3 s (at most 300 s).
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        c.request("GET", "/metrics")
-        text = c.getresponse().read().decode()
+        ended = time.time()
+        last, still_since = -1.0, time.time()
+        while time.time() - ended < 300:
+            c.request("GET", "/metrics")
+            text = c.getresponse().read().decode()
+            m = re.search(r"^perfgate_change_point_runs_total (\S+)$", text, re.M)
+            n = float(m.group(1)) if m else 0.0
+            if n != last:
+                last, still_since = n, time.time()
+            elif time.time() - still_since >= 3:
+                break
+            time.sleep(0.25)
+        caught_up = still_since - ended
         c.request("GET", "/api/v1/projects/bench/benchmarks/bench-0/change-points",
                   headers={"Authorization": f"Bearer {KEY}"})
         points = json.loads(c.getresponse().read())["change_points"]
@@ -96,7 +108,8 @@ def main():
     passes = metric("change_point_pass_seconds_count")
     total = metric("change_point_pass_seconds_sum")
     print(f"passes: {passes:.0f}, runs read: {metric('change_point_runs_total'):.0f} "
-          f"(run x metric rows), mean pass {1000 * total / max(passes, 1):.1f} ms")
+          f"(run x metric rows), mean pass {1000 * total / max(passes, 1):.1f} ms, "
+          f"caught up {caught_up:.1f} s after the last upload")
     print("pass duration buckets (le seconds: passes):")
     for le, n in re.findall(r'^perfgate_change_point_pass_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
         print(f"  {le}: {n}")

@@ -123,7 +123,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         change_point_pass: prometheus::Histogram::with_opts(
             HistogramOpts::new(
                 "change_point_pass_seconds",
-                "Duration of one change-point pass (one write transaction)",
+                "How long one change-point pass held its write transaction",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
         )?,

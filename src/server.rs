@@ -302,47 +302,53 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             i64::try_from(config.change_point_delay_ms.saturating_mul(1000)).unwrap_or(i64::MAX);
         let process_started = crate::domain::time::now_micros();
         actix_web::rt::spawn(async move {
+            let mut sizer = crate::actors::changepoints::PassSizer::new(CHANGE_POINT_PASS_TARGET);
+            let memo = std::sync::Arc::default();
             loop {
                 tokio::time::sleep(interval).await;
                 loop {
-                    let pass = crate::actors::changepoints::ScanChangePoints {
+                    let plan = crate::actors::changepoints::PlanChangePoints {
                         delay_micros: delay,
-                        max_runs: CHANGE_POINT_PASS_RUNS,
+                        max_runs: sizer.runs(),
                         process_started,
+                        memo: std::sync::Arc::clone(&memo),
                     };
                     let started = std::time::Instant::now();
-                    match scanner.write("change_points", pass).await {
-                        Ok(Ok(r)) => {
-                            crate::metrics::change_point_pass(
-                                started.elapsed(),
-                                r.runs,
-                                r.alerts_opened,
-                                r.alerts_fixed,
-                            );
-                            if r.alerts_opened + r.alerts_fixed > 0 {
-                                log::info!(
-                                    "change points: {} alerts opened, {} fixed ({} runs, {} series)",
-                                    r.alerts_opened,
-                                    r.alerts_fixed,
-                                    r.runs,
-                                    r.series
-                                );
-                            }
-                            if !r.more {
-                                break;
-                            }
-                            // Catching up: leave the writer to clients at least half the time.
-                            let rest = started.elapsed().max(Duration::from_millis(20));
-                            tokio::time::sleep(rest).await;
-                        }
-                        Ok(Err(e)) => {
-                            log::warn!("change points: {e}");
-                            break;
-                        }
+                    let r = match change_point_pass(&scanner, plan).await {
+                        Ok(Some(r)) => r,
+                        Ok(None) => break,
                         Err(e) => {
                             log::warn!("change points: {e}");
                             break;
                         }
+                    };
+                    crate::metrics::change_point_pass(
+                        r.busy,
+                        r.runs,
+                        r.alerts_opened,
+                        r.alerts_fixed,
+                    );
+                    if r.alerts_opened + r.alerts_fixed > 0 {
+                        log::info!(
+                            "change points: {} alerts opened, {} fixed ({} runs, {} series)",
+                            r.alerts_opened,
+                            r.alerts_fixed,
+                            r.runs,
+                            r.series
+                        );
+                    }
+                    sizer.observe(r.runs, r.busy);
+                    if !r.more {
+                        break;
+                    }
+                    // Catching up. While clients write (they took SQLite write turns during a
+                    // short first rest), rest longer so that they keep most of the machine and
+                    // the writer; while none do, go on.
+                    let turns = crate::db::sqlite_write_turns();
+                    tokio::time::sleep(CHANGE_POINT_MIN_REST).await;
+                    if crate::db::sqlite_write_turns() != turns {
+                        let rest = started.elapsed() * CHANGE_POINT_REST_FACTOR;
+                        tokio::time::sleep(rest.saturating_sub(CHANGE_POINT_MIN_REST)).await;
                     }
                 }
             }
@@ -591,9 +597,31 @@ fn pg_connections(readers: u32, shards: u32) -> u32 {
         + CACHE_LISTENER
 }
 
-/// Runs one change-point pass reads at most: a pass holds the write lock for a few
-/// milliseconds, so clients waiting on it barely notice.
-const CHANGE_POINT_PASS_RUNS: i64 = 200;
+/// One change-point pass: planned on a reader, applied on the writer. None when there was
+/// nothing to write (no new run, older runs still being summarised) or the plan went stale.
+async fn change_point_pass(
+    scanner: &Shards<GateStore>,
+    plan: crate::actors::changepoints::PlanChangePoints,
+) -> Result<Option<crate::actors::changepoints::ScanReport>, crate::actors::StoreError> {
+    let Some(plan) = scanner.read(plan).await?? else {
+        return Ok(None);
+    };
+    if plan.is_empty() {
+        return Ok(None);
+    }
+    let apply = crate::actors::changepoints::ApplyChangePoints { plan };
+    scanner.write("change_points", apply).await?
+}
+
+/// How long one change-point pass may hold the write turn while it catches up (its size adapts
+/// to this, see [`crate::actors::changepoints::PassSizer`]).
+const CHANGE_POINT_PASS_TARGET: Duration = Duration::from_millis(4);
+/// While catching up under client writes, a pass is followed by a rest of this many times its
+/// duration: change points then take at most a quarter of the writer's time.
+const CHANGE_POINT_REST_FACTOR: u32 = 3;
+/// The rest between passes while no client writes (and the first part of every rest, long
+/// enough to learn whether clients write).
+const CHANGE_POINT_MIN_REST: Duration = Duration::from_millis(2);
 
 /// Summarises, in the background and in small batches, the runs of baselines stored before the
 /// gate's `run_stats` table existed, so a gate finds their history. Each batch is one short write

@@ -39,9 +39,14 @@ pub(crate) fn set_watermark(conn: &mut DbConn, t: i64) -> QueryResult<()> {
     set_backfill_position(conn, WATERMARK_TASK, &t.to_string(), false)
 }
 
+/// From when changes are alerted on, once the first pass set it.
+pub(crate) fn stored_alerts_since(conn: &mut DbConn) -> QueryResult<Option<i64>> {
+    Ok(backfill_position(conn, ALERTS_SINCE_TASK)?.and_then(|(p, _)| p.parse().ok()))
+}
+
 /// From when changes are alerted on: set once, by the first pass, to `default`.
 pub(crate) fn alerts_since(conn: &mut DbConn, default: i64) -> QueryResult<i64> {
-    if let Some(t) = backfill_position(conn, ALERTS_SINCE_TASK)?.and_then(|(p, _)| p.parse().ok()) {
+    if let Some(t) = stored_alerts_since(conn)? {
         return Ok(t);
     }
     set_backfill_position(conn, ALERTS_SINCE_TASK, &default.to_string(), true)?;
@@ -116,6 +121,25 @@ pub(crate) fn group_members(
             ),
         ))
         .load(conn)
+}
+
+/// How many run rows commit `sha` has on `runner` for `metric`, deleted ones included (counted in
+/// `run_stats_group_idx` alone): it grows whenever a run joins the CI run (a run that leaves it
+/// cannot make its shift estimable).
+pub(crate) fn group_rows(
+    conn: &mut DbConn,
+    project: &str,
+    runner: &str,
+    metric: &str,
+    sha: &str,
+) -> QueryResult<i64> {
+    run_stats::table
+        .filter(run_stats::project.eq(project))
+        .filter(run_stats::runner.eq(runner))
+        .filter(run_stats::metric.eq(metric))
+        .filter(run_stats::git_sha.eq(sha))
+        .count()
+        .get_result(conn)
 }
 
 /// The live runs of one series (`run_stats_series_idx`), as a query to narrow.

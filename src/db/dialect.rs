@@ -19,12 +19,22 @@ static SQLITE_TURN: parking_lot::Mutex<()> = parking_lot::const_mutex(());
 /// How long a writer waits for its turn before answering "database is locked" (the configured
 /// busy timeout).
 static SQLITE_TURN_WAIT_MS: AtomicU64 = AtomicU64::new(10_000);
+/// Write turns taken since the process started.
+static SQLITE_TURNS_TAKEN: AtomicU64 = AtomicU64::new(0);
 
 /// Takes this process's SQLite write turn, waiting at most the busy timeout (None after it).
 pub(super) fn sqlite_turn() -> Option<parking_lot::MutexGuard<'static, ()>> {
-    SQLITE_TURN.try_lock_for(Duration::from_millis(
+    let turn = SQLITE_TURN.try_lock_for(Duration::from_millis(
         SQLITE_TURN_WAIT_MS.load(Ordering::Relaxed),
-    ))
+    ))?;
+    SQLITE_TURNS_TAKEN.fetch_add(1, Ordering::Relaxed);
+    Some(turn)
+}
+
+/// How many SQLite write turns this process has taken (0 on PostgreSQL): background work
+/// compares two readings to learn whether clients wrote in between.
+pub(crate) fn sqlite_write_turns() -> u64 {
+    SQLITE_TURNS_TAKEN.load(Ordering::Relaxed)
 }
 
 /// Sets how long a SQLite writer waits for its turn (the pool's busy timeout).

@@ -32,7 +32,9 @@ use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
 
 pub(crate) use crate::config::StorageBackend;
-pub(crate) use dialect::{lock_bootstrap, probe, read_tx, try_lock, write_tx, Exclusive};
+pub(crate) use dialect::{
+    lock_bootstrap, probe, read_tx, sqlite_write_turns, try_lock, write_tx, Exclusive,
+};
 pub(crate) use error::DbError;
 #[cfg(test)]
 pub(crate) use pool::memory_test_pool;
