@@ -347,3 +347,82 @@ fn change_points_and_alerts(b: Backend) {
 }
 
 backend_tests!(change_points_and_alerts);
+
+/// Two replicas on one PostgreSQL both run passes, every 50 ms, over runs uploaded through both:
+/// a pass plans on a reader and writes only if no other pass moved the watermark meanwhile, so
+/// each stored run is read by exactly one applied pass and each change is found once. (Runs
+/// become due 2 s after they were stored: a pass's window closes only on runs whose commits
+/// have landed, as with the default 30 s.)
+#[test]
+fn two_replicas_scan_each_run_once() {
+    let Some(Backend::Postgres(url)) = Backend::postgres() else {
+        return;
+    };
+    let mut args: Vec<String> = standard_keys()
+        .into_iter()
+        .flat_map(|k| ["--api-keys".to_owned(), k])
+        .collect();
+    args.extend(
+        [
+            "--change-point-interval-ms",
+            "50",
+            "--change-point-delay-ms",
+            "2000",
+        ]
+        .map(String::from),
+    );
+    let replicas = [
+        Server::start_with(Backend::Postgres(url.clone()), &args),
+        Server::start_with(Backend::Postgres(url.clone()), &args),
+    ];
+    for r in 0..STEP2 + 10 {
+        upload_runs(&replicas[r % 2], r..r + 1);
+    }
+    let stored: i64 = {
+        use diesel::{Connection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut c = diesel::PgConnection::establish(&url).unwrap();
+        let n: N = diesel::sql_query("SELECT COUNT(*) AS n FROM run_stats")
+            .get_result(&mut c)
+            .unwrap();
+        n.n
+    };
+    assert!(stored >= (BENCHES * (STEP2 + 10)) as i64, "{stored}");
+    let read = || -> i64 {
+        replicas
+            .iter()
+            .map(|s| metric(s, "perfgate_change_point_runs_total") as i64)
+            .sum()
+    };
+    let start = Instant::now();
+    while read() < stored {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "passes read {} of {stored} runs in 30 s",
+            read()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A few more passes on each replica find nothing left: no run was read twice.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        read(),
+        stored,
+        "runs read by the applied passes of both replicas"
+    );
+    for s in &replicas {
+        let v = expect(s.get(ADMIN, &points_url("bench-2")), 200);
+        let found = strong(&v);
+        assert_eq!(found.len(), 1, "{v:#}");
+        assert_eq!(found[0]["index"], STEP2, "{v:#}");
+    }
+    let alerts: Vec<Value> = alerts_of(&replicas[0], "bench-2")
+        .into_iter()
+        .filter(|a| a["source"] == "change_point")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+}
