@@ -127,21 +127,23 @@ fn alerts_of(s: &Server, bench: &str) -> Vec<Value> {
     l["alerts"].as_array().unwrap().clone()
 }
 
-fn change_points_and_alerts(b: Backend) {
+/// The standard keys, with a pass every `interval_ms` over runs stored `delay_ms` ago.
+fn pass_args(interval_ms: u64, delay_ms: u64) -> Vec<String> {
     let mut args: Vec<String> = standard_keys()
         .into_iter()
         .flat_map(|k| ["--api-keys".to_owned(), k])
         .collect();
-    args.extend(
-        [
-            "--change-point-interval-ms",
-            "100",
-            "--change-point-delay-ms",
-            "0",
-        ]
-        .map(String::from),
-    );
-    let s = Server::start_with(b, &args);
+    args.extend([
+        "--change-point-interval-ms".to_owned(),
+        interval_ms.to_string(),
+        "--change-point-delay-ms".to_owned(),
+        delay_ms.to_string(),
+    ]);
+    args
+}
+
+fn change_points_and_alerts(b: Backend) {
+    let s = Server::start_with(b, &pass_args(100, 0));
     upload_runs(&s, 0..BACK);
 
     // bench-2: +15% at run 20, found at its commit, confirmed and settled.
@@ -358,19 +360,7 @@ fn two_replicas_scan_each_run_once() {
     let Some(Backend::Postgres(url)) = Backend::postgres() else {
         return;
     };
-    let mut args: Vec<String> = standard_keys()
-        .into_iter()
-        .flat_map(|k| ["--api-keys".to_owned(), k])
-        .collect();
-    args.extend(
-        [
-            "--change-point-interval-ms",
-            "50",
-            "--change-point-delay-ms",
-            "2000",
-        ]
-        .map(String::from),
-    );
+    let args = pass_args(50, 2000);
     let replicas = [
         Server::start_with(Backend::Postgres(url.clone()), &args),
         Server::start_with(Backend::Postgres(url.clone()), &args),
