@@ -301,6 +301,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         let delay =
             i64::try_from(config.change_point_delay_ms.saturating_mul(1000)).unwrap_or(i64::MAX);
         let process_started = crate::domain::time::now_micros();
+        let on_sqlite = backend != crate::db::StorageBackend::Postgres;
         actix_web::rt::spawn(async move {
             let mut sizer = crate::actors::changepoints::PassSizer::new(CHANGE_POINT_PASS_TARGET);
             let memo = std::sync::Arc::default();
@@ -344,6 +345,12 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
                     // Catching up. While clients write (they took SQLite write turns during a
                     // short first rest), rest longer so that they keep most of the machine and
                     // the writer; while none do, go on.
+                    // (PostgreSQL has no such turn to watch: there a pass always rests as long
+                    // as it ran.)
+                    if !on_sqlite {
+                        tokio::time::sleep(started.elapsed().max(CHANGE_POINT_MIN_REST)).await;
+                        continue;
+                    }
                     let turns = crate::db::sqlite_write_turns();
                     tokio::time::sleep(CHANGE_POINT_MIN_REST).await;
                     if crate::db::sqlite_write_turns() != turns {

@@ -416,3 +416,54 @@ fn two_replicas_scan_each_run_once() {
         .collect();
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
 }
+
+/// On SQLite a pass reads each run exactly once even with no delay, while uploads from four
+/// clients commit around it: a run whose time was taken before a plan was read and whose commit
+/// came after makes the plan stale (its range's count changed), so the plan is made again.
+#[test]
+fn sqlite_passes_read_each_run_once_under_concurrent_uploads() {
+    let s = std::sync::Arc::new(Server::start_with(Backend::Sqlite, &pass_args(20, 0)));
+    let uploaders: Vec<_> = (0..4)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for r in (t..STEP2).step_by(4) {
+                    upload_runs(&s, r..r + 1);
+                }
+            })
+        })
+        .collect();
+    for u in uploaders {
+        u.join().unwrap();
+    }
+    let stored: i64 = {
+        use diesel::{Connection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let path = s.dir.join("perfgate.db");
+        let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        let n: N = diesel::sql_query("SELECT COUNT(*) AS n FROM run_stats")
+            .get_result(&mut c)
+            .unwrap();
+        n.n
+    };
+    assert!(stored >= (BENCHES * STEP2) as i64, "{stored}");
+    let start = Instant::now();
+    while (metric(&s, "perfgate_change_point_runs_total") as i64) < stored {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "passes read {} of {stored} runs in 30 s",
+            metric(&s, "perfgate_change_point_runs_total")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        metric(&s, "perfgate_change_point_runs_total") as i64,
+        stored,
+        "runs read by the applied passes"
+    );
+}

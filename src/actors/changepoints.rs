@@ -42,6 +42,10 @@ pub(crate) struct PassSizer {
     target: std::time::Duration,
     /// Seconds per run, once a pass with runs was measured.
     per_run: Option<f64>,
+    /// Runs of the last measured pass: the next takes at most twice as many, so that runs
+    /// dearer than those measured (a backlog of gated metrics after one of ungated ones) cannot
+    /// make one pass many times the target.
+    last_runs: i64,
 }
 
 impl PassSizer {
@@ -55,19 +59,21 @@ impl PassSizer {
         PassSizer {
             target,
             per_run: None,
+            last_runs: Self::FIRST_RUNS,
         }
     }
 
     /// The runs the next pass may take.
     pub(crate) fn runs(&self) -> i64 {
-        match self.per_run {
-            None => Self::FIRST_RUNS,
-            Some(per_run) if per_run > 0.0 => {
-                let fit = (self.target.as_secs_f64() / per_run).floor();
-                (fit.min(Self::MAX_RUNS as f64) as i64).max(Self::MIN_RUNS)
-            }
+        let fit = match self.per_run {
+            None => return Self::FIRST_RUNS,
+            Some(per_run) if per_run > 0.0 => (self.target.as_secs_f64() / per_run)
+                .floor()
+                .min(Self::MAX_RUNS as f64) as i64,
             Some(_) => Self::MAX_RUNS,
-        }
+        };
+        fit.min(self.last_runs.saturating_mul(2))
+            .clamp(Self::MIN_RUNS, Self::MAX_RUNS)
     }
 
     /// Learns from a pass that read `runs` runs and held the writer for `busy`.
@@ -75,6 +81,7 @@ impl PassSizer {
         if runs == 0 {
             return;
         }
+        self.last_runs = i64::try_from(runs).unwrap_or(i64::MAX);
         let cost = busy.as_secs_f64() / runs as f64;
         self.per_run = Some(match self.per_run {
             None => cost,
@@ -109,7 +116,8 @@ pub(crate) struct PassPlan {
     /// The watermark once applied.
     mark: i64,
     alerts_since: i64,
-    now: i64,
+    /// Whether `alerts_since` was stored already (else the first applied pass stores it).
+    alerts_since_stored: bool,
     /// New common shifts: CI run, shift, benchmarks it was estimated from.
     shifts: Vec<(CiRun, f64, i64)>,
     series: Vec<SeriesPlan>,
@@ -118,10 +126,11 @@ pub(crate) struct PassPlan {
 }
 
 impl PassPlan {
-    /// Whether applying the plan writes anything (a pass that found no run leaves the watermark
-    /// where it is: the next one reads the same empty range again, with an index).
+    /// Whether applying the plan would write nothing worth a commit (a pass that found no run
+    /// leaves the watermark where it is: the next one reads the same empty range again, with an
+    /// index), once the database's first pass stored from when changes are alerted on.
     pub(crate) fn is_empty(&self) -> bool {
-        self.report.runs == 0
+        self.report.runs == 0 && self.alerts_since_stored
     }
 }
 
@@ -158,25 +167,28 @@ type NewShifts = HashMap<CiRun, f64>;
 type CiRun = (String, String, String, String);
 
 /// The CI runs whose common shift could not be estimated (fewer than
-/// [`cp::MIN_SHIFT_BENCHMARKS`] of their benchmarks had history), each with the number of run
-/// rows it had then. A pass that meets one of their runs again estimates it again only if rows
-/// were added or removed since: the runs of a 1,000-benchmark CI run span many passes, and each
+/// [`cp::MIN_SHIFT_BENCHMARKS`] of their benchmarks had history), each with its number of run
+/// rows and its newest row's time then ([`GroupRows`]). A pass that meets one of their runs
+/// again estimates it again only if rows were added or removed since: the runs of a 1,000-benchmark CI run span many passes, and each
 /// estimate reads the history of every member, so without the memo each of those passes paid
 /// the whole estimate again (passes of 8 rows took 30 ms).
 #[derive(Debug, Default)]
 pub(crate) struct ShiftMemo {
-    unresolved: HashMap<CiRun, i64>,
+    unresolved: HashMap<CiRun, GroupRows>,
 }
+
+/// A CI run's row count and newest `created_at` ([`q::group_rows`]).
+type GroupRows = (i64, Option<i64>);
 
 impl ShiftMemo {
     /// Entries kept at most; past it the memo starts over.
     const MAX_ENTRIES: usize = 4_096;
 
-    fn known(&self, run: &CiRun, rows: i64) -> bool {
+    fn known(&self, run: &CiRun, rows: GroupRows) -> bool {
         self.unresolved.get(run) == Some(&rows)
     }
 
-    fn remember(&mut self, run: &CiRun, rows: i64) {
+    fn remember(&mut self, run: &CiRun, rows: GroupRows) {
         if self.unresolved.len() >= Self::MAX_ENTRIES && !self.unresolved.contains_key(run) {
             self.unresolved.clear();
         }
@@ -211,7 +223,8 @@ impl Op<GateStore> for PlanChangePoints {
             }
             let now = now_micros();
             let after = q::watermark(c)?;
-            let alerts_since = q::stored_alerts_since(c)?.unwrap_or(self.process_started);
+            let stored_since = q::stored_alerts_since(c)?;
+            let alerts_since = stored_since.unwrap_or(self.process_started);
             let upto = now.saturating_sub(self.delay_micros.max(0));
             let limit = self.max_runs.max(1);
             let mut runs = q::new_runs(c, after, upto, limit)?;
@@ -284,7 +297,7 @@ impl Op<GateStore> for PlanChangePoints {
                 after,
                 mark,
                 alerts_since,
-                now,
+                alerts_since_stored: stored_since.is_some(),
                 shifts,
                 series,
                 report,
@@ -294,7 +307,9 @@ impl Op<GateStore> for PlanChangePoints {
 }
 
 /// The second half of a pass, on the writer: writes what [`PlanChangePoints`] decided, in one
-/// transaction, unless another pass (another replica's) moved the watermark since it was read.
+/// transaction, unless what it was read from changed: another pass (another replica's) moved the
+/// watermark, or a run in its range committed (or was deleted) after it was read, as a write
+/// whose time was taken before the plan and whose commit came after can do.
 pub(crate) struct ApplyChangePoints {
     pub plan: PassPlan,
 }
@@ -310,25 +325,21 @@ impl Op<GateStore> for ApplyChangePoints {
         let mut held = None;
         let report = write_tx(&mut c, |c| -> Result<Option<ScanReport>, StoreError> {
             held = Some(std::time::Instant::now());
-            if !try_lock(c, Exclusive::ChangePoints)? || q::watermark(c)? != plan.after {
+            if !try_lock(c, Exclusive::ChangePoints)?
+                || q::watermark(c)? != plan.after
+                || q::count_new_runs(c, plan.after, plan.mark)? != plan.report.runs as i64
+            {
                 return Ok(None);
             }
             let alerts_since = q::alerts_since(c, plan.alerts_since)?;
+            // Alerts and their audit entries carry the time they are written.
+            let now = now_micros();
             let mut report = plan.report;
             for ((project, runner, metric, sha), shift, benchmarks) in &plan.shifts {
-                q::insert_shift(
-                    c,
-                    project,
-                    runner,
-                    metric,
-                    sha,
-                    *shift,
-                    *benchmarks,
-                    plan.now,
-                )?;
+                q::insert_shift(c, project, runner, metric, sha, *shift, *benchmarks, now)?;
             }
             for series in plan.series {
-                let (opened, fixed) = apply_series(c, series, alerts_since, plan.now)?;
+                let (opened, fixed) = apply_series(c, series, alerts_since, now)?;
                 report.alerts_opened += opened;
                 report.alerts_fixed += fixed;
             }
@@ -714,28 +725,32 @@ mod pass_tests {
     fn a_ci_run_without_shift_is_estimated_again_only_when_its_rows_change() {
         let mut m = ShiftMemo::default();
         let a = ci_run("a");
-        assert!(!m.known(&a, 10), "never estimated");
-        m.remember(&a, 10);
-        assert!(m.known(&a, 10));
-        assert!(!m.known(&a, 11), "a run joined it");
-        assert!(!m.known(&ci_run("b"), 10), "another commit");
+        assert!(!m.known(&a, (10, Some(5))), "never estimated");
+        m.remember(&a, (10, Some(5)));
+        assert!(m.known(&a, (10, Some(5))));
+        assert!(!m.known(&a, (11, Some(6))), "a run joined it");
+        assert!(
+            !m.known(&a, (10, Some(7))),
+            "one run purged, another joined"
+        );
+        assert!(!m.known(&ci_run("b"), (10, Some(5))), "another commit");
         m.forget(&a);
-        assert!(!m.known(&a, 10));
+        assert!(!m.known(&a, (10, Some(5))));
     }
 
     #[test]
     fn the_memo_starts_over_when_full() {
         let mut m = ShiftMemo::default();
         for i in 0..ShiftMemo::MAX_ENTRIES {
-            m.remember(&ci_run(&i.to_string()), 1);
+            m.remember(&ci_run(&i.to_string()), (1, Some(1)));
         }
         assert_eq!(m.unresolved.len(), ShiftMemo::MAX_ENTRIES);
         // Updating a known entry keeps the others.
-        m.remember(&ci_run("0"), 2);
+        m.remember(&ci_run("0"), (2, Some(2)));
         assert_eq!(m.unresolved.len(), ShiftMemo::MAX_ENTRIES);
-        m.remember(&ci_run("new"), 1);
+        m.remember(&ci_run("new"), (1, Some(1)));
         assert_eq!(m.unresolved.len(), 1);
-        assert!(m.known(&ci_run("new"), 1));
+        assert!(m.known(&ci_run("new"), (1, Some(1))));
     }
 
     #[test]
@@ -761,8 +776,13 @@ mod pass_tests {
         let mut fast = PassSizer::new(Duration::from_millis(4));
         fast.observe(1_000, Duration::from_micros(10));
         assert_eq!(fast.runs(), PassSizer::MAX_RUNS);
+        // However cheap the runs measured, a pass takes at most twice the runs of the last.
         let mut instant = PassSizer::new(Duration::from_millis(4));
         instant.observe(5, Duration::ZERO);
+        assert_eq!(instant.runs(), PassSizer::MIN_RUNS.max(10));
+        instant.observe(10, Duration::ZERO);
+        assert_eq!(instant.runs(), 20);
+        instant.observe(1_500, Duration::ZERO);
         assert_eq!(instant.runs(), PassSizer::MAX_RUNS);
     }
 }

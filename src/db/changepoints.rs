@@ -123,21 +123,33 @@ pub(crate) fn group_members(
         .load(conn)
 }
 
-/// How many run rows commit `sha` has on `runner` for `metric`, deleted ones included (counted in
-/// `run_stats_group_idx` alone): it grows whenever a run joins the CI run (a run that leaves it
-/// cannot make its shift estimable).
+/// How many run rows commit `sha` has on `runner` for `metric`, deleted ones included, and the
+/// newest one's `created_at`: both change whenever a run joins or leaves the CI run for good.
 pub(crate) fn group_rows(
     conn: &mut DbConn,
     project: &str,
     runner: &str,
     metric: &str,
     sha: &str,
-) -> QueryResult<i64> {
+) -> QueryResult<(i64, Option<i64>)> {
     run_stats::table
         .filter(run_stats::project.eq(project))
         .filter(run_stats::runner.eq(runner))
         .filter(run_stats::metric.eq(metric))
         .filter(run_stats::git_sha.eq(sha))
+        .select((
+            diesel::dsl::count_star(),
+            diesel::dsl::max(run_stats::created_at),
+        ))
+        .get_result(conn)
+}
+
+/// How many live runs were stored in `(after, upto]` (`run_stats_created_idx`).
+pub(crate) fn count_new_runs(conn: &mut DbConn, after: i64, upto: i64) -> QueryResult<i64> {
+    run_stats::table
+        .filter(run_stats::created_at.gt(after))
+        .filter(run_stats::created_at.le(upto))
+        .filter(run_stats::deleted.eq(false))
         .count()
         .get_result(conn)
 }
