@@ -368,18 +368,9 @@ fn two_replicas_scan_each_run_once() {
     for r in 0..STEP2 + 10 {
         upload_runs(&replicas[r % 2], r..r + 1);
     }
-    let stored: i64 = {
-        use diesel::{Connection, RunQueryDsl};
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let mut c = diesel::PgConnection::establish(&url).unwrap();
-        let n: N = diesel::sql_query("SELECT COUNT(*) AS n FROM run_stats")
-            .get_result(&mut c)
-            .unwrap();
-        n.n
+    let stored = {
+        use diesel::Connection;
+        stored_runs(&mut diesel::PgConnection::establish(&url).unwrap())
     };
     assert!(stored >= (BENCHES * (STEP2 + 10)) as i64, "{stored}");
     let read = || -> i64 {
@@ -388,22 +379,7 @@ fn two_replicas_scan_each_run_once() {
             .map(|s| metric(s, "perfgate_change_point_runs_total") as i64)
             .sum()
     };
-    let start = Instant::now();
-    while read() < stored {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "passes read {} of {stored} runs in 30 s",
-            read()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // A few more passes on each replica find nothing left: no run was read twice.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        read(),
-        stored,
-        "runs read by the applied passes of both replicas"
-    );
+    each_run_read_once(stored, read);
     for s in &replicas {
         let v = expect(s.get(ADMIN, &points_url("bench-2")), 200);
         let found = strong(&v);
@@ -436,34 +412,48 @@ fn sqlite_passes_read_each_run_once_under_concurrent_uploads() {
     for u in uploaders {
         u.join().unwrap();
     }
-    let stored: i64 = {
-        use diesel::{Connection, RunQueryDsl};
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
+    let stored = {
+        use diesel::Connection;
         let path = s.dir.join("perfgate.db");
-        let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        let n: N = diesel::sql_query("SELECT COUNT(*) AS n FROM run_stats")
-            .get_result(&mut c)
-            .unwrap();
-        n.n
+        stored_runs(&mut diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap())
     };
     assert!(stored >= (BENCHES * STEP2) as i64, "{stored}");
+    each_run_read_once(stored, || {
+        metric(&s, "perfgate_change_point_runs_total") as i64
+    });
+}
+
+#[derive(diesel::QueryableByName)]
+struct Rows {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// The rows of `run_stats` (one per stored run and metric), read straight from the database.
+fn stored_runs<C>(c: &mut C) -> i64
+where
+    C: diesel::Connection,
+    diesel::query_builder::SqlQuery: diesel::query_dsl::LoadQuery<'static, C, Rows>,
+{
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT COUNT(*) AS n FROM run_stats")
+        .get_result::<Rows>(c)
+        .unwrap()
+        .n
+}
+
+/// Waits (bounded: 30 s) until the runs read by applied passes (`read`) reach the `stored`
+/// ones, then checks, after a few more passes, that none was read twice.
+fn each_run_read_once(stored: i64, read: impl Fn() -> i64) {
     let start = Instant::now();
-    while (metric(&s, "perfgate_change_point_runs_total") as i64) < stored {
+    while read() < stored {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "passes read {} of {stored} runs in 30 s",
-            metric(&s, "perfgate_change_point_runs_total")
+            read()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        metric(&s, "perfgate_change_point_runs_total") as i64,
-        stored,
-        "runs read by the applied passes"
-    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(read(), stored, "runs read by the applied passes");
 }
