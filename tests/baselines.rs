@@ -832,6 +832,66 @@ fn concurrent_uploads_lose_nothing(b: Backend) {
     assert_eq!(listed, unique);
 }
 
+/// Conflicts committed together with other uploads fail alone: a batch whose write fails is
+/// applied again with a savepoint per write, so the others are stored once and counted once.
+fn concurrent_conflicts_fail_alone(b: Backend) {
+    let s = Arc::new(Server::start(b));
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("taken"), &receipt()),
+        201,
+    );
+    let n = 16;
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (s, barrier) = (s.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                // A taken version, one raced for by four, or a version of its own.
+                let version = match i % 4 {
+                    0 => "taken".to_owned(),
+                    1 => "raced".to_owned(),
+                    _ => format!("v{i}"),
+                };
+                barrier.wait();
+                let r = s.upload(ADMIN, "proj", "bench-a", Some(&version), &receipt());
+                let status = r.status().as_u16();
+                if status == 409 {
+                    expect_error(r, 409, "conflict");
+                } else {
+                    assert_eq!(expect(r, 201)["version"], version.as_str());
+                }
+                (version, status)
+            })
+        })
+        .collect();
+    let answers: Vec<(String, u16)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let stored = |v: &str| {
+        answers
+            .iter()
+            .filter(|(x, st)| x == v && *st == 201)
+            .count()
+    };
+    assert_eq!(stored("taken"), 0, "{answers:?}");
+    assert_eq!(stored("raced"), 1, "{answers:?}");
+    let mut expected: HashSet<String> = answers
+        .iter()
+        .filter(|(_, st)| *st == 201)
+        .map(|(v, _)| v.clone())
+        .collect();
+    assert_eq!(expected.len(), 9, "{answers:?}");
+    expected.insert("taken".to_owned());
+    let l = expect(s.get(ADMIN, &format!("{P}?limit=100")), 200);
+    // The total is the benchmark's live count, bumped once per stored version.
+    assert_eq!(l["pagination"]["total"], 10);
+    let listed: HashSet<String> = l["baselines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["version"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, expected);
+}
+
 fn concurrent_promotes_have_one_winner(b: Backend) {
     let s = Arc::new(Server::start(b));
     expect(
@@ -1014,6 +1074,7 @@ backend_tests!(
     authentication_and_scopes,
     idempotent_upload,
     concurrent_uploads_lose_nothing,
+    concurrent_conflicts_fail_alone,
     concurrent_promotes_have_one_winner,
     acknowledged_writes_survive_kill_9,
     latest_follows_every_write,

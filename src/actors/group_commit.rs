@@ -3,7 +3,8 @@
 //!
 //! A handler queues its write for the project's writer shard and then sends a [`Flush`] through
 //! the shard's mailbox; the first flush to run takes every write queued for the shard so far and
-//! commits them in **one** transaction (one fsync), each in a savepoint of its own, so a conflict
+//! commits them in **one** transaction (one fsync). Should one of them fail, that transaction is
+//! rolled back and the batch applied again, each write in a savepoint of its own, so a conflict
 //! or a bad row fails only its own request. Every request is answered once that commit is
 //! durable, without waiting for its own flush, which runs later and commits what was queued
 //! since (or finds nothing).
@@ -348,20 +349,41 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
         let (writes, replies): (Vec<T>, Vec<Reply<T>>) = batch.into_iter().unzip();
         let mut results = Vec::with_capacity(writes.len());
         let mut announced = None;
-        let committed = write_tx(&mut c, |c| {
+        // First the whole batch without savepoints: inside one, SQLite copies every page a
+        // write touches to its sub-journal before changing it. Should a write fail, that
+        // transaction is rolled back whole and the batch applied again, each write in a
+        // savepoint of its own, so the failure stays its own request's.
+        let mut write_failed = false;
+        let mut committed = write_tx(&mut c, |c| {
             for write in &writes {
-                // A savepoint per write: its failure rolls back only its own statements.
-                let r = match c.transaction(|c| write.apply(c)) {
-                    Err(StoreError::Db(e)) if e.is_unique_violation() => {
-                        write.after_unique_violation(c, e)
+                match write.apply(c) {
+                    Ok(out) => results.push(Ok(out)),
+                    Err(e) => {
+                        write_failed = true;
+                        return Err(e);
                     }
-                    other => other,
-                };
-                results.push(r);
+                }
             }
             announced = T::before_commit(s, c, &writes, &results)?;
             Ok::<(), StoreError>(())
         });
+        if write_failed {
+            results.clear();
+            committed = write_tx(&mut c, |c| {
+                for write in &writes {
+                    // A savepoint per write: its failure rolls back only its own statements.
+                    let r = match c.transaction(|c| write.apply(c)) {
+                        Err(StoreError::Db(e)) if e.is_unique_violation() => {
+                            write.after_unique_violation(c, e)
+                        }
+                        other => other,
+                    };
+                    results.push(r);
+                }
+                announced = T::before_commit(s, c, &writes, &results)?;
+                Ok::<(), StoreError>(())
+            });
+        }
         T::after_commit(s, &mut c, &writes, committed.is_ok(), announced);
         match committed {
             Ok(()) => {

@@ -48,9 +48,9 @@ pub(crate) fn insert(conn: &mut DbConn, e: AuditEntry<'_>, now: i64) -> QueryRes
         project: e.project.to_owned(),
         metadata: serde_json::Value::Object(meta).to_string(),
     };
-    diesel::insert_into(audit_events::table)
+    crate::on_backend!(conn, c => diesel::insert_into(audit_events::table)
         .values(&row)
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 

@@ -232,9 +232,10 @@ pub(crate) fn version_taken(
 
 /// Inserts a baseline with its tags and bumps the benchmark's count.
 pub(crate) fn insert(conn: &mut DbConn, row: &BaselineRow, tags: &[String]) -> QueryResult<()> {
-    diesel::insert_into(baselines::table)
+    // On the concrete connection: its cached statement binds the row directly.
+    on_backend!(conn, c => diesel::insert_into(baselines::table)
         .values(row)
-        .execute(conn)?;
+        .execute(c))?;
     if !tags.is_empty() {
         let mut uniq: Vec<&String> = tags.iter().collect();
         uniq.sort();
@@ -261,6 +262,19 @@ pub(crate) fn bump_benchmark(
     delta: i64,
     now: i64,
 ) -> QueryResult<()> {
+    // The benchmark's row exists but for its first version: an update, whose statement is
+    // prepared once (the upsert's is built and prepared anew each time).
+    let updated = on_backend!(conn, c => diesel::update(benchmarks::table)
+        .filter(benchmarks::project.eq(project))
+        .filter(benchmarks::benchmark.eq(benchmark))
+        .set((
+            benchmarks::baseline_count.eq(benchmarks::baseline_count + delta),
+            benchmarks::updated_at.eq(now),
+        ))
+        .execute(c))?;
+    if updated > 0 {
+        return Ok(());
+    }
     let values = (
         benchmarks::project.eq(project),
         benchmarks::benchmark.eq(benchmark),

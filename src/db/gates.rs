@@ -10,7 +10,6 @@ use super::schema::{
 };
 use super::DbConn;
 use crate::domain::summary::RunSummary;
-use crate::on_backend;
 
 /// One run of one metric of a stored baseline version.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -89,9 +88,23 @@ pub(crate) fn insert_run_stats(conn: &mut DbConn, rows: &[RunStatRow]) -> QueryR
     if rows.is_empty() {
         return Ok(());
     }
-    on_backend!(conn, c => diesel::insert_into(run_stats::table)
-        .values(rows)
-        .execute(c))?;
+    match conn {
+        // One round trip for all of them.
+        DbConn::Pg(c) => {
+            diesel::insert_into(run_stats::table)
+                .values(rows)
+                .execute(c)?;
+        }
+        // A row at a time: one prepared statement, cached, where a multi-row insert is built,
+        // keyed by its SQL text and bound anew for each count of rows.
+        DbConn::Sqlite(c) => {
+            for row in rows {
+                diesel::insert_into(run_stats::table)
+                    .values(row)
+                    .execute(c)?;
+            }
+        }
+    }
     Ok(())
 }
 
