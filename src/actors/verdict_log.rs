@@ -44,8 +44,8 @@ pub(crate) struct Submit {
     pub actor: Initiator,
 }
 
-/// Verdicts are group-committed with uploads (see `super::writes`): each verdict in a savepoint
-/// of its own.
+/// Verdicts are group-committed with uploads (see `super::writes`), in a savepoint of their own
+/// when a write of the batch failed.
 impl Submit {
     /// A verdict locks its benchmark's count of its status.
     pub(super) fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {
