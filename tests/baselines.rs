@@ -832,8 +832,9 @@ fn concurrent_uploads_lose_nothing(b: Backend) {
     assert_eq!(listed, unique);
 }
 
-/// Conflicts committed together with other uploads fail alone: a batch whose write fails is
-/// applied again with a savepoint per write, so the others are stored once and counted once.
+/// Conflicts committed together with other uploads fail alone, and the others are stored and
+/// counted once (on SQLite a batch goes without savepoints first, and one whose write failed
+/// is applied again with a savepoint per write).
 fn concurrent_conflicts_fail_alone(b: Backend) {
     let s = Arc::new(Server::start(b));
     expect(

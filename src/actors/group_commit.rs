@@ -3,9 +3,10 @@
 //!
 //! A handler queues its write for the project's writer shard and then sends a [`Flush`] through
 //! the shard's mailbox; the first flush to run takes every write queued for the shard so far and
-//! commits them in **one** transaction (one fsync). Should one of them fail, that transaction is
-//! rolled back and the batch applied again, each write in a savepoint of its own, so a conflict
-//! or a bad row fails only its own request. Every request is answered once that commit is
+//! commits them in **one** transaction (one fsync), each write in a savepoint of its own, so a
+//! conflict or a bad row fails only its own request. On SQLite the batch first goes without
+//! savepoints, and only a batch in which a write failed is applied again with them (see
+//! [`Flush`]'s `run`). Every request is answered once that commit is
 //! durable, without waiting for its own flush, which runs later and commits what was queued
 //! since (or finds nothing).
 //!
@@ -201,7 +202,10 @@ pub(crate) trait Batched: Send + Sized + 'static {
     /// writes that compare equal keep their arrival order.
     fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering;
 
-    /// The write's statements, inside a savepoint of the batch's transaction.
+    /// The write's statements, inside the batch's transaction: on SQLite first without a
+    /// savepoint, and again in one should a write of the batch fail, so `apply` may run twice
+    /// and must have no effect outside the transaction; it must not carry on after a failed
+    /// statement either (its error ends the attempt).
     fn apply(&self, c: &mut DbConn) -> Result<Self::Output, StoreError>;
 
     /// Called after [`apply`](Self::apply) failed on a unique index (its savepoint rolled back):
@@ -349,41 +353,64 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
         let (writes, replies): (Vec<T>, Vec<Reply<T>>) = batch.into_iter().unzip();
         let mut results = Vec::with_capacity(writes.len());
         let mut announced = None;
-        // First the whole batch without savepoints: inside one, SQLite copies every page a
-        // write touches to its sub-journal before changing it. Should a write fail, that
-        // transaction is rolled back whole and the batch applied again, each write in a
-        // savepoint of its own, so the failure stays its own request's.
-        let mut write_failed = false;
-        let mut committed = write_tx(&mut c, |c| {
-            for write in &writes {
-                match write.apply(c) {
-                    Ok(out) => results.push(Ok(out)),
-                    Err(e) => {
-                        write_failed = true;
-                        return Err(e);
-                    }
-                }
-            }
-            announced = T::before_commit(s, c, &writes, &results)?;
-            Ok::<(), StoreError>(())
-        });
-        if write_failed {
-            results.clear();
-            committed = write_tx(&mut c, |c| {
-                for write in &writes {
-                    // A savepoint per write: its failure rolls back only its own statements.
-                    let r = match c.transaction(|c| write.apply(c)) {
-                        Err(StoreError::Db(e)) if e.is_unique_violation() => {
-                            write.after_unique_violation(c, e)
+        // On SQLite, first the whole batch without savepoints: inside one, SQLite copies every
+        // page a write touches to its sub-journal before changing it. Should a write fail, that
+        // transaction is rolled back and the batch applied again with a savepoint per write;
+        // the write that failed is answered with its error and not applied again (it would
+        // fail the same way: the writes before it are the same), unless its error was a unique
+        // index's, which `after_unique_violation` may still answer. PostgreSQL keeps a savepoint
+        // per write: there a failed statement aborts the whole transaction, and a write that
+        // waited out `lock_timeout` must not hold up the others' commit for another one.
+        let mut failed_at = None;
+        let mut skip = None;
+        let mut committed = None;
+        if matches!(&*c, DbConn::Sqlite(_)) {
+            let first = write_tx(&mut c, |c| {
+                for (i, write) in writes.iter().enumerate() {
+                    match write.apply(c) {
+                        Ok(out) => results.push(Ok(out)),
+                        Err(e) => {
+                            failed_at = Some(i);
+                            return Err(e);
                         }
-                        other => other,
-                    };
-                    results.push(r);
+                    }
                 }
                 announced = T::before_commit(s, c, &writes, &results)?;
                 Ok::<(), StoreError>(())
             });
+            match (failed_at, first) {
+                (None, r) => committed = Some(r),
+                (Some(_), Err(StoreError::Db(e))) if e.is_unique_violation() => {}
+                (Some(k), Err(e)) => skip = Some((k, e)),
+                (Some(_), Ok(())) => {}
+            }
         }
+        let committed = match committed {
+            Some(r) => r,
+            None => {
+                results.clear();
+                write_tx(&mut c, |c| {
+                    for (i, write) in writes.iter().enumerate() {
+                        if skip.as_ref().is_some_and(|(k, _)| *k == i) {
+                            if let Some((_, e)) = skip.take() {
+                                results.push(Err(e));
+                            }
+                            continue;
+                        }
+                        // A savepoint per write: its failure rolls back only its own statements.
+                        let r = match c.transaction(|c| write.apply(c)) {
+                            Err(StoreError::Db(e)) if e.is_unique_violation() => {
+                                write.after_unique_violation(c, e)
+                            }
+                            other => other,
+                        };
+                        results.push(r);
+                    }
+                    announced = T::before_commit(s, c, &writes, &results)?;
+                    Ok::<(), StoreError>(())
+                })
+            }
+        };
         T::after_commit(s, &mut c, &writes, committed.is_ok(), announced);
         match committed {
             Ok(()) => {
@@ -537,8 +564,12 @@ mod answer_tests {
         fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {
             self.0.cmp(&other.0)
         }
+        /// Writes whose number ends in 99 fail.
         fn apply(&self, _: &mut DbConn) -> Result<u32, StoreError> {
             APPLIED.lock().unwrap().push(self.0);
+            if self.0 % 100 == 99 {
+                return Err(StoreError::Conflict(format!("write {}", self.0)));
+            }
             Ok(self.0)
         }
     }
@@ -611,6 +642,42 @@ mod answer_tests {
             assert_eq!(a.as_mut().await.unwrap(), 1);
             busy.as_mut().await.unwrap();
             hold.as_mut().await.unwrap();
+        });
+    }
+
+    /// On SQLite a batch first goes without savepoints. A write that fails there is answered
+    /// with its error and not applied again; the others are applied again (in savepoints) and
+    /// answered with what they stored.
+    #[test]
+    fn a_failed_write_fails_alone_and_is_not_applied_again() {
+        actix_web::rt::System::new().block_on(async {
+            let shards = writer(64);
+            let commits = GroupCommit::<W>::new(shards.clone());
+            let (release, held) = std::sync::mpsc::channel();
+            let mut hold = pin!(shards.write("r", Hold(held)));
+            start(hold.as_mut());
+            let mut bad = pin!(commits.submit("r", W(499), None));
+            start(bad.as_mut());
+            let mut a = pin!(commits.submit("r", W(401), None));
+            start(a.as_mut());
+            let mut b = pin!(commits.submit("r", W(402), None));
+            start(b.as_mut());
+            // Mailbox: hold, then the three flushes; the first takes all three.
+            release.send(()).unwrap();
+
+            assert!(matches!(bad.as_mut().await, Err(StoreError::Conflict(_))));
+            assert_eq!(a.as_mut().await.unwrap(), 401);
+            assert_eq!(b.as_mut().await.unwrap(), 402);
+            hold.as_mut().await.unwrap();
+            let applied: Vec<u32> = APPLIED
+                .lock()
+                .unwrap()
+                .iter()
+                .copied()
+                .filter(|n| (400..500).contains(n))
+                .collect();
+            // In lock order: the first attempt stops at 499; the second skips it.
+            assert_eq!(applied, [401, 402, 499, 401, 402]);
         });
     }
 

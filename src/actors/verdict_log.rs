@@ -44,8 +44,8 @@ pub(crate) struct Submit {
     pub actor: Initiator,
 }
 
-/// Verdicts are group-committed with uploads (see `super::writes`), in a savepoint of their own
-/// when a write of the batch failed.
+/// Verdicts are group-committed with uploads (see `super::group_commit`), each in a savepoint
+/// of its own (on SQLite only once a write of the batch has failed).
 impl Submit {
     /// A verdict locks its benchmark's count of its status.
     pub(super) fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {

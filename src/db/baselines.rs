@@ -253,8 +253,9 @@ pub(crate) fn insert(conn: &mut DbConn, row: &BaselineRow, tags: &[String]) -> Q
     bump_benchmark(conn, &row.project, &row.benchmark, 1, row.created_at)
 }
 
-/// Adds `delta` to a benchmark's live-baseline count, creating the row on first use. An upsert,
-/// so two replicas creating one benchmark's first version at once both succeed.
+/// Adds `delta` to a benchmark's live-baseline count, creating the row on first use: an update,
+/// then, only when it found no row, an upsert, so two replicas creating one benchmark's first
+/// version at once both succeed.
 pub(crate) fn bump_benchmark(
     conn: &mut DbConn,
     project: &str,
@@ -262,8 +263,8 @@ pub(crate) fn bump_benchmark(
     delta: i64,
     now: i64,
 ) -> QueryResult<()> {
-    // The benchmark's row exists but for its first version: an update, whose statement is
-    // prepared once (the upsert's is built and prepared anew each time).
+    // The row exists except on a benchmark's first version. The update's statement is
+    // prepared once; the upsert's is built and prepared anew each time.
     let updated = on_backend!(conn, c => diesel::update(benchmarks::table)
         .filter(benchmarks::project.eq(project))
         .filter(benchmarks::benchmark.eq(benchmark))

@@ -81,9 +81,8 @@ pub(crate) struct HistoryRow {
     pub resolution: f64,
 }
 
-/// One statement per row: `MultiConnection` has no batch insert, and a run has few metrics.
-/// One statement for all of a run's metrics (a multi-row `INSERT`, built on the concrete
-/// backend: `MultiConnection` has no batch insert).
+/// Inserts a run's summaries, on the concrete backend (`MultiConnection` has no batch insert):
+/// on PostgreSQL one multi-row `INSERT`, on SQLite one cached single-row statement per row.
 pub(crate) fn insert_run_stats(conn: &mut DbConn, rows: &[RunStatRow]) -> QueryResult<()> {
     if rows.is_empty() {
         return Ok(());
