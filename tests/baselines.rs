@@ -823,12 +823,7 @@ fn concurrent_uploads_lose_nothing(b: Backend) {
     assert_eq!(unique.len(), n, "duplicate versions: {versions:?}");
     let l = expect(s.get(ADMIN, &format!("{P}?limit=100")), 200);
     assert_eq!(l["pagination"]["total"], n);
-    let listed: HashSet<String> = l["baselines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["version"].as_str().unwrap().to_owned())
-        .collect();
+    let listed = listed_versions(&l);
     assert_eq!(listed, unique);
 }
 
@@ -884,12 +879,7 @@ fn concurrent_conflicts_fail_alone(b: Backend) {
     let l = expect(s.get(ADMIN, &format!("{P}?limit=100")), 200);
     // The total is the benchmark's live count, bumped once per stored version.
     assert_eq!(l["pagination"]["total"], 10);
-    let listed: HashSet<String> = l["baselines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["version"].as_str().unwrap().to_owned())
-        .collect();
+    let listed = listed_versions(&l);
     assert_eq!(listed, expected);
 }
 

@@ -62,12 +62,7 @@ fn two_replicas_behave_like_one_server() {
     for s in &servers {
         let l = expect(s.get(VIEWER, &format!("{P}?limit=100")), 200);
         assert_eq!(l["pagination"]["total"], n);
-        let listed: HashSet<String> = l["baselines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["version"].as_str().unwrap().to_owned())
-            .collect();
+        let listed = listed_versions(&l);
         assert_eq!(listed, versions);
     }
     // The same explicit version through both replicas at once: one 201, one 409.

@@ -378,11 +378,12 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
                 announced = T::before_commit(s, c, &writes, &results)?;
                 Ok::<(), StoreError>(())
             });
-            match (failed_at, first) {
-                (None, r) => committed = Some(r),
-                (Some(_), Err(StoreError::Db(e))) if e.is_unique_violation() => {}
-                (Some(k), Err(e)) => skip = Some((k, e)),
-                (Some(_), Ok(())) => {}
+            // A write failed (`failed_at`), or else the commit itself or `before_commit`.
+            match (first, failed_at) {
+                (Ok(()), _) => committed = Some(Ok(())),
+                (Err(e), None) => committed = Some(Err(e)),
+                (Err(StoreError::Db(e)), Some(_)) if e.is_unique_violation() => {}
+                (Err(e), Some(k)) => skip = Some((k, e)),
             }
         }
         let committed = match committed {

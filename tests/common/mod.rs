@@ -420,6 +420,16 @@ pub fn expect(r: Response, status: u16) -> Value {
 }
 
 /// Asserts the contract's error object.
+/// The versions a list page holds.
+pub fn listed_versions(page: &Value) -> std::collections::HashSet<String> {
+    page["baselines"]
+        .as_array()
+        .expect("a list page holds baselines")
+        .iter()
+        .map(|b| b["version"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub fn expect_error(r: Response, status: u16, code: &str) -> Value {
     let rid = r
         .headers()
