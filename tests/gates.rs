@@ -408,7 +408,193 @@ fn bad_gate_requests(b: Backend) {
     expect_error(s.get(VIEWER, &format!("{G}?limit=0")), 400, "invalid_input");
 }
 
+/// A contributor and a viewer restricted to bench-0 … bench-3.
+const LOW_WRITER: &str = "pg_live_lowwriterlowwriterlowwriterlow01";
+const LOW_READER: &str = "pg_live_lowreaderlowreaderlowreaderlow01";
+
+/// Only the benchmarks `keep` of a gate request.
+fn only(mut body: Value, keep: &[usize]) -> Value {
+    let runs: Vec<Value> = body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| keep.iter().any(|b| r["benchmark"] == bench(*b).as_str()))
+        .cloned()
+        .collect();
+    body["runs"] = json!(runs);
+    body
+}
+
+fn gate_ids(list: &Value) -> Vec<&str> {
+    list["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect()
+}
+
+/// A caller restricted to some benchmarks sees only gates holding one of them (trimmed to
+/// them), cannot decide a gate over benchmarks it may not write, sees only its benchmarks'
+/// settings overrides, and cannot name a hidden alert as a duplicate.
+fn restricted_callers_see_and_decide_only_their_benchmarks(b: Backend) {
+    let mut args = Vec::new();
+    for k in standard_keys().into_iter().chain([
+        format!("contributor:{LOW_WRITER}:proj:bench-[0-3]"),
+        format!("viewer:{LOW_READER}:proj:bench-[0-3]"),
+    ]) {
+        args.push("--api-keys".to_owned());
+        args.push(k);
+    }
+    let s = Server::start_with(b, &args);
+    seed_history(&s, 12);
+    let put = |body: Value| {
+        s.http
+            .put(s.url("/api/v1/projects/proj/gate-settings"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    expect(
+        put(json!({"confirm_before_fail": true,
+            "overrides": {"bench-1": {"min_effect_pct": 4.0}, "bench-6": {"min_effect_pct": 7.0}}})),
+        200,
+    );
+    let settings = "/api/v1/projects/proj/gate-settings";
+    let all = expect(s.get(VIEWER, settings), 200);
+    assert_eq!(all["overrides"].as_object().unwrap().len(), 2, "{all}");
+    let low = expect(s.get(LOW_READER, settings), 200);
+    assert_eq!(
+        low["overrides"],
+        json!({"bench-1": {"min_effect_pct": 4.0}}),
+        "{low}"
+    );
+
+    // One gate over hidden benchmarks only, one over all of them (a hidden one suspect).
+    let hidden = expect(
+        s.post(CONTRIB, G, &only(gate_body("h1", &[6], 1.3), &[5, 6])),
+        201,
+    );
+    assert_eq!(hidden["status"], "inconclusive", "{hidden:#}");
+    let mixed = expect(s.post(CONTRIB, G, &gate_body("m1", &[4], 1.3)), 201);
+    assert_eq!(mixed["status"], "inconclusive", "{mixed:#}");
+    let (hid, mid) = (
+        hidden["id"].as_str().unwrap().to_owned(),
+        mixed["id"].as_str().unwrap().to_owned(),
+    );
+    for key in [LOW_READER, LOW_WRITER] {
+        expect_error(s.get(key, &format!("{G}/{hid}")), 404, "not_found");
+        let m = expect(s.get(key, &format!("{G}/{mid}")), 200);
+        let names: Vec<&str> = m["benchmarks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["benchmark"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["bench-0", "bench-1", "bench-2", "bench-3"], "{m:#}");
+        let l = expect(s.get(key, G), 200);
+        assert_eq!(gate_ids(&l), [mid.as_str()], "{l:#}");
+        assert_eq!(l["pagination"]["total"], 1, "{l:#}");
+        let l = expect(s.get(key, &format!("{G}?status=inconclusive")), 200);
+        assert_eq!(l["pagination"]["total"], 1, "{l:#}");
+    }
+    let l = expect(s.get(VIEWER, G), 200);
+    assert_eq!(l["pagination"]["total"], 2, "{l:#}");
+
+    // An attempt re-decides the whole gate: write on some of its benchmarks is not enough.
+    let visible_runs = json!({"runs": only(gate_body("m2", &[], 1.0), &[0, 1])["runs"]});
+    expect_error(
+        s.post(LOW_WRITER, &format!("{G}/{hid}/attempts"), &visible_runs),
+        404,
+        "not_found",
+    );
+    let e = expect_error(
+        s.post(LOW_WRITER, &format!("{G}/{mid}/attempts"), &visible_runs),
+        403,
+        "forbidden",
+    );
+    assert!(e["message"].as_str().unwrap().contains("bench-"), "{e}");
+    // Runs of a benchmark the gate never held confirm nothing.
+    let e = expect_error(
+        s.post(
+            CONTRIB,
+            &format!("{G}/{hid}/attempts"),
+            &json!({"runs": only(gate_body("h2", &[], 1.0), &[5, 7])["runs"]}),
+        ),
+        400,
+        "invalid_input",
+    );
+    assert_eq!(e["details"]["field"], "runs[1].benchmark", "{e}");
+    // Nothing was decided by the refused attempts.
+    for id in [&hid, &mid] {
+        let g = expect(s.get(VIEWER, &format!("{G}/{id}")), 200);
+        assert_eq!(g["attempt"], 1, "{g:#}");
+        assert_eq!(g["final"], false, "{g:#}");
+    }
+    // Its own gates, over its own benchmarks, are the restricted writer's to decide.
+    let own = expect(
+        s.post(
+            LOW_WRITER,
+            G,
+            &only(gate_body("o1", &[], 1.0), &[0, 1, 2, 3]),
+        ),
+        201,
+    );
+    assert_eq!(own["status"], "pass", "{own:#}");
+    let l = expect(s.get(LOW_READER, G), 200);
+    assert_eq!(l["pagination"]["total"], 2, "{l:#}");
+
+    // Alerts: a hidden benchmark's alert is no duplicate target for a restricted caller.
+    expect(put(json!({})), 200);
+    let failed = expect(s.post(CONTRIB, G, &gate_body("f1", &[1, 5], 1.3)), 201);
+    assert_eq!(failed["status"], "fail", "{failed:#}");
+    let alerts = expect(
+        s.get(
+            VIEWER,
+            &format!(
+                "/api/v1/projects/proj/alerts?gate_id={}",
+                failed["id"].as_str().unwrap()
+            ),
+        ),
+        200,
+    );
+    let alert_of = |b: &str| {
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["benchmark"] == b)
+            .unwrap_or_else(|| panic!("no alert of {b}: {alerts:#}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (visible_alert, hidden_alert) = (alert_of("bench-1"), alert_of("bench-5"));
+    expect_error(
+        transition(
+            &s,
+            LOW_WRITER,
+            &visible_alert,
+            json!({"to": "duplicate", "duplicate_of": hidden_alert}),
+        ),
+        409,
+        "conflict",
+    );
+    let a = expect(
+        transition(
+            &s,
+            CONTRIB,
+            &visible_alert,
+            json!({"to": "duplicate", "duplicate_of": hidden_alert}),
+        ),
+        200,
+    );
+    assert_eq!(a["duplicate_of"].as_str(), Some(hidden_alert.as_str()));
+}
+
 backend_tests!(
+    restricted_callers_see_and_decide_only_their_benchmarks,
     gate_decides_from_history,
     short_history_is_skipped,
     confirmation_attempts,

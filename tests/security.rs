@@ -243,6 +243,18 @@ fn key_admins_manage_only_keys_no_wider(b: Backend) {
         201,
     );
     assert_eq!(child["expires_at"], expiring["expires_at"], "{child}");
+    // It sees and revokes only keys that expire no later than itself: never a key that would
+    // outlive it (the project admin key never expires).
+    let ek = bearer(expiring["key"].as_str().unwrap());
+    let listed = ids(&expect(
+        with_auth(&s, "GET", "/api/v1/keys", &ek, None),
+        200,
+    ));
+    assert!(listed.contains(&id(&child)), "{listed:?}");
+    assert!(!listed.contains(&id(&proj_admin)), "{listed:?}");
+    expect_error(revoke(&ek, &id(&proj_admin)), 404, "not_found");
+    expect(s.get(proj_admin["key"].as_str().unwrap(), P), 200);
+    expect(revoke(&ek, &id(&child)), 200);
 
     // #13: at most 8 wildcards in a key's glob.
     let e = expect_error(

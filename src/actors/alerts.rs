@@ -304,6 +304,8 @@ pub(crate) struct TransitionAlert {
     pub from: AlertStatus,
     pub step: Transition,
     pub actor: Initiator,
+    /// The caller's benchmark restriction: `duplicate_of` must name an alert it may read.
+    pub visible: Option<BenchFilter>,
 }
 
 impl Op<GateStore> for TransitionAlert {
@@ -336,7 +338,12 @@ impl Op<GateStore> for TransitionAlert {
                 )));
             }
             if let Some(d) = &self.step.duplicate_of {
-                if d == &a.id || q::find_alert(c, &self.project, d)?.is_none() {
+                let readable = q::find_alert(c, &self.project, d)?.is_some_and(|o| {
+                    self.visible
+                        .as_ref()
+                        .is_none_or(|f| f.matches(&o.benchmark))
+                });
+                if d == &a.id || !readable {
                     return Err(StoreError::Conflict(format!(
                         "duplicate_of must name another alert of project {}",
                         self.project

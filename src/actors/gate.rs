@@ -14,6 +14,7 @@ use crate::db::baselines::{self as bq, BaselineRow};
 use crate::db::gates::{self as q, GateFilter, GateRow, GateRunRow, Series, StoredRun};
 use crate::db::notify::{AckWait, Invalidator};
 use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn};
+use crate::domain::access::BenchFilter;
 use crate::domain::gate::{self, BenchInput, HistoryPoint, Status};
 use crate::domain::gate_settings::GateSettings;
 use crate::domain::summary::RunSummary;
@@ -674,13 +675,19 @@ impl Op<GateStore> for GetGate {
 
 pub(crate) struct ListGates {
     pub filter: GateFilter,
+    /// The caller's benchmark restriction: it sees only gates holding a benchmark it may read.
+    pub visible: Option<BenchFilter>,
 }
 
 impl Op<GateStore> for ListGates {
     type Output = Result<(Vec<GateResponse>, i64), StoreError>;
-    fn run(self, s: &mut GateStore) -> Self::Output {
+    fn run(mut self, s: &mut GateStore) -> Self::Output {
         let mut c = s.conn()?;
         read_tx(&mut c, |c| {
+            if let Some(f) = &self.visible {
+                let names = q::gate_benchmarks(c, &self.filter.project)?;
+                self.filter.allowed_benchmarks = Some(f.visible(names));
+            }
             let (rows, total) = q::list_gates(c, &self.filter)?;
             let gates = rows.iter().map(response_of).collect::<Result<_, _>>()?;
             Ok((gates, total))

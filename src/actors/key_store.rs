@@ -207,7 +207,8 @@ impl Op<KeyStore> for CreateKey {
 /// A stored key the caller may see and revoke: one no wider than itself
 /// ([`Principal::may_manage_key`]).
 pub(crate) fn manageable_by(caller: &Principal, row: &KeyRow) -> bool {
-    Role::parse(&row.role).is_some_and(|r| caller.may_manage_key(&row.project, r.scopes()))
+    Role::parse(&row.role)
+        .is_some_and(|r| caller.may_manage_key(&row.project, r.scopes(), row.expires_at))
 }
 
 pub(crate) struct RevokeKey {

@@ -1,5 +1,6 @@
 //! Static HS256 JWTs (`--jwt-secret`). The algorithm is pinned to HS256; a configured issuer or
-//! audience must be present in the token; `nbf` is checked with 60 s of leeway.
+//! audience must be present in the token; `exp` and `nbf` are checked with 60 s of leeway
+//! (clock skew between the token's issuer and this server).
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};

@@ -230,8 +230,27 @@ pub(crate) struct GateFilter {
     pub project: String,
     pub status: Option<String>,
     pub git_ref: Option<String>,
+    /// Only gates holding a run of one of these benchmarks (a benchmark-restricted caller's
+    /// view); `None` = every gate.
+    pub allowed_benchmarks: Option<Vec<String>>,
     pub limit: i64,
     pub offset: i64,
+}
+
+/// Every benchmark that some gate of `project` holds a run of (for a restricted caller's view).
+pub(crate) fn gate_benchmarks(conn: &mut DbConn, project: &str) -> QueryResult<Vec<String>> {
+    gate_runs::table
+        .filter(
+            gate_runs::gate_id.eq_any(
+                gates::table
+                    .filter(gates::project.eq(project))
+                    .select(gates::id),
+            ),
+        )
+        .select(gate_runs::benchmark)
+        .distinct()
+        .order(gate_runs::benchmark)
+        .load(conn)
 }
 
 /// A page of gates, newest first, and the total (`gates_project_idx`).
@@ -246,8 +265,18 @@ pub(crate) fn list_gates(conn: &mut DbConn, f: &GateFilter) -> QueryResult<(Vec<
         if let Some(r) = &f.git_ref {
             q = q.filter(gates::git_ref.eq(r.clone()));
         }
+        if let Some(names) = &f.allowed_benchmarks {
+            q = q.filter(exists(
+                gate_runs::table
+                    .filter(gate_runs::gate_id.eq(gates::id))
+                    .filter(gate_runs::benchmark.eq_any(names.clone())),
+            ));
+        }
         q
     };
+    if matches!(&f.allowed_benchmarks, Some(a) if a.is_empty()) {
+        return Ok((Vec::new(), 0));
+    }
     let total: i64 = filtered().count().get_result(conn)?;
     let rows = filtered()
         .order((gates::created_at.desc(), gates::id.desc()))

@@ -275,10 +275,12 @@ impl Principal {
             .fold(Scopes::default(), |acc, (_, s)| acc.union(s))
     }
 
-    /// May this caller see and revoke (or create) a key of `project` (`*` = every project)
-    /// with `scopes`? Only keys no wider than itself: within its project, scopes within its
-    /// own (a benchmark-restricted caller administers no keys at all).
-    pub fn may_manage_key(&self, project: &str, scopes: Scopes) -> bool {
+    /// May this caller see and revoke a key of `project` (`*` = every project) with `scopes`
+    /// that expires at `expires_at` (`None` = never)? Only keys no wider than itself: within
+    /// its project, scopes within its own, and expiring no later than itself (a caller that
+    /// expires cannot revoke a key that outlives it). A benchmark-restricted caller
+    /// administers no keys at all.
+    pub fn may_manage_key(&self, project: &str, scopes: Scopes, expires_at: Option<i64>) -> bool {
         if self.benchmarks.is_some() || !self.scopes.contains(Scope::Admin) {
             return false;
         }
@@ -286,7 +288,12 @@ impl Principal {
             None => true,
             Some(own) => own == project,
         };
-        project_ok && scopes.is_subset_of(self.scopes)
+        let expiry_ok = match (self.expires_at, expires_at) {
+            (None, _) => true,
+            (Some(own), Some(e)) => e <= own,
+            (Some(_), None) => false,
+        };
+        project_ok && expiry_ok && scopes.is_subset_of(self.scopes)
     }
 
     pub fn is_global_admin(&self) -> bool {
@@ -540,15 +547,23 @@ mod tests {
         let proj = p(Role::Admin, Some("a"), None);
         let narrow = p(Role::Admin, Some("a"), Some("bench-.*"));
         let all = Role::Admin.scopes();
-        assert!(global.may_manage_key("*", all));
-        assert!(proj.may_manage_key("a", all));
-        assert!(!proj.may_manage_key("*", Role::Viewer.scopes()));
-        assert!(!proj.may_manage_key("b", Role::Viewer.scopes()));
-        assert!(!narrow.may_manage_key("a", Role::Viewer.scopes()));
+        assert!(global.may_manage_key("*", all, None));
+        assert!(proj.may_manage_key("a", all, None));
+        assert!(!proj.may_manage_key("*", Role::Viewer.scopes(), None));
+        assert!(!proj.may_manage_key("b", Role::Viewer.scopes(), None));
+        assert!(!narrow.may_manage_key("a", Role::Viewer.scopes(), None));
         let mut admin_only = p(Role::Admin, None, None);
         admin_only.scopes = Scopes::default().with(Scope::Admin).with(Scope::Read);
-        assert!(admin_only.may_manage_key("a", Role::Viewer.scopes()));
-        assert!(!admin_only.may_manage_key("a", Role::Contributor.scopes()));
+        assert!(admin_only.may_manage_key("a", Role::Viewer.scopes(), None));
+        assert!(!admin_only.may_manage_key("a", Role::Contributor.scopes(), None));
+        // A caller that expires manages only keys that expire no later than itself.
+        let mut expiring = p(Role::Admin, None, None);
+        expiring.expires_at = Some(1_000);
+        assert!(expiring.may_manage_key("a", all, Some(1_000)));
+        assert!(expiring.may_manage_key("a", all, Some(999)));
+        assert!(!expiring.may_manage_key("a", all, Some(1_001)));
+        assert!(!expiring.may_manage_key("a", all, None));
+        assert!(global.may_manage_key("a", all, Some(1_001)));
     }
 
     #[test]

@@ -119,14 +119,51 @@ fn to_value(text: &str) -> Result<Value, DocumentError> {
                 }
                 None => String::new(),
             };
-            // The message names what was expected (and key names); the source snippet that
-            // `Display` adds is left out, since it may hold a secret.
+            // The message names what was expected; the source snippet that `Display` adds is
+            // left out, and so is any quoted name but the document's own fields (a TOML key
+            // can be any text, a pasted secret too).
             let msg = e.message().lines().next().unwrap_or("syntax error").trim();
             Err(DocumentError(format!(
-                "neither JSON nor TOML: TOML{at}: {msg}"
+                "neither JSON nor TOML: TOML{at}: {}",
+                only_field_names(msg)
             )))
         }
     }
+}
+
+/// `msg` with every `` `quoted` `` text that is not one of the document's field names shown as
+/// `` `…` ``.
+fn only_field_names(msg: &str) -> String {
+    const FIELDS: [&str; 8] = [
+        "keys",
+        "api_keys",
+        "id",
+        "role",
+        "project",
+        "benchmark_regex",
+        "expires_at",
+        "secret",
+    ];
+    let mut out = String::with_capacity(msg.len());
+    let mut parts = msg.split('`');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    let rest: Vec<&str> = parts.collect();
+    // Odd pieces are quoted when a closing backtick follows.
+    for (i, piece) in rest.iter().enumerate() {
+        out.push('`');
+        let quoted = i % 2 == 0 && i + 1 < rest.len();
+        if quoted && !FIELDS.contains(piece) {
+            out.push('…');
+        } else if i % 2 == 0 && i + 1 == rest.len() {
+            // An unclosed quote: nothing after it is shown.
+            out.push('…');
+        } else {
+            out.push_str(piece);
+        }
+    }
+    out
 }
 
 fn toml_to_json(v: toml::Value) -> Value {
@@ -346,6 +383,17 @@ mod tests {
     }
 
     #[test]
+    fn toml_messages_quote_field_names_only() {
+        assert_eq!(only_field_names("duplicate key `id`"), "duplicate key `id`");
+        assert_eq!(
+            only_field_names("duplicate key `pg_live_x` in table `keys`"),
+            "duplicate key `…` in table `keys`"
+        );
+        assert_eq!(only_field_names("invalid `pg_live_x"), "invalid `…");
+        assert_eq!(only_field_names("no quotes"), "no quotes");
+    }
+
+    #[test]
     fn bad_documents_are_refused_without_echoing_secrets() {
         let secretish = "pg_live_supersecretsupersecretsupersecret99";
         let cases: Vec<(String, &str)> = vec![
@@ -355,6 +403,10 @@ mod tests {
             ),
             (
                 format!("[[keys]]\nid = \"a\"\nsecret = \"{secretish}"),
+                "neither JSON nor TOML: TOML at line 3",
+            ),
+            (
+                format!("[[keys]]\n{secretish} = 1\n{secretish} = 2"),
                 "neither JSON nor TOML: TOML at line 3",
             ),
             (

@@ -225,6 +225,7 @@ pub(crate) async fn transition(
                     principal_id: principal.id.clone(),
                     request_id: current_request_id(),
                 },
+                visible: principal.benchmarks.clone(),
             },
         )
         .await??;

@@ -132,6 +132,15 @@ fn visible(principal: &Principal, mut g: GateResponse) -> GateResponse {
     g
 }
 
+/// Whether a caller restricted to some benchmarks may read any benchmark of the gate: a gate
+/// it can read none of is not found for it, like a benchmark it cannot read.
+fn sees_any(principal: &Principal, g: &GateResponse) -> bool {
+    match &principal.benchmarks {
+        Some(f) => g.result.benchmarks.iter().any(|b| f.matches(&b.benchmark)),
+        None => true,
+    }
+}
+
 fn check_gate_id(id: &str) -> Result<(), ApiError> {
     if crate::domain::ids::is_row_id(id) {
         Ok(())
@@ -221,13 +230,35 @@ pub(crate) async fn add_attempt(
             id: id.clone(),
         })
         .await??
+        .filter(|g| sees_any(&principal, g))
         .ok_or_else(|| ApiError::not_found(format!("Gate {id} not found")))?;
+    // An attempt re-decides every benchmark of the gate (and may record or fail any of them):
+    // the caller must be allowed to write each one, not only the runs it posts.
+    for b in &gate.result.benchmarks {
+        principal.authorize(Scope::Write, project.as_str(), Some(&b.benchmark))?;
+    }
     let runs = parse_runs(
         &principal,
         &project,
         &body.value.runs,
         gate.runner.as_deref(),
     )?;
+    // A confirmation run repeats benchmarks of the gate; one it never held has nothing to
+    // confirm.
+    for (i, r) in runs.iter().enumerate() {
+        if !gate
+            .result
+            .benchmarks
+            .iter()
+            .any(|b| b.benchmark == r.benchmark)
+        {
+            return Err(ApiError::bad_request(format!(
+                "runs[{i}]: benchmark '{}' is not in gate {id}",
+                r.benchmark
+            ))
+            .with_details(serde_json::json!({ "field": format!("runs[{i}].benchmark") })));
+        }
+    }
     let gate = state
         .gates
         .write(
@@ -240,7 +271,7 @@ pub(crate) async fn add_attempt(
             },
         )
         .await??;
-    Ok(HttpResponse::Ok().json(gate))
+    Ok(HttpResponse::Ok().json(visible(&principal, gate)))
 }
 
 #[utoipa::path(get, operation_id = "gates_get", path = "/api/v1/projects/{project}/gates/{id}", tag = "gates", security(("bearer" = []), ("token" = [])),
@@ -262,6 +293,7 @@ pub(crate) async fn get(
             id: id.clone(),
         })
         .await??
+        .filter(|g| sees_any(&principal, g))
         .ok_or_else(|| ApiError::not_found(format!("Gate {id} not found")))?;
     Ok(HttpResponse::Ok().json(visible(&principal, gate)))
 }
@@ -307,9 +339,11 @@ pub(crate) async fn list(
                 project: project.into_string(),
                 status: q.status,
                 git_ref: q.git_ref,
+                allowed_benchmarks: None,
                 limit,
                 offset,
             },
+            visible: principal.benchmarks.clone(),
         })
         .await??;
     let n = gates.len();
@@ -335,6 +369,11 @@ pub(crate) async fn get_settings(
             project: project.into_string(),
         })
         .await??;
+    // Overrides name benchmarks: a restricted caller sees those it may read.
+    let mut s = s;
+    if let Some(f) = &principal.benchmarks {
+        s.overrides.retain(|b, _| f.matches(b));
+    }
     Ok(HttpResponse::Ok().json(s))
 }
 
