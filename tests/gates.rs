@@ -284,6 +284,8 @@ fn record_stores_passing_runs(b: Backend) {
     assert_eq!(latest["version"], v);
     assert_eq!(latest["git_sha"], "rec-sha");
     assert_eq!(latest["receipt"]["run"]["id"], "rec-0");
+    // A source the published client can read (it knows upload, promote, migrate, rollback).
+    assert_eq!(latest["source"], "upload", "{latest}");
     // The recorded runs are history now.
     let g = expect(s.post(CONTRIB, G, &gate_body("later", &[], 1.0)), 201);
     assert_eq!(verdict_of(&g, 0)["history_runs"], 9);
@@ -334,6 +336,15 @@ fn settings_are_admin_only_and_audited(b: Backend) {
     );
     assert_eq!(e["details"]["field"], "metrics");
     expect_error(put(ADMIN, json!({"unknown": 1})), 422, "invalid_input");
+    // The fields as an array (serde's positional form) are not a settings object.
+    for body in [json!([0.5, 0]), json!([])] {
+        let e = expect_error(put(ADMIN, body), 422, "invalid_input");
+        assert!(
+            e["message"].as_str().unwrap().contains("JSON object"),
+            "{e}"
+        );
+    }
+    assert_eq!(expect(s.get(VIEWER, path), 200), v, "nothing changed");
     let a = expect(
         s.get(ADMIN, "/api/v1/audit?resource_type=gate_settings"),
         200,
@@ -347,10 +358,11 @@ fn bad_gate_requests(b: Backend) {
     let ok = gate_body("x", &[], 1.0);
     let field_of = |r| expect_error(r, 400, "invalid_input")["details"]["field"].clone();
 
+    // A receipt that does not fit: 422 naming the field, as on upload.
     let mut body = ok.clone();
     body["runs"][0]["receipt"]["schema"] = json!("perfgate.compare.v1");
     assert_eq!(
-        field_of(s.post(CONTRIB, G, &body)),
+        expect_error(s.post(CONTRIB, G, &body), 422, "invalid_input")["details"]["field"],
         "runs[0].receipt.schema"
     );
     let mut body = ok.clone();
@@ -761,6 +773,15 @@ fn alerts_triage_and_quarantine(b: Backend) {
     );
     assert_eq!(h["versions"][0]["version"], "slow-v");
     assert_eq!(h["versions"][0]["quarantined"], true);
+    // The dashboard's benchmark table agrees with GET latest.
+    let table = expect(s.get(VIEWER, "/api/v1/projects/proj/benchmarks"), 200);
+    let row = table["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["benchmark"] == "bench-2")
+        .unwrap_or_else(|| panic!("{table:#}"));
+    assert_eq!(row["latest"]["version"], latest_before["version"], "{row}");
     // A normal upload is not quarantined.
     let ok = expect(
         s.upload(

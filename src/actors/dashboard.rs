@@ -113,6 +113,8 @@ pub(crate) struct BenchmarkOverview {
     pub verdicts: u64,
     /// Up to [`SPARK_POINTS`] newest versions, newest first.
     pub recent: Vec<RecentVersion>,
+    /// The version GET latest serves (never a quarantined one).
+    pub latest: Option<RecentVersion>,
     pub last_verdict: Option<LastVerdict>,
 }
 
@@ -143,7 +145,12 @@ impl Op<DashboardReader> for ProjectBenchmarks {
                 } else {
                     Vec::new()
                 };
+                let latest = match recent.first() {
+                    Some(v) if v.quarantined => q::latest_version(c, p, &r.benchmark)?,
+                    newest => newest.cloned(),
+                };
                 out.push(BenchmarkOverview {
+                    latest,
                     verdicts: verdicts
                         .get(&(p.to_owned(), r.benchmark.clone()))
                         .copied()

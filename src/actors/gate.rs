@@ -327,7 +327,7 @@ fn overall(result: &GateResult) -> &'static str {
 }
 
 /// Once final: runs the gate failed leave every benchmark's history; with `record`, a passing
-/// gate's first-attempt runs become baseline versions (`source: "gate"`).
+/// gate's first-attempt runs become baseline versions (`source: "upload"`, the contract's).
 fn finish(
     c: &mut DbConn,
     gate: &GateRow,
@@ -377,7 +377,8 @@ fn finish(
             metadata: "{}".into(),
             tags: "[]".into(),
             content_hash: hex::encode(Sha256::digest(r.receipt.as_bytes())),
-            source: "gate".into(),
+            // The contract's clients know upload, promote, migrate and rollback only.
+            source: "upload".into(),
             promoted_from: None,
             wall_ms_median: Some(i64::try_from(summary.wall_ms_median).unwrap_or(i64::MAX)),
             medians: summary.medians_json(),

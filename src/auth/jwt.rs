@@ -155,9 +155,16 @@ fn principal_from_claims(c: &Claims) -> Result<Principal, ApiError> {
         CredentialKind::Jwt,
     );
     p.scopes = scopes;
-    p.expires_at = i64::try_from(c.exp)
-        .ok()
-        .and_then(|s| s.checked_mul(1_000_000));
+    // An `exp` past the year 9999 is as good as never, and still an expiry (keys it creates get
+    // one too).
+    p.expires_at = Some(
+        i64::try_from(c.exp)
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000))
+            .map_or(crate::domain::time::MAX_MICROS, |m| {
+                m.min(crate::domain::time::MAX_MICROS)
+            }),
+    );
     Ok(p)
 }
 

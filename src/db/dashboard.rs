@@ -4,10 +4,11 @@
 //! number of rows per benchmark, so the cost follows the number of benchmarks shown, not the
 //! history length.
 
+use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 
 use super::baselines::live_newest_first;
-use super::schema::{baselines, benchmarks, verdict_counts, verdicts};
+use super::schema::{baselines, benchmarks, quarantine, verdict_counts, verdicts};
 use super::DbConn;
 
 /// One row of the `benchmarks` table: a benchmark and its live baseline count.
@@ -109,9 +110,12 @@ pub(crate) struct RecentVersion {
     pub created_at: i64,
     pub wall_ms_median: Option<i64>,
     pub source: String,
+    /// A final gate failed this run: it is never the latest.
+    pub quarantined: bool,
 }
 
-/// The newest `n` live versions of a benchmark, newest first.
+/// The newest `n` live versions of a benchmark, newest first, quarantined ones included (the
+/// sparkline shows the slow run).
 pub(crate) fn recent_versions(
     conn: &mut DbConn,
     project: &str,
@@ -125,8 +129,31 @@ pub(crate) fn recent_versions(
             baselines::created_at,
             baselines::wall_ms_median,
             baselines::source,
+            exists(quarantine::table.filter(quarantine::baseline_id.eq(baselines::id))),
         ))
         .load(conn)
+}
+
+/// The version GET latest serves: the newest live one not quarantined
+/// ([`super::baselines::latest`]).
+pub(crate) fn latest_version(
+    conn: &mut DbConn,
+    project: &str,
+    benchmark: &str,
+) -> QueryResult<Option<RecentVersion>> {
+    live_newest_first(project, benchmark)
+        .filter(not(exists(
+            quarantine::table.filter(quarantine::baseline_id.eq(baselines::id)),
+        )))
+        .select((
+            baselines::version,
+            baselines::created_at,
+            baselines::wall_ms_median,
+            baselines::source,
+            false.into_sql::<diesel::sql_types::Bool>(),
+        ))
+        .first(conn)
+        .optional()
 }
 
 /// The newest verdict of a benchmark.

@@ -8,10 +8,18 @@ pub fn now_micros() -> i64 {
     Utc::now().timestamp_micros()
 }
 
+/// `0000-01-01T00:00:00Z`, the earliest instant RFC 3339 writes in UTC.
+pub const MIN_MICROS: i64 = -62_167_219_200_000_000;
+/// `9999-12-31T23:59:59.999999Z`, the latest.
+pub const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// RFC 3339 in UTC with `Z`; an instant outside the years 0000-9999 is written as the nearest
+/// one inside them (RFC 3339 has no other years).
 pub fn to_rfc3339(micros: i64) -> String {
+    let micros = micros.clamp(MIN_MICROS, MAX_MICROS);
     match Utc.timestamp_micros(micros).single() {
         Some(t) => t.to_rfc3339_opts(SecondsFormat::Micros, true),
-        None => "1970-01-01T00:00:00.000000Z".to_owned(),
+        None => unreachable!("every instant of the years 0000-9999 is representable"),
     }
 }
 
@@ -23,11 +31,15 @@ pub const RFC3339_PATTERN: &str = concat!(
     r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
 );
 
-/// Parses any RFC 3339 timestamp (any offset) to micros.
+/// Parses any RFC 3339 timestamp (any offset) to micros. An offset can carry the instant
+/// out of the years 0000-9999 in UTC (`0000-01-01T00:00:00+01:00`): it becomes the nearest
+/// instant inside them, so what is stored can always be written back as RFC 3339.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc).timestamp_micros())
+    DateTime::parse_from_rfc3339(s).ok().map(|t| {
+        t.with_timezone(&Utc)
+            .timestamp_micros()
+            .clamp(MIN_MICROS, MAX_MICROS)
+    })
 }
 
 #[cfg(test)]
@@ -41,6 +53,18 @@ mod tests {
         let off = parse_rfc3339("2026-11-28T05:17:59+02:00").unwrap();
         assert_eq!(to_rfc3339(off), "2026-11-28T03:17:59.000000Z");
         assert!(parse_rfc3339("yesterday").is_none());
+    }
+
+    #[test]
+    fn instants_outside_the_years_of_rfc3339_are_clamped() {
+        assert_eq!(to_rfc3339(MIN_MICROS), "0000-01-01T00:00:00.000000Z");
+        assert_eq!(to_rfc3339(MAX_MICROS), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(to_rfc3339(i64::MIN), "0000-01-01T00:00:00.000000Z");
+        assert_eq!(to_rfc3339(i64::MAX), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(parse_rfc3339("0000-01-01T00:00:00+23:59"), Some(MIN_MICROS));
+        assert_eq!(parse_rfc3339("9999-12-31T23:59:59-23:59"), Some(MAX_MICROS));
+        let t = parse_rfc3339("0000-01-01T00:00:00Z").unwrap();
+        assert_eq!(to_rfc3339(t), "0000-01-01T00:00:00.000000Z");
     }
 
     #[test]

@@ -174,11 +174,11 @@ pub(crate) async fn project_benchmarks(
     let benchmarks: Vec<BenchmarkRow> = rows
         .into_iter()
         .map(|r| BenchmarkRow {
-            latest: r.recent.first().map(|v| LatestVersion {
-                version: v.version.clone(),
+            latest: r.latest.map(|v| LatestVersion {
+                version: v.version,
                 created_at: to_rfc3339(v.created_at),
                 wall_ms_median: v.wall_ms_median,
-                source: v.source.clone(),
+                source: v.source,
             }),
             spark: r.recent.iter().rev().map(|v| v.wall_ms_median).collect(),
             last_verdict: r.last_verdict.map(|v| LastVerdictInfo {

@@ -95,8 +95,9 @@ fn parse_runs(
                 format!("benchmark '{benchmark}' appears more than once"),
             )));
         }
+        // A receipt that does not fit is 422 naming the field, as on upload (contract §7).
         let summary = receipt::validate(r.receipt.get()).map_err(|e| {
-            ApiError::bad_request(format!("runs[{i}]: {e}"))
+            ApiError::unprocessable(format!("runs[{i}]: {e}"))
                 .with_details(serde_json::json!({ "field": format!("runs[{i}].{}", e.field) }))
         })?;
         if summary.bench_name != benchmark.as_str() {

@@ -64,16 +64,29 @@ pub fn json_depth(bytes: &[u8], limit: usize) -> usize {
     max
 }
 
+/// A request body: a JSON object of `T`'s shape. Every body is an object; serde would also
+/// take an array of the fields in order (`[0.5, 0]` as gate settings), which is refused.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let value = serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => ApiError::unprocessable(format!("Invalid request body: {e}")),
+            // Valid JSON, but a number no field can hold (`1e309`): the wrong shape, as it is
+            // inside a receipt.
+            Category::Syntax if e.to_string().starts_with("number out of range") => {
+                ApiError::unprocessable(format!("Invalid request body: {e}"))
+            }
             Category::Syntax | Category::Eof | Category::Io => {
                 ApiError::bad_request(format!("Malformed JSON: {e}"))
             }
         }
-    })
+    })?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::unprocessable(
+            "Invalid request body: expected a JSON object",
+        ));
+    }
+    Ok(value)
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
@@ -145,6 +158,27 @@ pub fn path_config() -> web::PathConfig {
 #[cfg(test)]
 mod tests {
     use super::json_depth;
+
+    #[test]
+    fn wrong_shapes_are_422_and_bad_syntax_400() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct B {
+            x: f64,
+        }
+        let status = |body: &str| {
+            super::parse_json::<B>(body.as_bytes())
+                .map(|_| 200)
+                .unwrap_or_else(|e| actix_web::ResponseError::status_code(&e).as_u16())
+        };
+        assert_eq!(status(r#"{"x": 1}"#), 200);
+        assert_eq!(status(r#" {"x": 1}"#), 200);
+        assert_eq!(status(r#"{"x": 1e309}"#), 422);
+        assert_eq!(status(r#"{"x": "1"}"#), 422);
+        assert_eq!(status("[1]"), 422);
+        assert_eq!(status(r#"{"x": 1"#), 400);
+        assert_eq!(status("nope"), 400);
+    }
 
     #[test]
     fn depth() {
