@@ -391,7 +391,11 @@ fn parameter_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("query", "min_affected", range(0, 100_000)),
         ("query", "project", text(0, 64)),
         ("query", "action", one_of(audit::ACTIONS)),
-        ("query", "resource_type", one_of(audit::RESOURCES)),
+        (
+            "query",
+            "resource_type",
+            one_of(&[&["all"], audit::RESOURCES].concat()),
+        ),
         ("query", "actor", text(0, 256)),
         (
             "query",

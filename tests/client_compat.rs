@@ -295,7 +295,71 @@ fn published_client_verdicts_and_fleet(b: Backend) {
     });
 }
 
+/// What a gate writes reads back through the published client: the version it records (a
+/// `source` the client knows) and the audit log (whose default list holds only the resource
+/// types the client knows; the server's own are listed when asked for).
+fn published_client_reads_what_gates_write(b: Backend) {
+    use perfgate_client::{AuditResourceType, BaselineSource, ListAuditEventsQuery};
+    let s = Server::start(b);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = client(&s, ADMIN);
+    rt.block_on(async {
+        c.upload_baseline(
+            "proj",
+            &upload_req("bench-b", Some("v1"), receipt("run-bench-a-1.json")),
+        )
+        .await
+        .unwrap();
+    });
+    let g = expect(
+        s.post(
+            ADMIN,
+            "/api/v1/projects/proj/gates",
+            &json!({"runs": [{"benchmark": "bench-a", "receipt": fixture("run-bench-a-2.json")}],
+                "record": true}),
+        ),
+        201,
+    );
+    assert_eq!(g["recorded"].as_array().unwrap().len(), 1, "{g:#}");
+    rt.block_on(async {
+        let latest = c.get_latest_baseline("proj", "bench-a").await.unwrap();
+        assert_eq!(
+            latest.version,
+            g["recorded"][0]["version"].as_str().unwrap()
+        );
+        assert_eq!(latest.source, BaselineSource::Upload);
+        let audit = c
+            .list_audit_events(&ListAuditEventsQuery::default())
+            .await
+            .unwrap();
+        assert!(
+            audit
+                .events
+                .iter()
+                .any(|e| e.resource_type == AuditResourceType::Baseline),
+            "{audit:?}"
+        );
+    });
+    let all = expect(s.get(ADMIN, "/api/v1/audit?resource_type=all"), 200);
+    let kinds: Vec<&str> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource_type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"gate") && kinds.contains(&"baseline"),
+        "{kinds:?}"
+    );
+    let gates = expect(s.get(ADMIN, "/api/v1/audit?resource_type=gate"), 200);
+    assert_eq!(gates["pagination"]["total"], 1, "{gates}");
+}
+
 backend_tests!(
     published_client_round_trip,
-    published_client_verdicts_and_fleet
+    published_client_verdicts_and_fleet,
+    published_client_reads_what_gates_write
 );

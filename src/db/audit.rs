@@ -58,7 +58,8 @@ pub(crate) fn insert(conn: &mut DbConn, e: AuditEntry<'_>, now: i64) -> QueryRes
 pub(crate) struct AuditFilter {
     pub project: Option<String>,
     pub action: Option<String>,
-    pub resource_type: Option<String>,
+    /// Only events of these resource types; `None` = every type.
+    pub resource_types: Option<Vec<String>>,
     pub actor: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
@@ -76,8 +77,8 @@ fn filtered(f: &AuditFilter) -> audit_events::BoxedQuery<'static, Db> {
     if let Some(a) = &f.action {
         q = q.filter(audit_events::action.eq(a.clone()));
     }
-    if let Some(r) = &f.resource_type {
-        q = q.filter(audit_events::resource_type.eq(r.clone()));
+    if let Some(r) = &f.resource_types {
+        q = q.filter(audit_events::resource_type.eq_any(r.clone()));
     }
     if let Some(a) = &f.actor {
         q = q.filter(audit_events::actor.eq(a.clone()));
@@ -234,7 +235,7 @@ mod tests {
                 ),
                 (
                     AuditFilter {
-                        resource_type: Some("api_key".into()),
+                        resource_types: Some(vec!["api_key".into()]),
                         ..filter()
                     },
                     (vec![30], 1),

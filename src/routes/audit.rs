@@ -16,6 +16,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub(crate) const ACTIONS: &[&str] = &["create", "update", "delete", "promote"];
+/// The resource types of the contract, which the published client can read: a list without
+/// `resource_type` holds these only.
+pub(crate) const CONTRACT_RESOURCES: &[&str] = &["baseline", "key", "verdict", "decision"];
+/// Every resource type; `resource_type=all` lists them all.
 pub(crate) const RESOURCES: &[&str] = &[
     "baseline",
     "key",
@@ -67,14 +71,19 @@ pub(crate) async fn list_audit(
             )));
         }
     }
-    if let Some(r) = &q.resource_type {
-        if !RESOURCES.contains(&r.as_str()) {
+    // The published client fails on a resource type it does not know: without a filter, the
+    // contract's types; the server's own (gates, alerts, ...) when named, or with `all`.
+    let resource_types = match q.resource_type.as_deref() {
+        None => Some(CONTRACT_RESOURCES.iter().map(|r| (*r).to_owned()).collect()),
+        Some("all") => None,
+        Some(r) if RESOURCES.contains(&r) => Some(vec![r.to_owned()]),
+        Some(_) => {
             return Err(ApiError::bad_request(format!(
-                "Invalid resource_type: expected one of {}",
+                "Invalid resource_type: expected all or one of {}",
                 RESOURCES.join(", ")
-            )));
+            )))
         }
-    }
+    };
     if let Some(a) = &q.actor {
         check_text("actor", a, 256)?;
     }
@@ -83,7 +92,7 @@ pub(crate) async fn list_audit(
     let filter = AuditFilter {
         project,
         action: q.action,
-        resource_type: q.resource_type,
+        resource_types,
         actor: q.actor,
         since: parse_time("since", &q.since)?,
         until: parse_time("until", &q.until)?,
