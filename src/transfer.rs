@@ -325,13 +325,24 @@ macro_rules! insert_ignore {
     }};
 }
 
+/// The baseline sources of the contract (the published client knows these only).
+const CONTRACT_SOURCES: [&str; 4] = ["upload", "promote", "migrate", "rollback"];
+
 impl Pending {
     fn push(&mut self, line: InLine) -> Result<(), IoErr> {
         let v = line.row;
         match line.table.as_str() {
             "api_keys" => self.keys.push(serde_json::from_value(v)?),
             "audit_events" => self.audit.push(serde_json::from_value(v)?),
-            "baselines" => self.baselines.push(serde_json::from_value(v)?),
+            "baselines" => {
+                let mut row: BaselineRow = serde_json::from_value(v)?;
+                // Exports of older servers hold versions a gate recorded as `gate`, which the
+                // published client cannot read: a gate's recording is an upload.
+                if !CONTRACT_SOURCES.contains(&row.source.as_str()) {
+                    row.source = "upload".into();
+                }
+                self.baselines.push(row)
+            }
             "baseline_tags" => self.tags.push(serde_json::from_value(v)?),
             "benchmarks" => self.benchmarks.push(serde_json::from_value(v)?),
             "idempotency_keys" => self.idempotency.push(serde_json::from_value(v)?),

@@ -228,6 +228,41 @@ fn import_refuses_foreign_input() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Exports of older servers hold versions a gate recorded with source `gate`, which the
+/// published client cannot read: import stores them as uploads.
+#[test]
+fn import_gives_recorded_versions_a_contract_source() {
+    let mut src = Server::start(Backend::Sqlite);
+    expect(
+        src.upload(
+            ADMIN,
+            "proj",
+            "bench-a",
+            Some("v1"),
+            &fixture("run-bench-a-1.json"),
+        ),
+        201,
+    );
+    src.kill();
+    let db = src.dir.join("perfgate.db");
+    let (code, out, err) = cli(&["export", "--database-url", db.to_str().unwrap()], None);
+    assert_eq!(code, Some(0), "{err}");
+    let old = String::from_utf8(out).unwrap();
+    assert!(old.contains(r#""source":"upload""#), "{old}");
+    let dump = src.dir.join("old.jsonl");
+    std::fs::write(
+        &dump,
+        old.replace(r#""source":"upload""#, r#""source":"gate""#),
+    )
+    .unwrap();
+    let target = src.dir.join("target.db").to_string_lossy().into_owned();
+    let (code, _, err) = cli(&["import", "--database-url", &target], Some(&dump));
+    assert_eq!(code, Some(0), "{err}");
+    let dst = Server::start(Backend::SqliteAt(target));
+    let latest = expect(dst.get(ADMIN, &format!("{P}/bench-a/latest")), 200);
+    assert_eq!(latest["source"], "upload", "{latest}");
+}
+
 /// The server caches answers of the SQLite file it serves, so it must be the file's only writer
 /// process: a second server and `import` are refused while it runs; read-only and key commands
 /// still work.
