@@ -441,7 +441,7 @@ config_keys! {
     /// Megabytes this process may spend on caches: a third for rendered GET latest answers, the
     /// rest for SQLite's page caches (its soft heap limit, shared by every connection).
     #[flag(value_name = "MB")]
-    memory_budget_mb: u64 = 24,
+    memory_budget_mb: u64 = 20,
     /// Purge soft-deleted baseline versions, verdicts, gates and decisions older than this many
     /// days, every hour (0 = keep everything). Live baselines are never purged by age.
     #[flag(value_name = "DAYS")]
