@@ -254,8 +254,8 @@ run_default() {
   opid=$PID
   local round
   for round in 1 2 3; do
-    scenario "$SCEN1" "ours-paired-$round" "$opid" "http://127.0.0.1:$port" 32 latest.lua
-    scenario "$SCEN1" "ceiling-$round" "$cpid" "http://127.0.0.1:$cport" 32 latest.lua
+    scenario "$SCEN1" "ours-p$round" "$opid" "http://127.0.0.1:$port" 32 latest.lua
+    scenario "$SCEN1" "ceiling-p$round" "$cpid" "http://127.0.0.1:$cport" 32 latest.lua
   done
   stop "$opid"
   stop "$cpid"
@@ -265,8 +265,8 @@ run_default() {
   local o r c
   o=$(get "$SCEN1" ours 3); r=$(get "$SCEN1" reference 3)
   printf "  %-44s %8sx  (>= 4)     %s\n" "GET latest req/s ours / reference" "$(ratio "$o" "$r")" "$(verdict "$(ratio "$o" "$r")" 4 ge)"
-  o=$(median3 "$(get "$SCEN1" ours-paired-1 3)" "$(get "$SCEN1" ours-paired-2 3)" "$(get "$SCEN1" ours-paired-3 3)")
-  c=$(median3 "$(get "$SCEN1" ceiling-1 3)" "$(get "$SCEN1" ceiling-2 3)" "$(get "$SCEN1" ceiling-3 3)")
+  o=$(median3 "$(get "$SCEN1" ours-p1 3)" "$(get "$SCEN1" ours-p2 3)" "$(get "$SCEN1" ours-p3 3)")
+  c=$(median3 "$(get "$SCEN1" ceiling-p1 3)" "$(get "$SCEN1" ceiling-p2 3)" "$(get "$SCEN1" ceiling-p3 3)")
   printf "  %-44s %8sx  (>= 0.85)  %s\n" "GET latest req/s ours / ceiling (paired)" "$(ratio "$o" "$c")" "$(verdict "$(ratio "$o" "$c")" 0.85 ge)"
   o=$(get "$SCEN2" ours 3); r=$(get "$SCEN2" reference 3)
   printf "  %-44s %8sx  (>= 20)    %s\n" "list page req/s ours / reference" "$(ratio "$o" "$r")" "$(verdict "$(ratio "$o" "$r")" 20 ge)"
