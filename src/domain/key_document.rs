@@ -131,8 +131,8 @@ fn to_value(text: &str) -> Result<Value, DocumentError> {
     }
 }
 
-/// `msg` with every `` `quoted` `` text that is not one of the document's field names shown as
-/// `` `…` ``.
+/// `msg` with every `` `quoted` `` text that is neither one of the document's field names nor
+/// punctuation shown as `` `…` ``.
 fn only_field_names(msg: &str) -> String {
     const FIELDS: [&str; 8] = [
         "keys",
@@ -154,7 +154,9 @@ fn only_field_names(msg: &str) -> String {
     for (i, piece) in rest.iter().enumerate() {
         out.push('`');
         let quoted = i % 2 == 0 && i + 1 < rest.len();
-        if quoted && !FIELDS.contains(piece) {
+        // Punctuation (`expected `=``) is shown: it cannot hold a secret.
+        let harmless = FIELDS.contains(piece) || !piece.chars().any(char::is_alphanumeric);
+        if quoted && !harmless {
             out.push('…');
         } else if i % 2 == 0 && i + 1 == rest.len() {
             // An unclosed quote: nothing after it is shown.
@@ -391,6 +393,7 @@ mod tests {
         );
         assert_eq!(only_field_names("invalid `pg_live_x"), "invalid `…");
         assert_eq!(only_field_names("no quotes"), "no quotes");
+        assert_eq!(only_field_names("expected `.`, `=`"), "expected `.`, `=`");
     }
 
     #[test]
