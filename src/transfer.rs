@@ -325,9 +325,6 @@ macro_rules! insert_ignore {
     }};
 }
 
-/// The baseline sources of the contract (the published client knows these only).
-const CONTRACT_SOURCES: [&str; 4] = ["upload", "promote", "migrate", "rollback"];
-
 impl Pending {
     fn push(&mut self, line: InLine) -> Result<(), IoErr> {
         let v = line.row;
@@ -338,7 +335,7 @@ impl Pending {
                 let mut row: BaselineRow = serde_json::from_value(v)?;
                 // Exports of older servers hold versions a gate recorded as `gate`, which the
                 // published client cannot read: a gate's recording is an upload.
-                if !CONTRACT_SOURCES.contains(&row.source.as_str()) {
+                if row.source == "gate" {
                     row.source = "upload".into();
                 }
                 self.baselines.push(row)

@@ -521,12 +521,11 @@ fn restricted_callers_see_and_decide_only_their_benchmarks(b: Backend) {
         404,
         "not_found",
     );
-    let e = expect_error(
+    expect_error(
         s.post(LOW_WRITER, &format!("{G}/{mid}/attempts"), &visible_runs),
         403,
         "forbidden",
     );
-    assert!(e["message"].as_str().unwrap().contains("bench-"), "{e}");
     // Runs of a benchmark the gate never held confirm nothing.
     let e = expect_error(
         s.post(

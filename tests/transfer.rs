@@ -123,7 +123,7 @@ fn snapshot(s: &Server) -> Vec<(String, String)> {
         "/api/v1/projects/proj/decisions/latest".to_owned(),
         "/api/v1/fleet/alerts?min_affected=1".to_owned(),
         "/api/v1/fleet/dependency/serde/impact".to_owned(),
-        "/api/v1/audit?limit=1000".to_owned(),
+        "/api/v1/audit?resource_type=all&limit=1000".to_owned(),
         "/api/v1/keys".to_owned(),
     ];
     paths

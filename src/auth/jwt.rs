@@ -157,14 +157,9 @@ fn principal_from_claims(c: &Claims) -> Result<Principal, ApiError> {
     p.scopes = scopes;
     // An `exp` past the year 9999 is as good as never, and still an expiry (keys it creates get
     // one too).
-    p.expires_at = Some(
-        i64::try_from(c.exp)
-            .ok()
-            .and_then(|s| s.checked_mul(1_000_000))
-            .map_or(crate::domain::time::MAX_MICROS, |m| {
-                m.min(crate::domain::time::MAX_MICROS)
-            }),
-    );
+    p.expires_at = Some(crate::domain::time::expiry_from_secs(
+        i64::try_from(c.exp).unwrap_or(i64::MAX),
+    ));
     Ok(p)
 }
 

@@ -313,7 +313,7 @@ impl Provider {
         p.expires_at = claims
             .get("exp")
             .and_then(|v| v.as_i64())
-            .and_then(|s| s.checked_mul(1_000_000));
+            .map(crate::domain::time::expiry_from_secs);
         Ok(p)
     }
 }

@@ -58,13 +58,23 @@ pub(crate) fn insert(conn: &mut DbConn, e: AuditEntry<'_>, now: i64) -> QueryRes
 pub(crate) struct AuditFilter {
     pub project: Option<String>,
     pub action: Option<String>,
-    /// Only events of these resource types; `None` = every type.
-    pub resource_types: Option<Vec<String>>,
+    pub resource_types: ResourceTypes,
     pub actor: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub limit: i64,
     pub offset: i64,
+}
+
+/// Which resource types an audit list holds.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum ResourceTypes {
+    #[default]
+    Every,
+    Only(String),
+    /// Every type but these (a `NOT IN`, so the list still reads the time index top-down and
+    /// stops at the page's end; an `IN` of the others made SQLite sort every matching event).
+    Except(Vec<String>),
 }
 
 type Db = <DbConn as Connection>::Backend;
@@ -77,8 +87,10 @@ fn filtered(f: &AuditFilter) -> audit_events::BoxedQuery<'static, Db> {
     if let Some(a) = &f.action {
         q = q.filter(audit_events::action.eq(a.clone()));
     }
-    if let Some(r) = &f.resource_types {
-        q = q.filter(audit_events::resource_type.eq_any(r.clone()));
+    match &f.resource_types {
+        ResourceTypes::Every => {}
+        ResourceTypes::Only(r) => q = q.filter(audit_events::resource_type.eq(r.clone())),
+        ResourceTypes::Except(r) => q = q.filter(audit_events::resource_type.ne_all(r.clone())),
     }
     if let Some(a) = &f.actor {
         q = q.filter(audit_events::actor.eq(a.clone()));
@@ -235,7 +247,7 @@ mod tests {
                 ),
                 (
                     AuditFilter {
-                        resource_types: Some(vec!["api_key".into()]),
+                        resource_types: ResourceTypes::Only("api_key".into()),
                         ..filter()
                     },
                     (vec![30], 1),

@@ -13,6 +13,14 @@ pub const MIN_MICROS: i64 = -62_167_219_200_000_000;
 /// `9999-12-31T23:59:59.999999Z`, the latest.
 pub const MAX_MICROS: i64 = 253_402_300_799_999_999;
 
+/// A token's `exp` (Unix seconds) as an expiry in micros, within the years RFC 3339 writes: one
+/// past the year 9999 is as good as never, and stays an expiry (keys the token creates get one).
+pub fn expiry_from_secs(secs: i64) -> i64 {
+    secs.checked_mul(1_000_000)
+        .unwrap_or(if secs < 0 { MIN_MICROS } else { MAX_MICROS })
+        .clamp(MIN_MICROS, MAX_MICROS)
+}
+
 /// RFC 3339 in UTC with `Z`; an instant outside the years 0000-9999 is written as the nearest
 /// one inside them (RFC 3339 has no other years).
 pub fn to_rfc3339(micros: i64) -> String {
@@ -62,6 +70,10 @@ mod tests {
         assert_eq!(to_rfc3339(i64::MIN), "0000-01-01T00:00:00.000000Z");
         assert_eq!(to_rfc3339(i64::MAX), "9999-12-31T23:59:59.999999Z");
         assert_eq!(parse_rfc3339("0000-01-01T00:00:00+23:59"), Some(MIN_MICROS));
+        assert_eq!(expiry_from_secs(i64::MAX), MAX_MICROS);
+        assert_eq!(expiry_from_secs(8_300_000_000_000), MAX_MICROS);
+        assert_eq!(expiry_from_secs(1_700_000_000), 1_700_000_000_000_000);
+        assert_eq!(expiry_from_secs(i64::MIN), MIN_MICROS);
         assert_eq!(parse_rfc3339("9999-12-31T23:59:59-23:59"), Some(MAX_MICROS));
         let t = parse_rfc3339("0000-01-01T00:00:00Z").unwrap();
         assert_eq!(to_rfc3339(t), "0000-01-01T00:00:00.000000Z");

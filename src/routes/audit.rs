@@ -10,7 +10,7 @@ use crate::api::ListAuditResponse;
 use crate::api::{AuditEvent, Pagination};
 use crate::auth::extract::Credentialed;
 use crate::auth::{Access, Gate};
-use crate::db::audit::AuditFilter;
+use crate::db::audit::{AuditFilter, ResourceTypes};
 use crate::domain::names::check_text;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -74,9 +74,15 @@ pub(crate) async fn list_audit(
     // The published client fails on a resource type it does not know: without a filter, the
     // contract's types; the server's own (gates, alerts, ...) when named, or with `all`.
     let resource_types = match q.resource_type.as_deref() {
-        None => Some(CONTRACT_RESOURCES.iter().map(|r| (*r).to_owned()).collect()),
-        Some("all") => None,
-        Some(r) if RESOURCES.contains(&r) => Some(vec![r.to_owned()]),
+        None => ResourceTypes::Except(
+            RESOURCES
+                .iter()
+                .filter(|r| !CONTRACT_RESOURCES.contains(r))
+                .map(|r| (*r).to_owned())
+                .collect(),
+        ),
+        Some("all") => ResourceTypes::Every,
+        Some(r) if RESOURCES.contains(&r) => ResourceTypes::Only(r.to_owned()),
         Some(_) => {
             return Err(ApiError::bad_request(format!(
                 "Invalid resource_type: expected all or one of {}",

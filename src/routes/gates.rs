@@ -129,6 +129,14 @@ fn visible(principal: &Principal, mut g: GateResponse) -> GateResponse {
             c.benchmarks.retain(|b| f.matches(b));
             c.repeat.retain(|b, _| f.matches(b));
         }
+        // Nothing the caller can see is to be confirmed.
+        if g.result
+            .confirm
+            .as_ref()
+            .is_some_and(|c| c.benchmarks.is_empty())
+        {
+            g.result.confirm = None;
+        }
     }
     g
 }

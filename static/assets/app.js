@@ -831,6 +831,8 @@
     loading('audit log');
     const q = new URLSearchParams();
     ['project', 'action', 'resource_type', 'actor'].forEach((k) => { if (params.get(k)) q.set(k, params.get(k)); });
+    // Without a type the API lists the contract's four only (what the perfgate CLI reads).
+    if (!params.get('resource_type')) q.set('resource_type', 'all');
     const offset = Math.max(0, Number(params.get('offset') || 0) || 0);
     q.set('limit', '50'); q.set('offset', String(offset));
     const d = await api(`/audit?${q}`);
@@ -841,7 +843,7 @@
     view.innerHTML = `<h1>Audit log</h1>
       <form id="audit-filters" class="row">
         <input name="project" placeholder="project" value="${esc(params.get('project') || '')}" aria-label="Project">
-        ${sel('action', ['create', 'update', 'delete', 'promote'])}${sel('resource_type', ['baseline', 'key', 'verdict', 'decision'])}
+        ${sel('action', ['create', 'update', 'delete', 'promote'])}${sel('resource_type', ['baseline', 'key', 'verdict', 'decision', 'gate', 'gate_settings', 'alert', 'dependency_event', 'retention'])}
         <input name="actor" placeholder="actor" value="${esc(params.get('actor') || '')}" aria-label="Actor">
         <button type="submit" class="secondary">Filter</button><span class="muted">${d.pagination.total} events</span></form>
       ${d.events.length ? `<div class="table-wrap"><table id="audit-table"><thead><tr><th>When</th><th>Actor</th><th>Action</th><th>Resource</th><th class="hide-sm">Project</th><th class="hide-sm">Details</th></tr></thead><tbody>

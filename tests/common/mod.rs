@@ -419,7 +419,6 @@ pub fn expect(r: Response, status: u16) -> Value {
     }
 }
 
-/// Asserts the contract's error object.
 /// The versions a list page holds.
 pub fn listed_versions(page: &Value) -> std::collections::HashSet<String> {
     page["baselines"]
@@ -430,6 +429,7 @@ pub fn listed_versions(page: &Value) -> std::collections::HashSet<String> {
         .collect()
 }
 
+/// Asserts the contract's error object.
 pub fn expect_error(r: Response, status: u16, code: &str) -> Value {
     let rid = r
         .headers()
