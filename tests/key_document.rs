@@ -230,7 +230,12 @@ fn file_change_reloads_keys() {
         "removed key accepted:\n{}",
         s.log()
     );
-    assert!(s.log().contains("API keys reloaded (file changed)"));
+    // The log line is written by the log thread after the new keys are in use: wait for it.
+    assert!(
+        wait_log(&s, "API keys reloaded (file changed)"),
+        "{}",
+        s.log()
+    );
     // SIGHUP on a file source reloads too (and a changed role takes effect).
     std::fs::write(&path, doc(&[("b", "admin", KEY_B), ("c", "viewer", KEY_C)])).unwrap();
     sighup(&s);
