@@ -174,19 +174,24 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     log::info!("opening {} storage at {shown_url}", backend.as_str());
     let jwt = JwtVerifier::from_config(&config)?;
     let oidc = providers_from_config(&config)?;
-    let jwks_client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(0)
-        .user_agent(concat!("perfgate-server/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
-    if !oidc.is_empty() {
+    // Built only for OIDC: the client's TLS set-up (the web PKI roots) is memory a server
+    // without providers would hold for nothing.
+    let jwks_client = if oidc.is_empty() {
+        None
+    } else {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(0)
+            .user_agent(concat!("perfgate-server/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
         actix_web::rt::spawn(refresh_loop(
             oidc.clone(),
-            jwks_client.clone(),
+            client.clone(),
             Duration::from_secs(config.jwks_refresh_interval),
         ));
-    }
+        Some(client)
+    };
     let need_bootstrap = !have_static_keys && key_source.is_none() && !config.has_token_auth();
     let sqlite_file = config.sqlite_file();
     if config.local && backend == StorageBackend::Sqlite {
@@ -766,15 +771,9 @@ impl StoreStarter<'_> {
         let Some(w) = pools.write else {
             return readers;
         };
-        let writers = Shards::start(
-            name,
-            0,
-            self.write_shards,
-            move || new_w(w.clone()),
-            self.limiter.clone(),
-            self.timeout,
-        );
-        readers.with_writers_of(writers)
+        readers.with_writers(Shards::writer_shards(self.write_shards, move || {
+            new_w(w.clone())
+        }))
     }
 }
 

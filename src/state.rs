@@ -38,9 +38,10 @@ pub(crate) struct AppState {
     pub jwt: Option<JwtVerifier>,
     /// OIDC providers (GitHub, GitLab, custom).
     pub oidc: Vec<Arc<Provider>>,
-    /// HTTP client for JWKS. No idle pooling: fetches are rare and may come from any worker's
-    /// runtime, so no connection outlives the runtime that opened it.
-    pub jwks_client: reqwest::Client,
+    /// HTTP client for JWKS, when OIDC providers are configured. No idle pooling: fetches are
+    /// rare and may come from any worker's runtime, so no connection outlives the runtime that
+    /// opened it.
+    pub jwks_client: Option<reqwest::Client>,
     /// Per-credential token buckets (`rate_limit`), keyed by principal id.
     pub limiter: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
     /// Gates and their settings.

@@ -13,6 +13,14 @@ use perfgate_client::{
 };
 use perfgate_types::RunReceipt;
 
+/// The runtime the published client's async calls run on.
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn client(s: &Server, key: &str) -> BaselineClient {
     let cfg = ClientConfig::new(format!("{}/api/v1", s.base))
         .with_api_key(key)
@@ -40,10 +48,7 @@ fn upload_req(bench: &str, version: Option<&str>, r: RunReceipt) -> UploadBaseli
 
 fn published_client_round_trip(b: Backend) {
     let s = Server::start(b);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     let c = client(&s, ADMIN);
     rt.block_on(async {
         let h = c.health_check().await.unwrap();
@@ -188,10 +193,7 @@ fn published_client_verdicts_and_fleet(b: Backend) {
     };
     use perfgate_types::{VerdictCounts, VerdictStatus};
     let s = Server::start(b);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     let c = client(&s, ADMIN);
     rt.block_on(async {
         // submit-verdict / verdicts / flaky
@@ -301,10 +303,7 @@ fn published_client_verdicts_and_fleet(b: Backend) {
 fn published_client_reads_what_gates_write(b: Backend) {
     use perfgate_client::{AuditResourceType, BaselineSource, ListAuditEventsQuery};
     let s = Server::start(b);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     let c = client(&s, ADMIN);
     rt.block_on(async {
         c.upload_baseline(

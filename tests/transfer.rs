@@ -144,17 +144,22 @@ fn snapshot(s: &Server) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `export` of the server's SQLite file: the dump's text.
+fn export(s: &Server) -> String {
+    let db = s.dir.join("perfgate.db");
+    let (code, out, err) = cli(&["export", "--database-url", db.to_str().unwrap()], None);
+    assert_eq!(code, Some(0), "export: {err}");
+    String::from_utf8(out).unwrap()
+}
+
 fn check_move(target: Backend) {
     let mut src = Server::start(Backend::Sqlite);
     let moved_key = populate(&src);
     let before = snapshot(&src);
     src.kill();
-    let db = src.dir.join("perfgate.db");
     let dump = src.dir.join("dump.jsonl");
-    let (code, out, err) = cli(&["export", "--database-url", db.to_str().unwrap()], None);
-    assert_eq!(code, Some(0), "{err}");
-    std::fs::write(&dump, &out).unwrap();
-    let lines = String::from_utf8(out).unwrap();
+    let lines = export(&src);
+    std::fs::write(&dump, &lines).unwrap();
     assert!(lines.lines().next().unwrap().contains("perfgate-export"));
     assert!(!lines.contains(&moved_key), "keys travel as hashes only");
 
@@ -244,10 +249,7 @@ fn import_gives_recorded_versions_a_contract_source() {
         201,
     );
     src.kill();
-    let db = src.dir.join("perfgate.db");
-    let (code, out, err) = cli(&["export", "--database-url", db.to_str().unwrap()], None);
-    assert_eq!(code, Some(0), "{err}");
-    let old = String::from_utf8(out).unwrap();
+    let old = export(&src);
     assert!(old.contains(r#""source":"upload""#), "{old}");
     let dump = src.dir.join("old.jsonl");
     std::fs::write(
@@ -282,9 +284,7 @@ fn one_server_per_sqlite_file() {
     let db = s.dir.join("perfgate.db");
     let db = db.to_str().unwrap();
     let dump = s.dir.join("dump.jsonl");
-    let (code, out, err) = cli(&["export", "--database-url", db], None);
-    assert_eq!(code, Some(0), "export still works: {err}");
-    std::fs::write(&dump, &out).unwrap();
+    std::fs::write(&dump, export(&s)).unwrap(); // export still works
     let (code, _, err) = cli(&["import", "--database-url", db], Some(&dump));
     assert_ne!(code, Some(0), "import next to a running server must fail");
     assert!(err.contains("in use by another perfgate-server"), "{err}");

@@ -144,22 +144,28 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
         timeout: Duration,
     ) -> Self {
         let readers = SyncArbiter::start(reader_threads.max(1), factory.clone());
-        let writers = (0..writer_shards)
-            .map(|_| SyncArbiter::start(1, factory.clone()))
-            .collect();
         Self {
             name,
             readers,
-            writers,
+            writers: Self::writer_shards(writer_shards, factory),
             limiter,
             timeout,
         }
     }
 
-    /// Combines the readers of `self` with the writer shards of `other` (each started with its
-    /// own pool).
-    pub(crate) fn with_writers_of(mut self, other: Shards<S>) -> Self {
-        self.writers = other.writers;
+    /// `n` single-threaded writer shards, each with an actor of its own.
+    pub(crate) fn writer_shards(
+        n: usize,
+        factory: impl Fn() -> S + Send + Sync + Clone + 'static,
+    ) -> Vec<Addr<S>> {
+        (0..n)
+            .map(|_| SyncArbiter::start(1, factory.clone()))
+            .collect()
+    }
+
+    /// Gives these readers writer shards (started with a pool of their own).
+    pub(crate) fn with_writers(mut self, writers: Vec<Addr<S>>) -> Self {
+        self.writers = writers;
         self
     }
 

@@ -99,16 +99,19 @@ async fn verify_token(state: &AppState, token: &str) -> Result<Principal, ApiErr
             )),
         },
         alg @ (Algorithm::RS256 | Algorithm::ES256) => {
-            let provider = oidc::provider_for(&state.oidc, token).ok_or_else(|| {
-                ApiError::unauthenticated(
+            // No providers, no client: every issuer is unknown.
+            let (Some(provider), Some(client)) =
+                (oidc::provider_for(&state.oidc, token), &state.jwks_client)
+            else {
+                return Err(ApiError::unauthenticated(
                     AuthFailure::InvalidToken,
                     "Invalid token: unknown issuer",
-                )
-            })?;
+                ));
+            };
             let kid = header.kid.ok_or_else(|| {
                 ApiError::unauthenticated(AuthFailure::InvalidToken, "Invalid token: missing kid")
             })?;
-            provider.verify(token, &kid, alg, &state.jwks_client).await
+            provider.verify(token, &kid, alg, client).await
         }
         _ => Err(ApiError::unauthenticated(
             AuthFailure::InvalidToken,
