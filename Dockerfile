@@ -18,6 +18,8 @@ RUN mkdir -p src examples && echo 'fn main() {}' > src/main.rs && echo '' > src/
 COPY src ./src
 COPY migrations ./migrations
 COPY examples ./examples
+# The dashboard, embedded into the binary at compile time.
+COPY static ./static
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin perfgate-server
 
 FROM debian:bookworm-slim

@@ -14,6 +14,7 @@ fail() { echo "container-build-check: FAIL: $*" >&2; exit 1; }
 
 RUN_USER=perfgate-ci
 WORK=
+STAGE=     # the Dockerfile's build context, copied
 RUN_PID=   # the process we started (runuser when root, else the server itself)
 SRV_PID=   # the server process
 cleanup() {
@@ -33,6 +34,7 @@ cleanup() {
     echo "------------------------------------" >&2
   fi
   [ -n "$WORK" ] && rm -rf "$WORK"
+  [ -n "$STAGE" ] && rm -rf "$STAGE"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -43,12 +45,27 @@ trap 'exit 143' TERM
 command -v curl >/dev/null || fail "curl is required"
 command -v python3 >/dev/null || fail "python3 is required"
 
-# 1. The Dockerfile's build step.
-echo "==> cargo build --release --locked --bin perfgate-server"
-cargo build --release --locked --bin perfgate-server || fail "release build failed"
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
+# 1. The Dockerfile's build step, on what the Dockerfile copies into its build stage and nothing
+#    else (a source folder it forgets fails here as it would in `docker build`).
+TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+STAGE=$(mktemp -d -t perfgate-container-stage.XXXXXX)
+copies=$(awk '/^FROM /{stage++} stage == 1 && /^COPY / && !/--from/ {print}' Dockerfile)
+[ -n "$copies" ] || fail "no COPY lines in the Dockerfile's build stage"
+while read -r _ args; do
+  read -ra words <<<"$args"
+  dest=${words[-1]}
+  mkdir -p "$STAGE/$dest"
+  for src in "${words[@]:0:${#words[@]}-1}"; do
+    [ -e "$src" ] || fail "the Dockerfile copies $src, which does not exist"
+    if [ -d "$src" ]; then cp -R "$src/." "$STAGE/$dest/"; else cp "$src" "$STAGE/$dest/"; fi
+  done
+done <<<"$copies"
+echo "==> cargo build --release --locked --bin perfgate-server (in the Dockerfile's build context: $(echo "$copies" | sed 's/^COPY //' | paste -sd';'))"
+(cd "$STAGE" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --locked --bin perfgate-server) \
+  || fail "release build of the Dockerfile's build context failed"
 BUILT=$(realpath "$TARGET_DIR/release/perfgate-server")
 [ -x "$BUILT" ] || fail "no binary at $BUILT"
+rm -rf "$STAGE"
 
 # 2. The runtime image: binary in a root-owned bin dir, an empty working dir owned by the user.
 WORK=$(mktemp -d -t perfgate-container-check.XXXXXX)

@@ -6,6 +6,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::Error;
 
@@ -77,7 +78,7 @@ fn size_limits(req: &ServiceRequest) -> Option<ApiError> {
 /// non-JSON error response (router 404s, payload errors raised by actix itself) into the contract's
 /// JSON error, echoes `X-Request-Id`, and writes the access log line.
 pub(crate) async fn request_context(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let ids = request_ids(req.headers().get(&REQUEST_ID_HEADER));
@@ -89,6 +90,11 @@ pub(crate) async fn request_context(
     let result = request_id::scope(ids, async move {
         if let Some(refusal) = size_limits(&req) {
             return Ok(req.into_response(refusal.to_response(&current_request_id())));
+        }
+        // HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET; the connection saw the
+        // HEAD and sends the headers only (Content-Length included).
+        if req.method() == Method::HEAD {
+            req.head_mut().method = Method::GET;
         }
         let res = match next.call(req).await {
             Ok(r) => r.map_into_boxed_body(),

@@ -303,6 +303,12 @@ fn project() -> Value {
     json!({"pattern": names::PROJECT_PATTERN, "minLength": 1, "maxLength": names::PROJECT_MAX_BYTES, "x-example": "my-project"})
 }
 
+/// A project name or `*` (every project).
+fn project_or_all() -> Value {
+    json!({"maxLength": names::PROJECT_MAX_BYTES, "pattern": format!("^(?:\\*|{})$",
+        names::PROJECT_PATTERN.trim_start_matches('^').trim_end_matches('$'))})
+}
+
 fn benchmark() -> Value {
     json!({"pattern": names::BENCHMARK_PATTERN, "minLength": 1, "maxLength": names::BENCHMARK_MAX_BYTES, "x-example": "bench-a",
         "not": {"pattern": format!("{}$", names::RESERVED_BENCHMARK_SUFFIX)}})
@@ -389,7 +395,8 @@ fn parameter_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("query", "critical_window", range(1, 100_000)),
         ("query", "min_affected", range(0, 100_000)),
-        ("query", "project", text(0, 64)),
+        // The audit filter: a project name, or `*` for global keys' and fleet events.
+        ("query", "project", project_or_all()),
         ("query", "action", one_of(audit::ACTIONS)),
         (
             "query",
@@ -513,12 +520,7 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
             "role",
             one_of(crate::domain::access::Role::NAMES),
         ),
-        (
-            "CreateKeyBody",
-            "project",
-            json!({"maxLength": 64, "pattern": format!("^(?:\\*|{})$",
-                names::PROJECT_PATTERN.trim_start_matches('^').trim_end_matches('$'))}),
-        ),
+        ("CreateKeyBody", "project", project_or_all()),
         (
             "CreateKeyBody",
             "pattern",
@@ -541,7 +543,9 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
         (
             "TransitionBody",
             "link",
-            text(0, crate::domain::triage::LINK_MAX_BYTES),
+            // An http(s) address of printable ASCII (the server also takes other
+            // characters but no spaces or controls), or empty (no link).
+            json!({"pattern": r"^(?:[Hh][Tt][Tt][Pp][Ss]?://[\x21-\x7e]{0,2000})?$"}),
         ),
         (
             "TransitionBody",
@@ -553,11 +557,7 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
             "duplicate_of",
             json!({"pattern": "^[0-9a-f]{32}$"}),
         ),
-        (
-            "TransitionBody",
-            "max_change_pct",
-            json!({"minimum": 0, "maximum": 1000}),
-        ),
+        ("TransitionBody", "max_change_pct", json!({"minimum": 0})),
         ("TransitionBody", "expires_at", date_time()),
         ("PromoteOverride", "reason", text(1, 1024)),
         (

@@ -398,4 +398,85 @@ fn alert_history_and_waivers(b: Backend) {
     expect_error(r, 405, "method_not_allowed");
 }
 
-backend_tests!(alert_history_and_waivers);
+backend_tests!(
+    alert_history_and_waivers,
+    huge_regressions_and_bad_triage_input
+);
+
+/// A regression far beyond 1000 % (a run 50× slower) is accepted with the defaults: the waiver
+/// covers the alert's whole change and the next gate warns instead of failing. Triage input that
+/// names no alert or no web address is refused, naming the field, and changes nothing.
+fn huge_regressions_and_bad_triage_input(b: Backend) {
+    let s = Server::start(b);
+    for run in 0..12 {
+        let mut body = upload_body(
+            "huge",
+            None,
+            &receipt("huge", &format!("h-{run}"), level(0, run), run),
+        );
+        body["git_sha"] = json!(format!("sha{run:03}"));
+        expect(
+            s.post(CONTRIB, "/api/v1/projects/proj/baselines", &body),
+            201,
+        );
+    }
+    let gate = |n: usize| {
+        let r = receipt("huge", &format!("slow-{n}"), 5_000.0, n);
+        let body =
+            json!({"runs": [{"benchmark": "huge", "receipt": r}], "git_sha": format!("slow{n}")});
+        expect(s.post(CONTRIB, "/api/v1/projects/proj/gates", &body), 201)
+    };
+    let g = gate(0);
+    assert_eq!(g["status"], "fail", "{g:#}");
+    let a = alert_of(&s, "huge");
+    let id = a["id"].as_str().unwrap();
+    let change = a["change_pct"].as_f64().unwrap();
+    assert!(change > 1000.0, "{a:#}");
+
+    let url = format!("{A}/{id}/transitions");
+    for (body, field) in [
+        (
+            json!({"to": "acknowledged", "link": "javascript:alert(1)"}),
+            "link",
+        ),
+        (
+            json!({"to": "acknowledged", "link": "https://x.example/a b"}),
+            "link",
+        ),
+        (
+            json!({"to": "duplicate", "duplicate_of": "xyz"}),
+            "duplicate_of",
+        ),
+        (
+            json!({"to": "expected", "reason": "r", "max_change_pct": -1.0}),
+            "max_change_pct",
+        ),
+    ] {
+        let e = expect_error(s.post(ADMIN, &url, &body), 400, "invalid_input");
+        assert_eq!(e["details"]["field"], field, "{body}: {e}");
+    }
+    assert_eq!(alert_of(&s, "huge")["status"], "untriaged");
+
+    transition(
+        &s,
+        CONTRIB,
+        id,
+        json!({"to": "acknowledged", "link": "HTTPS://issues.example/7"}),
+    );
+    let t = transition(
+        &s,
+        PROMOTER,
+        id,
+        json!({"to": "expected", "reason": "50x by design"}),
+    );
+    assert_eq!(t["status"], "expected", "{t:#}");
+    assert_eq!(
+        t["waiver"]["max_change_pct"].as_f64(),
+        Some(change),
+        "{t:#}"
+    );
+    let g = gate(1);
+    assert_eq!(g["status"], "warn", "{g:#}");
+    let reason = g["benchmarks"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains(id), "{g:#}");
+}

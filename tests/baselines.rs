@@ -294,10 +294,37 @@ fn errors_are_contract_json(b: Backend) {
     expect_error(s.get(ADMIN, "/api/v1/nope"), 404, "not_found");
     expect_error(s.get(ADMIN, "/nope"), 404, "not_found");
     let r = s.http.put(s.url(P)).bearer_auth(ADMIN).send().unwrap();
-    assert_eq!(r.headers()["allow"], "POST, GET");
+    assert_eq!(r.headers()["allow"], "POST, GET, HEAD");
     expect_error(r, 405, "method_not_allowed");
     let r = s.http.patch(s.url("/health")).send().unwrap();
     expect_error(r, 405, "method_not_allowed");
+    // HEAD answers as GET does, without the body; it is not a way around authentication.
+    let get = s.get(ADMIN, &format!("{P}?limit=1"));
+    assert_eq!(get.status(), 200);
+    let get_len = get.headers()["content-length"].clone();
+    assert!(!get.bytes().unwrap().is_empty());
+    let head = s
+        .http
+        .head(s.url(&format!("{P}?limit=1")))
+        .bearer_auth(ADMIN)
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-type"], "application/json");
+    assert_eq!(head.headers()["content-length"], get_len);
+    assert!(head.bytes().unwrap().is_empty());
+    let head = s.http.head(s.url(P)).send().unwrap();
+    assert_eq!(head.status(), 401);
+    assert!(head.bytes().unwrap().is_empty());
+    assert_eq!(s.http.head(s.url("/health")).send().unwrap().status(), 200);
+    let r = s
+        .http
+        .head(s.url(&format!("{P}/bench-a/promote")))
+        .bearer_auth(ADMIN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
     // Query errors.
     expect_error(
         s.get(ADMIN, &format!("{P}?limit=abc")),

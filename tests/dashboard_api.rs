@@ -396,7 +396,7 @@ fn dashboard_assets_are_embedded_and_hardened() {
         assert!(body.contains("\"code\":\"not_found\""), "{path}: {body}");
     }
     let r = s.http.post(s.url("/")).send().unwrap();
-    assert_eq!(r.headers()["allow"], "GET");
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
     expect_error(r, 405, "method_not_allowed");
     let r = s.http.delete(s.url("/assets/app.js")).send().unwrap();
     expect_error(r, 405, "method_not_allowed");

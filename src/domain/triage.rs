@@ -159,6 +159,15 @@ impl Transition {
         })?;
         let reason = text("reason", r.reason, REASON_MAX_BYTES)?;
         let link = text("link", r.link, LINK_MAX_BYTES)?;
+        // Shown as a link in the dashboard: web addresses only (no `javascript:`, `data:`).
+        if let Some(l) = &link {
+            let scheme = l.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+            if !matches!(scheme.as_deref(), Some("http" | "https"))
+                || l.contains(char::is_whitespace)
+            {
+                return Err(err("link", "an http:// or https:// address"));
+            }
+        }
         if matches!(to, AlertStatus::Invalid | AlertStatus::Expected) && reason.is_none() {
             return Err(err(
                 "reason",
@@ -166,6 +175,12 @@ impl Transition {
             ));
         }
         let duplicate_of = text("duplicate_of", r.duplicate_of, 64)?;
+        if duplicate_of
+            .as_deref()
+            .is_some_and(|d| !crate::domain::ids::is_row_id(d))
+        {
+            return Err(err("duplicate_of", "an alert id: 32 hexadecimal digits"));
+        }
         if to == AlertStatus::Duplicate && duplicate_of.is_none() {
             return Err(err(
                 "duplicate_of",
@@ -175,9 +190,19 @@ impl Transition {
         let waiver = if to == AlertStatus::Expected {
             let owner =
                 text("owner", r.owner, OWNER_MAX_BYTES)?.unwrap_or_else(|| actor.to_owned());
-            let max_change_pct = r.max_change_pct.unwrap_or(alert_change_pct.max(0.0));
-            if !(max_change_pct.is_finite() && (0.0..=1000.0).contains(&max_change_pct)) {
-                return Err(err("max_change_pct", "must be a number from 0 to 1000"));
+            // No upper bound: a regression of any size may be the expected cost of a change.
+            let max_change_pct = match r.max_change_pct {
+                Some(m) => m,
+                None if alert_change_pct.is_finite() => alert_change_pct.max(0.0),
+                None => {
+                    return Err(err(
+                        "max_change_pct",
+                        "required: the alert's change has no finite size",
+                    ))
+                }
+            };
+            if !(max_change_pct.is_finite() && max_change_pct >= 0.0) {
+                return Err(err("max_change_pct", "must be a finite number, 0 or more"));
             }
             let day = 86_400_000_000i64;
             let expires_at = r.expires_at.unwrap_or(now + DEFAULT_WAIVER_DAYS * day);

@@ -56,11 +56,12 @@ pub(crate) struct RouteTemplate(pub &'static str);
 /// `allowed` lists the methods separated by spaces, in any case. `template` is the full
 /// path template (with the scope's prefix).
 fn resource(path: &str, template: &'static str, allowed: &str) -> actix_web::Resource {
-    let allow = allowed
-        .split_whitespace()
-        .map(str::to_uppercase)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut methods: Vec<String> = allowed.split_whitespace().map(str::to_uppercase).collect();
+    // HEAD is served wherever GET is (`middleware::request_context`).
+    if methods.iter().any(|m| m == "GET") {
+        methods.push("HEAD".to_owned());
+    }
+    let allow = methods.join(", ");
     web::resource(path)
         .app_data(RouteTemplate(template))
         .default_service(web::to(move || {

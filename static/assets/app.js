@@ -17,6 +17,9 @@
   // ------------------------------------------------------------------ helpers
   const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) =>
     ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+  // An alert's issue link: an anchor for web addresses only, plain text for anything else.
+  const issueLink = (u, label) => (/^https?:\/\//i.test(u)
+    ? `<a href="${esc(u)}" rel="noreferrer">${esc(label ?? u)}</a>` : esc(u));
   // A path segment; `.` and `..` would be resolved away by the URL parser.
   const seg = (s) => (s === '.' ? '%2E' : s === '..' ? '%2E%2E' : encodeURIComponent(s));
   const num = (v, digits = 2) => (v === null || v === undefined || Number.isNaN(v)) ? '–'
@@ -687,7 +690,7 @@
         <div class="table-wrap"><table class="alerts-table"><thead><tr><th>Benchmark</th><th>Metric</th><th>State</th><th class="num">Change</th><th class="hide-sm">Opened</th><th class="hide-sm">Note</th><th>Triage</th></tr></thead><tbody>
         ${as.map((a) => `<tr data-alert="${esc(a.id)}"><td class="name"><a href="${benchHref(project, a.benchmark)}">${esc(a.benchmark)}</a></td><td>${esc(a.metric)}</td>
           <td>${statusBadge(a.status)}</td><td class="num">${pct(a.change_pct)}</td><td class="hide-sm">${when(a.created_at)}</td>
-          <td class="hide-sm">${a.waiver ? `waiver ≤ ${pct(a.waiver.max_change_pct)} until ${when(a.waiver.expires_at)} (${esc(a.waiver.owner)})` : ''}${a.reason ? ` ${esc(a.reason)}` : ''}${a.link ? ` <a href="${esc(a.link)}" rel="noreferrer">link</a>` : ''}</td>
+          <td class="hide-sm">${a.waiver ? `waiver ≤ ${pct(a.waiver.max_change_pct)} until ${when(a.waiver.expires_at)} (${esc(a.waiver.owner)})` : ''}${a.reason ? ` ${esc(a.reason)}` : ''}${a.link ? ` ${issueLink(a.link, 'link')}` : ''}</td>
           <td class="row"><a href="${alertHref(project, a.id)}" data-link="alert">details</a>${transitionButtons(a)}</td></tr>`).join('')}
         </tbody></table></div></div>`).join('')
     : `<div class="card empty" data-empty="alerts">No alerts${status ? ' in this state' : ''}.</div>`}`;
@@ -743,7 +746,7 @@
         <div class="stat"><div class="k">Gate</div><div class="v mono">${a.gate_id ? `<a href="${gateHref(project, a.gate_id)}">${esc(a.gate_id.slice(0, 12))}</a>` : '–'}</div></div>
         <div class="stat"><div class="k">Commits</div><div class="v" data-col="commits">${range}</div></div>
         <div class="stat"><div class="k">Triaged by</div><div class="v mono">${esc(a.triaged_by || '–')}</div></div>
-        ${a.link ? `<div class="stat"><div class="k">Issue</div><div class="v"><a href="${esc(a.link)}" rel="noreferrer">${esc(a.link)}</a></div></div>` : ''}
+        ${a.link ? `<div class="stat"><div class="k">Issue</div><div class="v">${issueLink(a.link)}</div></div>` : ''}
         ${a.duplicate_of ? `<div class="stat"><div class="k">Duplicate of</div><div class="v mono"><a href="${alertHref(project, a.duplicate_of)}">${esc(a.duplicate_of.slice(0, 12))}</a></div></div>` : ''}
       </div>
       ${a.reason ? `<p id="alert-reason"><strong>Reason:</strong> ${esc(a.reason)}</p>` : ''}
@@ -760,7 +763,7 @@
         ${a.history.map((e) => `<tr data-action="${esc(e.action)}" data-to="${esc(e.to || '')}"><td>${when(e.at)}</td><td class="mono">${esc(e.actor)}</td>
           <td>${historyStep(e)}</td><td>${esc(e.reason || '')}</td>
           <td class="hide-sm">${[
-    e.link ? `<a href="${esc(e.link)}" rel="noreferrer">issue</a>` : '',
+    e.link ? issueLink(e.link, 'issue') : '',
     e.duplicate_of ? `duplicate of <a class="mono" href="${alertHref(project, e.duplicate_of)}">${esc(e.duplicate_of.slice(0, 12))}</a>` : '',
     e.waiver ? `waiver ≤ ${pct(e.waiver.max_change_pct)} until ${esc(e.waiver.expires_at.slice(0, 10))} (${esc(e.waiver.owner)})` : '',
     e.gate_id ? `gate <a class="mono" href="${gateHref(project, e.gate_id)}">${esc(e.gate_id.slice(0, 12))}</a>` : '',
