@@ -4,7 +4,9 @@
 //! the database size. Import reads lines one at a time and inserts them in batches with
 //! `ON CONFLICT DO NOTHING`, so running it twice changes nothing. Keys travel as hashes only.
 //! The derived counters (`benchmarks`, `verdict_counts`) are recomputed from the imported rows at
-//! the end, so they stay exact even when the target already held data.
+//! the end, so they stay exact even when the target already held data. The gate's tables travel
+//! too (run summaries, gates and their runs, settings, alerts, quarantine, change points), so a
+//! moved server judges, triages and keeps regressed runs out of `latest` as before.
 
 use std::io::{BufRead, Write};
 
@@ -19,8 +21,10 @@ use crate::db::decisions::DecisionRow;
 use crate::db::fleet::{EventRow, GroupRow, MemberRow};
 use crate::db::keys::KeyRow;
 use crate::db::schema::{
-    api_keys, audit_events, baseline_tags, baselines, benchmarks, decision_rules, decisions,
-    dependency_events, fleet_groups, fleet_members, idempotency_keys, verdict_counts, verdicts,
+    alerts, api_keys, audit_events, backfill_state, baseline_tags, baselines, benchmarks,
+    change_points, cp_series, decision_rules, decisions, dependency_events, failed_runs,
+    fleet_groups, fleet_members, gate_runs, gate_settings, gates, idempotency_keys, quarantine,
+    run_shifts, run_stats, verdict_counts, verdicts,
 };
 use crate::db::verdicts::VerdictRow;
 use crate::db::{write_tx, DbConn};
@@ -81,6 +85,240 @@ pub struct DecisionRuleRow {
     pub decision_id: String,
     pub project: String,
     pub rule: String,
+}
+
+/// JSON has no infinities or NaN (serde_json writes them as `null`): such a value travels as the
+/// string `"inf"`, `"-inf"` or `"nan"`.
+mod float {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Finite(f64),
+        Tagged(String),
+    }
+
+    fn to_wire(v: f64) -> Wire {
+        match v {
+            v if v.is_finite() => Wire::Finite(v),
+            v if v.is_nan() => Wire::Tagged("nan".into()),
+            v if v > 0.0 => Wire::Tagged("inf".into()),
+            _ => Wire::Tagged("-inf".into()),
+        }
+    }
+
+    fn from_wire<E: serde::de::Error>(w: Wire) -> Result<f64, E> {
+        match w {
+            Wire::Finite(v) => Ok(v),
+            Wire::Tagged(t) => match t.as_str() {
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                "nan" => Ok(f64::NAN),
+                other => Err(E::custom(format!("not a number: {other:?}"))),
+            },
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        to_wire(*v).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        from_wire(Wire::deserialize(d)?)
+    }
+
+    pub(super) mod option {
+        use super::*;
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            v: &Option<f64>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            v.map(to_wire).serialize(s)
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<f64>, D::Error> {
+            Option::<Wire>::deserialize(d)?.map(from_wire).transpose()
+        }
+    }
+}
+
+/// A row of `run_stats`: one metric's summary of one run (an upload or a gate's run).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = run_stats)]
+pub struct RunStatRow {
+    pub baseline_id: String,
+    pub metric: String,
+    pub project: String,
+    pub benchmark: String,
+    pub runner: String,
+    pub run_id: String,
+    pub git_sha: Option<String>,
+    #[serde(with = "float")]
+    pub center: f64,
+    #[serde(with = "float")]
+    pub within_sd: f64,
+    pub n: i64,
+    #[serde(with = "float")]
+    pub resolution: f64,
+    pub created_at: i64,
+    pub failed: bool,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = gates)]
+pub struct GateRow {
+    pub id: String,
+    pub project: String,
+    pub status: String,
+    pub is_final: bool,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub git_ref: Option<String>,
+    pub git_sha: Option<String>,
+    pub base_sha: Option<String>,
+    pub runner: Option<String>,
+    pub record: bool,
+    pub metrics: String,
+    pub settings: String,
+    pub result: String,
+    pub deadline: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = gate_runs)]
+pub struct GateRunRow {
+    pub gate_id: String,
+    pub attempt: i64,
+    pub benchmark: String,
+    pub run_id: String,
+    pub runner: String,
+    pub receipt: String,
+    pub summaries: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = failed_runs)]
+pub struct FailedRunRow {
+    pub project: String,
+    pub benchmark: String,
+    pub run_id: String,
+    pub gate_id: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = gate_settings)]
+pub struct GateSettingsRow {
+    pub project: String,
+    pub settings: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = alerts)]
+pub struct AlertRow {
+    pub id: String,
+    pub project: String,
+    pub benchmark: String,
+    pub metric: String,
+    pub source: String,
+    pub gate_id: Option<String>,
+    pub status: String,
+    #[serde(with = "float")]
+    pub change_pct: f64,
+    pub git_sha: Option<String>,
+    pub previous_git_sha: Option<String>,
+    pub reason: Option<String>,
+    pub link: Option<String>,
+    pub duplicate_of: Option<String>,
+    pub waiver_owner: Option<String>,
+    #[serde(with = "float::option")]
+    pub waiver_max_change_pct: Option<f64>,
+    pub waiver_expires_at: Option<i64>,
+    pub triaged_by: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = quarantine)]
+pub struct QuarantineRow {
+    pub baseline_id: String,
+    pub project: String,
+    pub benchmark: String,
+    pub gate_id: String,
+    pub alert_id: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = run_shifts)]
+pub struct RunShiftRow {
+    pub project: String,
+    pub runner: String,
+    pub metric: String,
+    pub git_sha: String,
+    #[serde(with = "float")]
+    pub shift: f64,
+    pub benchmarks: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = cp_series)]
+pub struct CpSeriesRow {
+    pub project: String,
+    pub benchmark: String,
+    pub metric: String,
+    pub runner: String,
+    pub resume_index: i64,
+    pub resume_created_at: i64,
+    pub resume_baseline_id: String,
+    pub runs: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = change_points)]
+pub struct ChangePointRow {
+    pub id: String,
+    pub project: String,
+    pub benchmark: String,
+    pub metric: String,
+    pub runner: String,
+    pub idx: i64,
+    pub baseline_id: String,
+    pub git_sha: Option<String>,
+    pub previous_git_sha: Option<String>,
+    pub run_created_at: i64,
+    #[serde(with = "float")]
+    pub level_before: f64,
+    #[serde(with = "float")]
+    pub level_after: f64,
+    #[serde(with = "float")]
+    pub change_pct: f64,
+    #[serde(with = "float")]
+    pub p: f64,
+    pub strong: bool,
+    pub settled: bool,
+    pub alert_id: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = backfill_state)]
+pub struct BackfillRow {
+    pub task: String,
+    pub position: String,
+    pub done: bool,
 }
 
 #[derive(Serialize)]
@@ -279,6 +517,103 @@ pub(crate) fn export(conn: &mut DbConn, out: &mut impl Write) -> Result<u64, IoE
             fleet_members::benchmark
         )
     );
+    total += export_table!(
+        conn,
+        out,
+        pb,
+        "run_stats",
+        run_stats::table,
+        RunStatRow,
+        (run_stats::baseline_id, run_stats::metric)
+    );
+    total += export_table!(conn, out, pb, "gates", gates::table, GateRow, gates::id);
+    total += export_table!(
+        conn,
+        out,
+        pb,
+        "gate_runs",
+        gate_runs::table,
+        GateRunRow,
+        (gate_runs::gate_id, gate_runs::attempt, gate_runs::benchmark)
+    );
+    total += export_table!(
+        conn,
+        out,
+        pb,
+        "failed_runs",
+        failed_runs::table,
+        FailedRunRow,
+        (
+            failed_runs::project,
+            failed_runs::benchmark,
+            failed_runs::run_id
+        )
+    );
+    total += export_table!(
+        conn,
+        out,
+        pb,
+        "gate_settings",
+        gate_settings::table,
+        GateSettingsRow,
+        gate_settings::project
+    );
+    total += export_table!(conn, out, pb, "alerts", alerts::table, AlertRow, alerts::id);
+    total += export_table!(
+        conn,
+        out,
+        pb,
+        "quarantine",
+        quarantine::table,
+        QuarantineRow,
+        quarantine::baseline_id
+    );
+    total += export_table!(
+        conn,
+        out,
+        pb,
+        "run_shifts",
+        run_shifts::table,
+        RunShiftRow,
+        (
+            run_shifts::project,
+            run_shifts::runner,
+            run_shifts::metric,
+            run_shifts::git_sha
+        )
+    );
+    total += export_table!(
+        conn,
+        out,
+        pb,
+        "cp_series",
+        cp_series::table,
+        CpSeriesRow,
+        (
+            cp_series::project,
+            cp_series::benchmark,
+            cp_series::metric,
+            cp_series::runner
+        )
+    );
+    total += export_table!(
+        conn,
+        out,
+        pb,
+        "change_points",
+        change_points::table,
+        ChangePointRow,
+        change_points::id
+    );
+    total += export_table!(
+        conn,
+        out,
+        pb,
+        "backfill_state",
+        backfill_state::table,
+        BackfillRow,
+        backfill_state::task
+    );
     out.flush()?;
     pb.finish_and_clear();
     Ok(total)
@@ -301,6 +636,17 @@ struct Pending {
     events: Vec<EventRow>,
     groups: Vec<GroupRow>,
     members: Vec<MemberRow>,
+    run_stats: Vec<RunStatRow>,
+    gates: Vec<GateRow>,
+    gate_runs: Vec<GateRunRow>,
+    failed_runs: Vec<FailedRunRow>,
+    gate_settings: Vec<GateSettingsRow>,
+    alerts: Vec<AlertRow>,
+    quarantine: Vec<QuarantineRow>,
+    run_shifts: Vec<RunShiftRow>,
+    cp_series: Vec<CpSeriesRow>,
+    change_points: Vec<ChangePointRow>,
+    backfill: Vec<BackfillRow>,
     len: usize,
 }
 
@@ -350,6 +696,17 @@ impl Pending {
             "dependency_events" => self.events.push(serde_json::from_value(v)?),
             "fleet_groups" => self.groups.push(serde_json::from_value(v)?),
             "fleet_members" => self.members.push(serde_json::from_value(v)?),
+            "run_stats" => self.run_stats.push(serde_json::from_value(v)?),
+            "gates" => self.gates.push(serde_json::from_value(v)?),
+            "gate_runs" => self.gate_runs.push(serde_json::from_value(v)?),
+            "failed_runs" => self.failed_runs.push(serde_json::from_value(v)?),
+            "gate_settings" => self.gate_settings.push(serde_json::from_value(v)?),
+            "alerts" => self.alerts.push(serde_json::from_value(v)?),
+            "quarantine" => self.quarantine.push(serde_json::from_value(v)?),
+            "run_shifts" => self.run_shifts.push(serde_json::from_value(v)?),
+            "cp_series" => self.cp_series.push(serde_json::from_value(v)?),
+            "change_points" => self.change_points.push(serde_json::from_value(v)?),
+            "backfill_state" => self.backfill.push(serde_json::from_value(v)?),
             other => return Err(format!("unknown table {other:?} in the export").into()),
         }
         self.len += 1;
@@ -371,6 +728,17 @@ impl Pending {
         insert_ignore!(conn, dependency_events::table, self.events);
         insert_ignore!(conn, fleet_groups::table, self.groups);
         insert_ignore!(conn, fleet_members::table, self.members);
+        insert_ignore!(conn, run_stats::table, self.run_stats);
+        insert_ignore!(conn, gates::table, self.gates);
+        insert_ignore!(conn, gate_runs::table, self.gate_runs);
+        insert_ignore!(conn, failed_runs::table, self.failed_runs);
+        insert_ignore!(conn, gate_settings::table, self.gate_settings);
+        insert_ignore!(conn, alerts::table, self.alerts);
+        insert_ignore!(conn, quarantine::table, self.quarantine);
+        insert_ignore!(conn, run_shifts::table, self.run_shifts);
+        insert_ignore!(conn, cp_series::table, self.cp_series);
+        insert_ignore!(conn, change_points::table, self.change_points);
+        insert_ignore!(conn, backfill_state::table, self.backfill);
         self.len = 0;
         Ok(())
     }

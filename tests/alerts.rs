@@ -14,33 +14,6 @@ const BENCHES: [&str; 6] = [
     "bench-a", "bench-b", "bench-c", "bench-d", "bench-e", "core-x",
 ];
 
-/// A `perfgate.run.v1` receipt (from a real fixture) with ten samples around `level` ms.
-fn receipt(bench: &str, run_id: &str, level: f64, seed: usize) -> Value {
-    let mut r = fixture("run-bench-a-2.json");
-    r["bench"]["name"] = json!(bench);
-    r["run"]["id"] = json!(run_id);
-    let template = r["samples"][0].clone();
-    let mut values: Vec<u64> = (0..10)
-        .map(|i| {
-            let jitter = (((seed * 31 + i * 17) % 7) as f64 - 3.0) * 0.004;
-            (level * (1.0 + jitter)).round() as u64
-        })
-        .collect();
-    r["samples"] = json!(std::iter::once(values[0])
-        .chain(values.iter().copied())
-        .enumerate()
-        .map(|(i, v)| {
-            let mut s = template.clone();
-            s["wall_ms"] = json!(v);
-            s["warmup"] = json!(i == 0);
-            s
-        })
-        .collect::<Vec<_>>());
-    values.sort();
-    r["stats"]["wall_ms"] = json!({"median": values[5], "min": values[0], "max": values[9], "mean": 0.0, "stddev": 0.0});
-    r
-}
-
 fn level(b: usize, run: usize) -> f64 {
     (100.0 + 30.0 * b as f64) * (1.0 + (((run * 7 + b * 3) % 5) as f64 - 2.0) * 0.01)
 }
@@ -53,7 +26,7 @@ fn seed(s: &Server) -> Value {
             let mut body = upload_body(
                 name,
                 None,
-                &receipt(name, &format!("hist-{run}-{b}"), level(b, run), run + b),
+                &leveled_receipt(name, &format!("hist-{run}-{b}"), level(b, run), run + b),
             );
             body["git_sha"] = json!(format!("sha{run:03}"));
             expect(
@@ -78,7 +51,7 @@ fn gate_body() -> Value {
             } else {
                 1.0
             };
-            json!({"benchmark": name, "receipt": receipt(name, &format!("slow-{b}"), level(b, 0) * f, b + 99)})
+            json!({"benchmark": name, "receipt": leveled_receipt(name, &format!("slow-{b}"), level(b, 0) * f, b + 99)})
         })
         .collect();
     json!({"runs": runs, "git_ref": "refs/heads/feature", "git_sha": "slow-sha"})
@@ -412,7 +385,7 @@ fn huge_regressions_and_bad_triage_input(b: Backend) {
         let mut body = upload_body(
             "huge",
             None,
-            &receipt("huge", &format!("h-{run}"), level(0, run), run),
+            &leveled_receipt("huge", &format!("h-{run}"), level(0, run), run),
         );
         body["git_sha"] = json!(format!("sha{run:03}"));
         expect(
@@ -421,7 +394,7 @@ fn huge_regressions_and_bad_triage_input(b: Backend) {
         );
     }
     let gate = |n: usize| {
-        let r = receipt("huge", &format!("slow-{n}"), 5_000.0, n);
+        let r = leveled_receipt("huge", &format!("slow-{n}"), 5_000.0, n);
         let body =
             json!({"runs": [{"benchmark": "huge", "receipt": r}], "git_sha": format!("slow{n}")});
         expect(s.post(CONTRIB, "/api/v1/projects/proj/gates", &body), 201)

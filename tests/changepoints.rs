@@ -24,37 +24,6 @@ fn name(b: usize) -> String {
     }
 }
 
-/// A `perfgate.run.v1` receipt like the CLI writes (built from a real fixture) with ten samples
-/// around `level` ms.
-fn receipt(bench: &str, run_id: &str, level: f64, seed: usize) -> Value {
-    let mut r = fixture("run-bench-a-2.json");
-    r["bench"]["name"] = json!(bench);
-    r["run"]["id"] = json!(run_id);
-    let template = r["samples"][0].clone();
-    let mut samples: Vec<u64> = (0..10)
-        .map(|i| {
-            let jitter = (((seed * 31 + i * 17) % 7) as f64 - 3.0) * 0.004;
-            (level * (1.0 + jitter)).round() as u64
-        })
-        .collect();
-    let mut out = Vec::new();
-    for (i, v) in std::iter::once(samples[0])
-        .chain(samples.iter().copied())
-        .enumerate()
-    {
-        let mut s = template.clone();
-        s["wall_ms"] = json!(v);
-        s["warmup"] = json!(i == 0);
-        out.push(s);
-    }
-    r["samples"] = json!(out);
-    samples.sort();
-    r["stats"]["wall_ms"] = json!({
-        "median": samples[5], "min": samples[0], "max": samples[9], "mean": 0.0, "stddev": 0.0,
-    });
-    r
-}
-
 /// Level of benchmark `b` in run `r`: its own level, a ±2% wobble of its own, a ±3% shift the
 /// whole CI run shares (the runner), and the steps.
 fn level(b: usize, r: usize) -> f64 {
@@ -75,7 +44,7 @@ fn sha(r: usize) -> String {
 fn upload_runs(s: &Server, runs: std::ops::Range<usize>) {
     for r in runs {
         for b in 0..BENCHES {
-            let rec = receipt(&name(b), &format!("run-{r}-{b}"), level(b, r), r + b);
+            let rec = leveled_receipt(&name(b), &format!("run-{r}-{b}"), level(b, r), r + b);
             let mut body = upload_body(&name(b), None, &rec);
             body["git_sha"] = json!(sha(r));
             expect(
@@ -227,7 +196,7 @@ fn change_points_and_alerts(b: Backend) {
     let runs: Vec<Value> = (0..BENCHES)
         .map(|b| {
             json!({"benchmark": name(b),
-                   "receipt": receipt(&name(b), &format!("gate-{b}"), level(b, BACK - 1), b + 7)})
+                   "receipt": leveled_receipt(&name(b), &format!("gate-{b}"), level(b, BACK - 1), b + 7)})
         })
         .collect();
     let g = expect(

@@ -175,12 +175,14 @@ fn two_replicas_behave_like_one_server() {
 
 /// Group commits on two replicas lock benchmark rows; batches that share benchmarks must take
 /// them in one order, or PostgreSQL aborts one with "deadlock detected" (a 503 after a second).
+/// Projects share benchmark names (`bench-0` of `dl0` and of `dl1` are two rows) and a writer
+/// shard can hold several projects.
 #[test]
 fn replicas_committing_the_same_benchmarks_do_not_deadlock() {
     let Some((_, servers)) = two_replicas() else {
         return;
     };
-    let (threads, rounds, benchmarks) = (16, 6, 4);
+    let (threads, rounds, benchmarks, projects) = (16, 12, 4, 3);
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|i| {
@@ -197,7 +199,7 @@ fn replicas_committing_the_same_benchmarks_do_not_deadlock() {
                     };
                     let r = s.upload(
                         ADMIN,
-                        "dl",
+                        &format!("dl{}", (i + k) % projects),
                         &format!("bench-{b}"),
                         Some(&format!("t{i}-{k}")),
                         &receipt(),
@@ -210,11 +212,16 @@ fn replicas_committing_the_same_benchmarks_do_not_deadlock() {
     for h in handles {
         h.join().unwrap();
     }
-    let l = expect(
-        servers[0].get(VIEWER, "/api/v1/projects/dl/baselines?limit=1"),
-        200,
-    );
-    assert_eq!(l["pagination"]["total"], threads * rounds);
+    let stored: u64 = (0..projects)
+        .map(|p| {
+            let l = expect(
+                servers[0].get(VIEWER, &format!("/api/v1/projects/dl{p}/baselines?limit=1")),
+                200,
+            );
+            l["pagination"]["total"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(stored, (threads * rounds) as u64);
     for s in &servers {
         assert!(!s.log().contains("deadlock"), "{}", s.log());
     }

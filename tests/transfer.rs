@@ -78,6 +78,46 @@ fn populate(s: &Server) -> String {
                        "dependency_changes": [{"name": "serde", "old_version": "1.0", "new_version": "1.1"}]});
         expect(s.post(ADMIN, "/api/v1/fleet/dependency-event", &e), 201);
     }
+    // The gate's state: a history, a failed gate (an alert), the failed run uploaded (held in
+    // quarantine), the alert triaged with a waiver, and a project setting.
+    for run in 0..10 {
+        let mut body = upload_body(
+            "gx",
+            None,
+            &leveled_receipt("gx", &format!("h{run}"), 100.0, run),
+        );
+        body["git_sha"] = json!(format!("sha{run}"));
+        expect(s.post(CONTRIB, P, &body), 201);
+    }
+    let slow = leveled_receipt("gx", "slow", 180.0, 99);
+    let g = expect(
+        s.post(
+            CONTRIB,
+            "/api/v1/projects/proj/gates",
+            &json!({"runs": [{"benchmark": "gx", "receipt": slow}], "git_sha": "slowsha"}),
+        ),
+        201,
+    );
+    assert_eq!(g["status"], "fail", "{g:#}");
+    let up = expect(s.upload(CONTRIB, "proj", "gx", Some("slow-v"), &slow), 201);
+    assert_eq!(up["quarantined"], true, "{up}");
+    let alert = up["alert_id"].as_str().unwrap();
+    expect(
+        s.post(
+            PROMOTER,
+            &format!("/api/v1/projects/proj/alerts/{alert}/transitions"),
+            &json!({"to": "expected", "reason": "slower by design", "link": "https://issues.example/1"}),
+        ),
+        200,
+    );
+    expect(
+        s.put(
+            ADMIN,
+            "/api/v1/projects/proj/gate-settings",
+            &json!({"history_runs": 40}),
+        ),
+        200,
+    );
     let k = expect(
         s.post(
             ADMIN,
@@ -124,6 +164,16 @@ fn snapshot(s: &Server) -> Vec<(String, String)> {
         "/api/v1/fleet/alerts?min_affected=1".to_owned(),
         "/api/v1/fleet/dependency/serde/impact".to_owned(),
         "/api/v1/audit?resource_type=all&limit=1000".to_owned(),
+        format!("{P}/gx/latest"),
+        format!("{P}/gx/versions/slow-v"),
+        "/api/v1/projects/proj/gates".to_owned(),
+        "/api/v1/projects/proj/alerts".to_owned(),
+        "/api/v1/projects/proj/alert-stats".to_owned(),
+        "/api/v1/projects/proj/waivers".to_owned(),
+        "/api/v1/projects/proj/gate-settings".to_owned(),
+        "/api/v1/projects/proj/benchmarks/gx/history".to_owned(),
+        "/api/v1/projects/proj/benchmarks/gx/change-points".to_owned(),
+        "/api/v1/projects/proj/benchmarks".to_owned(),
         "/api/v1/keys".to_owned(),
     ];
     paths

@@ -334,10 +334,10 @@ impl Upload {
 impl Upload {
     /// An upload locks its benchmark's row (the live count).
     pub(super) fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Projects share benchmark names: (project, benchmark) names the locked row.
         let (a, b) = (&self.version, &other.version);
-        self.benchmark
-            .as_str()
-            .cmp(other.benchmark.as_str())
+        (self.project.as_str(), self.benchmark.as_str())
+            .cmp(&(other.project.as_str(), other.benchmark.as_str()))
             .then_with(|| {
                 a.as_ref()
                     .map(|v| v.as_str())

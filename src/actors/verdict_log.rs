@@ -50,7 +50,8 @@ impl Submit {
     /// A verdict locks its benchmark's count of its status.
     pub(super) fn lock_cmp(&self, other: &Self) -> std::cmp::Ordering {
         let (a, b) = (&self.verdict, &other.verdict);
-        (&a.benchmark, &a.status).cmp(&(&b.benchmark, &b.status))
+        // Projects share benchmark names: the project is part of every locked row's key.
+        (&a.project, &a.benchmark, &a.status).cmp(&(&b.project, &b.benchmark, &b.status))
     }
 
     pub(super) fn apply(&self, c: &mut DbConn) -> Result<VerdictRow, StoreError> {

@@ -369,6 +369,15 @@ impl Server {
             .unwrap()
     }
 
+    pub fn put(&self, key: &str, path: &str, body: &Value) -> Response {
+        self.http
+            .put(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .unwrap()
+    }
+
     /// Uploads `receipt` as `benchmark`/`version` to `project`; returns the response.
     pub fn upload(
         &self,
@@ -391,6 +400,37 @@ impl Drop for Server {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A `perfgate.run.v1` receipt like the CLI writes (built from a real fixture) with ten samples
+/// around `level` ms, spread by a deterministic ±1.2 % jitter that `seed` varies.
+pub fn leveled_receipt(bench: &str, run_id: &str, level: f64, seed: usize) -> Value {
+    let mut r = fixture("run-bench-a-2.json");
+    r["bench"]["name"] = json!(bench);
+    r["run"]["id"] = json!(run_id);
+    let template = r["samples"][0].clone();
+    let mut samples: Vec<u64> = (0..10)
+        .map(|i| {
+            let jitter = (((seed * 31 + i * 17) % 7) as f64 - 3.0) * 0.004;
+            (level * (1.0 + jitter)).round() as u64
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (i, v) in std::iter::once(samples[0])
+        .chain(samples.iter().copied())
+        .enumerate()
+    {
+        let mut s = template.clone();
+        s["wall_ms"] = json!(v);
+        s["warmup"] = json!(i == 0);
+        out.push(s);
+    }
+    r["samples"] = json!(out);
+    samples.sort();
+    r["stats"]["wall_ms"] = json!({
+        "median": samples[5], "min": samples[0], "max": samples[9], "mean": 0.0, "stddev": 0.0,
+    });
+    r
 }
 
 /// The body the perfgate CLI sends: all eight keys, options as null.
