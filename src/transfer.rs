@@ -809,3 +809,44 @@ fn rebuild_counters(conn: &mut DbConn) -> Result<(), IoErr> {
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_numbers_travel_as_strings() {
+        let row = RunShiftRow {
+            project: "p".into(),
+            runner: "r".into(),
+            metric: "wall_ms".into(),
+            git_sha: "s".into(),
+            shift: f64::NEG_INFINITY,
+            benchmarks: 1,
+            created_at: 0,
+        };
+        let text = serde_json::to_string(&row).unwrap();
+        assert!(text.contains(r#""shift":"-inf""#), "{text}");
+        let back: RunShiftRow = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.shift, f64::NEG_INFINITY);
+        for (v, wire) in [(f64::INFINITY, r#""inf""#), (1.5, "1.5")] {
+            let shifted = RunShiftRow {
+                shift: v,
+                ..back.clone()
+            };
+            let text = serde_json::to_string(&shifted).unwrap();
+            assert!(text.contains(&format!(r#""shift":{wire}"#)), "{text}");
+            let again: RunShiftRow = serde_json::from_str(&text).unwrap();
+            assert_eq!(again.shift, v);
+        }
+        let nan = serde_json::to_string(&RunShiftRow {
+            shift: f64::NAN,
+            ..back.clone()
+        })
+        .unwrap();
+        let again: RunShiftRow = serde_json::from_str(&nan).unwrap();
+        assert!(again.shift.is_nan());
+        let bad = text.replace(r#""shift":"-inf""#, r#""shift":"huge""#);
+        assert!(serde_json::from_str::<RunShiftRow>(&bad).is_err());
+    }
+}
