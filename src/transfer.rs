@@ -738,7 +738,7 @@ impl Pending {
         insert_ignore!(conn, run_shifts::table, self.run_shifts);
         insert_ignore!(conn, cp_series::table, self.cp_series);
         insert_ignore!(conn, change_points::table, self.change_points);
-        insert_ignore!(conn, backfill_state::table, self.backfill);
+        merge_progress(conn, std::mem::take(&mut self.backfill))?;
         self.len = 0;
         Ok(())
     }
@@ -750,6 +750,7 @@ pub(crate) fn import(conn: &mut DbConn, input: impl BufRead) -> Result<u64, IoEr
     let pb = progress("importing");
     let mut pending = Pending::default();
     let mut n = 0u64;
+    let mut position_imported = false;
     for (i, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
@@ -770,6 +771,9 @@ pub(crate) fn import(conn: &mut DbConn, input: impl BufRead) -> Result<u64, IoEr
         }
         let parsed: InLine =
             serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        position_imported |= parsed.table == "backfill_state"
+            && parsed.row.get("task").and_then(|t| t.as_str())
+                == Some(crate::db::changepoints::WATERMARK_TASK);
         if pending.table.as_deref() != Some(parsed.table.as_str()) {
             // Tables arrive in dependency order: finish one before starting the next.
             pending.flush(conn)?;
@@ -786,9 +790,55 @@ pub(crate) fn import(conn: &mut DbConn, input: impl BufRead) -> Result<u64, IoEr
         pb.inc(1);
     }
     pending.flush(conn)?;
+    restart_fill(conn, position_imported)?;
     rebuild_counters(conn)?;
     pb.finish_and_clear();
     Ok(n)
+}
+
+/// The background passes' progress (`backfill_state`) is the server's own, merged rather than
+/// copied: the change-point pass's position and the start of its alerts take the earlier of the
+/// two (imported runs behind the target's position would never be scanned); the start-up fill of
+/// run summaries is redone by [`restart_fill`].
+fn merge_progress(conn: &mut DbConn, rows: Vec<BackfillRow>) -> Result<(), IoErr> {
+    use crate::db::changepoints::{ALERTS_SINCE_TASK, WATERMARK_TASK};
+    use crate::db::gates::{backfill_position, set_backfill_position};
+    if rows.is_empty() {
+        return Ok(());
+    }
+    write_tx(conn, |c| {
+        for row in &rows {
+            if row.task != WATERMARK_TASK && row.task != ALERTS_SINCE_TASK {
+                continue;
+            }
+            let Ok(imported) = row.position.parse::<i64>() else {
+                continue;
+            };
+            let merged = match backfill_position(c, &row.task)? {
+                Some((p, _)) => p.parse::<i64>().map_or(imported, |p| p.min(imported)),
+                None => imported,
+            };
+            set_backfill_position(c, &row.task, &merged.to_string(), row.done)?;
+        }
+        Ok::<_, diesel::result::Error>(())
+    })?;
+    Ok(())
+}
+
+/// After an import: the start-up fill of run summaries runs again at the next start (it picks the
+/// baselines that have none, such as those of an export without them), and without an imported
+/// position the change-point pass starts over from the oldest run.
+fn restart_fill(conn: &mut DbConn, position_imported: bool) -> Result<(), IoErr> {
+    use crate::db::changepoints::WATERMARK_TASK;
+    use crate::db::gates::BACKFILL_TASK;
+    write_tx(conn, |c| {
+        diesel::delete(backfill_state::table.find(BACKFILL_TASK)).execute(c)?;
+        if !position_imported {
+            diesel::delete(backfill_state::table.find(WATERMARK_TASK)).execute(c)?;
+        }
+        Ok::<_, diesel::result::Error>(())
+    })?;
+    Ok(())
 }
 
 /// Recomputes the maintained counters from the rows they count (the same SQL on both backends).
@@ -802,7 +852,16 @@ fn rebuild_counters(conn: &mut DbConn) -> Result<(), IoErr> {
              ON CONFLICT (project, benchmark) DO UPDATE SET baseline_count = excluded.baseline_count; \
              INSERT INTO verdict_counts (project, benchmark, status, n) \
              SELECT project, benchmark, status, COUNT(*) FROM verdicts GROUP BY project, benchmark, status \
-             ON CONFLICT (project, benchmark, status) DO UPDATE SET n = excluded.n;",
+             ON CONFLICT (project, benchmark, status) DO UPDATE SET n = excluded.n; \
+             UPDATE run_stats SET \
+                 failed = EXISTS (SELECT 1 FROM failed_runs f WHERE f.project = run_stats.project \
+                     AND f.benchmark = run_stats.benchmark AND f.run_id = run_stats.run_id), \
+                 deleted = EXISTS (SELECT 1 FROM baselines b WHERE b.id = run_stats.baseline_id \
+                     AND b.deleted_at IS NOT NULL) \
+             WHERE failed <> EXISTS (SELECT 1 FROM failed_runs f WHERE f.project = run_stats.project \
+                     AND f.benchmark = run_stats.benchmark AND f.run_id = run_stats.run_id) \
+                OR deleted <> EXISTS (SELECT 1 FROM baselines b WHERE b.id = run_stats.baseline_id \
+                     AND b.deleted_at IS NOT NULL);",
         )?;
         // Replicas serving this PostgreSQL database drop their caches of latest answers.
         crate::db::notify::announce_everything(c)

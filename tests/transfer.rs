@@ -371,3 +371,53 @@ fn one_server_per_sqlite_file() {
         "v1"
     );
 }
+
+/// An export without run summaries (an older server's) imported into a database whose server
+/// already ran: the next start summarises the imported baselines, so the gate judges them
+/// against their history rather than finding none.
+#[test]
+fn imported_baselines_get_run_summaries() {
+    let mut src = Server::start(Backend::Sqlite);
+    for run in 0..10 {
+        let mut body = upload_body(
+            "gx",
+            None,
+            &leveled_receipt("gx", &format!("h{run}"), 100.0, run),
+        );
+        body["git_sha"] = json!(format!("sha{run}"));
+        expect(src.post(CONTRIB, P, &body), 201);
+    }
+    src.kill();
+    let older: String = export(&src)
+        .lines()
+        .filter(|l| {
+            !l.contains(r#""table":"run_stats""#) && !l.contains(r#""table":"backfill_state""#)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let dump = src.dir.join("older.jsonl");
+    std::fs::write(&dump, older).unwrap();
+    let target = src.dir.join("target.db").to_string_lossy().into_owned();
+    // The target's server has run once (its start-up fill finished on an empty database).
+    let mut first = Server::start(Backend::SqliteAt(target.clone()));
+    first.kill();
+    let (code, _, err) = cli(&["import", "--database-url", &target], Some(&dump));
+    assert_eq!(code, Some(0), "{err}");
+    let dst = Server::start(Backend::SqliteAt(target));
+    let slow = leveled_receipt("gx", "slow", 180.0, 99);
+    let body = json!({"runs": [{"benchmark": "gx", "receipt": slow}], "git_sha": "slowsha"});
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        // The fill runs in the background after start-up.
+        let g = expect(dst.post(CONTRIB, "/api/v1/projects/proj/gates", &body), 201);
+        if g["status"] == "fail" {
+            assert_eq!(g["benchmarks"][0]["history_runs"], 10, "{g:#}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no history after import: {g:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -230,8 +230,12 @@ pub(crate) fn version_taken(
     .get_result(conn)
 }
 
-/// Inserts a baseline with its tags and bumps the benchmark's count.
+/// Bumps the benchmark's count and inserts a baseline with its tags. The benchmark's row is the
+/// first lock an insert takes, before the version's key in the unique index: two replicas'
+/// batches sorted by (project, benchmark, version) then cannot wait on each other in a cycle
+/// (a generated and an explicit version of one benchmark would otherwise take key, row, key).
 pub(crate) fn insert(conn: &mut DbConn, row: &BaselineRow, tags: &[String]) -> QueryResult<()> {
+    bump_benchmark(conn, &row.project, &row.benchmark, 1, row.created_at)?;
     // On the concrete connection: its cached statement binds the row directly.
     on_backend!(conn, c => diesel::insert_into(baselines::table)
         .values(row)
@@ -250,7 +254,7 @@ pub(crate) fn insert(conn: &mut DbConn, row: &BaselineRow, tags: &[String]) -> Q
                 .execute(conn)?;
         }
     }
-    bump_benchmark(conn, &row.project, &row.benchmark, 1, row.created_at)
+    Ok(())
 }
 
 /// Adds `delta` to a benchmark's live-baseline count, creating the row on first use: an update,

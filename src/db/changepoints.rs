@@ -9,10 +9,10 @@ use super::schema::{alerts, baselines, change_points, cp_series, run_shifts, run
 use super::DbConn;
 
 /// Position of the change-point pass: runs stored at or before it have been scanned.
-const WATERMARK_TASK: &str = "change_points";
+pub(crate) const WATERMARK_TASK: &str = "change_points";
 /// Changes that landed before this instant (the history a server had when change points were
 /// first enabled) are shown but not alerted on.
-const ALERTS_SINCE_TASK: &str = "change_point_alerts_since";
+pub(crate) const ALERTS_SINCE_TASK: &str = "change_point_alerts_since";
 
 /// One (project, benchmark, metric, runner class) series.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

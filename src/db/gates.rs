@@ -413,7 +413,7 @@ pub(crate) fn put_settings(
 }
 
 /// The back-fill of `run_stats` for baselines stored before the table existed.
-pub(super) const BACKFILL_TASK: &str = "run_stats";
+pub(crate) const BACKFILL_TASK: &str = "run_stats";
 
 /// Summarises one batch of baselines that have no run summary yet; `Ok(true)` once nothing is
 /// left. Runs in the caller's write transaction; the position is kept, so a restart resumes.
@@ -468,7 +468,7 @@ pub(crate) fn backfill_run_stats(conn: &mut DbConn, batch: i64) -> QueryResult<b
 }
 
 /// Where a back-fill task stands: `(position, done)`.
-pub(super) fn backfill_position(
+pub(crate) fn backfill_position(
     conn: &mut DbConn,
     task: &str,
 ) -> QueryResult<Option<(String, bool)>> {
@@ -479,7 +479,7 @@ pub(super) fn backfill_position(
         .optional()
 }
 
-pub(super) fn set_backfill_position(
+pub(crate) fn set_backfill_position(
     conn: &mut DbConn,
     task: &str,
     position: &str,
