@@ -15,10 +15,13 @@ use diesel::prelude::*;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::db::alerts::{AlertRow, QuarantineRow};
 use crate::db::audit::AuditRow;
 use crate::db::baselines::BaselineRow;
+use crate::db::changepoints::{PointRow as ChangePointRow, SeriesState as CpSeriesRow};
 use crate::db::decisions::DecisionRow;
 use crate::db::fleet::{EventRow, GroupRow, MemberRow};
+use crate::db::gates::{GateRow, GateRunRow, RunStatRow};
 use crate::db::keys::KeyRow;
 use crate::db::schema::{
     alerts, api_keys, audit_events, backfill_state, baseline_tags, baselines, benchmarks,
@@ -87,123 +90,6 @@ pub struct DecisionRuleRow {
     pub rule: String,
 }
 
-/// JSON has no infinities or NaN (serde_json writes them as `null`): such a value travels as the
-/// string `"inf"`, `"-inf"` or `"nan"`.
-mod float {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(untagged)]
-    enum Wire {
-        Finite(f64),
-        Tagged(String),
-    }
-
-    fn to_wire(v: f64) -> Wire {
-        match v {
-            v if v.is_finite() => Wire::Finite(v),
-            v if v.is_nan() => Wire::Tagged("nan".into()),
-            v if v > 0.0 => Wire::Tagged("inf".into()),
-            _ => Wire::Tagged("-inf".into()),
-        }
-    }
-
-    fn from_wire<E: serde::de::Error>(w: Wire) -> Result<f64, E> {
-        match w {
-            Wire::Finite(v) => Ok(v),
-            Wire::Tagged(t) => match t.as_str() {
-                "inf" => Ok(f64::INFINITY),
-                "-inf" => Ok(f64::NEG_INFINITY),
-                "nan" => Ok(f64::NAN),
-                other => Err(E::custom(format!("not a number: {other:?}"))),
-            },
-        }
-    }
-
-    pub(super) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        to_wire(*v).serialize(s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        from_wire(Wire::deserialize(d)?)
-    }
-
-    pub(super) mod option {
-        use super::*;
-
-        pub(in super::super) fn serialize<S: Serializer>(
-            v: &Option<f64>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            v.map(to_wire).serialize(s)
-        }
-
-        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<f64>, D::Error> {
-            Option::<Wire>::deserialize(d)?.map(from_wire).transpose()
-        }
-    }
-}
-
-/// A row of `run_stats`: one metric's summary of one run (an upload or a gate's run).
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = run_stats)]
-pub struct RunStatRow {
-    pub baseline_id: String,
-    pub metric: String,
-    pub project: String,
-    pub benchmark: String,
-    pub runner: String,
-    pub run_id: String,
-    pub git_sha: Option<String>,
-    #[serde(with = "float")]
-    pub center: f64,
-    #[serde(with = "float")]
-    pub within_sd: f64,
-    pub n: i64,
-    #[serde(with = "float")]
-    pub resolution: f64,
-    pub created_at: i64,
-    pub failed: bool,
-    pub deleted: bool,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = gates)]
-pub struct GateRow {
-    pub id: String,
-    pub project: String,
-    pub status: String,
-    pub is_final: bool,
-    pub attempt: i64,
-    pub max_attempts: i64,
-    pub git_ref: Option<String>,
-    pub git_sha: Option<String>,
-    pub base_sha: Option<String>,
-    pub runner: Option<String>,
-    pub record: bool,
-    pub metrics: String,
-    pub settings: String,
-    pub result: String,
-    pub deadline: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = gate_runs)]
-pub struct GateRunRow {
-    pub gate_id: String,
-    pub attempt: i64,
-    pub benchmark: String,
-    pub run_id: String,
-    pub runner: String,
-    pub receipt: String,
-    pub summaries: String,
-    pub created_at: i64,
-}
-
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = failed_runs)]
 pub struct FailedRunRow {
@@ -223,93 +109,15 @@ pub struct GateSettingsRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = alerts)]
-pub struct AlertRow {
-    pub id: String,
-    pub project: String,
-    pub benchmark: String,
-    pub metric: String,
-    pub source: String,
-    pub gate_id: Option<String>,
-    pub status: String,
-    #[serde(with = "float")]
-    pub change_pct: f64,
-    pub git_sha: Option<String>,
-    pub previous_git_sha: Option<String>,
-    pub reason: Option<String>,
-    pub link: Option<String>,
-    pub duplicate_of: Option<String>,
-    pub waiver_owner: Option<String>,
-    #[serde(with = "float::option")]
-    pub waiver_max_change_pct: Option<f64>,
-    pub waiver_expires_at: Option<i64>,
-    pub triaged_by: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = quarantine)]
-pub struct QuarantineRow {
-    pub baseline_id: String,
-    pub project: String,
-    pub benchmark: String,
-    pub gate_id: String,
-    pub alert_id: Option<String>,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = run_shifts)]
 pub struct RunShiftRow {
     pub project: String,
     pub runner: String,
     pub metric: String,
     pub git_sha: String,
-    #[serde(with = "float")]
+    #[serde(with = "crate::db::float")]
     pub shift: f64,
     pub benchmarks: i64,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = cp_series)]
-pub struct CpSeriesRow {
-    pub project: String,
-    pub benchmark: String,
-    pub metric: String,
-    pub runner: String,
-    pub resume_index: i64,
-    pub resume_created_at: i64,
-    pub resume_baseline_id: String,
-    pub runs: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = change_points)]
-pub struct ChangePointRow {
-    pub id: String,
-    pub project: String,
-    pub benchmark: String,
-    pub metric: String,
-    pub runner: String,
-    pub idx: i64,
-    pub baseline_id: String,
-    pub git_sha: Option<String>,
-    pub previous_git_sha: Option<String>,
-    pub run_created_at: i64,
-    #[serde(with = "float")]
-    pub level_before: f64,
-    #[serde(with = "float")]
-    pub level_after: f64,
-    #[serde(with = "float")]
-    pub change_pct: f64,
-    #[serde(with = "float")]
-    pub p: f64,
-    pub strong: bool,
-    pub settled: bool,
-    pub alert_id: Option<String>,
     pub created_at: i64,
 }
 

@@ -9,43 +9,6 @@ use common::*;
 const G: &str = "/api/v1/projects/proj/gates";
 const BENCHES: usize = 8;
 
-/// A `perfgate.run.v1` receipt like the CLI writes (built from a real fixture), with the given
-/// samples of wall time (one warm-up first).
-fn receipt(bench: &str, run_id: &str, samples: &[u64]) -> Value {
-    let mut r = fixture("run-bench-a-2.json");
-    r["bench"]["name"] = json!(bench);
-    r["run"]["id"] = json!(run_id);
-    let template = r["samples"][0].clone();
-    let mut out = Vec::new();
-    for (i, v) in std::iter::once(samples[0])
-        .chain(samples.iter().copied())
-        .enumerate()
-    {
-        let mut s = template.clone();
-        s["wall_ms"] = json!(v);
-        s["warmup"] = json!(i == 0);
-        out.push(s);
-    }
-    r["samples"] = json!(out);
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    r["stats"]["wall_ms"] = json!({
-        "median": sorted[sorted.len() / 2], "min": sorted[0], "max": sorted[sorted.len() - 1],
-        "mean": 0.0, "stddev": 0.0,
-    });
-    r
-}
-
-/// Ten samples around `level` ms with a little deterministic jitter.
-fn samples(level: f64, seed: usize) -> Vec<u64> {
-    (0..10)
-        .map(|i| {
-            let jitter = (((seed * 31 + i * 17) % 7) as f64 - 3.0) * 0.004;
-            (level * (1.0 + jitter)).round() as u64
-        })
-        .collect()
-}
-
 /// A run-to-run wobble of about ±2 %, different for each run and benchmark.
 fn wobble(run: usize, bench: usize) -> f64 {
     1.0 + (((run * 7 + bench * 3) % 5) as f64 - 2.0) * 0.01
@@ -63,10 +26,10 @@ fn level(b: usize) -> f64 {
 fn seed_history(s: &Server, runs: usize) {
     for r in 0..runs {
         for b in 0..BENCHES {
-            let rec = receipt(
+            let rec = receipt_with_samples(
                 &bench(b),
                 &format!("hist-{r}-{b}"),
-                &samples(level(b) * wobble(r, b), r + b),
+                &jittered_samples(level(b) * wobble(r, b), r + b),
             );
             let mut body = upload_body(&bench(b), None, &rec);
             body["git_sha"] = json!(format!("sha{r:03}"));
@@ -85,7 +48,7 @@ fn gate_body(tag: &str, slow: &[usize], factor: f64) -> Value {
             let f = if slow.contains(&b) { factor } else { 1.0 };
             json!({
                 "benchmark": bench(b),
-                "receipt": receipt(&bench(b), &format!("{tag}-{b}"), &samples(level(b) * f, b + 99)),
+                "receipt": receipt_with_samples(&bench(b), &format!("{tag}-{b}"), &jittered_samples(level(b) * f, b + 99)),
             })
         })
         .collect();
@@ -183,7 +146,7 @@ fn short_history_is_skipped(b: Backend) {
     // Skip counts as pass.
     assert_eq!(g["status"], "pass", "{g:#}");
     // A benchmark never seen before: skipped too, never a 500.
-    let body = json!({"runs": [{"benchmark": "brand-new", "receipt": receipt("brand-new", "n-1", &samples(50.0, 1))}]});
+    let body = json!({"runs": [{"benchmark": "brand-new", "receipt": receipt_with_samples("brand-new", "n-1", &jittered_samples(50.0, 1))}]});
     let g = expect(s.post(CONTRIB, G, &body), 201);
     assert_eq!(g["benchmarks"][0]["status"], "skip");
     assert_eq!(g["benchmarks"][0]["history_runs"], 0);
@@ -401,7 +364,7 @@ fn bad_gate_requests(b: Backend) {
     let mut wider = ok.clone();
     wider["runs"].as_array_mut().unwrap().push(json!({
         "benchmark": "zeta",
-        "receipt": receipt("zeta", "z-1", &samples(10.0, 1)),
+        "receipt": receipt_with_samples("zeta", "z-1", &jittered_samples(10.0, 1)),
     }));
     expect_error(s.post(RESTRICTED, G, &wider), 403, "forbidden");
     expect(s.post(RESTRICTED, G, &ok), 201);

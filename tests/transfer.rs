@@ -23,6 +23,19 @@ fn cli(args: &[&str], stdin: Option<&std::path::Path>) -> (Option<i32>, Vec<u8>,
     )
 }
 
+/// `runs` uploads of `bench` around 100 ms, each from a commit of its own (a gate's history).
+fn upload_history(s: &Server, bench: &str, runs: usize) {
+    for run in 0..runs {
+        let mut body = upload_body(
+            bench,
+            None,
+            &leveled_receipt(bench, &format!("h{run}"), 100.0, run),
+        );
+        body["git_sha"] = json!(format!("sha{run}"));
+        expect(s.post(CONTRIB, P, &body), 201);
+    }
+}
+
 fn populate(s: &Server) -> String {
     let r1 = fixture("run-bench-a-1.json");
     let r2 = fixture("run-bench-a-2.json");
@@ -80,15 +93,7 @@ fn populate(s: &Server) -> String {
     }
     // The gate's state: a history, a failed gate (an alert), the failed run uploaded (held in
     // quarantine), the alert triaged with a waiver, and a project setting.
-    for run in 0..10 {
-        let mut body = upload_body(
-            "gx",
-            None,
-            &leveled_receipt("gx", &format!("h{run}"), 100.0, run),
-        );
-        body["git_sha"] = json!(format!("sha{run}"));
-        expect(s.post(CONTRIB, P, &body), 201);
-    }
+    upload_history(s, "gx", 10);
     let slow = leveled_receipt("gx", "slow", 180.0, 99);
     let g = expect(
         s.post(
@@ -378,15 +383,7 @@ fn one_server_per_sqlite_file() {
 #[test]
 fn imported_baselines_get_run_summaries() {
     let mut src = Server::start(Backend::Sqlite);
-    for run in 0..10 {
-        let mut body = upload_body(
-            "gx",
-            None,
-            &leveled_receipt("gx", &format!("h{run}"), 100.0, run),
-        );
-        body["git_sha"] = json!(format!("sha{run}"));
-        expect(src.post(CONTRIB, P, &body), 201);
-    }
+    upload_history(&src, "gx", 10);
     src.kill();
     let older: String = export(&src)
         .lines()

@@ -3,11 +3,21 @@
 
 use diesel::dsl::count_star;
 use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::schema::{alerts, baselines, failed_runs, quarantine};
 use super::DbConn;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(
+    Debug,
+    Clone,
+    Queryable,
+    Selectable,
+    Insertable,
+    AsChangeset,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[diesel(table_name = alerts, treat_none_as_null = true)]
 pub(crate) struct AlertRow {
     pub id: String,
@@ -18,6 +28,7 @@ pub(crate) struct AlertRow {
     pub source: String,
     pub gate_id: Option<String>,
     pub status: String,
+    #[serde(with = "crate::db::float")]
     pub change_pct: f64,
     pub git_sha: Option<String>,
     pub previous_git_sha: Option<String>,
@@ -25,6 +36,7 @@ pub(crate) struct AlertRow {
     pub link: Option<String>,
     pub duplicate_of: Option<String>,
     pub waiver_owner: Option<String>,
+    #[serde(with = "crate::db::float::option")]
     pub waiver_max_change_pct: Option<f64>,
     pub waiver_expires_at: Option<i64>,
     pub triaged_by: Option<String>,
@@ -246,7 +258,7 @@ pub(crate) fn failing_gate(
         .optional()
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = quarantine)]
 pub(crate) struct QuarantineRow {
     pub baseline_id: String,

@@ -3,6 +3,7 @@
 //! pass's transaction; each names the index it reads.
 
 use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::gates::{backfill_position, set_backfill_position, BACKFILL_TASK};
 use super::schema::{alerts, baselines, change_points, cp_series, run_shifts, run_stats};
@@ -279,7 +280,7 @@ pub(crate) fn insert_shift(
 }
 
 /// Where a series' scan stands.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = cp_series)]
 pub(crate) struct SeriesState {
     pub project: String,
@@ -312,7 +313,7 @@ pub(crate) fn save_series_state(conn: &mut DbConn, s: &SeriesState) -> QueryResu
     Ok(())
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = change_points)]
 pub(crate) struct PointRow {
     pub id: String,
@@ -325,9 +326,13 @@ pub(crate) struct PointRow {
     pub git_sha: Option<String>,
     pub previous_git_sha: Option<String>,
     pub run_created_at: i64,
+    #[serde(with = "crate::db::float")]
     pub level_before: f64,
+    #[serde(with = "crate::db::float")]
     pub level_after: f64,
+    #[serde(with = "crate::db::float")]
     pub change_pct: f64,
+    #[serde(with = "crate::db::float")]
     pub p: f64,
     pub strong: bool,
     /// Final: it will not move or vanish.

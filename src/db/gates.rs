@@ -4,6 +4,7 @@
 
 use diesel::dsl::{exists, not};
 use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::schema::{
     backfill_state, baselines, failed_runs, gate_runs, gate_settings, gates, run_stats,
@@ -12,7 +13,7 @@ use super::DbConn;
 use crate::domain::summary::RunSummary;
 
 /// One run of one metric of a stored baseline version.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = run_stats)]
 pub(crate) struct RunStatRow {
     pub baseline_id: String,
@@ -22,9 +23,12 @@ pub(crate) struct RunStatRow {
     pub runner: String,
     pub run_id: String,
     pub git_sha: Option<String>,
+    #[serde(with = "crate::db::float")]
     pub center: f64,
+    #[serde(with = "crate::db::float")]
     pub within_sd: f64,
     pub n: i64,
+    #[serde(with = "crate::db::float")]
     pub resolution: f64,
     pub created_at: i64,
     /// A final gate failed this run: not history.
@@ -171,7 +175,16 @@ pub(crate) fn stored_at_sha(
         .optional()
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(
+    Debug,
+    Clone,
+    Queryable,
+    Selectable,
+    Insertable,
+    AsChangeset,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[diesel(table_name = gates)]
 pub(crate) struct GateRow {
     pub id: String,
@@ -287,7 +300,7 @@ pub(crate) fn list_gates(conn: &mut DbConn, f: &GateFilter) -> QueryResult<(Vec<
     Ok((rows, total))
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = gate_runs)]
 pub(crate) struct GateRunRow {
     pub gate_id: String,

@@ -13,6 +13,7 @@ pub(crate) mod decisions;
 mod dialect;
 mod error;
 pub(crate) mod fleet;
+pub(crate) mod float;
 pub(crate) mod gates;
 pub(crate) mod keys;
 mod migrations;

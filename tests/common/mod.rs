@@ -402,19 +402,13 @@ impl Drop for Server {
     }
 }
 
-/// A `perfgate.run.v1` receipt like the CLI writes (built from a real fixture) with ten samples
-/// around `level` ms, spread by a deterministic ±1.2 % jitter that `seed` varies.
-pub fn leveled_receipt(bench: &str, run_id: &str, level: f64, seed: usize) -> Value {
+/// A `perfgate.run.v1` receipt like the CLI writes (built from a real fixture), with the given
+/// samples of wall time (one warm-up first).
+pub fn receipt_with_samples(bench: &str, run_id: &str, samples: &[u64]) -> Value {
     let mut r = fixture("run-bench-a-2.json");
     r["bench"]["name"] = json!(bench);
     r["run"]["id"] = json!(run_id);
     let template = r["samples"][0].clone();
-    let mut samples: Vec<u64> = (0..10)
-        .map(|i| {
-            let jitter = (((seed * 31 + i * 17) % 7) as f64 - 3.0) * 0.004;
-            (level * (1.0 + jitter)).round() as u64
-        })
-        .collect();
     let mut out = Vec::new();
     for (i, v) in std::iter::once(samples[0])
         .chain(samples.iter().copied())
@@ -426,11 +420,28 @@ pub fn leveled_receipt(bench: &str, run_id: &str, level: f64, seed: usize) -> Va
         out.push(s);
     }
     r["samples"] = json!(out);
-    samples.sort();
+    let mut sorted = samples.to_vec();
+    sorted.sort();
     r["stats"]["wall_ms"] = json!({
-        "median": samples[5], "min": samples[0], "max": samples[9], "mean": 0.0, "stddev": 0.0,
+        "median": sorted[sorted.len() / 2], "min": sorted[0], "max": sorted[sorted.len() - 1],
+        "mean": 0.0, "stddev": 0.0,
     });
     r
+}
+
+/// Ten samples around `level` ms, spread by a deterministic ±1.2 % jitter that `seed` varies.
+pub fn jittered_samples(level: f64, seed: usize) -> Vec<u64> {
+    (0..10)
+        .map(|i| {
+            let jitter = (((seed * 31 + i * 17) % 7) as f64 - 3.0) * 0.004;
+            (level * (1.0 + jitter)).round() as u64
+        })
+        .collect()
+}
+
+/// A receipt of ten samples around `level` ms ([`jittered_samples`]).
+pub fn leveled_receipt(bench: &str, run_id: &str, level: f64, seed: usize) -> Value {
+    receipt_with_samples(bench, run_id, &jittered_samples(level, seed))
 }
 
 /// The body the perfgate CLI sends: all eight keys, options as null.
