@@ -52,6 +52,11 @@ STAGE=$(mktemp -d -t perfgate-container-stage.XXXXXX)
 copies=$(awk '/^FROM /{stage++} stage == 1 && /^COPY / && !/--from/ {print}' Dockerfile)
 [ -n "$copies" ] || fail "no COPY lines in the Dockerfile's build stage"
 while read -r _ args; do
+  # The plain form only (sources, then one destination): flags, the JSON form and globs would
+  # need Docker's own rules, so they fail here rather than being copied differently.
+  case "$args" in
+    --* | \[* | *[*?]*) fail "unsupported COPY form in the Dockerfile's build stage: COPY $args" ;;
+  esac
   read -ra words <<<"$args"
   dest=${words[-1]}
   mkdir -p "$STAGE/$dest"

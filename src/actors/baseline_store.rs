@@ -1,7 +1,5 @@
 //! The baseline store: uploads, reads, soft deletes and promotes (contract §4).
 
-use sha2::{Digest, Sha256};
-
 use crate::api::{etag_of, UploadResponse};
 use crate::db::alerts::{self, QuarantineRow};
 use crate::db::audit::{self, AuditEntry};
@@ -259,7 +257,7 @@ impl Upload {
                     }
                 },
             };
-            let content_hash = hex::encode(Sha256::digest(self.receipt.as_bytes()));
+            let content_hash = crate::domain::digest::sha256_hex(self.receipt.as_bytes());
             let row = BaselineRow {
                 id: crate::domain::ids::row_id(),
                 project: project.to_owned(),
@@ -475,7 +473,7 @@ impl Op<BaselineStore> for Promote {
                 version: self.to_version.as_str().to_owned(),
                 git_ref: self.git_ref.clone().or(source.git_ref.clone()),
                 git_sha: self.git_sha.clone().or(source.git_sha.clone()),
-                content_hash: hex::encode(Sha256::digest(receipt.as_bytes())),
+                content_hash: crate::domain::digest::sha256_hex(receipt.as_bytes()),
                 receipt,
                 metadata: source.metadata.clone(),
                 tags: serde_json::to_string(&self.tags).map_err(DbError::from)?,

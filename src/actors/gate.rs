@@ -5,8 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sha2::{Digest, Sha256};
-
 use super::{Initiator, Op, StoreError};
 use crate::api::{GateBenchmark, GateConfirm, GateRecorded, GateResponse, GateResult, GateSuite};
 use crate::db::audit::{self, AuditEntry};
@@ -376,7 +374,7 @@ fn finish(
             receipt: r.receipt.clone(),
             metadata: "{}".into(),
             tags: "[]".into(),
-            content_hash: hex::encode(Sha256::digest(r.receipt.as_bytes())),
+            content_hash: crate::domain::digest::sha256_hex(r.receipt.as_bytes()),
             // The contract's clients know upload, promote, migrate and rollback only.
             source: "upload".into(),
             promoted_from: None,

@@ -5,6 +5,7 @@ pub mod access;
 pub mod api_keys;
 pub mod changepoint;
 pub mod decision;
+pub mod digest;
 pub mod flakiness;
 pub mod fleet;
 pub mod gate;

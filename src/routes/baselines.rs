@@ -9,7 +9,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 
 use super::json::JsonBody;
 use super::query::{parse_limit, parse_offset, parse_time};
@@ -165,7 +164,10 @@ pub(crate) async fn upload(
         None => None,
         Some(v) => {
             let key = requests::check_idempotency_key(v.to_str().ok())?;
-            Some((key.to_owned(), hex::encode(Sha256::digest(&body.bytes))))
+            Some((
+                key.to_owned(),
+                crate::domain::digest::sha256_hex(&body.bytes),
+            ))
         }
     };
     let metadata_json = serde_json::to_string(&metadata).map_err(|_| ApiError::internal())?;
