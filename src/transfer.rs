@@ -661,15 +661,16 @@ fn rebuild_counters(conn: &mut DbConn) -> Result<(), IoErr> {
              INSERT INTO verdict_counts (project, benchmark, status, n) \
              SELECT project, benchmark, status, COUNT(*) FROM verdicts GROUP BY project, benchmark, status \
              ON CONFLICT (project, benchmark, status) DO UPDATE SET n = excluded.n; \
-             UPDATE run_stats SET \
-                 failed = EXISTS (SELECT 1 FROM failed_runs f WHERE f.project = run_stats.project \
-                     AND f.benchmark = run_stats.benchmark AND f.run_id = run_stats.run_id), \
-                 deleted = EXISTS (SELECT 1 FROM baselines b WHERE b.id = run_stats.baseline_id \
-                     AND b.deleted_at IS NOT NULL) \
-             WHERE failed <> EXISTS (SELECT 1 FROM failed_runs f WHERE f.project = run_stats.project \
-                     AND f.benchmark = run_stats.benchmark AND f.run_id = run_stats.run_id) \
-                OR deleted <> EXISTS (SELECT 1 FROM baselines b WHERE b.id = run_stats.baseline_id \
-                     AND b.deleted_at IS NOT NULL);",
+             WITH expected AS ( \
+                 SELECT r.baseline_id, r.metric, \
+                        EXISTS (SELECT 1 FROM failed_runs f WHERE f.project = r.project \
+                            AND f.benchmark = r.benchmark AND f.run_id = r.run_id) AS failed, \
+                        EXISTS (SELECT 1 FROM baselines b WHERE b.id = r.baseline_id \
+                            AND b.deleted_at IS NOT NULL) AS deleted \
+                 FROM run_stats r) \
+             UPDATE run_stats SET failed = e.failed, deleted = e.deleted FROM expected e \
+             WHERE e.baseline_id = run_stats.baseline_id AND e.metric = run_stats.metric \
+               AND (run_stats.failed <> e.failed OR run_stats.deleted <> e.deleted);",
         )?;
         // Replicas serving this PostgreSQL database drop their caches of latest answers.
         crate::db::notify::announce_everything(c)

@@ -315,6 +315,104 @@ fn authorization_matrix(b: Backend) {
     );
 }
 
+/// Contract §2: scope, then project, then the benchmark filter, first failure wins. A caller
+/// refused by its scope or its project hears 403 whatever the body holds (malformed JSON, the
+/// wrong shape): the body is parsed only for callers who may write there. The benchmark filter,
+/// which needs the body's benchmark, comes after the body's own errors.
+fn refusals_come_before_the_body(b: Backend) {
+    let s = Server::start(b);
+    expect(
+        s.upload(
+            ADMIN,
+            "proj",
+            "bench-a",
+            Some("v1"),
+            &fixture("run-bench-a-1.json"),
+        ),
+        201,
+    );
+    let promote = format!("{P}/bench-a/promote");
+    let gate = "0123456789abcdef0123456789abcdef";
+    let attempts = format!("/api/v1/projects/proj/gates/{gate}/attempts");
+    let transition = format!("/api/v1/projects/other/alerts/{gate}/transitions");
+    let write = "Requires 'write' permission";
+    let admin = "Requires 'admin' permission";
+    let routes: [(&str, &str, &str); 11] = [
+        ("POST", P, write),
+        ("POST", "/api/v1/projects/proj/verdicts", write),
+        ("POST", &promote, "Requires 'promote' permission"),
+        ("POST", "/api/v1/projects/proj/gates", write),
+        ("POST", &attempts, write),
+        ("PUT", "/api/v1/projects/proj/gate-settings", admin),
+        ("POST", "/api/v1/projects/proj/decisions", write),
+        (
+            "POST",
+            "/api/v1/projects/proj/decisions/prune",
+            "Requires 'delete' permission",
+        ),
+        ("POST", "/api/v1/fleet/dependency-event", write),
+        ("POST", "/api/v1/keys", admin),
+        ("POST", &transition, "Key is restricted to project 'proj'"),
+    ];
+    let send = |key: &str, method: &str, path: &str, body: &str| {
+        let r = match method {
+            "POST" => s.http.post(s.url(path)),
+            _ => s.http.put(s.url(path)),
+        };
+        r.bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .unwrap()
+    };
+    let project_viewer = create_key(
+        &s,
+        ADMIN,
+        json!({"description": "proj viewer", "role": "viewer", "project": "proj"}),
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (method, path, message) in routes {
+        // The project-bound viewer is refused the other project's alert by its project, and the
+        // rest by its scope.
+        for body in ["{", "[1, 2]", r#"{"benchmark": 5}"#, "{}"] {
+            let r = send(&project_viewer, method, path, body);
+            let status = r.status().as_u16();
+            let v: Value = r.json().unwrap();
+            assert_eq!(status, 403, "{method} {path} with {body}: {v}");
+            assert_eq!(v["code"], "forbidden", "{v}");
+            assert_eq!(v["message"], message, "{method} {path}: {v}");
+        }
+    }
+    // A caller who may write there hears about its body.
+    for (body, status) in [("{", 400), ("[1, 2]", 422), (r#"{"benchmark": 5}"#, 422)] {
+        for path in [P, "/api/v1/projects/proj/verdicts"] {
+            let r = send(CONTRIB, "POST", path, body);
+            assert_eq!(r.status().as_u16(), status, "{path} with {body}");
+            let v: Value = r.json().unwrap();
+            assert_eq!(v["code"], "invalid_input", "{v}");
+        }
+    }
+    // Another project's admin is refused by its project before the body.
+    let r = send(OTHER_ADMIN, "POST", P, "{");
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["message"], "Key is restricted to project 'other'", "{v}");
+    // The benchmark filter needs the body: a malformed body is 400 for a restricted writer, a
+    // well-formed one naming a benchmark out of its reach is 403.
+    let r = send(RESTRICTED, "POST", P, "{");
+    assert_eq!(r.status(), 400);
+    let outside = upload_body("zeta", None, &fixture("run-bench-a-1.json"));
+    let r = send(RESTRICTED, "POST", P, &outside.to_string());
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().unwrap();
+    assert_eq!(
+        v["message"], "Key is restricted to benchmarks matching 'bench-.*'",
+        "{v}"
+    );
+}
+
 fn hs256_tokens(b: Backend) {
     let rsa = rsa_key("gh-1");
     let gh = JwksServer::start(&[&rsa]);
@@ -1042,6 +1140,7 @@ fn operator_commands() {
 
 backend_tests!(
     authorization_matrix,
+    refusals_come_before_the_body,
     hs256_tokens,
     oidc_tokens,
     key_management,

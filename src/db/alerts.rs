@@ -8,16 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::schema::{alerts, baselines, failed_runs, quarantine};
 use super::DbConn;
 
-#[derive(
-    Debug,
-    Clone,
-    Queryable,
-    Selectable,
-    Insertable,
-    AsChangeset,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Serialize, Deserialize)]
 #[diesel(table_name = alerts, treat_none_as_null = true)]
 pub(crate) struct AlertRow {
     pub id: String,

@@ -175,16 +175,7 @@ pub(crate) fn stored_at_sha(
         .optional()
 }
 
-#[derive(
-    Debug,
-    Clone,
-    Queryable,
-    Selectable,
-    Insertable,
-    AsChangeset,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, Serialize, Deserialize)]
 #[diesel(table_name = gates)]
 pub(crate) struct GateRow {
     pub id: String,

@@ -342,6 +342,13 @@ impl Principal {
                 }
                 Ok(())
             }
+            Access::Somewhere { scope } => {
+                if self.all_scopes().contains(scope) {
+                    Ok(())
+                } else {
+                    Err(Denied::MissingScope(scope))
+                }
+            }
             Access::AllProjects { scope, what } => {
                 if !self.all_scopes().contains(scope) {
                     return Err(Denied::MissingScope(scope));
@@ -409,6 +416,9 @@ pub enum Access<'a> {
     },
     /// `scope` across every project (fleet-wide data): only keys not bound to a project.
     AllProjects { scope: Scope, what: &'static str },
+    /// `scope` on some project: the first check of a request that names its project in the
+    /// body, made before the body is read (the full check follows once it is).
+    Somewhere { scope: Scope },
     /// Administration (keys, the audit log), of `project` when the request names one (a project
     /// admin administers its own project only). A key bound to some benchmarks administers
     /// nothing: what it would see or mint is wider than itself.

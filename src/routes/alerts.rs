@@ -189,7 +189,7 @@ pub(crate) async fn transition(
     let (project, id) = path.into_inner();
     let project = ProjectName::parse(&project)?;
     principal.authorize(Scope::Read, project.as_str(), None)?;
-    let b = body.value;
+    let b = body.parse()?;
     let a = visible_alert(&principal, &state, &project, &id).await?;
     let from = AlertStatus::parse(&a.status).ok_or_else(ApiError::internal)?;
     let expires_at = parse_time("expires_at", &b.expires_at)?;

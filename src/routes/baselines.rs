@@ -142,7 +142,8 @@ pub(crate) async fn upload(
     body: JsonBody<UploadBody>,
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
-    let b = body.value;
+    principal.authorize(Scope::Write, project.as_str(), None)?;
+    let b = body.parse()?;
     let benchmark = BenchmarkName::parse(&b.benchmark)?;
     principal.authorize(Scope::Write, project.as_str(), Some(benchmark.as_str()))?;
     let version = b.version.as_deref().map(Version::parse).transpose()?;
@@ -453,7 +454,7 @@ pub(crate) async fn promote(
     body: JsonBody<PromoteBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, benchmark) = bench_path(&principal, Scope::Promote, &path.0, &path.1)?;
-    let b = body.value;
+    let b = body.parse()?;
     let from_version = Version::parse_field(&b.from_version, "from_version")?;
     let to_version = Version::parse_field(&b.to_version, "to_version")?;
     requests::check_git(b.git_ref.as_deref(), b.git_sha.as_deref())?;

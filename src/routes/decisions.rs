@@ -67,7 +67,7 @@ pub(crate) async fn upload(
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
     authorize(&principal, Scope::Write, &project)?;
-    let b = body.value;
+    let b = body.parse()?;
     requests::check_git(b.git_ref.as_deref(), b.git_sha.as_deref())?;
     let summary = decision::validate(
         b.tradeoff.get(),
@@ -248,7 +248,7 @@ pub(crate) async fn prune(
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
     authorize(&principal, Scope::Delete, &project)?;
-    let b = body.value;
+    let b = body.parse()?;
     let cutoff = parse_rfc3339(&b.older_than).ok_or_else(|| {
         ApiError::bad_request("Invalid older_than: expected an RFC 3339 timestamp")
             .with_details(serde_json::json!({ "field": "older_than" }))

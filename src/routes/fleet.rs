@@ -48,7 +48,11 @@ pub(crate) async fn record(
     state: web::Data<AppState>,
     body: JsonBody<RecordBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.value;
+    // The project is in the body: the scope is checked before it is read, the rest after.
+    principal.allow(Access::Somewhere {
+        scope: Scope::Write,
+    })?;
+    let b = body.parse()?;
     let project = ProjectName::parse(&b.project)?;
     let benchmark = BenchmarkName::parse(&b.benchmark)?;
     principal.authorize(Scope::Write, project.as_str(), Some(benchmark.as_str()))?;

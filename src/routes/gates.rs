@@ -169,7 +169,7 @@ pub(crate) async fn open(
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
     principal.authorize(Scope::Write, project.as_str(), None)?;
-    let b = body.value;
+    let b = body.parse()?;
     check_git(b.git_ref.as_deref(), b.git_sha.as_deref())?;
     if let Some(s) = &b.base_sha {
         crate::domain::names::check_text("base_sha", s, requests::GIT_SHA_MAX_BYTES)?;
@@ -231,6 +231,7 @@ pub(crate) async fn add_attempt(
     let project = ProjectName::parse(&project)?;
     principal.authorize(Scope::Write, project.as_str(), None)?;
     check_gate_id(&id)?;
+    let attempt: AttemptBody = body.parse()?;
     // The runner label is the gate's: read it first, so the attempt's runs join the same class.
     let gate = state
         .gates
@@ -246,12 +247,7 @@ pub(crate) async fn add_attempt(
     for b in &gate.result.benchmarks {
         principal.authorize(Scope::Write, project.as_str(), Some(&b.benchmark))?;
     }
-    let runs = parse_runs(
-        &principal,
-        &project,
-        &body.value.runs,
-        gate.runner.as_deref(),
-    )?;
+    let runs = parse_runs(&principal, &project, &attempt.runs, gate.runner.as_deref())?;
     // A confirmation run repeats benchmarks of the gate; one it never held has nothing to
     // confirm.
     for (i, r) in runs.iter().enumerate() {
@@ -400,7 +396,7 @@ pub(crate) async fn put_settings(
         project: Some(project.as_str()),
         what: "change gate settings",
     })?;
-    let settings = body.value;
+    let settings = body.parse()?;
     settings.validate()?;
     let s = state
         .gates

@@ -11,10 +11,33 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A parsed JSON body, with the bytes it came from (for idempotency hashing).
+/// A JSON body of `T`'s shape, read (415, 413 and 408 are the extractor's) but parsed only
+/// when the handler asks ([`JsonBody::parse`]): after the caller's scope and project are
+/// checked, so a caller who may not write learns nothing from the body's errors (contract §2:
+/// scope, then project, then the benchmark filter, which may need the body).
 pub struct JsonBody<T> {
-    pub value: T,
+    /// The bytes as received (for idempotency hashing).
     pub bytes: Bytes,
+    max_depth: usize,
+    shape: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> JsonBody<T> {
+    /// The body as `T`: 400 for malformed JSON or nesting deeper than `max_json_depth`, 422
+    /// for the wrong shape.
+    pub fn parse(&self) -> Result<T, ApiError> {
+        if json_depth(&self.bytes, self.max_depth) > self.max_depth {
+            crate::metrics::METRICS
+                .limit_rejections
+                .with_label_values(&["json_depth"])
+                .inc();
+            return Err(ApiError::bad_request(format!(
+                "JSON nesting deeper than {} levels",
+                self.max_depth
+            )));
+        }
+        parse_json(&self.bytes)
+    }
 }
 
 fn is_json_content_type(req: &HttpRequest) -> bool {
@@ -89,7 +112,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+impl<T: 'static> FromRequest for JsonBody<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
@@ -129,17 +152,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                         ApiError::bad_request("Could not read the request body")
                     }
                 })?;
-            if json_depth(&bytes, max_depth) > max_depth {
-                crate::metrics::METRICS
-                    .limit_rejections
-                    .with_label_values(&["json_depth"])
-                    .inc();
-                return Err(ApiError::bad_request(format!(
-                    "JSON nesting deeper than {max_depth} levels"
-                )));
-            }
-            let value = parse_json(&bytes)?;
-            Ok(JsonBody { value, bytes })
+            Ok(JsonBody {
+                bytes,
+                max_depth,
+                shape: std::marker::PhantomData,
+            })
         })
     }
 }

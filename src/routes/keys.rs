@@ -47,7 +47,7 @@ pub(crate) async fn create_key(
 ) -> Result<HttpResponse, ApiError> {
     // A key bound to some benchmarks could otherwise mint a key wider than itself.
     require_key_admin(&principal, "create keys")?;
-    let b = body.value;
+    let b = body.parse()?;
     let new = NewKey::validate(
         &b.description,
         &b.role,

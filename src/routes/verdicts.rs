@@ -48,7 +48,8 @@ pub(crate) async fn submit(
     body: JsonBody<SubmitBody>,
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
-    let b = body.value;
+    principal.authorize(Scope::Write, project.as_str(), None)?;
+    let b = body.parse()?;
     let benchmark = BenchmarkName::parse(&b.benchmark)?;
     principal.authorize(Scope::Write, project.as_str(), Some(benchmark.as_str()))?;
     requests::check_verdict(&b.run_id, &b.status, &b.reasons, b.wall_ms_cv)?;
