@@ -441,7 +441,6 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(max_body))
-            .app_data(routes::json::query_config())
             .app_data(routes::json::path_config())
             .configure(|c| routes::configure(c, static_dir.clone()))
             .default_service(web::to(routes::not_found))

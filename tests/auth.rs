@@ -318,7 +318,8 @@ fn authorization_matrix(b: Backend) {
 /// Contract §2: scope, then project, then the benchmark filter, first failure wins. A caller
 /// refused by its scope or its project hears 403 whatever the body holds (malformed JSON, the
 /// wrong shape): the body is parsed only for callers who may write there. The benchmark filter,
-/// which needs the body's benchmark, comes after the body's own errors.
+/// which needs the body's benchmark, comes after the body's own errors. Query strings are
+/// parsed after authentication and authorization too.
 fn refusals_come_before_the_body(b: Backend) {
     let s = Server::start(b);
     expect(
@@ -411,6 +412,66 @@ fn refusals_come_before_the_body(b: Backend) {
         v["message"], "Key is restricted to benchmarks matching 'bench-.*'",
         "{v}"
     );
+    // A body that is not JSON at all, or over the limit: 401 and 403 still come first.
+    let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    for (key, status) in [
+        ("pg_live_unknownunknownunknownunknownunkn", 401),
+        (VIEWER, 403),
+        (CONTRIB, 415),
+    ] {
+        let r = s
+            .http
+            .post(s.url(P))
+            .bearer_auth(key)
+            .header("content-type", "text/plain")
+            .body("{")
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{key} text/plain");
+        let r = send(key, "POST", P, &big);
+        let want = if status == 415 { 413 } else { status };
+        assert_eq!(r.status().as_u16(), want, "{key} oversized");
+    }
+    // Query strings likewise: 401 for a credential that resolves to no one, 403 for a caller
+    // out of reach, and only then 400 for the query.
+    let unknown = "pg_live_unknownunknownunknownunknownunkn";
+    for path in [
+        format!("{P}?limit=abc"),
+        format!("{P}/bench-a/trend?window=x"),
+        "/api/v1/projects/proj/verdicts?limit=abc".into(),
+        "/api/v1/projects/proj/gates?offset=x".into(),
+        "/api/v1/projects/proj/alerts?limit=x".into(),
+        "/api/v1/projects/proj/decisions?limit=x".into(),
+        "/api/v1/projects/proj/benchmarks/bench-a/history?limit=x".into(),
+        "/api/v1/projects/proj/benchmarks/bench-a/change-points?metric=wall_ms&metric=cpu_ms"
+            .into(),
+        "/api/v1/audit?limit=x".into(),
+        "/api/v1/fleet/alerts?min_affected=x".into(),
+    ] {
+        let r = s.get(unknown, &path);
+        assert_eq!(r.status(), 401, "{path}");
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["code"], "unauthorized", "{path}: {v}");
+        let r = s.get(OTHER_ADMIN, &path);
+        let (status, v): (u16, Value) = (r.status().as_u16(), r.json().unwrap());
+        if path.contains("/audit") {
+            // Another project's admin reads its own project's audit log: the query is its.
+            assert_eq!(status, 400, "{path}: {v}");
+        } else {
+            assert_eq!(status, 403, "{path}: {v}");
+        }
+        let r = s.get(ADMIN, &path);
+        let (status, v): (u16, Value) = (r.status().as_u16(), r.json().unwrap());
+        assert_eq!(status, 400, "{path}: {v}");
+        assert_eq!(v["code"], "invalid_input", "{path}: {v}");
+    }
+    let r = s
+        .http
+        .delete(s.url("/api/v1/admin/cleanup?older_than_days=x"))
+        .bearer_auth(&project_viewer)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
 }
 
 fn hs256_tokens(b: Backend) {

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use super::json::Query;
 use crate::actors::retention::{cleanup, Purged, Stores};
 use crate::actors::Initiator;
 use crate::auth::{Access, Gate, Principal, Scope};
@@ -33,7 +34,7 @@ pub(crate) struct CleanupResponse {
 pub(crate) async fn cleanup_now(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<CleanupQuery>,
+    query: Query<CleanupQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.allow(Access::AllProjects {
         scope: Scope::Admin,
@@ -43,6 +44,7 @@ pub(crate) async fn cleanup_now(
         project: None,
         what: "purge old data",
     })?;
+    let query = query.parse()?;
     let days = match u32::try_from(query.older_than_days) {
         Ok(d) if (1..=MAX_RETENTION_DAYS).contains(&d) => d,
         _ => {

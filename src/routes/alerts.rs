@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use super::json::JsonBody;
+use super::json::{JsonBody, Query};
 use super::query::{parse_limit, parse_offset, parse_time};
 use crate::actors::alerts::{
     AlertStats, GetAlert, GetAlertDetail, ListAlerts, ListWaivers, TransitionAlert,
@@ -48,11 +48,11 @@ pub(crate) async fn list(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<AlertsQuery>,
+    query: Query<AlertsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
     principal.authorize(Scope::Read, project.as_str(), None)?;
-    let q = query.into_inner();
+    let q = query.parse()?;
     if let Some(s) = &q.status {
         if AlertStatus::parse(s).is_none() {
             return Err(NameError::new(
@@ -281,11 +281,11 @@ pub(crate) async fn waivers(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<WaiversQuery>,
+    query: Query<WaiversQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
     principal.authorize(Scope::Read, project.as_str(), None)?;
-    let q = query.into_inner();
+    let q = query.parse()?;
     if let Some(b) = &q.benchmark {
         BenchmarkName::parse(b)?;
     }

@@ -4,6 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
+use super::json::Query;
 use super::query::{parse_limit, parse_offset, parse_time};
 use crate::actors::key_store::ListAudit;
 use crate::api::ListAuditResponse;
@@ -51,9 +52,9 @@ pub(crate) struct AuditQuery {
 pub(crate) async fn list_audit(
     Credentialed(principal): Credentialed,
     state: web::Data<AppState>,
-    query: web::Query<AuditQuery>,
+    query: Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut q = query.into_inner();
+    let mut q = query.parse()?;
     q.project = q.project.filter(|p| !p.is_empty());
     // Audit metadata names benchmarks: a key bound to some of them cannot read it.
     principal.allow(Access::Administer {

@@ -10,7 +10,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::JsonBody;
+use super::json::{JsonBody, Query};
 use super::query::{parse_limit, parse_offset, parse_time};
 use super::Arrival;
 use crate::actors::baseline_store::{
@@ -143,7 +143,7 @@ pub(crate) async fn upload(
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
     principal.authorize(Scope::Write, project.as_str(), None)?;
-    let b = body.parse()?;
+    let (b, bytes) = body.parse_with_bytes()?;
     let benchmark = BenchmarkName::parse(&b.benchmark)?;
     principal.authorize(Scope::Write, project.as_str(), Some(benchmark.as_str()))?;
     let version = b.version.as_deref().map(Version::parse).transpose()?;
@@ -165,10 +165,7 @@ pub(crate) async fn upload(
         None => None,
         Some(v) => {
             let key = requests::check_idempotency_key(v.to_str().ok())?;
-            Some((
-                key.to_owned(),
-                crate::domain::digest::sha256_hex(&body.bytes),
-            ))
+            Some((key.to_owned(), crate::domain::digest::sha256_hex(&bytes)))
         }
     };
     let metadata_json = serde_json::to_string(&metadata).map_err(|_| ApiError::internal())?;
@@ -250,11 +247,11 @@ pub(crate) async fn list(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<ListQuery>,
+    query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
     principal.authorize(Scope::Read, project.as_str(), None)?;
-    let q = query.into_inner();
+    let q = query.parse()?;
     if let Some(b) = &q.benchmark {
         BenchmarkName::parse(b)?;
     }
@@ -530,11 +527,11 @@ pub(crate) async fn trend(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    query: web::Query<TrendQuery>,
+    query: Query<TrendQuery>,
 ) -> Result<HttpResponse, ApiError> {
     use crate::domain::trend;
     let (project, benchmark) = bench_path(&principal, Scope::Read, &path.0, &path.1)?;
-    let q = query.into_inner();
+    let q = query.parse()?;
     if !trend::METRICS.contains(&q.metric.as_str()) {
         return Err(ApiError::bad_request(format!(
             "Invalid metric: expected one of {}",

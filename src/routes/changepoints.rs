@@ -4,6 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
+use super::json::Query;
 use crate::actors::changepoints::ListChangePoints;
 use crate::api::{ChangePointRecord, ChangePointsResponse};
 use crate::auth::{Gate, Principal, Scope};
@@ -30,13 +31,13 @@ pub(crate) async fn list(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    query: web::Query<ChangePointsQuery>,
+    query: Query<ChangePointsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, benchmark) = path.into_inner();
     let project = ProjectName::parse(&project)?;
     let benchmark = BenchmarkName::parse(&benchmark)?;
     principal.authorize(Scope::Read, project.as_str(), Some(benchmark.as_str()))?;
-    let q = query.into_inner();
+    let q = query.parse()?;
     let metric = q.metric.unwrap_or_else(|| "wall_ms".to_owned());
     if !trend::METRICS.contains(&metric.as_str()) {
         return Err(NameError::new(

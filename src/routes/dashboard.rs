@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use super::json::Query;
 use super::query::{parse_limit, parse_offset};
 use crate::actors::dashboard::{History, ProjectBenchmarks, Projects};
 use crate::api::{raw, Pagination};
@@ -246,7 +247,7 @@ pub(crate) async fn history(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    query: web::Query<HistoryQuery>,
+    query: Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, benchmark) = path.into_inner();
     let project = ProjectName::parse(&project)?;
@@ -254,6 +255,7 @@ pub(crate) async fn history(
     principal.authorize(Scope::Read, project.as_str(), Some(benchmark.as_str()))?;
     // Pages carry receipts: like receipt lists, they hold at most 200 rows (the page says so in
     // `pagination.limit`).
+    let query = query.parse()?;
     let limit = parse_limit(query.limit, 100, 1000)?.min(200);
     let offset = parse_offset(query.offset)?;
     let (rows, total, held) = state

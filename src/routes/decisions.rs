@@ -11,7 +11,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::JsonBody;
+use super::json::{JsonBody, Query};
 use super::query::{parse_limit, parse_offset};
 use crate::actors::decision_ledger::{Get, Latest, ListDecisions, NewDecision, Prune, Record};
 use crate::actors::Initiator;
@@ -139,11 +139,11 @@ pub(crate) async fn list(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<ListQuery>,
+    query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
     authorize(&principal, Scope::Read, &project)?;
-    let q = query.into_inner();
+    let q = query.parse()?;
     if let Some(s) = &q.scenario {
         check_text("scenario", s, DECISION_NAME_MAX_BYTES)?;
     }

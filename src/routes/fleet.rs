@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
-use super::json::JsonBody;
+use super::json::{JsonBody, Query};
 use super::query::{parse_limit, parse_time};
 use crate::actors::fleet_analyzer::{Alerts, Impact, Record};
 use crate::api::{DependencyEvent, FleetAlert};
@@ -125,10 +125,10 @@ pub(crate) struct AlertsQuery {
 pub(crate) async fn alerts(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<AlertsQuery>,
+    query: Query<AlertsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require_global_read(&principal)?;
-    let q = query.into_inner();
+    let q = query.parse()?;
     let min_affected = match q.min_affected {
         None => 2,
         Some(n) if (0..=100_000).contains(&n) => n as usize,
@@ -166,12 +166,12 @@ pub(crate) async fn impact(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<ImpactQuery>,
+    query: Query<ImpactQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require_global_read(&principal)?;
     let dep = path.into_inner();
     requests::check_dependency_name(&dep)?;
-    let q = query.into_inner();
+    let q = query.parse()?;
     let limit = parse_limit(q.limit, 50, 1000)?;
     let impact = state
         .fleet

@@ -8,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::JsonBody;
+use super::json::{JsonBody, Query};
 use super::query::{parse_limit, parse_offset};
 use crate::actors::gate::{
     AddAttempt, GateRunInput, GetGate, GetSettings, ListGates, OpenGate, PutSettings,
@@ -319,11 +319,11 @@ pub(crate) async fn list(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<ListGatesQuery>,
+    query: Query<ListGatesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
     principal.authorize(Scope::Read, project.as_str(), None)?;
-    let q = query.into_inner();
+    let q = query.parse()?;
     if let Some(s) = &q.status {
         if !GATE_STATUSES.contains(&s.as_str()) {
             return Err(bad(NameError::new(

@@ -11,22 +11,29 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A JSON body of `T`'s shape, read (415, 413 and 408 are the extractor's) but parsed only
-/// when the handler asks ([`JsonBody::parse`]): after the caller's scope and project are
-/// checked, so a caller who may not write learns nothing from the body's errors (contract §2:
-/// scope, then project, then the benchmark filter, which may need the body).
+/// A JSON body of `T`'s shape, read by the extractor but judged only when the handler asks
+/// ([`JsonBody::parse`]), after the caller's credential, scope and project are checked: a
+/// caller who may not act there hears 401 or 403 whatever the body holds (contract §2: scope,
+/// then project, then the benchmark filter, which may need the body). What reading found (415
+/// for a content type that is not JSON, 413 over the limit, 408 for a body that did not
+/// arrive in time) is kept for `parse` to answer.
 pub struct JsonBody<T> {
-    /// The bytes as received (for idempotency hashing).
-    pub bytes: Bytes,
+    read: Result<Bytes, ApiError>,
     max_depth: usize,
     shape: std::marker::PhantomData<fn() -> T>,
 }
 
 impl<T: DeserializeOwned> JsonBody<T> {
-    /// The body as `T`: 400 for malformed JSON or nesting deeper than `max_json_depth`, 422
-    /// for the wrong shape.
-    pub fn parse(&self) -> Result<T, ApiError> {
-        if json_depth(&self.bytes, self.max_depth) > self.max_depth {
+    /// The body as `T`: the reading's error if it had one, else 400 for malformed JSON or
+    /// nesting deeper than `max_json_depth`, 422 for the wrong shape.
+    pub fn parse(self) -> Result<T, ApiError> {
+        self.parse_with_bytes().map(|(value, _)| value)
+    }
+
+    /// [`JsonBody::parse`], with the bytes as received (for idempotency hashing).
+    pub fn parse_with_bytes(self) -> Result<(T, Bytes), ApiError> {
+        let bytes = self.read?;
+        if json_depth(&bytes, self.max_depth) > self.max_depth {
             crate::metrics::METRICS
                 .limit_rejections
                 .with_label_values(&["json_depth"])
@@ -36,7 +43,8 @@ impl<T: DeserializeOwned> JsonBody<T> {
                 self.max_depth
             )));
         }
-        parse_json(&self.bytes)
+        let value = parse_json(&bytes)?;
+        Ok((value, bytes))
     }
 }
 
@@ -117,9 +125,6 @@ impl<T: 'static> FromRequest for JsonBody<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        if !is_json_content_type(req) {
-            return Box::pin(async { Err(ApiError::unsupported_media_type()) });
-        }
         let (limit, max_depth, body_timeout) = req
             .app_data::<web::Data<AppState>>()
             .map(|s| {
@@ -130,41 +135,69 @@ impl<T: 'static> FromRequest for JsonBody<T> {
                 )
             })
             .unwrap_or((2 * 1024 * 1024, 64, std::time::Duration::from_secs(10)));
+        let body = move |read| JsonBody {
+            read,
+            max_depth,
+            shape: std::marker::PhantomData,
+        };
+        if !is_json_content_type(req) {
+            return Box::pin(std::future::ready(Ok(body(Err(
+                ApiError::unsupported_media_type(),
+            )))));
+        }
         let bytes = Bytes::from_request(req, payload);
         Box::pin(async move {
-            let bytes = tokio::time::timeout(body_timeout, bytes)
-                .await
-                .map_err(|_| {
+            let read = match tokio::time::timeout(body_timeout, bytes).await {
+                Err(_) => {
                     crate::metrics::METRICS
                         .limit_rejections
                         .with_label_values(&["slow_body"])
                         .inc();
-                    ApiError::new(
+                    Err(ApiError::new(
                         actix_web::http::StatusCode::REQUEST_TIMEOUT,
                         crate::error::ErrorCode::Timeout,
                         "The request body did not arrive in time",
-                    )
-                })?
-                .map_err(|e| {
-                    if e.as_response_error().status_code().as_u16() == 413 {
-                        ApiError::payload_too_large(limit)
-                    } else {
-                        ApiError::bad_request("Could not read the request body")
-                    }
-                })?;
-            Ok(JsonBody {
-                bytes,
-                max_depth,
-                shape: std::marker::PhantomData,
-            })
+                    ))
+                }
+                Ok(Err(e)) if e.as_response_error().status_code().as_u16() == 413 => {
+                    Err(ApiError::payload_too_large(limit))
+                }
+                Ok(Err(_)) => Err(ApiError::bad_request("Could not read the request body")),
+                Ok(Ok(bytes)) => Ok(bytes),
+            };
+            Ok(body(read))
         })
     }
 }
 
-/// `web::Query` errors as 400 `invalid_input`.
-pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default()
-        .error_handler(|e, _| ApiError::bad_request(format!("Invalid query string: {e}")).into())
+/// A query string of `T`'s shape, parsed when the handler asks ([`Query::parse`]): after the
+/// caller is authenticated and authorized, so a caller without a valid credential hears 401,
+/// and one out of its reach 403, whatever the query holds (`web::Query` fails in the extractor,
+/// while the credential is still being looked up).
+pub struct Query<T> {
+    raw: String,
+    shape: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Query<T> {
+    /// The query as `T`; 400 `invalid_input` for a malformed one.
+    pub fn parse(&self) -> Result<T, ApiError> {
+        web::Query::<T>::from_query(&self.raw)
+            .map(web::Query::into_inner)
+            .map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))
+    }
+}
+
+impl<T: 'static> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(Query {
+            raw: req.query_string().to_owned(),
+            shape: std::marker::PhantomData,
+        }))
+    }
 }
 
 pub fn path_config() -> web::PathConfig {

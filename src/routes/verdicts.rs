@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use super::json::JsonBody;
+use super::json::{JsonBody, Query};
 use super::query::{parse_limit, parse_offset, parse_time};
 use super::Arrival;
 use crate::actors::verdict_log::{Get, ListVerdicts, NewVerdict, Submit};
@@ -111,11 +111,11 @@ pub(crate) async fn list(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<ListQuery>,
+    query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let project = ProjectName::parse(&path)?;
     principal.authorize(Scope::Read, project.as_str(), None)?;
-    let q = query.into_inner();
+    let q = query.parse()?;
     if let Some(b) = &q.benchmark {
         BenchmarkName::parse(b)?;
     }
