@@ -489,6 +489,17 @@ fn restricted_callers_see_and_decide_only_their_benchmarks(b: Backend) {
         403,
         "forbidden",
     );
+    // The gate's own benchmarks are part of the permission check, made before the body is
+    // read: a malformed body changes nothing.
+    let r = s
+        .http
+        .post(s.url(&format!("{G}/{mid}/attempts")))
+        .bearer_auth(LOW_WRITER)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .unwrap();
+    expect_error(r, 403, "forbidden");
     // Runs of a benchmark the gate never held confirm nothing.
     let e = expect_error(
         s.post(

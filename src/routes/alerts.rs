@@ -188,7 +188,9 @@ pub(crate) async fn transition(
 ) -> Result<HttpResponse, ApiError> {
     let (project, id) = path.into_inner();
     let project = ProjectName::parse(&project)?;
-    principal.authorize(Scope::Read, project.as_str(), None)?;
+    // Every transition needs at least write (`triage::scope_for`): checked before the body is
+    // read, the transition's own scope once the alert is.
+    principal.authorize(Scope::Write, project.as_str(), None)?;
     let b = body.parse()?;
     let a = visible_alert(&principal, &state, &project, &id).await?;
     let from = AlertStatus::parse(&a.status).ok_or_else(ApiError::internal)?;

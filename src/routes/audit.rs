@@ -54,6 +54,11 @@ pub(crate) async fn list_audit(
     state: web::Data<AppState>,
     query: Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    // The admin scope first: the project it is checked against is in the query.
+    principal.allow(Access::Administer {
+        project: None,
+        what: "read the audit log",
+    })?;
     let mut q = query.parse()?;
     q.project = q.project.filter(|p| !p.is_empty());
     // Audit metadata names benchmarks: a key bound to some of them cannot read it.

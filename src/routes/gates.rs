@@ -231,7 +231,6 @@ pub(crate) async fn add_attempt(
     let project = ProjectName::parse(&project)?;
     principal.authorize(Scope::Write, project.as_str(), None)?;
     check_gate_id(&id)?;
-    let attempt: AttemptBody = body.parse()?;
     // The runner label is the gate's: read it first, so the attempt's runs join the same class.
     let gate = state
         .gates
@@ -247,6 +246,7 @@ pub(crate) async fn add_attempt(
     for b in &gate.result.benchmarks {
         principal.authorize(Scope::Write, project.as_str(), Some(&b.benchmark))?;
     }
+    let attempt: AttemptBody = body.parse()?;
     let runs = parse_runs(&principal, &project, &attempt.runs, gate.runner.as_deref())?;
     // A confirmation run repeats benchmarks of the gate; one it never held has nothing to
     // confirm.
