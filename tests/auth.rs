@@ -323,13 +323,7 @@ fn authorization_matrix(b: Backend) {
 fn refusals_come_before_the_body(b: Backend) {
     let s = Server::start(b);
     expect(
-        s.upload(
-            ADMIN,
-            "proj",
-            "bench-a",
-            Some("v1"),
-            &fixture("run-bench-a-1.json"),
-        ),
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()),
         201,
     );
     let promote = format!("{P}/bench-a/promote");
@@ -356,15 +350,7 @@ fn refusals_come_before_the_body(b: Backend) {
         ("POST", &transition, write),
     ];
     let send = |key: &str, method: &str, path: &str, body: &str| {
-        let r = match method {
-            "POST" => s.http.post(s.url(path)),
-            _ => s.http.put(s.url(path)),
-        };
-        r.bearer_auth(key)
-            .header("content-type", "application/json")
-            .body(body.to_owned())
-            .send()
-            .unwrap()
+        s.send_raw(key, method, path, "application/json", body)
     };
     let project_viewer = create_key(
         &s,
@@ -404,7 +390,7 @@ fn refusals_come_before_the_body(b: Backend) {
     // well-formed one naming a benchmark out of its reach is 403.
     let r = send(RESTRICTED, "POST", P, "{");
     assert_eq!(r.status(), 400);
-    let outside = upload_body("zeta", None, &fixture("run-bench-a-1.json"));
+    let outside = upload_body("zeta", None, &receipt());
     let r = send(RESTRICTED, "POST", P, &outside.to_string());
     assert_eq!(r.status(), 403);
     let v: Value = r.json().unwrap();
@@ -419,14 +405,7 @@ fn refusals_come_before_the_body(b: Backend) {
         (VIEWER, 403),
         (CONTRIB, 415),
     ] {
-        let r = s
-            .http
-            .post(s.url(P))
-            .bearer_auth(key)
-            .header("content-type", "text/plain")
-            .body("{")
-            .send()
-            .unwrap();
+        let r = s.send_raw(key, "POST", P, "text/plain", "{");
         assert_eq!(r.status().as_u16(), status, "{key} text/plain");
         let r = send(key, "POST", P, &big);
         let want = if status == 415 { 413 } else { status };

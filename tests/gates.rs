@@ -491,14 +491,13 @@ fn restricted_callers_see_and_decide_only_their_benchmarks(b: Backend) {
     );
     // The gate's own benchmarks are part of the permission check, made before the body is
     // read: a malformed body changes nothing.
-    let r = s
-        .http
-        .post(s.url(&format!("{G}/{mid}/attempts")))
-        .bearer_auth(LOW_WRITER)
-        .header("content-type", "application/json")
-        .body("{")
-        .send()
-        .unwrap();
+    let r = s.send_raw(
+        LOW_WRITER,
+        "POST",
+        &format!("{G}/{mid}/attempts"),
+        "application/json",
+        "{",
+    );
     expect_error(r, 403, "forbidden");
     // Runs of a benchmark the gate never held confirm nothing.
     let e = expect_error(

@@ -378,6 +378,28 @@ impl Server {
             .unwrap()
     }
 
+    /// `method` (POST or PUT) with `body` sent as is, under `content_type`: bodies no `Value`
+    /// can make (malformed JSON, another media type).
+    pub fn send_raw(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Response {
+        let r = match method {
+            "POST" => self.http.post(self.url(path)),
+            "PUT" => self.http.put(self.url(path)),
+            m => panic!("send_raw: {m}"),
+        };
+        r.bearer_auth(key)
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+            .unwrap()
+    }
+
     /// Uploads `receipt` as `benchmark`/`version` to `project`; returns the response.
     pub fn upload(
         &self,
