@@ -20,6 +20,8 @@ COPY migrations ./migrations
 COPY examples ./examples
 # The dashboard, embedded into the binary at compile time.
 COPY static ./static
+# The code layout (build.rs: start-up and hot functions first).
+COPY link ./link
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin perfgate-server
 
 FROM debian:bookworm-slim

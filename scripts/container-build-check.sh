@@ -70,6 +70,8 @@ echo "==> cargo build --release --locked --bin perfgate-server (in the Dockerfil
   || fail "release build of the Dockerfile's build context failed"
 BUILT=$(realpath "$TARGET_DIR/release/perfgate-server")
 [ -x "$BUILT" ] || fail "no binary at $BUILT"
+# The code layout build.rs applies to release builds (README, "Code layout").
+python3 scripts/link_order.py --check "$BUILT" || fail "the release build did not get its code layout"
 rm -rf "$STAGE"
 
 # 2. The runtime image: binary in a root-owned bin dir, an empty working dir owned by the user.

@@ -161,16 +161,26 @@ fn start_writer() {
     STARTED.call_once(|| {
         let r = std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(|| loop {
-                let out = {
-                    let p = SINK.pending.lock().unwrap_or_else(|e| e.into_inner());
-                    let (mut p, _) = SINK
-                        .wake
-                        .wait_timeout(p, FLUSH_EVERY)
-                        .unwrap_or_else(|e| e.into_inner());
-                    std::mem::take(&mut *p)
-                };
-                write_stderr(&out);
+            .spawn(|| {
+                // Two buffers swapped under the lock: each keeps its capacity, so the threads
+                // that log append without growing (reallocating) one, and no buffer is freed
+                // on another thread than the one that allocated it.
+                let mut out = Vec::new();
+                loop {
+                    {
+                        let p = SINK.pending.lock().unwrap_or_else(|e| e.into_inner());
+                        let (mut p, _) = SINK
+                            .wake
+                            .wait_timeout(p, FLUSH_EVERY)
+                            .unwrap_or_else(|e| e.into_inner());
+                        std::mem::swap(&mut *p, &mut out);
+                    }
+                    write_stderr(&out);
+                    out.clear();
+                    if out.capacity() > MAX_PENDING {
+                        out = Vec::new();
+                    }
+                }
             });
         if r.is_err() {
             // No thread: every line is written through.
@@ -218,42 +228,22 @@ pub(crate) fn access(a: &AccessLine<'_>) {
     match ACCESS.load(Ordering::Relaxed) {
         ACCESS_OFF => {}
         ACCESS_JSON => {
-            let micros = a.elapsed.as_micros();
-            let (whole, frac) = (micros / 1000, micros % 1000);
-            let mut line = Vec::with_capacity(320);
-            line.extend_from_slice(b"{\"ts\":\"");
-            write_timestamp(&mut line);
-            line.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"access\",\"msg\":\"");
-            let msg_start = line.len();
-            let _ = write!(
-                line,
-                "{} {} {} {whole}.{frac:03}ms",
-                a.method, a.route, a.status
-            );
-            if !line[msg_start..]
-                .iter()
-                .all(|b| *b >= 0x20 && *b != b'"' && *b != b'\\' && *b < 0x7f)
-            {
-                let msg = String::from_utf8_lossy(&line[msg_start..]).into_owned();
-                line.truncate(msg_start - 1);
-                json_str(&mut line, &msg);
-            } else {
-                line.push(b'"');
+            thread_local! {
+                /// The line being built, reused (one allocation per thread, not per request).
+                static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
             }
-            line.extend_from_slice(b",\"method\":");
-            json_str(&mut line, a.method);
-            line.extend_from_slice(b",\"route\":");
-            json_str(&mut line, a.route);
-            let _ = write!(
-                line,
-                ",\"status\":{},\"duration_ms\":{whole}.{frac:03},\"request_id\":",
-                a.status
-            );
-            json_str(&mut line, a.request_id);
-            line.extend_from_slice(b",\"server_request_id\":");
-            json_str(&mut line, a.server_request_id);
-            line.extend_from_slice(b"}\n");
-            append(&line, false);
+            LINE.with(|l| match l.try_borrow_mut() {
+                Ok(mut line) => {
+                    line.clear();
+                    access_json(&mut line, a);
+                    append(&line, false);
+                }
+                Err(_) => {
+                    let mut line = Vec::with_capacity(320);
+                    access_json(&mut line, a);
+                    append(&line, false);
+                }
+            });
         }
         _ => {
             let ms = a.elapsed.as_secs_f64() * 1000.0;
@@ -269,6 +259,44 @@ pub(crate) fn access(a: &AccessLine<'_>) {
             );
         }
     }
+}
+
+/// The JSON access line of `a`, appended to `line`.
+fn access_json(line: &mut Vec<u8>, a: &AccessLine<'_>) {
+    let micros = a.elapsed.as_micros();
+    let (whole, frac) = (micros / 1000, micros % 1000);
+    line.extend_from_slice(b"{\"ts\":\"");
+    write_timestamp(line);
+    line.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"access\",\"msg\":\"");
+    let msg_start = line.len();
+    let _ = write!(
+        line,
+        "{} {} {} {whole}.{frac:03}ms",
+        a.method, a.route, a.status
+    );
+    if !line[msg_start..]
+        .iter()
+        .all(|b| *b >= 0x20 && *b != b'"' && *b != b'\\' && *b < 0x7f)
+    {
+        let msg = String::from_utf8_lossy(&line[msg_start..]).into_owned();
+        line.truncate(msg_start - 1);
+        json_str(line, &msg);
+    } else {
+        line.push(b'"');
+    }
+    line.extend_from_slice(b",\"method\":");
+    json_str(line, a.method);
+    line.extend_from_slice(b",\"route\":");
+    json_str(line, a.route);
+    let _ = write!(
+        line,
+        ",\"status\":{},\"duration_ms\":{whole}.{frac:03},\"request_id\":",
+        a.status
+    );
+    json_str(line, a.request_id);
+    line.extend_from_slice(b",\"server_request_id\":");
+    json_str(line, a.server_request_id);
+    line.extend_from_slice(b"}\n");
 }
 
 /// Installs the global logger. `level` is an env_logger filter (`info`, `debug`,
