@@ -30,26 +30,38 @@ fn code_layout() {
     {
         return;
     }
+    // mold, gold and wild know no `INSERT` in a linker script: a release build with one of
+    // them set up (`-fuse-ld=mold` in a cargo config, a `linker = ` wrapper) goes without.
+    let linker = format!(
+        "{} {}",
+        env("CARGO_ENCODED_RUSTFLAGS"),
+        env(&format!(
+            "CARGO_TARGET_{}_LINKER",
+            env("TARGET").to_uppercase().replace('-', "_")
+        ))
+    );
+    if ["mold", "gold", "wild"].iter().any(|l| linker.contains(l)) {
+        println!("cargo:warning=code layout: skipped, the linker set up is not LLD or GNU ld (set PERFGATE_LINK_ORDER=0 to silence this)");
+        return;
+    }
     // Absent in the Dockerfile's dependency layer, which builds a placeholder binary.
-    let Ok(list) = std::fs::read_to_string(LIST) else {
-        return;
-    };
-    let script = linker_script(&list);
-    let out = PathBuf::from(env("OUT_DIR")).join("hot-functions.ld");
-    if let Err(e) = std::fs::write(&out, script) {
-        println!(
-            "cargo:warning=code layout: could not write {}: {e}",
-            out.display()
-        );
-        return;
+    if let Ok(list) = std::fs::read_to_string(LIST) {
+        let out = PathBuf::from(env("OUT_DIR")).join("hot-functions.ld");
+        match std::fs::write(&out, linker_script(&list)) {
+            Err(e) => println!(
+                "cargo:warning=code layout: could not write {}: {e}",
+                out.display()
+            ),
+            // `-Wl,` splits its argument at commas.
+            Ok(()) if out.display().to_string().contains(',') => println!(
+                "cargo:warning=code layout: hot functions not grouped, the build directory's path has a comma"
+            ),
+            Ok(()) => println!(
+                "cargo:rustc-link-arg-bin=perfgate-server=-Wl,-T,{}",
+                out.display()
+            ),
+        }
     }
-    let out = out.display().to_string();
-    // `-Wl,` splits its argument at commas.
-    if out.contains(',') {
-        println!("cargo:warning=code layout: skipped, the build directory's path has a comma");
-        return;
-    }
-    println!("cargo:rustc-link-arg-bin=perfgate-server=-Wl,-T,{out}");
     // Relative relocations packed (RELR): the 1.2 MB relocation table the dynamic loader
     // reads at every start shrinks to a few KB. Loading such a binary needs glibc 2.36, so only
     // when building for this machine with one at least as new.

@@ -168,9 +168,10 @@ def main():
                 if request(port, "GET", "/health") == 200:
                     break
             except OSError:
-                if server.poll() is not None:
-                    break
-                time.sleep(0.2)
+                pass
+            if server.poll() is not None:
+                sys.exit(f"the server exited; see {work}/server.log")
+            time.sleep(0.2)
         else:
             sys.exit(f"the server did not answer /health; see {work}/server.log")
         time.sleep(1.5)

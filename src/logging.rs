@@ -111,14 +111,18 @@ struct BufferedStderr;
 /// Set when the writer thread could not start: every line is then written at once.
 static WRITE_THROUGH: AtomicBool = AtomicBool::new(false);
 
+/// Held while buffered lines are taken and written (taken before `SINK.pending`), so that lines
+/// reach stderr in order and [`flush`] returns only once everything logged before it is written,
+/// including a batch the writer thread took just before.
+static WRITING: Mutex<()> = Mutex::new(());
+
 /// Appends to the output buffer; `urgent` (or a full buffer) writes it out now.
 fn append(buf: &[u8], urgent: bool) {
     let mut p = SINK.pending.lock().unwrap_or_else(|e| e.into_inner());
     p.extend_from_slice(buf);
     if p.len() >= MAX_PENDING || urgent || WRITE_THROUGH.load(Ordering::Relaxed) {
-        let out = std::mem::take(&mut *p);
         drop(p);
-        write_stderr(&out);
+        flush();
     }
 }
 
@@ -149,6 +153,7 @@ fn write_stderr(bytes: &[u8]) {
 
 /// Writes every buffered line now.
 pub fn flush() {
+    let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     let out = {
         let mut p = SINK.pending.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut *p)
@@ -162,22 +167,25 @@ fn start_writer() {
         let r = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(|| {
-                // Two buffers swapped under the lock: each keeps its capacity, so the threads
-                // that log append without growing (reallocating) one, and no buffer is freed
-                // on another thread than the one that allocated it.
+                // Two buffers swapped under the lock, each keeping its capacity (up to
+                // `KEEP`): the threads that log append without regrowing the buffer from
+                // empty every interval.
+                const KEEP: usize = 64 * 1024;
                 let mut out = Vec::new();
                 loop {
                     {
                         let p = SINK.pending.lock().unwrap_or_else(|e| e.into_inner());
-                        let (mut p, _) = SINK
-                            .wake
-                            .wait_timeout(p, FLUSH_EVERY)
-                            .unwrap_or_else(|e| e.into_inner());
+                        drop(SINK.wake.wait_timeout(p, FLUSH_EVERY));
+                    }
+                    let writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+                    {
+                        let mut p = SINK.pending.lock().unwrap_or_else(|e| e.into_inner());
                         std::mem::swap(&mut *p, &mut out);
                     }
                     write_stderr(&out);
+                    drop(writing);
                     out.clear();
-                    if out.capacity() > MAX_PENDING {
+                    if out.capacity() > KEEP {
                         out = Vec::new();
                     }
                 }
