@@ -240,17 +240,11 @@ pub(crate) fn access(a: &AccessLine<'_>) {
                 /// The line being built, reused (one allocation per thread, not per request).
                 static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
             }
-            LINE.with(|l| match l.try_borrow_mut() {
-                Ok(mut line) => {
-                    line.clear();
-                    access_json(&mut line, a);
-                    append(&line, false);
-                }
-                Err(_) => {
-                    let mut line = Vec::with_capacity(320);
-                    access_json(&mut line, a);
-                    append(&line, false);
-                }
+            // Neither building nor appending a line logs, so the buffer is never borrowed twice.
+            LINE.with_borrow_mut(|line| {
+                line.clear();
+                access_json(line, a);
+                append(line, false);
             });
         }
         _ => {
