@@ -6,7 +6,7 @@ use crate::db::audit::{self, AuditEntry};
 use crate::db::baselines::{self as q, BaselineRow, ListFilter, SummaryRow};
 use crate::db::gates::{self, RunStatRow, StoredRun};
 use crate::db::notify::Invalidator;
-use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn};
+use crate::db::{read_tx, write_tx, DbConn, DbError, DbPool, PooledConn, WalSync};
 use crate::domain::access::BenchFilter;
 use crate::domain::names::{BenchmarkName, ProjectName, Version};
 use crate::domain::summary::RunSummary;
@@ -29,6 +29,9 @@ store_actor!(BaselineStore);
 impl GroupStore for BaselineStore {
     fn conn(&self) -> Result<PooledConn, StoreError> {
         BaselineStore::conn(self)
+    }
+    fn wal_sync(&self) -> Option<&WalSync> {
+        self.pool.wal_sync()
     }
 }
 

@@ -31,7 +31,7 @@ use actix::{Actor, Handler, SyncContext};
 
 use super::{Job, Op, Shards, StoreError};
 use crate::db::notify::AckWait;
-use crate::db::{write_tx, DbConn, DbError, PooledConn};
+use crate::db::{write_tx, DbConn, DbError, PooledConn, WalSync};
 
 /// The longest a flush waits for other writes to join its commit.
 pub(crate) const GATHER: Duration = Duration::from_millis(2);
@@ -249,6 +249,12 @@ pub(crate) trait Batched: Send + Sized + 'static {
 /// A store that hands its writer connection to a group commit.
 pub(crate) trait GroupStore {
     fn conn(&self) -> Result<PooledConn, StoreError>;
+
+    /// On a SQLite file, the syncer that flushes the WAL after a commit made without flushing
+    /// it, and answers the commit's writes then (see `db::wal_sync`).
+    fn wal_sync(&self) -> Option<&WalSync> {
+        None
+    }
 }
 
 type Reply<T> = tokio::sync::oneshot::Sender<Result<<T as Batched>::Output, StoreError>>;
@@ -316,10 +322,13 @@ impl<T: Batched> GroupCommit<T> {
             biased;
             done = &mut flushed => {
                 done?;
-                match rx.try_recv() {
-                    Ok(r) => r,
-                    // The flush ran but did not answer for this write: it cannot have been stored.
-                    Err(_) => Err(unanswered()),
+                // This write was queued before its flush was sent, so that flush or an earlier
+                // one took it: it is answered, or will be once its commit is flushed to disk
+                // (`db::wal_sync`). A dropped reply means it was not stored.
+                match tokio::time::timeout(self.store.timeout(), rx).await {
+                    Ok(answer) => answer.unwrap_or_else(|_| Err(unanswered())),
+                    // Committed, but its flush has not ended: stored or not is not known yet.
+                    Err(_) => Err(StoreError::Timeout(self.store.timeout())),
                 }
             }
             answer = &mut rx => answer.unwrap_or_else(|_| Err(unanswered())),
@@ -351,6 +360,19 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
             Err(e) => return answer_all(batch, &e),
         };
         let (writes, replies): (Vec<T>, Vec<Reply<T>>) = batch.into_iter().unzip();
+        // On a SQLite file the commit writes its WAL frames without flushing them, and the
+        // syncer answers once it has (see `db::wal_sync`): this thread goes on to the next batch
+        // meanwhile. Should the PRAGMA fail, the commit flushes as every other one does.
+        let wal_sync = s.wal_sync().cloned();
+        if let Some(failed) = wal_sync.as_ref().and_then(WalSync::failed) {
+            // Since a flush failed, nothing is stored: what is committed now could not be told
+            // apart from what that flush lost, and a retried write would be stored twice.
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(failed.clone())));
+            }
+            return;
+        }
+        let wal_sync = wal_sync.filter(|_| synchronous(&mut c, "NORMAL"));
         let mut results = Vec::with_capacity(writes.len());
         let mut announced = None;
         // On SQLite, first the whole batch without savepoints: inside one, SQLite copies every
@@ -412,19 +434,54 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
                 })
             }
         };
-        T::after_commit(s, &mut c, &writes, committed.is_ok(), announced);
-        match committed {
-            Ok(()) => {
-                for (reply, r) in replies.into_iter().zip(results) {
-                    let _ = reply.send(r);
-                }
+        if let Some(w) = &wal_sync {
+            // The writer's other commits (promotions, keys, audit) flush inside the commit, as
+            // ever. The connection goes back to the pool that every store's writer shares, so
+            // should the setting not come back, nothing more may be written with it: this stops
+            // the process, whose every acknowledged write is on disk, rather than acknowledge
+            // writes that are not.
+            if !synchronous(&mut c, w.restore()) && !synchronous(&mut c, w.restore()) {
+                log::error!("the writer cannot restore PRAGMA synchronous; stopping");
+                crate::logging::flush();
+                std::process::abort();
             }
-            Err(e) => {
+        }
+        T::after_commit(s, &mut c, &writes, committed.is_ok(), announced);
+        match (committed, wal_sync) {
+            (Ok(()), Some(w)) => w.after_sync(Box::new(move |flushed| match flushed {
+                Ok(()) => answer::<T>(replies, results),
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Unavailable(e.clone())));
+                    }
+                }
+            })),
+            (Ok(()), None) => answer::<T>(replies, results),
+            (Err(e), _) => {
                 log::warn!("group commit of {} writes failed: {e}", replies.len());
                 for reply in replies {
                     let _ = reply.send(Err(e.for_each_of_batch()));
                 }
             }
+        }
+    }
+}
+
+/// Sends each write its result.
+fn answer<T: Batched>(replies: Vec<Reply<T>>, results: Vec<Result<T::Output, StoreError>>) {
+    for (reply, r) in replies.into_iter().zip(results) {
+        let _ = reply.send(r);
+    }
+}
+
+/// `PRAGMA synchronous = value` on a SQLite connection; false if it failed.
+fn synchronous(c: &mut DbConn, value: &str) -> bool {
+    use diesel::connection::SimpleConnection;
+    match c.batch_execute(&format!("PRAGMA synchronous = {value}")) {
+        Ok(()) => true,
+        Err(e) => {
+            log::error!("PRAGMA synchronous = {value} failed on the writer: {e}");
+            false
         }
     }
 }
@@ -542,6 +599,7 @@ mod answer_tests {
 
     struct Store {
         pool: crate::db::DbPool,
+        sync: Option<WalSync>,
     }
     crate::store_actor!(Store);
 
@@ -550,6 +608,9 @@ mod answer_tests {
             self.pool
                 .get()
                 .map_err(|e| StoreError::Internal(e.to_string()))
+        }
+        fn wal_sync(&self) -> Option<&WalSync> {
+            self.sync.as_ref()
         }
     }
 
@@ -566,8 +627,11 @@ mod answer_tests {
             self.0.cmp(&other.0)
         }
         /// Writes whose number ends in 99 fail.
-        fn apply(&self, _: &mut DbConn) -> Result<u32, StoreError> {
+        fn apply(&self, c: &mut DbConn) -> Result<u32, StoreError> {
             APPLIED.lock().unwrap().push(self.0);
+            if (600..700).contains(&self.0) {
+                SEEN.lock().unwrap().push((self.0, synchronous_of(c)));
+            }
             if self.0 % 100 == 99 {
                 return Err(StoreError::Conflict(format!("write {}", self.0)));
             }
@@ -596,12 +660,19 @@ mod answer_tests {
 
     /// One writer on a private in-memory database, with `places` for work in flight.
     fn writer(places: usize) -> Shards<Store> {
+        writer_with(places, None)
+    }
+
+    fn writer_with(places: usize, sync: Option<WalSync>) -> Shards<Store> {
         let pool = crate::db::memory_test_pool();
         Shards::start(
             "test",
             1,
             1,
-            move || Store { pool: pool.clone() },
+            move || Store {
+                pool: pool.clone(),
+                sync: sync.clone(),
+            },
             Arc::new(tokio::sync::Semaphore::new(places)),
             Duration::from_secs(30),
         )
@@ -612,6 +683,108 @@ mod answer_tests {
     fn start<F: Future>(f: std::pin::Pin<&mut F>) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(matches!(f.poll(&mut cx), Poll::Pending));
+    }
+
+    /// `PRAGMA synchronous` as each write numbered 600-699 saw it when applied.
+    static SEEN: Mutex<Vec<(u32, i32)>> = Mutex::new(Vec::new());
+
+    /// `PRAGMA synchronous` of a connection (1: NORMAL, 2: FULL).
+    fn synchronous_of(c: &mut DbConn) -> i32 {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            synchronous: i32,
+        }
+        diesel::sql_query("PRAGMA synchronous")
+            .get_result::<Row>(c)
+            .unwrap()
+            .synchronous
+    }
+
+    /// The writer's `PRAGMA synchronous`, between commits.
+    struct Synchronous;
+    impl Op<Store> for Synchronous {
+        type Output = i32;
+        fn run(self, s: &mut Store) -> i32 {
+            synchronous_of(&mut s.conn().unwrap())
+        }
+    }
+
+    /// After a failed flush, the writer answers 503 and applies nothing more.
+    #[test]
+    fn after_a_failed_flush_nothing_more_is_stored() {
+        let owner = WalSync::for_test(|| Err(std::io::Error::other("EIO")));
+        actix_web::rt::System::new().block_on(async {
+            let shards = writer_with(64, Some(owner.sync().clone()));
+            let commits = GroupCommit::<W>::new(shards.clone());
+            let first = commits.submit("f", W(701), None).await;
+            assert!(matches!(&first, Err(StoreError::Unavailable(m)) if m.contains("EIO")));
+            let later = commits.submit("f", W(702), None).await;
+            assert!(matches!(&later, Err(StoreError::Unavailable(m)) if m.contains("restart")));
+            let applied = APPLIED.lock().unwrap().clone();
+            assert!(
+                applied.contains(&701) && !applied.contains(&702),
+                "{applied:?}"
+            );
+        });
+    }
+
+    /// With a WAL syncer, a commit is answered once the flush that follows it has ended, and the
+    /// writer goes on meanwhile: it commits the next write while the first one's flush runs, and
+    /// its connection is back to `synchronous = FULL` for its other work.
+    #[test]
+    fn a_commit_is_answered_after_its_flush_and_the_writer_goes_on() {
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let (started, flushes) = std::sync::mpsc::channel::<()>();
+        let gate = Mutex::new(gate);
+        let owner: crate::db::WalSyncOwner = WalSync::for_test(move || {
+            let _ = started.send(());
+            // Bounded: a failed assertion must not leave this waiting for ever.
+            gate.lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(10))
+                .map_err(|_| std::io::Error::other("test over"))
+        });
+        actix_web::rt::System::new().block_on(async {
+            let shards = writer_with(64, Some(owner.sync().clone()));
+            let commits = GroupCommit::<W>::new(shards.clone());
+            let mut a = pin!(commits.submit("s", W(601), None));
+            start(a.as_mut());
+            // A's commit is done and its flush has started, but is held.
+            let wait = Duration::from_secs(5);
+            let flushes = Arc::new(Mutex::new(flushes));
+            let f = flushes.clone();
+            let first =
+                actix_web::rt::task::spawn_blocking(move || f.lock().unwrap().recv_timeout(wait));
+            first.await.unwrap().expect("a flush starts");
+            // The writer is free: B commits, and the connection is back to FULL.
+            let mut b = pin!(commits.submit("s", W(602), None));
+            start(b.as_mut());
+            assert_eq!(shards.write("s", Synchronous).await.unwrap(), 2);
+            assert!(APPLIED.lock().unwrap().contains(&602));
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            assert!(
+                a.as_mut().poll(&mut cx).is_pending(),
+                "answered before its flush"
+            );
+            go.send(()).unwrap();
+            assert_eq!(a.as_mut().await.unwrap(), 601);
+            // Its commit did not flush: NORMAL while it was applied.
+            assert!(SEEN.lock().unwrap().contains(&(601, 1)));
+            // B needs a flush of its own, begun after its commit.
+            let f = flushes.clone();
+            let second =
+                actix_web::rt::task::spawn_blocking(move || f.lock().unwrap().recv_timeout(wait));
+            second.await.unwrap().expect("a second flush starts");
+            assert!(
+                b.as_mut().poll(&mut cx).is_pending(),
+                "answered by an earlier flush"
+            );
+            go.send(()).unwrap();
+            assert_eq!(b.as_mut().await.unwrap(), 602);
+        });
+        drop(owner);
     }
 
     /// X's flush sits behind other work in the writer's mailbox, but A's flush commits X with

@@ -241,6 +241,11 @@ impl<S: Actor<Context = SyncContext<S>>> Shards<S> {
         self.send_admitted(addr, op, permit, timeout).await
     }
 
+    /// How long a request waits for this store.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     async fn send_admitted<M>(
         &self,
         addr: &Addr<S>,

@@ -28,6 +28,7 @@ mod sqlite;
 #[cfg(test)]
 mod testdb;
 pub(crate) mod verdicts;
+mod wal_sync;
 
 use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
@@ -43,6 +44,9 @@ pub(crate) use pool::{
     fit_connections, DbPool, PgPoolOptions, PooledConn, Storage, StorageOptions, StorePools,
 };
 pub(crate) use sqlite::SqliteOwner;
+pub(crate) use wal_sync::WalSync;
+#[cfg(test)]
+pub(crate) use wal_sync::WalSyncOwner;
 
 #[derive(diesel::MultiConnection)]
 pub(crate) enum DbConn {

@@ -14,7 +14,8 @@ use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 
 use super::migrations::run_migrations;
-use super::sqlite::{sqlite_stable_plans, Checkpointer, SqlitePragmas};
+use super::sqlite::{sqlite_stable_plans, wal_syncer, Checkpointer, SqlitePragmas};
+use super::wal_sync::{WalSync, WalSyncOwner};
 use super::{DbConn, DbError, StorageBackend};
 
 pub(crate) type PooledConn = PooledConnection<ConnManager>;
@@ -28,9 +29,15 @@ pub(crate) struct DbPool {
     /// `read` or `write`.
     name: &'static str,
     inner: Pool<ConnManager>,
+    /// The write pool of a SQLite file: its group commits are acknowledged by this syncer.
+    wal_sync: Option<WalSync>,
 }
 
 impl DbPool {
+    /// The syncer that acknowledges group commits of this (SQLite file's write) pool.
+    pub(crate) fn wal_sync(&self) -> Option<&WalSync> {
+        self.wal_sync.as_ref()
+    }
     pub(crate) fn owner(&self) -> &'static str {
         self.owner
     }
@@ -85,6 +92,7 @@ pub(crate) fn memory_test_pool() -> DbPool {
                 url: ":memory:".into(),
             })
             .expect("an in-memory SQLite pool"),
+        wal_sync: None,
     }
 }
 
@@ -128,6 +136,9 @@ pub(crate) struct Storage {
     _keeper: Option<DbConn>,
     /// SQLite files: checkpoints the WAL off the writer's path.
     _checkpointer: Option<Checkpointer>,
+    /// SQLite files: flushes the WAL for group commits, off the writer's path. Dropped after
+    /// the pools (fields drop in order), so it answers what is handed to it first.
+    _wal_sync: Option<WalSyncOwner>,
 }
 
 pub(crate) struct StorageOptions {
@@ -233,6 +244,14 @@ impl Storage {
             StorageBackend::Sqlite => Some(Checkpointer::start(&manager.url)?),
             _ => None,
         };
+        // Group commits flush the WAL on a thread of their own only where every commit would
+        // otherwise flush it (see `wal_sync`).
+        let wal_sync = match opts.backend {
+            StorageBackend::Sqlite if matches!(opts.sqlite_synchronous, "FULL" | "EXTRA") => {
+                wal_syncer(&manager.url, opts.sqlite_synchronous)
+            }
+            _ => None,
+        };
         let spec = PoolSpec {
             maintenance: Arc::new(
                 ScheduledThreadPool::builder()
@@ -246,13 +265,16 @@ impl Storage {
             connect_timeout: opts.connect_timeout,
             pg: opts.pg,
         };
+        let mut write_pool = spec.build("storage", "write", opts.write_pool_size)?;
+        write_pool.wal_sync = wal_sync.as_ref().map(|o| o.sync().clone());
         Ok(Storage {
             backend: opts.backend,
             read_pool: spec.build("storage", "read", opts.read_pool_size)?,
-            write_pool: spec.build("storage", "write", opts.write_pool_size)?,
+            write_pool,
             spec,
             _keeper: keeper,
             _checkpointer: checkpointer,
+            _wal_sync: wal_sync,
         })
     }
 
@@ -317,7 +339,12 @@ impl PoolSpec {
             .connection_timeout(self.connect_timeout)
             .connection_customizer(Box::new(self.pragmas))
             .build(self.manager.clone())?;
-        Ok(DbPool { owner, name, inner })
+        Ok(DbPool {
+            owner,
+            name,
+            inner,
+            wal_sync: None,
+        })
     }
 }
 

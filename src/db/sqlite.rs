@@ -8,6 +8,7 @@ use diesel::r2d2::{self, CustomizeConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 
+use super::wal_sync::{WalSync, WalSyncOwner};
 use super::{DbConn, DbError};
 
 /// Per-connection settings (SQLite PRAGMAs, PostgreSQL timeouts). `synchronous` is `FULL` by default: every commit is fsynced
@@ -152,6 +153,48 @@ impl Checkpointer {
             thread: Some(thread),
         })
     }
+}
+
+/// The WAL syncer of the database `url` (see `super::wal_sync`), when it is a file in WAL mode;
+/// None otherwise, or should the WAL not open: group commits then flush inside the commit.
+pub(super) fn wal_syncer(url: &str, restore: &'static str) -> Option<WalSyncOwner> {
+    #[derive(diesel::QueryableByName)]
+    struct Main {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        file: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        journal_mode: String,
+    }
+    use diesel::RunQueryDsl;
+    let find = || -> Result<Option<WalSyncOwner>, String> {
+        let mut conn = SqliteConnection::establish(url).map_err(|e| e.to_string())?;
+        // A read first: it finds the file in WAL mode and opens the WAL, which then stays until
+        // the last connection closes.
+        conn.batch_execute("SELECT count(*) FROM sqlite_master")
+            .map_err(|e| e.to_string())?;
+        let mode = diesel::sql_query("PRAGMA journal_mode")
+            .get_result::<Mode>(&mut conn)
+            .map_err(|e| e.to_string())?;
+        if !mode.journal_mode.eq_ignore_ascii_case("wal") {
+            return Ok(None);
+        }
+        let main = diesel::sql_query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .get_result::<Main>(&mut conn)
+            .map_err(|e| e.to_string())?;
+        if main.file.is_empty() {
+            return Ok(None);
+        }
+        WalSync::for_database(main.file.into(), restore, Some(conn))
+            .map(Some)
+            .map_err(|e| format!("cannot open the WAL: {e}"))
+    };
+    find().unwrap_or_else(|e| {
+        log::warn!("group commits flush inside the commit: {e}");
+        None
+    })
 }
 
 /// A WAL longer than this (frames of one page) is checkpointed to the end under the write
@@ -306,6 +349,46 @@ mod tests {
 
     fn wal_bytes(db: &std::path::Path) -> u64 {
         std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len())
+    }
+
+    /// The syncer flushes the WAL that SQLite writes: the file stays the same while other
+    /// connections come and go (SQLite deletes the WAL when its last connection closes).
+    #[cfg(unix)]
+    #[test]
+    fn the_wal_syncer_keeps_the_wal_it_flushes() {
+        let dir = std::env::temp_dir().join(format!(
+            "perfgate-walkeep-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("k.db");
+        let url = db.to_str().unwrap().to_owned();
+        let write = |n: i32| {
+            let mut c = SqliteConnection::establish(&url).unwrap();
+            c.batch_execute(&format!("INSERT INTO t VALUES ({n})"))
+                .unwrap();
+        };
+        let mut setup = SqliteConnection::establish(&url).unwrap();
+        setup
+            .batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER NOT NULL);")
+            .unwrap();
+        drop(setup);
+        let owner = wal_syncer(&url, "FULL").expect("a file in WAL mode has a syncer");
+        // Each of these is the only other connection: closing it would delete the WAL, and the
+        // next one create another, were the syncer's connection not open.
+        write(1);
+        write(2);
+        assert!(owner.sync().flushes(&dir.join("k.db-wal")));
+        drop(owner);
+        // Not in WAL mode: no syncer.
+        let plain = dir.join("p.db");
+        let plain_url = plain.to_str().unwrap().to_owned();
+        SqliteConnection::establish(&plain_url)
+            .unwrap()
+            .batch_execute("CREATE TABLE t (n INTEGER NOT NULL)")
+            .unwrap();
+        assert!(wal_syncer(&plain_url, "FULL").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A writer that commits without pause (and without SQLite's own checkpoint) never finds
