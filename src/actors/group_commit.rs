@@ -355,6 +355,13 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
         }
         batch.sort_by(|(a, _), (b, _)| a.lock_cmp(b));
         observe_kinds(&batch);
+        let wal_sync = s.wal_sync().cloned();
+        if let Some(failed) = wal_sync.as_ref().and_then(WalSync::failed) {
+            // Since a flush failed, nothing is stored: what is committed now could not be told
+            // apart from what that flush lost, and a retried write would be stored twice.
+            let replies = batch.into_iter().map(|(_, reply)| reply);
+            return fail_all::<T>(replies, || StoreError::Unavailable(failed.clone()));
+        }
         let mut c = match s.conn() {
             Ok(c) => c,
             Err(e) => return answer_all(batch, &e),
@@ -363,15 +370,6 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
         // On a SQLite file the commit writes its WAL frames without flushing them, and the
         // syncer answers once it has (see `db::wal_sync`): this thread goes on to the next batch
         // meanwhile. Should the PRAGMA fail, the commit flushes as every other one does.
-        let wal_sync = s.wal_sync().cloned();
-        if let Some(failed) = wal_sync.as_ref().and_then(WalSync::failed) {
-            // Since a flush failed, nothing is stored: what is committed now could not be told
-            // apart from what that flush lost, and a retried write would be stored twice.
-            for reply in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(failed.clone())));
-            }
-            return;
-        }
         let wal_sync = wal_sync.filter(|_| synchronous(&mut c, "NORMAL"));
         let mut results = Vec::with_capacity(writes.len());
         let mut announced = None;
@@ -450,20 +448,21 @@ impl<T: Batched> Op<T::Store> for Flush<T> {
         match (committed, wal_sync) {
             (Ok(()), Some(w)) => w.after_sync(Box::new(move |flushed| match flushed {
                 Ok(()) => answer::<T>(replies, results),
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(StoreError::Unavailable(e.clone())));
-                    }
-                }
+                Err(e) => fail_all::<T>(replies, || StoreError::Unavailable(e.clone())),
             })),
             (Ok(()), None) => answer::<T>(replies, results),
             (Err(e), _) => {
                 log::warn!("group commit of {} writes failed: {e}", replies.len());
-                for reply in replies {
-                    let _ = reply.send(Err(e.for_each_of_batch()));
-                }
+                fail_all::<T>(replies, || e.for_each_of_batch());
             }
         }
+    }
+}
+
+/// Answers every write of a batch with an error of its own.
+fn fail_all<T: Batched>(replies: impl IntoIterator<Item = Reply<T>>, e: impl Fn() -> StoreError) {
+    for reply in replies {
+        let _ = reply.send(Err(e()));
     }
 }
 
@@ -505,9 +504,9 @@ fn observe_kinds<T: Batched>(batch: &[Pending<T>]) {
 
 /// Nothing of the batch was stored: every request gets 503 (or the storage error's own answer).
 fn answer_all<T: Batched>(batch: Vec<Pending<T>>, e: &StoreError) {
-    for (_, reply) in batch {
-        let _ = reply.send(Err(e.for_each_of_batch()));
-    }
+    fail_all::<T>(batch.into_iter().map(|(_, reply)| reply), || {
+        e.for_each_of_batch()
+    });
 }
 
 #[cfg(test)]

@@ -356,13 +356,8 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn the_wal_syncer_keeps_the_wal_it_flushes() {
-        let dir = std::env::temp_dir().join(format!(
-            "perfgate-walkeep-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = dir.join("k.db");
-        let url = db.to_str().unwrap().to_owned();
+        let file = crate::db::testdb::SqliteFile::new();
+        let url = file.path();
         let write = |n: i32| {
             let mut c = SqliteConnection::establish(&url).unwrap();
             c.batch_execute(&format!("INSERT INTO t VALUES ({n})"))
@@ -378,17 +373,17 @@ mod tests {
         // next one create another, were the syncer's connection not open.
         write(1);
         write(2);
-        assert!(owner.sync().flushes(&dir.join("k.db-wal")));
+        assert!(owner
+            .sync()
+            .flushes(std::path::Path::new(&format!("{url}-wal"))));
         drop(owner);
         // Not in WAL mode: no syncer.
-        let plain = dir.join("p.db");
-        let plain_url = plain.to_str().unwrap().to_owned();
-        SqliteConnection::establish(&plain_url)
+        let plain = crate::db::testdb::SqliteFile::new();
+        SqliteConnection::establish(&plain.path())
             .unwrap()
             .batch_execute("CREATE TABLE t (n INTEGER NOT NULL)")
             .unwrap();
-        assert!(wal_syncer(&plain_url, "FULL").is_none());
-        let _ = std::fs::remove_dir_all(&dir);
+        assert!(wal_syncer(&plain.path(), "FULL").is_none());
     }
 
     /// A writer that commits without pause (and without SQLite's own checkpoint) never finds

@@ -28,18 +28,18 @@ fn free_port() -> u16 {
 }
 
 /// A SQLite database file removed with its directory when dropped.
-struct SqliteFile {
+pub(crate) struct SqliteFile {
     dir: PathBuf,
 }
 
 impl SqliteFile {
-    fn new() -> SqliteFile {
+    pub(crate) fn new() -> SqliteFile {
         let dir =
             std::env::temp_dir().join(format!("perfgate-dbtest-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         SqliteFile { dir }
     }
-    fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         self.dir.join("perfgate.db").to_string_lossy().into_owned()
     }
 }

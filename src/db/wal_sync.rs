@@ -366,15 +366,13 @@ mod tests {
 
     #[test]
     fn the_wal_file_is_flushed() {
-        let dir =
-            std::env::temp_dir().join(format!("perfgate-sync-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = dir.join("x.db");
+        let file = crate::db::testdb::SqliteFile::new();
+        let db = PathBuf::from(file.path());
         assert!(
             WalSync::for_database(db.clone(), "FULL", None).is_err(),
             "no WAL file: no syncer"
         );
-        let wal = dir.join("x.db-wal");
+        let wal = PathBuf::from(format!("{}-wal", file.path()));
         std::fs::write(&wal, b"frames").unwrap();
         let owner = WalSync::for_database(db, "FULL", None).unwrap();
         assert_eq!(answer(&owner).recv_timeout(WAIT).unwrap(), Ok(()));
@@ -382,7 +380,5 @@ mod tests {
         // The descriptor outlives the name (as at shutdown, once the last connection deleted it).
         std::fs::remove_file(&wal).unwrap();
         assert_eq!(answer(&owner).recv_timeout(WAIT).unwrap(), Ok(()));
-        drop(owner);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
