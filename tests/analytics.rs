@@ -115,6 +115,8 @@ fn verdicts_and_flakiness(b: Backend) {
             422,
         ),
         (json!({"counts": {"pass": 1}}), 422),
+        // The counts in field order (serde's positional form) are not a counts object.
+        (json!({"counts": [1, 0, 0, 0]}), 422),
         (json!({"reasons": "nope"}), 422),
     ] {
         let mut body = verdict("bench-a", "pass", None);

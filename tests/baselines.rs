@@ -261,6 +261,36 @@ fn errors_are_contract_json(b: Backend) {
         422,
         "invalid_input",
     );
+    // A struct given as an array of its fields (serde's positional form) is the wrong shape at
+    // any depth, not a summary read in field order.
+    let mut bad = receipt();
+    bad["stats"]["wall_ms"] = json!([1, 2, 3, 4, 5]);
+    let e = expect_error(
+        s.upload(ADMIN, "proj", "bench-a", Some("v2"), &bad),
+        422,
+        "invalid_input",
+    );
+    assert_eq!(e["details"]["field"], "receipt.stats.wall_ms", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid type: sequence"),
+        "{e}"
+    );
+    let mut bad = receipt();
+    bad["run"]["host"] = json!(["linux", "x86_64"]);
+    let e = expect_error(
+        s.upload(ADMIN, "proj", "bench-a", Some("v2"), &bad),
+        422,
+        "invalid_input",
+    );
+    assert_eq!(e["details"]["field"], "receipt.run.host", "{e}");
+    expect_error(
+        s.get(ADMIN, &format!("{P}/bench-a/versions/v2")),
+        404,
+        "not_found",
+    );
     // Body shape errors.
     let post = |ct: &str, body: &str| {
         s.http

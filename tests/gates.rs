@@ -300,10 +300,26 @@ fn settings_are_admin_only_and_audited(b: Backend) {
     assert_eq!(e["details"]["field"], "metrics");
     expect_error(put(ADMIN, json!({"unknown": 1})), 422, "invalid_input");
     // The fields as an array (serde's positional form) are not a settings object.
+    // Nor is an override given that way, inside an object.
+    let e = expect_error(
+        put(ADMIN, json!({"overrides": {"bench-1": [20]}})),
+        422,
+        "invalid_input",
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid type: sequence"),
+        "{e}"
+    );
     for body in [json!([0.5, 0]), json!([])] {
         let e = expect_error(put(ADMIN, body), 422, "invalid_input");
         assert!(
-            e["message"].as_str().unwrap().contains("JSON object"),
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid type: sequence, expected struct GateSettings"),
             "{e}"
         );
     }

@@ -408,26 +408,28 @@ fn parse<T: serde::de::DeserializeOwned + Serialize>(
         }
     }
     let de = &mut serde_json::Deserializer::from_str(json);
-    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." || path.is_empty() {
-            label.to_owned()
-        } else {
-            format!("{label}.{path}")
-        };
-        DecisionError::Shape(ReceiptError {
-            field,
-            message: strip_position(&e.inner().to_string()),
-        })
-    })?;
+    let value: T =
+        serde_path_to_error::deserialize(super::strict::Strict(&mut *de)).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path.is_empty() {
+                label.to_owned()
+            } else {
+                format!("{label}.{path}")
+            };
+            DecisionError::Shape(ReceiptError {
+                field,
+                message: strip_position(&e.inner().to_string()),
+            })
+        })?;
     de.end().map_err(|e| {
         DecisionError::Shape(ReceiptError {
             field: label.to_owned(),
             message: strip_position(&e.to_string()),
         })
     })?;
-    // serde also takes a struct as an array of its fields and an enum as `{"variant": null}`;
-    // neither is the receipt's schema (and both would be handed back as sent).
+    // serde also takes a unit variant as `{"variant": null}` (and, without the strict reading
+    // above, a struct as an array of its fields); that is not the receipt's schema, and it
+    // would be handed back as sent.
     let sent: serde_json::Value = serde_json::from_str(json).map_err(|e| {
         DecisionError::Shape(ReceiptError {
             field: label.to_owned(),
@@ -670,7 +672,10 @@ mod tests {
         match validate(&bad, None, None).unwrap_err() {
             DecisionError::Shape(e) => {
                 assert_eq!(e.field, "tradeoff.run.host");
-                assert_eq!(e.message, "expected an object, got an array");
+                assert_eq!(
+                    e.message,
+                    "invalid type: sequence, expected struct HostInfo"
+                );
             }
             e => panic!("{e:?}"),
         }

@@ -16,6 +16,7 @@ pub mod names;
 pub mod receipt;
 pub mod requests;
 pub mod stats;
+pub mod strict;
 pub mod summary;
 pub mod time;
 pub mod trend;

@@ -350,18 +350,19 @@ fn numbers_fit(json: &str) -> Result<(), serde_json::Error> {
 /// Checks that `json` is a `perfgate.run.v1` receipt.
 pub fn validate(json: &str) -> Result<ReceiptSummary, ReceiptError> {
     let de = &mut serde_json::Deserializer::from_str(json);
-    let r: RunReceipt = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." || path.is_empty() {
-            "receipt".to_owned()
-        } else {
-            format!("receipt.{path}")
-        };
-        ReceiptError {
-            field,
-            message: strip_position(&e.inner().to_string()),
-        }
-    })?;
+    let r: RunReceipt =
+        serde_path_to_error::deserialize(super::strict::Strict(&mut *de)).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path.is_empty() {
+                "receipt".to_owned()
+            } else {
+                format!("receipt.{path}")
+            };
+            ReceiptError {
+                field,
+                message: strip_position(&e.inner().to_string()),
+            }
+        })?;
     // One JSON value and nothing after it (found by the `receipt` fuzz target: trailing bytes
     // were accepted, and `normalize` then failed on the same text).
     de.end().map_err(|e| ReceiptError {

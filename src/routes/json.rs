@@ -95,23 +95,28 @@ pub fn json_depth(bytes: &[u8], limit: usize) -> usize {
     max
 }
 
-/// A request body: a JSON object of `T`'s shape. Every body is an object; serde would also
-/// take an array of the fields in order (`[0.5, 0]` as gate settings), which is refused.
+/// A request body: a JSON object of `T`'s shape. Every body is an object, and so is every
+/// struct inside it; serde would also take an array of a struct's fields in order (`[0.5, 0]`
+/// as gate settings, `[1, 0, 0, 0]` as verdict counts), which is refused at every depth
+/// ([`crate::domain::strict`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value = serde_json::from_slice(bytes).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => ApiError::unprocessable(format!("Invalid request body: {e}")),
-            // Valid JSON, but a number no field can hold (`1e309`): the wrong shape, as it is
-            // inside a receipt.
-            Category::Syntax if e.to_string().starts_with("number out of range") => {
-                ApiError::unprocessable(format!("Invalid request body: {e}"))
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = crate::domain::strict::deserialize(&mut *de)
+        .and_then(|value| de.end().map(|()| value))
+        .map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::unprocessable(format!("Invalid request body: {e}")),
+                // Valid JSON, but a number no field can hold (`1e309`): the wrong shape, as it is
+                // inside a receipt.
+                Category::Syntax if e.to_string().starts_with("number out of range") => {
+                    ApiError::unprocessable(format!("Invalid request body: {e}"))
+                }
+                Category::Syntax | Category::Eof | Category::Io => {
+                    ApiError::bad_request(format!("Malformed JSON: {e}"))
+                }
             }
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::bad_request(format!("Malformed JSON: {e}"))
-            }
-        }
-    })?;
+        })?;
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::unprocessable(
             "Invalid request body: expected a JSON object",
