@@ -649,7 +649,8 @@ fn restart_fill(conn: &mut DbConn, position_imported: bool) -> Result<(), IoErr>
     Ok(())
 }
 
-/// Recomputes the maintained counters from the rows they count (the same SQL on both backends).
+/// Recomputes the maintained counters from the rows they count, and the gates' benchmark names
+/// from their runs (the same SQL on both backends).
 fn rebuild_counters(conn: &mut DbConn) -> Result<(), IoErr> {
     write_tx(conn, |c| {
         c.batch_execute(
@@ -661,6 +662,9 @@ fn rebuild_counters(conn: &mut DbConn) -> Result<(), IoErr> {
              INSERT INTO verdict_counts (project, benchmark, status, n) \
              SELECT project, benchmark, status, COUNT(*) FROM verdicts GROUP BY project, benchmark, status \
              ON CONFLICT (project, benchmark, status) DO UPDATE SET n = excluded.n; \
+             INSERT INTO gate_benchmarks (project, benchmark) \
+             SELECT DISTINCT g.project, r.benchmark FROM gate_runs r JOIN gates g ON g.id = r.gate_id \
+             WHERE true ON CONFLICT (project, benchmark) DO NOTHING; \
              WITH expected AS ( \
                  SELECT r.baseline_id, r.metric, \
                         EXISTS (SELECT 1 FROM failed_runs f WHERE f.project = r.project \

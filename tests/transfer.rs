@@ -104,6 +104,16 @@ fn populate(s: &Server) -> String {
         201,
     );
     assert_eq!(g["status"], "fail", "{g:#}");
+    // A gate a benchmark-restricted caller sees (its list reads the gates' benchmark names,
+    // which an import rebuilds).
+    expect(
+        s.post(
+            RESTRICTED,
+            "/api/v1/projects/proj/gates",
+            &json!({"runs": [{"benchmark": "bench-b", "receipt": leveled_receipt("bench-b", "g", 100.0, 1)}]}),
+        ),
+        201,
+    );
     let up = expect(s.upload(CONTRIB, "proj", "gx", Some("slow-v"), &slow), 201);
     assert_eq!(up["quarantined"], true, "{up}");
     let alert = up["alert_id"].as_str().unwrap();
@@ -181,13 +191,20 @@ fn snapshot(s: &Server) -> Vec<(String, String)> {
         "/api/v1/projects/proj/benchmarks".to_owned(),
         "/api/v1/keys".to_owned(),
     ];
+    // The restricted caller's view of the gates (one gate of the two above).
+    let restricted = "/api/v1/projects/proj/gates#restricted".to_owned();
     paths
         .iter()
+        .chain([&restricted])
         .map(|p| {
+            let (path, key) = match p.strip_suffix("#restricted") {
+                Some(path) => (path, RESTRICTED),
+                None => (p.as_str(), ADMIN),
+            };
             let r = s
                 .http
-                .get(s.url(p))
-                .bearer_auth(ADMIN)
+                .get(s.url(path))
+                .bearer_auth(key)
                 .header("x-request-id", "snapshot")
                 .send()
                 .unwrap();
@@ -211,6 +228,11 @@ fn check_move(target: Backend) {
     let mut src = Server::start(Backend::Sqlite);
     let moved_key = populate(&src);
     let before = snapshot(&src);
+    let (_, gates) = before.last().unwrap();
+    assert!(
+        gates.starts_with("200 ") && gates.contains(r#""total":1"#),
+        "the restricted caller sees one gate: {gates}"
+    );
     src.kill();
     let dump = src.dir.join("dump.jsonl");
     let lines = export(&src);

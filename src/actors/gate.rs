@@ -564,7 +564,7 @@ impl Op<GateStore> for OpenGate {
                 .iter()
                 .map(|r| r.row(&gate.id, 1, now))
                 .collect::<Result<Vec<_>, _>>()?;
-            q::insert_gate_runs(c, &runs)?;
+            q::insert_gate_runs(c, &gate.project, &runs)?;
             decide_and_store(
                 c,
                 &mut gate,
@@ -634,7 +634,7 @@ impl Op<GateStore> for AddAttempt {
             if fresh.is_empty() {
                 return response_of(&gate);
             }
-            q::insert_gate_runs(c, &fresh)?;
+            q::insert_gate_runs(c, &gate.project, &fresh)?;
             let runs = q::gate_runs_of(c, &gate.id)?;
             decide_and_store(
                 c,

@@ -7,7 +7,8 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{
-    backfill_state, baselines, failed_runs, gate_runs, gate_settings, gates, run_stats,
+    backfill_state, baselines, failed_runs, gate_benchmarks, gate_runs, gate_settings, gates,
+    run_stats,
 };
 use super::DbConn;
 use crate::domain::summary::RunSummary;
@@ -241,19 +242,13 @@ pub(crate) struct GateFilter {
     pub offset: i64,
 }
 
-/// Every benchmark that some gate of `project` holds a run of (for a restricted caller's view).
+/// Every benchmark that some gate of `project` has held a run of (for a restricted caller's
+/// view; `gate_benchmarks`' primary key). Names whose gates are gone may be among them.
 pub(crate) fn gate_benchmarks(conn: &mut DbConn, project: &str) -> QueryResult<Vec<String>> {
-    gate_runs::table
-        .filter(
-            gate_runs::gate_id.eq_any(
-                gates::table
-                    .filter(gates::project.eq(project))
-                    .select(gates::id),
-            ),
-        )
-        .select(gate_runs::benchmark)
-        .distinct()
-        .order(gate_runs::benchmark)
+    gate_benchmarks::table
+        .filter(gate_benchmarks::project.eq(project))
+        .select(gate_benchmarks::benchmark)
+        .order(gate_benchmarks::benchmark)
         .load(conn)
 }
 
@@ -305,11 +300,28 @@ pub(crate) struct GateRunRow {
     pub created_at: i64,
 }
 
-pub(crate) fn insert_gate_runs(conn: &mut DbConn, rows: &[GateRunRow]) -> QueryResult<()> {
+/// Stores runs of a gate of `project`, and notes their benchmarks in `gate_benchmarks`.
+pub(crate) fn insert_gate_runs(
+    conn: &mut DbConn,
+    project: &str,
+    rows: &[GateRunRow],
+) -> QueryResult<()> {
     for r in rows {
         diesel::insert_into(gate_runs::table)
             .values(r)
             .execute(conn)?;
+    }
+    let mut names: Vec<&str> = rows.iter().map(|r| r.benchmark.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for benchmark in names {
+        crate::on_backend!(conn, c => diesel::insert_into(gate_benchmarks::table)
+            .values((
+                gate_benchmarks::project.eq(project),
+                gate_benchmarks::benchmark.eq(benchmark),
+            ))
+            .on_conflict_do_nothing()
+            .execute(c))?;
     }
     Ok(())
 }

@@ -205,6 +205,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    gate_benchmarks (project, benchmark) {
+        project -> Text,
+        benchmark -> Text,
+    }
+}
+
+diesel::table! {
     failed_runs (project, benchmark, run_id) {
         project -> Text,
         benchmark -> Text,
