@@ -9,6 +9,8 @@ in the commit, the process CPU time, and the WAL frames the commit wrote. Layout
   current   the schema as migrated (six run_stats rows, each in every run_stats index)
   per-run   the per-run indexes (run id, stored time, commit sha) hold one row of the six
   packed    one run_stats row per upload (the metrics would be packed in it)
+  norowid   the current schema with run_stats and audit_events WITHOUT ROWID (each row lives in
+            its primary key's b-tree, instead of a rowid table plus a primary-key index)
   none      no run summaries at all (the floor)
 
 Usage: bench/upload_layout.py [--uploads N] [--rounds R] [--sha] [--dir DIR]
@@ -56,6 +58,18 @@ def run(layout, uploads, with_sha, directory, seed):
         c.executescript(open(up).read())
     if layout == "per-run":
         c.executescript(PER_RUN)
+    if layout == "norowid":
+        for table in ("run_stats", "audit_events"):
+            (sql,) = c.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+            ).fetchone()
+            indexes = [i for (i,) in c.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+                " AND sql IS NOT NULL", (table,))]
+            c.execute(f"DROP TABLE {table}")
+            c.execute(sql + " WITHOUT ROWID")
+            for i in indexes:
+                c.execute(i)
     receipt = open(os.path.join(ROOT, "tests/fixtures/run-bench-a-1.json")).read()
     audit_cols = len(c.execute("PRAGMA table_info(audit_events)").fetchall())
     state = {"ts": 1_700_000_000_000_000}
@@ -143,7 +157,7 @@ def main():
     ap.add_argument("--dir", default=None)
     a = ap.parse_args()
     directory = a.dir or tempfile.mkdtemp(prefix="upload-layout-")
-    layouts = ["current", "per-run", "packed", "none"]
+    layouts = ["current", "per-run", "packed", "norowid", "none"]
     results = {l: [] for l in layouts}
     for r in range(a.rounds):
         for l in layouts:  # alternated, so the machine's drift spreads over all layouts

@@ -148,7 +148,80 @@ fn write_stderr(bytes: &[u8]) {
         let mut e = std::io::stderr().lock();
         let _ = e.write_all(bytes);
         let _ = e.flush();
+        drop(e);
+        if WRITE_BEHIND.wrote(bytes.len()) {
+            stderr_writeback();
+        }
     }
+}
+
+/// Bytes of log written to a file after which the kernel is asked to start writing them to disk.
+/// The access log can take tens of MB a second (one line per request); left to the kernel, the
+/// dirty pages pile up until its flusher writes them all at once, 30 s later, and a burst of
+/// hundreds of MB on the database's disk makes every fsync of the WAL wait behind it (upload p99
+/// 40-170 ms after a read-heavy minute, 9 ms with the log sent to /dev/null). Like PostgreSQL's
+/// `*_flush_after`, writing back every few MB keeps the disk's queue short.
+const WRITE_BEHIND_BYTES: usize = 2 * 1024 * 1024;
+
+/// Counts what was written since the last writeback request.
+struct WriteBehind {
+    since: std::sync::atomic::AtomicUsize,
+    every: usize,
+}
+
+static WRITE_BEHIND: WriteBehind = WriteBehind {
+    since: std::sync::atomic::AtomicUsize::new(0),
+    every: WRITE_BEHIND_BYTES,
+};
+
+impl WriteBehind {
+    /// Records `n` bytes written; true (and the count restarts) once `every` have been.
+    fn wrote(&self, n: usize) -> bool {
+        let total = self.since.fetch_add(n, Ordering::Relaxed) + n;
+        if total < self.every {
+            return false;
+        }
+        self.since.store(0, Ordering::Relaxed);
+        true
+    }
+}
+
+/// Asks the kernel to start writing `fd`'s dirty pages to disk, without waiting for them, when
+/// `fd` is a regular file (a pipe or a terminal has nothing to write back). Returns whether it
+/// was asked.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn start_writeback(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    if !is_regular_file(fd) {
+        return false;
+    }
+    // SAFETY: sync_file_range reads nothing but its integer arguments, and `fd` is open for
+    // the length of the call (borrowed).
+    unsafe { libc::sync_file_range(fd.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    false
+}
+
+/// Starts the writeback of the log when it goes to a regular file (looked up once: stderr does
+/// not change).
+fn stderr_writeback() {
+    use std::os::fd::AsFd;
+    static IS_FILE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let stderr = std::io::stderr();
+    if *IS_FILE.get_or_init(|| is_regular_file(stderr.as_fd())) {
+        start_writeback(stderr.as_fd());
+    }
+}
+
+fn is_regular_file(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    fd.try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.file_type().is_file())
 }
 
 /// Writes every buffered line now.
@@ -378,6 +451,37 @@ pub fn init(level: &str, format: LogFormat) {
 #[cfg(test)]
 mod tests {
     use chrono::SubsecRound;
+
+    #[test]
+    fn writeback_is_asked_every_few_megabytes() {
+        let w = super::WriteBehind {
+            since: std::sync::atomic::AtomicUsize::new(0),
+            every: 1000,
+        };
+        assert!(!w.wrote(600));
+        assert!(w.wrote(600), "1,200 bytes since the last request");
+        assert!(!w.wrote(999), "the count starts over");
+        assert!(w.wrote(1));
+        assert!(!w.wrote(0));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn writeback_is_asked_of_regular_files_only() {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let path = std::env::temp_dir().join(format!(
+            "perfgate-writeback-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&vec![b'x'; 1 << 20]).unwrap();
+        assert!(super::start_writeback(f.as_fd()));
+        drop(f);
+        std::fs::remove_file(&path).unwrap();
+        let (_read, write) = std::io::pipe().unwrap();
+        assert!(!super::start_writeback(write.as_fd()));
+    }
 
     #[test]
     fn timestamps_are_rfc3339_with_microseconds() {
