@@ -149,9 +149,7 @@ fn write_stderr(bytes: &[u8]) {
         let _ = e.write_all(bytes);
         let _ = e.flush();
         drop(e);
-        if WRITE_BEHIND.wrote(bytes.len()) {
-            stderr_writeback();
-        }
+        WRITE_BEHIND.wrote(bytes.len());
     }
 }
 
@@ -163,7 +161,10 @@ fn write_stderr(bytes: &[u8]) {
 /// `*_flush_after`, writing back every few MB keeps the disk's queue short.
 const WRITE_BEHIND_BYTES: usize = 2 * 1024 * 1024;
 
-/// Counts what was written since the last writeback request.
+/// Counts what was written since the last writeback request. Only the log-writer thread asks
+/// for writeback ([`WriteBehind::due`]), outside the `WRITING` lock: `sync_file_range` can block
+/// while the disk's queue is full, and a request thread that flushes a backlog (or a warning)
+/// must not wait for it.
 struct WriteBehind {
     since: std::sync::atomic::AtomicUsize,
     every: usize,
@@ -175,10 +176,14 @@ static WRITE_BEHIND: WriteBehind = WriteBehind {
 };
 
 impl WriteBehind {
-    /// Records `n` bytes written; true (and the count restarts) once `every` have been.
-    fn wrote(&self, n: usize) -> bool {
-        let total = self.since.fetch_add(n, Ordering::Relaxed) + n;
-        if total < self.every {
+    /// Records `n` bytes written.
+    fn wrote(&self, n: usize) {
+        self.since.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Whether `every` bytes have been written since the last time this said so.
+    fn due(&self) -> bool {
+        if self.since.load(Ordering::Relaxed) < self.every {
             return false;
         }
         self.since.store(0, Ordering::Relaxed);
@@ -257,6 +262,9 @@ fn start_writer() {
                     }
                     write_stderr(&out);
                     drop(writing);
+                    if WRITE_BEHIND.due() {
+                        stderr_writeback();
+                    }
                     out.clear();
                     if out.capacity() > KEEP {
                         out = Vec::new();
@@ -458,11 +466,15 @@ mod tests {
             since: std::sync::atomic::AtomicUsize::new(0),
             every: 1000,
         };
-        assert!(!w.wrote(600));
-        assert!(w.wrote(600), "1,200 bytes since the last request");
-        assert!(!w.wrote(999), "the count starts over");
-        assert!(w.wrote(1));
-        assert!(!w.wrote(0));
+        w.wrote(600);
+        assert!(!w.due());
+        w.wrote(600);
+        assert!(w.due(), "1,200 bytes since the last request");
+        assert!(!w.due(), "the count starts over");
+        w.wrote(999);
+        assert!(!w.due());
+        w.wrote(1);
+        assert!(w.due());
     }
 
     #[cfg(target_os = "linux")]
