@@ -15,8 +15,7 @@ cd "$(dirname "$0")/.."
 OLD=$1 NEW=$2 ROUNDS=${3:-5} PHASES=${4:-upload}
 SECS=${SECS:-10}
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
-KEY=pg_live_benchbenchbenchbenchbenchbenchbe01
-export KEY RECEIPT=$PWD/tests/fixtures/run-bench-a-1.json BENCH_DIR=$PWD/bench PROJECT=bench BENCHMARKS=100 PROJECTS=0
+. bench/seeded_server.sh
 TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
 RESULTS=$(mktemp)
 trap 'rm -f "$RESULTS"' EXIT
@@ -24,14 +23,9 @@ trap 'rm -f "$RESULTS"' EXIT
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 one_run() {
-  local label=$1 bin=$2 work port pid
-  work=$(mktemp -d)
-  port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-  "$bin" --storage-type sqlite --database-url "$work/perfgate.db" --bind 127.0.0.1 --port "$port" \
-    --api-keys "admin:$KEY:bench" > "$work/server.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-  python3 bench/seed_http.py "$port" "$KEY" bench 100 30 "$RECEIPT" >/dev/null
+  local label=$1 bin=$2
+  start_seeded "$bin"
+  local port=$PORT pid=$PID
   local ph c out c0 c1 requests p99
   for ph in $PHASES; do
     c=32; case $ph in upload|verdict) c=8 ;; esac
@@ -46,8 +40,7 @@ one_run() {
       "$(awk -v x="$p99" 'BEGIN { print x / 1000 }')" "$cpu_us"
     echo "$label $ph $requests $p99 $cpu_us" >> "$RESULTS"
   done
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  rm -rf "$work"
+  stop_seeded
 }
 
 for r in $(seq "$ROUNDS"); do

@@ -12,16 +12,10 @@ cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { sed -n 2,9p "$0"; exit 2; }
 BIN=$1 SECS=${2:-13}
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
-KEY=pg_live_benchbenchbenchbenchbenchbenchbe01
-export KEY RECEIPT=$PWD/tests/fixtures/run-bench-a-1.json BENCH_DIR=$PWD/bench PROJECT=bench BENCHMARKS=100 PROJECTS=0
-work=$(mktemp -d)
-port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-"$BIN" --storage-type sqlite --database-url "$work/perfgate.db" --bind 127.0.0.1 --port "$port" \
-  --api-keys "admin:$KEY:bench" > "${LOG:-$work/server.log}" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-python3 bench/seed_http.py "$port" "$KEY" bench 100 30 "$RECEIPT" >/dev/null
+. bench/seeded_server.sh
+start_seeded "$BIN" "${LOG:-}"
+trap stop_seeded EXIT
+port=$PORT
 for ph in latest list; do
   wrk -t2 -c32 -d"${SECS}s" --timeout 5s -s "bench/$ph.lua" "http://127.0.0.1:$port" | grep RESULT | sed "s/^/$ph /"
 done

@@ -11,8 +11,7 @@ cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { sed -n 2,8p "$0"; exit 2; }
 BIN=$1 CLIENTS=${2:-8 16 32}
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
-KEY=pg_live_benchbenchbenchbenchbenchbenchbe01
-export KEY RECEIPT=$PWD/tests/fixtures/run-bench-a-1.json BENCH_DIR=$PWD/bench PROJECT=bench BENCHMARKS=100 PROJECTS=0
+. bench/seeded_server.sh
 commits() { # port -> "uploads commits"
   curl -fs "http://127.0.0.1:$1/metrics" | awk '
     /^perfgate_group_commit_writes_sum\{kind="upload"\}/ { s = $2 }
@@ -20,18 +19,12 @@ commits() { # port -> "uploads commits"
     END { print s + 0, c + 0 }'
 }
 for c in $CLIENTS; do
-  work=$(mktemp -d)
-  port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-  "$BIN" --storage-type sqlite --database-url "$work/perfgate.db" --bind 127.0.0.1 --port "$port" \
-    --api-keys "admin:$KEY:bench" > "$work/server.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-  python3 bench/seed_http.py "$port" "$KEY" bench 100 30 "$RECEIPT" >/dev/null
+  start_seeded "$BIN"
+  port=$PORT
   RUN_TAG="w$RANDOM$RANDOM" wrk -t2 -c"$c" -d3s --timeout 5s -s bench/upload.lua "http://127.0.0.1:$port" >/dev/null 2>&1
   read -r s0 n0 < <(commits "$port")
   out=$(RUN_TAG="m$RANDOM$RANDOM" wrk -t2 -c"$c" -d8s --timeout 5s -s bench/upload.lua "http://127.0.0.1:$port" | grep RESULT)
   read -r s1 n1 < <(commits "$port")
   echo "clients $c: $out uploads_per_commit=$(awk -v s=$((s1 - s0)) -v n=$((n1 - n0)) 'BEGIN { printf "%.1f", n ? s / n : 0 }')"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  rm -rf "$work"
+  stop_seeded
 done
