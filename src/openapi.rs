@@ -293,6 +293,11 @@ fn text(min: usize, max_bytes: usize) -> Value {
     json!({"pattern": names::text_pattern(min, max_bytes), "minLength": min, "maxLength": max_bytes})
 }
 
+/// Free text that must not be blank (`names::check_not_blank`).
+fn not_blank(max_bytes: usize) -> Value {
+    json!({"pattern": names::not_blank_pattern(max_bytes), "minLength": 1, "maxLength": max_bytes})
+}
+
 /// `constraint` as a whole string schema (for array items, which are replaced, not merged).
 fn string(mut constraint: Value) -> Value {
     constraint["type"] = json!("string");
@@ -509,11 +514,10 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
             "new_version",
             text(0, req::DEPENDENCY_TEXT_MAX_BYTES),
         ),
-        // Not blank: at least one printable ASCII character that is not a space.
         (
             "CreateKeyBody",
             "description",
-            json!({"maxLength": req::KEY_DESCRIPTION_MAX_BYTES, "pattern": r"^(?:[^\x00-\x1f\x7f-\x9f]{0,30}[!-~][^\x00-\x1f\x7f-\x9f]{0,30}|[\x20-\x7e]*[!-~][\x20-\x7e]*)$"}),
+            not_blank(req::KEY_DESCRIPTION_MAX_BYTES),
         ),
         (
             "CreateKeyBody",
@@ -559,7 +563,11 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("TransitionBody", "max_change_pct", json!({"minimum": 0})),
         ("TransitionBody", "expires_at", date_time()),
-        ("PromoteOverride", "reason", text(1, 1024)),
+        (
+            "PromoteOverride",
+            "reason",
+            not_blank(req::OVERRIDE_REASON_MAX_BYTES),
+        ),
         (
             "OpenGateBody",
             "runs",

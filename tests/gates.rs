@@ -816,6 +816,25 @@ fn alerts_triage_and_quarantine(b: Backend) {
         400,
         "invalid_input",
     );
+    // Unicode whitespace is blank too, and the document's pattern says so (schemathesis sent
+    // "\u00a0", which a pattern written with `\s` let through under Python's `re.ASCII`).
+    let blank = "\u{a0}\u{3000} \u{2028}";
+    let e = expect_error(
+        promote(
+            ADMIN,
+            json!({"from_version": "slow-v", "to_version": "p1", "override": {"reason": blank}}),
+        ),
+        400,
+        "invalid_input",
+    );
+    assert_eq!(e["details"]["field"], "override.reason", "{e}");
+    let doc = expect(s.get(ADMIN, "/api/v1/openapi.json"), 200);
+    let reason = &doc["components"]["schemas"]["PromoteOverride"]["properties"]["reason"];
+    let pattern = reason["pattern"].as_str().expect("a pattern");
+    assert!(!pattern.contains(r"\s"), "{pattern}");
+    let re = regex::Regex::new(pattern).unwrap();
+    assert!(!re.is_match(blank) && !re.is_match("\u{a0}") && !re.is_match(" "));
+    assert!(re.is_match("release blocker") && re.is_match("\u{a0}fix\u{a0}"));
     expect(
         promote(
             ADMIN,

@@ -10,7 +10,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::access::{BenchFilter, CredentialKind, Principal, Role};
-use crate::domain::names::{check_text, NameError, ProjectName};
+use crate::domain::names::{check_not_blank, NameError, ProjectName};
 use crate::domain::requests::{is_key_pattern_char, KEY_DESCRIPTION_MAX_BYTES, KEY_PATTERN_MAX};
 use crate::domain::time::{now_micros, parse_rfc3339};
 
@@ -157,11 +157,7 @@ impl NewKey {
         pattern: Option<&str>,
         expires_at: Option<&str>,
     ) -> Result<NewKey, NameError> {
-        let description = description.trim();
-        if description.is_empty() {
-            return Err(NameError::new("description", "must not be blank"));
-        }
-        check_text("description", description, KEY_DESCRIPTION_MAX_BYTES)?;
+        let description = check_not_blank("description", description, KEY_DESCRIPTION_MAX_BYTES)?;
         let role = Role::parse(role).ok_or_else(|| {
             NameError::new("role", "expected viewer, contributor, promoter or admin")
         })?;

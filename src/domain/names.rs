@@ -229,6 +229,32 @@ pub fn text_pattern(min: usize, max: usize) -> String {
     )
 }
 
+/// The pattern of a [`check_not_blank`] field of at most `max` bytes: a [`text_pattern`] with a
+/// character that is not whitespace (Rust's `char::is_whitespace`, which `str::trim` strips).
+/// The whitespace is listed rather than written `\s`, which Python's `re` under `re.ASCII` (as
+/// schemathesis compiles ECMA patterns) reads as ASCII whitespace only.
+pub fn not_blank_pattern(max: usize) -> String {
+    let side = ((max / 4).saturating_sub(1) / 2).max(1);
+    format!(
+        r"^(?:[^\x00-\x1f\x7f-\x9f]{{0,{side}}}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]{{0,{side}}}|[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*)$"
+    )
+}
+
+/// Validates a free-form text that must not be blank, such as a reason or a key description:
+/// returns it trimmed of surrounding whitespace.
+pub fn check_not_blank<'a>(
+    field: &'static str,
+    s: &'a str,
+    max: usize,
+) -> Result<&'a str, NameError> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(err(field, "must not be blank"));
+    }
+    check_text(field, t, max)?;
+    Ok(t)
+}
+
 /// Validates a free-form short text field such as a tag, git ref or sha.
 pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), NameError> {
     if s.len() > max {
@@ -376,6 +402,13 @@ mod tests {
         agrees(&text_pattern(1, 128), 128, |s| {
             !s.is_empty() && check_text("f", s, 128).is_ok()
         });
+        for max in [64, 256, 1024] {
+            // No `\s`: schemathesis compiles patterns with Python's `re.ASCII`.
+            assert!(!not_blank_pattern(max).contains(r"\s"));
+            agrees(&not_blank_pattern(max), max, |s| {
+                check_not_blank("f", s, max).is_ok()
+            });
+        }
     }
 
     #[test]

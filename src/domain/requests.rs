@@ -41,6 +41,8 @@ pub const FLEET_METRIC_MAX: usize = 64;
 pub const MAX_DELTA_PCT: f64 = 1e9;
 /// Longest `benchmark_prefix` filter, in bytes.
 pub const BENCHMARK_PREFIX_MAX_BYTES: usize = 64;
+/// Longest reason for promoting a quarantined version, in bytes.
+pub const OVERRIDE_REASON_MAX_BYTES: usize = 1024;
 /// Longest key description, in bytes.
 pub const KEY_DESCRIPTION_MAX_BYTES: usize = 256;
 /// Longest key benchmark glob.

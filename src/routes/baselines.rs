@@ -25,7 +25,7 @@ use crate::api::{
 use crate::auth::{Gate, Principal, Scope};
 use crate::cache::CachedLatest;
 use crate::db::baselines::{BaselineRow, ListFilter};
-use crate::domain::names::{check_text, BenchmarkName, NameError, ProjectName, Version};
+use crate::domain::names::{check_not_blank, check_text, BenchmarkName, ProjectName, Version};
 use crate::domain::receipt;
 use crate::domain::requests;
 use crate::domain::time::to_rfc3339;
@@ -433,11 +433,6 @@ pub(crate) struct PromoteBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct PromoteOverride {
     /// Why (audited): not blank, no control characters, at most 1024 bytes.
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
     reason: String,
 }
 
@@ -462,11 +457,11 @@ pub(crate) async fn promote(
         Some(o) => {
             // Overriding a quarantine is an admin's decision, and needs a reason.
             principal.authorize(Scope::Admin, project.as_str(), Some(benchmark.as_str()))?;
-            let r = o.reason.trim();
-            if r.is_empty() {
-                return Err(NameError::new("override.reason", "must not be blank").into());
-            }
-            crate::domain::names::check_text("override.reason", r, 1024)?;
+            let r = check_not_blank(
+                "override.reason",
+                &o.reason,
+                crate::domain::requests::OVERRIDE_REASON_MAX_BYTES,
+            )?;
             Some(r.to_owned())
         }
     };
