@@ -356,7 +356,7 @@ fn finish(
     }
     let first = inputs.iter().map(|r| r.attempt).min().unwrap_or(1);
     for r in inputs.iter().filter(|r| r.attempt == first) {
-        let summary = receipt::validate(&r.receipt)
+        let summary = receipt::validate_stored(&r.receipt)
             .map_err(|e| StoreError::Internal(format!("stored gate receipt: {e}")))?;
         let version = loop {
             let v = version::generate(now);

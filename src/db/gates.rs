@@ -454,7 +454,7 @@ pub(crate) fn backfill_run_stats(conn: &mut DbConn, batch: i64) -> QueryResult<b
     } in &rows
     {
         // A receipt the server accepted once is valid; one that no longer parses is skipped.
-        let Ok(s) = crate::domain::receipt::validate(receipt) else {
+        let Ok(s) = crate::domain::receipt::validate_stored(receipt) else {
             continue;
         };
         let runner = crate::domain::receipt::runner_class(&s.host_class, None);

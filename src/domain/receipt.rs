@@ -347,22 +347,38 @@ fn numbers_fit(json: &str) -> Result<(), serde_json::Error> {
     }
 }
 
-/// Checks that `json` is a `perfgate.run.v1` receipt.
+/// Checks that `json` is a `perfgate.run.v1` receipt (a receipt a client sends: every object
+/// is read strictly, see [`super::strict`]).
 pub fn validate(json: &str) -> Result<ReceiptSummary, ReceiptError> {
+    read(json, true)
+}
+
+/// Summarises a receipt the server stored once, as the server read it then: before the strict
+/// reading, serde also took an object's fields as an array in order, and such a receipt, once
+/// acknowledged, stays readable (a gate opened before an upgrade records its runs after it).
+pub fn validate_stored(json: &str) -> Result<ReceiptSummary, ReceiptError> {
+    read(json, false)
+}
+
+fn read(json: &str, strict: bool) -> Result<ReceiptSummary, ReceiptError> {
     let de = &mut serde_json::Deserializer::from_str(json);
-    let r: RunReceipt =
-        serde_path_to_error::deserialize(super::strict::Strict(&mut *de)).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." || path.is_empty() {
-                "receipt".to_owned()
-            } else {
-                format!("receipt.{path}")
-            };
-            ReceiptError {
-                field,
-                message: strip_position(&e.inner().to_string()),
-            }
-        })?;
+    let parsed: Result<RunReceipt, _> = if strict {
+        serde_path_to_error::deserialize(super::strict::Strict(&mut *de))
+    } else {
+        serde_path_to_error::deserialize(&mut *de)
+    };
+    let r = parsed.map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." || path.is_empty() {
+            "receipt".to_owned()
+        } else {
+            format!("receipt.{path}")
+        };
+        ReceiptError {
+            field,
+            message: strip_position(&e.inner().to_string()),
+        }
+    })?;
     // One JSON value and nothing after it (found by the `receipt` fuzz target: trailing bytes
     // were accepted, and `normalize` then failed on the same text).
     de.end().map_err(|e| ReceiptError {
@@ -507,6 +523,23 @@ mod tests {
         assert!(e.message.contains("number out of range"), "{}", e.message);
         // Anything validate accepts, normalize rewrites.
         assert!(normalize(FIXTURE).is_ok());
+    }
+
+    /// A receipt stored before the strict reading, with an object written as an array of its
+    /// fields in order, is refused from a client and still read from the store.
+    #[test]
+    fn stored_receipts_are_read_as_they_were_accepted() {
+        let mut v: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+        v["stats"]["wall_ms"] = serde_json::json!([7, 5, 9, 7.0, 1.5]);
+        let positional = v.to_string();
+        let e = validate(&positional).unwrap_err();
+        assert_eq!(e.field, "receipt.stats.wall_ms", "{}", e.message);
+        let s = validate_stored(&positional).unwrap();
+        assert_eq!(s.wall_ms_median, 7);
+        assert_eq!(s.bench_name, "bench-a");
+        // Anything else wrong is still refused.
+        let e = validate_stored(&positional.replace("perfgate.run.v1", "x")).unwrap_err();
+        assert_eq!(e.field, "receipt.schema");
     }
 
     #[test]
