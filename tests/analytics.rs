@@ -106,24 +106,27 @@ fn verdicts_and_flakiness(b: Backend) {
     );
 
     // Validation.
-    for (patch, code) in [
-        (json!({"status": "maybe"}), 400),
-        (json!({"benchmark": "Bad Name"}), 400),
-        (json!({"run_id": ""}), 400),
+    for (patch, code, field) in [
+        (json!({"status": "maybe"}), 400, "status"),
+        (json!({"benchmark": "Bad Name"}), 400, "benchmark"),
+        (json!({"run_id": ""}), 400, "run_id"),
         (
             json!({"counts": {"pass": -1, "warn": 0, "fail": 0, "skip": 0}}),
             422,
+            "counts.pass",
         ),
-        (json!({"counts": {"pass": 1}}), 422),
+        (json!({"counts": {"pass": 1}}), 422, "counts"),
         // The counts in field order (serde's positional form) are not a counts object.
-        (json!({"counts": [1, 0, 0, 0]}), 422),
-        (json!({"reasons": "nope"}), 422),
+        (json!({"counts": [1, 0, 0, 0]}), 422, "counts"),
+        (json!({"reasons": "nope"}), 422, "reasons"),
+        (json!({"reasons": ["a", 7]}), 422, "reasons[1]"),
     ] {
         let mut body = verdict("bench-a", "pass", None);
         for (k, v) in patch.as_object().unwrap() {
             body[k] = v.clone();
         }
-        expect_error(s.post(CONTRIB, V, &body), code, "invalid_input");
+        let e = expect_error(s.post(CONTRIB, V, &body), code, "invalid_input");
+        assert_eq!(e["details"]["field"], field, "{patch}: {e}");
     }
     expect_error(
         s.post(VIEWER, V, &verdict("bench-a", "pass", None)),

@@ -99,19 +99,31 @@ pub fn json_depth(bytes: &[u8], limit: usize) -> usize {
 /// struct inside it; serde would also take an array of a struct's fields in order (`[0.5, 0]`
 /// as gate settings, `[1, 0, 0, 0]` as verdict counts), which is refused at every depth
 /// ([`crate::domain::strict`]).
+/// A 422 names the field whose value has the wrong shape in `details.field` (`counts.pass`,
+/// `runs[2].benchmark`), as a receipt's does.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = crate::domain::strict::deserialize(&mut *de)
-        .and_then(|value| de.end().map(|()| value))
+    let value = serde_path_to_error::deserialize(crate::domain::strict::Strict(&mut *de))
         .map_err(|e| {
+            let path = e.path().to_string();
+            let field = (!path.is_empty() && path != ".").then_some(path);
+            (e.into_inner(), field)
+        })
+        .and_then(|value| de.end().map(|()| value).map_err(|e| (e, None)))
+        .map_err(|(e, field)| {
             use serde_json::error::Category;
+            let shape = |e| {
+                let err = ApiError::unprocessable(format!("Invalid request body: {e}"));
+                match field {
+                    Some(f) => err.with_details(serde_json::json!({ "field": f })),
+                    None => err,
+                }
+            };
             match e.classify() {
-                Category::Data => ApiError::unprocessable(format!("Invalid request body: {e}")),
+                Category::Data => shape(e),
                 // Valid JSON, but a number no field can hold (`1e309`): the wrong shape, as it is
                 // inside a receipt.
-                Category::Syntax if e.to_string().starts_with("number out of range") => {
-                    ApiError::unprocessable(format!("Invalid request body: {e}"))
-                }
+                Category::Syntax if e.to_string().starts_with("number out of range") => shape(e),
                 Category::Syntax | Category::Eof | Category::Io => {
                     ApiError::bad_request(format!("Malformed JSON: {e}"))
                 }
