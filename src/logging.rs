@@ -191,16 +191,13 @@ impl WriteBehind {
     }
 }
 
-/// Asks the kernel to start writing `fd`'s dirty pages to disk, without waiting for them, when
-/// `fd` is a regular file (a pipe or a terminal has nothing to write back). Returns whether it
-/// was asked.
+/// Asks the kernel to start writing `fd`'s dirty pages to disk, without waiting for them.
+/// Returns whether it was asked: on a pipe the call fails (ESPIPE), as a pipe has nothing to
+/// write back; the caller checks once that `fd` is a regular file.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn start_writeback(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     use std::os::fd::AsRawFd;
-    if !is_regular_file(fd) {
-        return false;
-    }
     // SAFETY: sync_file_range reads nothing but its integer arguments, and `fd` is open for
     // the length of the call (borrowed).
     unsafe { libc::sync_file_range(fd.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) == 0 }
