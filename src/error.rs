@@ -207,7 +207,11 @@ impl ApiError {
             403 => Self::forbidden("Forbidden"),
             404 => Self::not_found("Resource not found"),
             405 => Self::method_not_allowed(),
-            408 => Self::timeout("Request timed out"),
+            408 => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::Timeout,
+                "Request timed out",
+            ),
             409 => Self::conflict("Conflict"),
             413 => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -366,11 +370,16 @@ mod tests {
             (401, "unauthorized"),
             (404, "not_found"),
             (405, "method_not_allowed"),
+            (408, "timeout"),
             (413, "payload_too_large"),
+            (414, "invalid_input"),
             (415, "unsupported_media_type"),
             (422, "invalid_input"),
+            (429, "rate_limited"),
+            (431, "invalid_input"),
             (500, "internal_error"),
             (503, "unavailable"),
+            (504, "timeout"),
         ] {
             let e = ApiError::for_status(StatusCode::from_u16(s).unwrap());
             assert_eq!(e.status.as_u16(), s);
