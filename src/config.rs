@@ -382,7 +382,7 @@ config_keys! {
     jwt_issuer: Option<String>,
     /// Required `aud` claim of static JWTs.
     jwt_audience: Option<String>,
-    /// GitHub Actions OIDC mapping `org/repo:project:role[:ref_pattern]`; repeatable.
+    /// GitHub Actions OIDC mapping `org/repo:project:role[:ref_pattern[:protected]]`; repeatable.
     #[flag(value_name = "MAPPING")]
     github_oidc: [String],
     /// GitHub OIDC issuer (GitHub Enterprise Server has its own).
@@ -390,7 +390,7 @@ config_keys! {
     github_oidc_issuer: String = "https://token.actions.githubusercontent.com".into(),
     /// Audience GitHub tokens must carry.
     github_oidc_audience: String = "perfgate".into(),
-    /// GitLab CI OIDC mapping `group/project:project:role[:ref_pattern]`; repeatable.
+    /// GitLab CI OIDC mapping `group/project:project:role[:ref_pattern[:protected]]`; repeatable.
     #[flag(value_name = "MAPPING")]
     gitlab_oidc: [String],
     /// GitLab OIDC issuer (a self-managed GitLab's URL).
@@ -399,7 +399,7 @@ config_keys! {
     /// Audience GitLab tokens must carry.
     gitlab_oidc_audience: String = "perfgate".into(),
     /// Custom OIDC provider
-    /// `issuer=URL,jwks_url=URL,audience=AUD,claim=FIELD,mapping=ID:PROJECT:ROLE[;…]`;
+    /// `issuer=URL,jwks_url=URL,audience=AUD,claim=FIELD,mapping=ID:PROJECT:ROLE[:REF[:protected]][;…]`;
     /// repeatable.
     #[flag(value_name = "SPEC")]
     oidc_provider: [String],
