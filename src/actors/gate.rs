@@ -674,7 +674,7 @@ impl Op<GateStore> for GetGate {
 
 pub(crate) struct ListGates {
     pub filter: GateFilter,
-    /// The caller's benchmark restriction: it sees only gates holding a benchmark it may read.
+    /// The caller's benchmark restriction: it sees only gates whose every benchmark it may read.
     pub visible: Option<BenchFilter>,
 }
 
@@ -685,7 +685,8 @@ impl Op<GateStore> for ListGates {
         read_tx(&mut c, |c| {
             if let Some(f) = &self.visible {
                 let names = q::gate_benchmarks(c, &self.filter.project)?;
-                self.filter.allowed_benchmarks = Some(f.visible(names));
+                self.filter.hidden_benchmarks =
+                    names.into_iter().filter(|n| !f.matches(n)).collect();
             }
             let (rows, total) = q::list_gates(c, &self.filter)?;
             let gates = rows.iter().map(response_of).collect::<Result<_, _>>()?;

@@ -235,9 +235,9 @@ pub(crate) struct GateFilter {
     pub project: String,
     pub status: Option<String>,
     pub git_ref: Option<String>,
-    /// Only gates holding a run of one of these benchmarks (a benchmark-restricted caller's
-    /// view); `None` = every gate.
-    pub allowed_benchmarks: Option<Vec<String>>,
+    /// Leaves out every gate holding a run of one of these benchmarks (those a
+    /// benchmark-restricted caller may not read); empty = every gate.
+    pub hidden_benchmarks: Vec<String>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -264,18 +264,15 @@ pub(crate) fn list_gates(conn: &mut DbConn, f: &GateFilter) -> QueryResult<(Vec<
         if let Some(r) = &f.git_ref {
             q = q.filter(gates::git_ref.eq(r.clone()));
         }
-        if let Some(names) = &f.allowed_benchmarks {
-            q = q.filter(exists(
+        if !f.hidden_benchmarks.is_empty() {
+            q = q.filter(not(exists(
                 gate_runs::table
                     .filter(gate_runs::gate_id.eq(gates::id))
-                    .filter(gate_runs::benchmark.eq_any(names.clone())),
-            ));
+                    .filter(gate_runs::benchmark.eq_any(f.hidden_benchmarks.clone())),
+            )));
         }
         q
     };
-    if matches!(&f.allowed_benchmarks, Some(a) if a.is_empty()) {
-        return Ok((Vec::new(), 0));
-    }
     let total: i64 = filtered().count().get_result(conn)?;
     let rows = filtered()
         .order((gates::created_at.desc(), gates::id.desc()))

@@ -120,32 +120,14 @@ fn parse_runs(
     Ok(out)
 }
 
-/// What a caller restricted to some benchmarks may see of a gate.
-fn visible(principal: &Principal, mut g: GateResponse) -> GateResponse {
-    if let Some(f) = &principal.benchmarks {
-        g.result.benchmarks.retain(|b| f.matches(&b.benchmark));
-        g.result.recorded.retain(|b| f.matches(&b.benchmark));
-        if let Some(c) = &mut g.result.confirm {
-            c.benchmarks.retain(|b| f.matches(b));
-            c.repeat.retain(|b, _| f.matches(b));
-        }
-        // Nothing the caller can see is to be confirmed.
-        if g.result
-            .confirm
-            .as_ref()
-            .is_some_and(|c| c.benchmarks.is_empty())
-        {
-            g.result.confirm = None;
-        }
-    }
-    g
-}
-
-/// Whether a caller restricted to some benchmarks may read any benchmark of the gate: a gate
-/// it can read none of is not found for it, like a benchmark it cannot read.
-fn sees_any(principal: &Principal, g: &GateResponse) -> bool {
+/// Whether a caller restricted to some benchmarks may read the gate: only when it may read
+/// every benchmark of it. A gate's status, suite verdicts, attempts and confirmation are decided
+/// over all its benchmarks, so any part of a gate would tell of the others (a `warn` that only a
+/// hidden benchmark explains). A gate it cannot read whole is not found for it, like a benchmark
+/// it cannot read; posting an attempt, which re-decides every benchmark, needs write on each.
+fn sees_all(principal: &Principal, g: &GateResponse) -> bool {
     match &principal.benchmarks {
-        Some(f) => g.result.benchmarks.iter().any(|b| f.matches(&b.benchmark)),
+        Some(f) => g.result.benchmarks.iter().all(|b| f.matches(&b.benchmark)),
         None => true,
     }
 }
@@ -239,7 +221,7 @@ pub(crate) async fn add_attempt(
             id: id.clone(),
         })
         .await??
-        .filter(|g| sees_any(&principal, g))
+        .filter(|g| sees_all(&principal, g))
         .ok_or_else(|| ApiError::not_found(format!("Gate {id} not found")))?;
     // An attempt re-decides every benchmark of the gate (and may record or fail any of them):
     // the caller must be allowed to write each one, not only the runs it posts.
@@ -276,7 +258,7 @@ pub(crate) async fn add_attempt(
             },
         )
         .await??;
-    Ok(HttpResponse::Ok().json(visible(&principal, gate)))
+    Ok(HttpResponse::Ok().json(gate))
 }
 
 #[utoipa::path(get, operation_id = "gates_get", path = "/api/v1/projects/{project}/gates/{id}", tag = "gates", security(("bearer" = []), ("token" = [])),
@@ -298,9 +280,9 @@ pub(crate) async fn get(
             id: id.clone(),
         })
         .await??
-        .filter(|g| sees_any(&principal, g))
+        .filter(|g| sees_all(&principal, g))
         .ok_or_else(|| ApiError::not_found(format!("Gate {id} not found")))?;
-    Ok(HttpResponse::Ok().json(visible(&principal, gate)))
+    Ok(HttpResponse::Ok().json(gate))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -344,7 +326,7 @@ pub(crate) async fn list(
                 project: project.into_string(),
                 status: q.status,
                 git_ref: q.git_ref,
-                allowed_benchmarks: None,
+                hidden_benchmarks: Vec::new(),
                 limit,
                 offset,
             },
@@ -353,7 +335,7 @@ pub(crate) async fn list(
         .await??;
     let n = gates.len();
     Ok(HttpResponse::Ok().json(ListGatesResponse {
-        gates: gates.into_iter().map(|g| visible(&principal, g)).collect(),
+        gates,
         pagination: Pagination::new(total, offset, limit, n),
     }))
 }
