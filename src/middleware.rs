@@ -55,6 +55,13 @@ fn size_limits(req: &ServiceRequest) -> Option<ApiError> {
             format!("Request URL exceeds {} bytes", cfg.max_url_bytes),
         ));
     }
+    if !decodes_to_utf8(req.path()) || !decodes_to_utf8(req.query_string()) {
+        // actix decodes `%FF` to U+FFFD: `versions/%FF` and `versions/%FE` would both name a
+        // version stored as "\u{fffd}", and a malformed request would read or delete it.
+        return Some(ApiError::bad_request(
+            "The request URL percent-decodes to bytes that are not UTF-8",
+        ));
+    }
     let headers: usize = req
         .headers()
         .iter()
@@ -72,6 +79,16 @@ fn size_limits(req: &ServiceRequest) -> Option<ApiError> {
         ));
     }
     None
+}
+
+/// Whether `s` (a URL's path or query) percent-decodes to UTF-8; a `%` not followed by two hex
+/// digits stands for itself.
+fn decodes_to_utf8(s: &str) -> bool {
+    // A `&str` without `%` is UTF-8 already.
+    !s.contains('%')
+        || percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .is_ok()
 }
 
 /// Outermost middleware: assigns the request id, runs the request inside its scope, turns any
@@ -184,4 +201,27 @@ pub(crate) async fn request_context(
         server_request_id: &server_id,
     });
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_that_do_not_decode_to_utf8_are_told_apart() {
+        for ok in [
+            "",
+            "/a/b",
+            "/v%201",
+            "%C3%BC",
+            "%e2%82%ac",
+            "100%",
+            "%zz",
+            "%4",
+            "a=%20&b",
+        ] {
+            assert!(super::decodes_to_utf8(ok), "{ok}");
+        }
+        for bad in ["%FF", "/v/%C0", "%fe%ff", "%C3", "x=%E2%82"] {
+            assert!(!super::decodes_to_utf8(bad), "{bad}");
+        }
+    }
 }
