@@ -611,6 +611,38 @@ fn idempotency_is_per_caller_and_truthful(b: Backend) {
     let e = expect_error(post(ADMIN, "k-deleted", &v9), 409, "conflict");
     let m = e["message"].as_str().unwrap();
     assert!(m.contains("deleted") && m.contains("bench-a/v9"), "{e}");
+
+    // Two keys, or two credentials, in one request: refused, nothing stored.
+    let v10 = upload_body("bench-a", Some("v10"), &receipt());
+    let two_keys = s
+        .http
+        .post(s.url(P))
+        .bearer_auth(ADMIN)
+        .header("idempotency-key", "k1")
+        .header("idempotency-key", "k2")
+        .json(&v10)
+        .send()
+        .unwrap();
+    let e = expect_error(two_keys, 400, "invalid_input");
+    assert_eq!(e["details"]["field"], "Idempotency-Key", "{e}");
+    let two_credentials = s
+        .http
+        .post(s.url(P))
+        .header("authorization", format!("Bearer {VIEWER}"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .json(&v10)
+        .send()
+        .unwrap();
+    let e = expect_error(two_credentials, 401, "unauthorized");
+    assert!(
+        e["message"].as_str().unwrap().contains("More than one"),
+        "{e}"
+    );
+    expect_error(
+        s.get(ADMIN, &format!("{P}/bench-a/versions/v10")),
+        404,
+        "not_found",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -652,6 +684,37 @@ fn reserved_and_invisible_names_are_refused(b: Backend) {
         let e = expect_error(s.post(ADMIN, P, &body), 400, "invalid_input");
         assert!(e["message"].as_str().unwrap().contains("metadata"), "{e}");
     }
+    // A URL that percent-decodes to bytes that are not UTF-8 names nothing: actix reads `%FF`
+    // and `%C0` as U+FFFD, which would name a version stored as "\u{fffd}".
+    expect(
+        s.upload(ADMIN, "proj", "bench-u", Some("\u{fffd}"), &receipt()),
+        201,
+    );
+    expect(
+        s.get(ADMIN, &format!("{P}/bench-u/versions/%EF%BF%BD")),
+        200,
+    );
+    for path in [
+        format!("{P}/bench-u/versions/%FF"),
+        format!("{P}/bench-u/versions/%C0"),
+        "/api/v1/fleet/dependency/%FF%FE/impact".to_owned(),
+        "/api/v1/projects/proj/benchmarks/bench-u/change-points?runner=%FF".to_owned(),
+    ] {
+        let e = expect_error(s.get(ADMIN, &path), 400, "invalid_input");
+        assert!(
+            e["message"].as_str().unwrap().contains("UTF-8"),
+            "{path}: {e}"
+        );
+    }
+    expect_error(
+        s.delete(ADMIN, &format!("{P}/bench-u/versions/%FE")),
+        400,
+        "invalid_input",
+    );
+    expect(
+        s.get(ADMIN, &format!("{P}/bench-u/versions/%EF%BF%BD")),
+        200,
+    );
     // What stays allowed is read back by the paths that name it.
     expect(
         s.upload(ADMIN, "proj", "bench-a", Some("v 1"), &receipt()),

@@ -185,14 +185,30 @@ fn extract(
     // site re-pointed at 127.0.0.1 (DNS rebinding: a foreign `Host`).
     // Only local mode asks (it reads and lower-cases the Host header).
     let same_machine = state.as_ref().is_some_and(|s| s.config.local) && is_local_request(req);
-    let header = match req.headers().get(AUTHORIZATION) {
+    let mut headers = req.headers().get_all(AUTHORIZATION);
+    let header = match headers.next() {
         None => None,
+        // Two credentials: which one the client meant, it did not say (the field is a
+        // singleton, RFC 9110 §11.6.2).
+        Some(_) if headers.next().is_some() => {
+            crate::metrics::auth_failure(AuthFailure::Malformed.label());
+            return Box::pin(async {
+                Err(ApiError::unauthenticated(
+                    AuthFailure::Malformed,
+                    "More than one Authorization header: send one credential",
+                ))
+            });
+        }
         Some(v) => match v.to_str() {
             Ok(s) => Some(s.to_owned()),
             Err(_) => {
+                crate::metrics::auth_failure(AuthFailure::Malformed.label());
                 return Box::pin(async {
-                    Err(ApiError::unauthorized("Invalid authentication header"))
-                })
+                    Err(ApiError::unauthenticated(
+                        AuthFailure::Malformed,
+                        "Invalid authentication header",
+                    ))
+                });
             }
         },
     };

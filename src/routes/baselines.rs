@@ -161,8 +161,17 @@ pub(crate) async fn upload(
     } else {
         b.receipt.get().to_owned()
     };
-    let idempotency = match req.headers().get("idempotency-key") {
+    let mut keys = req.headers().get_all("idempotency-key");
+    let idempotency = match keys.next() {
         None => None,
+        // Two keys name two retries: which one this is, the client did not say.
+        Some(_) if keys.next().is_some() => {
+            return Err(crate::domain::names::NameError::new(
+                "Idempotency-Key",
+                "sent more than once",
+            )
+            .into())
+        }
         Some(v) => {
             let key = requests::check_idempotency_key(v.to_str().ok())?;
             Some((key.to_owned(), crate::domain::digest::sha256_hex(&bytes)))
