@@ -169,8 +169,72 @@ pub(crate) fn constrained_document() -> (Value, Vec<String>) {
         }
     }
     response_headers(&mut doc, &mut unmatched);
+    response_links(&mut doc, &mut unmatched);
     integer_bounds(&mut doc);
     (doc, unmatched)
+}
+
+/// OpenAPI links from an answer to the operations its ids address (a gate's id to reading it
+/// and to its next attempt; a listed alert's id to reading and triaging it), so that a client
+/// generator such as schemathesis's stateful phase reaches them with real ids.
+fn response_links(doc: &mut Value, unmatched: &mut Vec<String>) {
+    let link = |op: &str, id: &str| {
+        json!({"operationId": op,
+            "parameters": {"project": "$request.path.project", "id": id}})
+    };
+    let gate = "$response.body#/id";
+    let alert = "$response.body#/alerts/0/id";
+    let links: [(&str, &str, &str, Value); 6] = [
+        ("gates_open", "201", "GetGate", link("gates_get", gate)),
+        (
+            "gates_open",
+            "201",
+            "AddAttempt",
+            link("gates_add_attempt", gate),
+        ),
+        (
+            "gates_add_attempt",
+            "200",
+            "GetGate",
+            link("gates_get", gate),
+        ),
+        ("alerts_list", "200", "GetAlert", link("alerts_get", alert)),
+        (
+            "alerts_list",
+            "200",
+            "TriageAlert",
+            link("alerts_transition", alert),
+        ),
+        (
+            "alerts_get",
+            "200",
+            "TriageAlert",
+            link("alerts_transition", "$response.body#/id"),
+        ),
+    ];
+    let mut ops = std::collections::HashMap::new();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for op in paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(|item| item.values_mut())
+        {
+            if let Some(id) = op["operationId"].as_str() {
+                ops.insert(id.to_owned(), op);
+            }
+        }
+    }
+    for (op_id, status, name, link) in links {
+        let known = ops.contains_key(link["operationId"].as_str().unwrap_or_default());
+        let response = ops
+            .get_mut(op_id)
+            .map(|op| &mut op["responses"][status])
+            .filter(|r| r.is_object());
+        match response {
+            Some(r) if known => r["links"][name] = link,
+            _ => unmatched.push(format!("{op_id} {status} link {name}")),
+        }
+    }
 }
 
 /// The headers every response carries (`X-Request-Id`; `Retry-After` on 503) and those of
@@ -180,7 +244,7 @@ fn response_headers(doc: &mut Value, unmatched: &mut Vec<String>) {
         "schema": {"type": "string", "pattern": "^\"sha256:[0-9a-f]{64}\"$"}});
     let location = json!({"required": true, "description": "URL path of the created resource",
         "schema": {"type": "string", "pattern": "^/api/v1/"}});
-    let specific: [(&str, &str, &str, &Value); 10] = [
+    let specific: [(&str, &str, &str, &Value); 11] = [
         ("baselines_upload", "201", "ETag", &etag),
         ("baselines_upload", "201", "Location", &location),
         ("baselines_latest", "200", "ETag", &etag),
@@ -191,6 +255,7 @@ fn response_headers(doc: &mut Value, unmatched: &mut Vec<String>) {
         ("verdicts_submit", "201", "Location", &location),
         ("decisions_upload", "201", "Location", &location),
         ("keys_create_key", "201", "Location", &location),
+        ("gates_open", "201", "Location", &location),
     ];
     let mut hits = vec![false; specific.len()];
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {

@@ -148,6 +148,19 @@ fn verdicts_and_flakiness(b: Backend) {
         "not_found",
     );
 
+    // A malformed query names the parameter at fault.
+    for (query, field) in [
+        ("limit=abc", "limit"),
+        ("limit=0", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=1.5", "offset"),
+        ("since=yesterday", "since"),
+        ("until=2026-13-01T00:00:00Z", "until"),
+    ] {
+        let e = expect_error(s.get(VIEWER, &format!("{V}?{query}")), 400, "invalid_input");
+        assert_eq!(e["details"]["field"], field, "{query}: {e}");
+    }
+
     // Lists: newest first, filters, totals.
     let l = expect(s.get(VIEWER, V), 200);
     // a: 1, b: 3, c: 2, d: 1, e: 21, x: 1

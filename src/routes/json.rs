@@ -197,11 +197,19 @@ pub struct Query<T> {
 }
 
 impl<T: DeserializeOwned> Query<T> {
-    /// The query as `T`; 400 `invalid_input` for a malformed one.
+    /// The query as `T`; 400 `invalid_input` for a malformed one, naming the parameter in
+    /// `details.field` when one is to blame (`limit=abc`).
     pub fn parse(&self) -> Result<T, ApiError> {
-        web::Query::<T>::from_query(&self.raw)
-            .map(web::Query::into_inner)
-            .map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(self.raw.as_bytes()));
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let err = ApiError::bad_request(format!("Invalid query string: {}", e.inner()));
+            if path.is_empty() || path == "." {
+                err
+            } else {
+                err.with_details(serde_json::json!({ "field": path }))
+            }
+        })
     }
 }
 

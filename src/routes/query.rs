@@ -1,15 +1,15 @@
 //! Query parameters shared by list routes: paging and timestamps.
 
+use crate::domain::names::NameError;
 use crate::domain::time::parse_rfc3339;
 use crate::error::ApiError;
 
-pub(crate) fn parse_time(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn parse_time(field: &'static str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
     v.as_deref()
         .map(|s| {
             // An unencoded '+' of an offset arrives as a space.
-            parse_rfc3339(&s.replace(' ', "+")).ok_or_else(|| {
-                ApiError::bad_request(format!("Invalid {field}: expected an RFC 3339 timestamp"))
-            })
+            parse_rfc3339(&s.replace(' ', "+"))
+                .ok_or_else(|| NameError::new(field, "expected an RFC 3339 timestamp").into())
         })
         .transpose()
 }
@@ -20,7 +20,7 @@ pub(crate) fn parse_limit(limit: Option<i64>, default: i64, max: i64) -> Result<
     match limit {
         None => Ok(default),
         Some(l) if l >= 1 => Ok(l.min(max)),
-        Some(_) => Err(ApiError::bad_request("Invalid limit: must be at least 1")),
+        Some(_) => Err(NameError::new("limit", "must be at least 1").into()),
     }
 }
 
@@ -28,9 +28,7 @@ pub(crate) fn parse_offset(offset: Option<i64>) -> Result<i64, ApiError> {
     match offset {
         None => Ok(0),
         Some(o) if o >= 0 => Ok(o),
-        Some(_) => Err(ApiError::bad_request(
-            "Invalid offset: must not be negative",
-        )),
+        Some(_) => Err(NameError::new("offset", "must not be negative").into()),
     }
 }
 
