@@ -410,14 +410,8 @@ fn parse<T: serde::de::DeserializeOwned + Serialize>(
     let de = &mut serde_json::Deserializer::from_str(json);
     let value: T =
         serde_path_to_error::deserialize(super::strict::Strict(&mut *de)).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." || path.is_empty() {
-                label.to_owned()
-            } else {
-                format!("{label}.{path}")
-            };
             DecisionError::Shape(ReceiptError {
-                field,
+                field: super::strict::error_field(&e, Some(label)).unwrap_or_default(),
                 message: strip_position(&e.inner().to_string()),
             })
         })?;

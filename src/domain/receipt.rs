@@ -367,17 +367,9 @@ fn read(json: &str, strict: bool) -> Result<ReceiptSummary, ReceiptError> {
     } else {
         serde_path_to_error::deserialize(&mut *de)
     };
-    let r = parsed.map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." || path.is_empty() {
-            "receipt".to_owned()
-        } else {
-            format!("receipt.{path}")
-        };
-        ReceiptError {
-            field,
-            message: strip_position(&e.inner().to_string()),
-        }
+    let r = parsed.map_err(|e| ReceiptError {
+        field: super::strict::error_field(&e, Some("receipt")).unwrap_or_default(),
+        message: strip_position(&e.inner().to_string()),
     })?;
     // One JSON value and nothing after it (found by the `receipt` fuzz target: trailing bytes
     // were accepted, and `normalize` then failed on the same text).

@@ -13,6 +13,20 @@
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 
+/// The field a `serde_path_to_error` error names (`counts.pass`, `runs[2].benchmark`), under
+/// `prefix` when given (`receipt.stats.wall_ms`); `None` when the error is the whole value's
+/// and there is no prefix.
+pub fn error_field<E>(e: &serde_path_to_error::Error<E>, prefix: Option<&str>) -> Option<String> {
+    let path = e.path().to_string();
+    let whole = path.is_empty() || path == ".";
+    match (prefix, whole) {
+        (None, true) => None,
+        (None, false) => Some(path),
+        (Some(p), true) => Some(p.to_owned()),
+        (Some(p), false) => Some(format!("{p}.{path}")),
+    }
+}
+
 /// Reads `T` from `de`, refusing arrays where `T` (or anything inside it) has a struct.
 pub fn deserialize<'de, D, T>(de: D) -> Result<T, D::Error>
 where

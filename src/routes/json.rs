@@ -105,8 +105,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(crate::domain::strict::Strict(&mut *de))
         .map_err(|e| {
-            let path = e.path().to_string();
-            let field = (!path.is_empty() && path != ".").then_some(path);
+            let field = crate::domain::strict::error_field(&e, None);
             (e.into_inner(), field)
         })
         .and_then(|value| de.end().map(|()| value).map_err(|e| (e, None)))
@@ -202,12 +201,10 @@ impl<T: DeserializeOwned> Query<T> {
     pub fn parse(&self) -> Result<T, ApiError> {
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(self.raw.as_bytes()));
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
             let err = ApiError::bad_request(format!("Invalid query string: {}", e.inner()));
-            if path.is_empty() || path == "." {
-                err
-            } else {
-                err.with_details(serde_json::json!({ "field": path }))
+            match crate::domain::strict::error_field(&e, None) {
+                Some(f) => err.with_details(serde_json::json!({ "field": f })),
+                None => err,
             }
         })
     }
