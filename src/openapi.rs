@@ -168,6 +168,7 @@ pub(crate) fn constrained_document() -> (Value, Vec<String>) {
             None => unmatched.push(format!("{schema}.{property}")),
         }
     }
+    common_responses(&mut doc);
     response_headers(&mut doc, &mut unmatched);
     response_links(&mut doc, &mut unmatched);
     integer_bounds(&mut doc);
@@ -237,7 +238,46 @@ fn response_links(doc: &mut Value, unmatched: &mut Vec<String>) {
     }
 }
 
-/// The headers every response carries (`X-Request-Id`; `Retry-After` on 503) and those of
+/// The rejections any operation can meet before its handler runs, added to every operation so
+/// that no answer the server gives is undocumented: a URL or header block over its limit (414,
+/// 431: `max_url_bytes`, `max_header_bytes`), the credential's rate limit (429, where a credential
+/// is asked for) and a request body not received within `client_timeout` (408, where there is one).
+fn common_responses(doc: &mut Value) {
+    let error = |description: &str| {
+        json!({"description": description, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+    };
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for op in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+    {
+        let has_body = op.get("requestBody").is_some();
+        let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let mut add = |status: &str, description: &str| {
+            responses
+                .entry(status)
+                .or_insert_with(|| error(description));
+        };
+        add("414", "Request URL longer than max_url_bytes");
+        add("431", "Request headers larger than max_header_bytes");
+        if has_body {
+            add("408", "Request body not received within client_timeout");
+        }
+        if responses.contains_key("401") {
+            responses.entry("429").or_insert_with(|| {
+                error("The credential's rate limit is spent (rate_limit); Retry-After says when")
+            });
+        }
+    }
+}
+
+/// The headers every response carries (`X-Request-Id`; `Retry-After` on 503 and 429) and those of
 /// particular responses (`ETag`, `Location`), all marked required.
 fn response_headers(doc: &mut Value, unmatched: &mut Vec<String>) {
     let etag = json!({"required": true, "description": "\"sha256:<content_hash>\"",
@@ -275,7 +315,7 @@ fn response_headers(doc: &mut Value, unmatched: &mut Vec<String>) {
             headers["X-Request-Id"] = json!({"required": true,
                 "description": "The request's id (taken from the request when printable, else generated)",
                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:/+=-]{1,128}$"}});
-            if status == "503" {
+            if status == "503" || status == "429" {
                 headers["Retry-After"] = json!({"required": true, "description": "Seconds to wait",
                     "schema": {"type": "string", "pattern": "^[0-9]+$"}});
             }

@@ -863,6 +863,39 @@ fn size_and_depth_limits_answer_json_errors() {
     );
     let e = expect_error(s.get(ADMIN, &long), 414, "invalid_input");
     assert!(e["message"].as_str().unwrap().contains("URL"));
+    // Every operation documents the rejections that come before its handler.
+    let doc: Value = expect(
+        s.http.get(s.url("/api/v1/openapi.json")).send().unwrap(),
+        200,
+    );
+    let mut ops = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops += 1;
+            let responses = op["responses"].as_object().unwrap();
+            let mut expected = vec!["414", "431"];
+            if responses.contains_key("401") {
+                expected.push("429");
+            }
+            if op.get("requestBody").is_some() {
+                expected.push("408");
+            }
+            for status in expected {
+                assert_eq!(
+                    responses[status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+    assert!(ops > 40, "{ops}");
+    assert!(
+        doc["paths"]["/api/v1/projects/{project}/decisions"]["get"]["responses"]["429"]["headers"]
+            ["Retry-After"]["required"]
+            .as_bool()
+            .unwrap()
+    );
     let r = s
         .http
         .get(s.url("/api/v1/projects/proj/baselines"))
