@@ -379,6 +379,52 @@ fn access_json(line: &mut Vec<u8>, a: &AccessLine<'_>) {
     line.extend_from_slice(b"}\n");
 }
 
+/// actix-http logs at ERROR a connection it closed over the client's mistake (a request head it
+/// could not parse, one over its size limit, a client that went away): `stream error: …`, with
+/// the empty 400/431 it answered. Nothing is wrong with the server, so these are logged at INFO,
+/// as the access lines of the 4xx the server answers itself are.
+struct ClientMistakesAreInfo(env_logger::Logger);
+
+impl ClientMistakesAreInfo {
+    fn is_client_mistake(record: &log::Record<'_>) -> bool {
+        record.level() == log::Level::Error
+            && record.target().starts_with("actix_http::h1")
+            && record
+                .args()
+                .as_str()
+                .map_or_else(|| record.args().to_string(), str::to_owned)
+                .starts_with("stream error:")
+    }
+}
+
+impl log::Log for ClientMistakesAreInfo {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if Self::is_client_mistake(record) {
+            self.0.log(
+                &log::Record::builder()
+                    .args(*record.args())
+                    .level(log::Level::Info)
+                    .target(record.target())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .key_values(record.key_values())
+                    .build(),
+            );
+        } else {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
 /// Installs the global logger. `level` is an env_logger filter (`info`, `debug`,
 /// `perfgate_server=debug,actix_web=warn`, …). Calling it twice is harmless.
 pub fn init(level: &str, format: LogFormat) {
@@ -447,7 +493,7 @@ pub fn init(level: &str, format: LogFormat) {
         LogFormat::Pretty => ACCESS_VIA_LOG,
     };
     let max = logger.filter();
-    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+    if log::set_boxed_logger(Box::new(ClientMistakesAreInfo(logger))).is_ok() {
         log::set_max_level(max);
         ACCESS.store(access, Ordering::Relaxed);
     }

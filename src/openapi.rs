@@ -239,9 +239,10 @@ fn response_links(doc: &mut Value, unmatched: &mut Vec<String>) {
 }
 
 /// The rejections any operation can meet before its handler runs, added to every operation so
-/// that no answer the server gives is undocumented: a URL or header block over its limit (414,
-/// 431: `max_url_bytes`, `max_header_bytes`), the credential's rate limit (429, where a credential
-/// is asked for) and a request body not received within `client_timeout` (408, where there is one).
+/// that no answer the server gives is undocumented: a URL that is not UTF-8 once decoded (400), a
+/// URL or header block over its limit (414, 431: `max_url_bytes`, `max_header_bytes`), the
+/// credential's rate limit (429, where a credential is asked for), and where there is a request
+/// body, one not received within `client_timeout` (408) or over `max_body_bytes` (413).
 fn common_responses(doc: &mut Value) {
     let error = |description: &str| {
         json!({"description": description, "content": {"application/json": {
@@ -264,10 +265,15 @@ fn common_responses(doc: &mut Value) {
                 .entry(status)
                 .or_insert_with(|| error(description));
         };
+        add(
+            "400",
+            "Invalid input (a URL that does not percent-decode to UTF-8)",
+        );
         add("414", "Request URL longer than max_url_bytes");
         add("431", "Request headers larger than max_header_bytes");
         if has_body {
             add("408", "Request body not received within client_timeout");
+            add("413", "Request body larger than max_body_bytes");
         }
         if responses.contains_key("401") {
             responses.entry("429").or_insert_with(|| {

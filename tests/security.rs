@@ -638,6 +638,38 @@ fn idempotency_is_per_caller_and_truthful(b: Backend) {
         e["message"].as_str().unwrap().contains("More than one"),
         "{e}"
     );
+    // A key is 1-255 visible characters: a space is none.
+    let e = expect_error(post(ADMIN, "spaced key", &v10), 400, "invalid_input");
+    assert_eq!(e["details"]["field"], "Idempotency-Key", "{e}");
+    // A body in a coding the server would not decode, or not UTF-8 even where no field is read.
+    let raw = serde_json::to_vec(&v10).unwrap();
+    let send_raw = |encoding: Option<&str>, body: Vec<u8>| {
+        let mut r = s
+            .http
+            .post(s.url(P))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(e) = encoding {
+            r = r.header("content-encoding", e);
+        }
+        r.send().unwrap()
+    };
+    let e = expect_error(
+        send_raw(Some("br"), raw.clone()),
+        415,
+        "unsupported_media_type",
+    );
+    assert!(e["message"].as_str().unwrap().contains("\"br\""), "{e}");
+    let mut not_utf8 = b"{\"x-note\":\"\xff\xfe\",".to_vec();
+    not_utf8.extend_from_slice(&raw[1..]);
+    let e = expect_error(send_raw(None, not_utf8), 400, "invalid_input");
+    assert!(e["message"].as_str().unwrap().contains("UTF-8"), "{e}");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    let stored = expect(send_raw(Some("gzip"), gz.finish().unwrap()), 201);
+    assert_eq!(stored["version"], "v10");
+    expect(s.delete(ADMIN, &format!("{P}/bench-a/versions/v10")), 200);
     expect_error(
         s.get(ADMIN, &format!("{P}/bench-a/versions/v10")),
         404,

@@ -873,12 +873,12 @@ fn size_and_depth_limits_answer_json_errors() {
         for (method, op) in item.as_object().unwrap() {
             ops += 1;
             let responses = op["responses"].as_object().unwrap();
-            let mut expected = vec!["414", "431"];
+            let mut expected = vec!["400", "414", "431"];
             if responses.contains_key("401") {
                 expected.push("429");
             }
             if op.get("requestBody").is_some() {
-                expected.push("408");
+                expected.extend(["408", "413"]);
             }
             for status in expected {
                 assert_eq!(
@@ -904,6 +904,33 @@ fn size_and_depth_limits_answer_json_errors() {
         .send()
         .unwrap();
     expect_error(r, 431, "invalid_input");
+    // A request head the HTTP layer cannot parse: its empty 400, and a log line at INFO, not
+    // ERROR (the client's mistake, not the server's).
+    {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let mut line = None;
+        for _ in 0..50 {
+            line = s
+                .log()
+                .lines()
+                .find(|l| l.contains("request parse error"))
+                .map(str::to_owned);
+            if line.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let line = line.expect("the parse error is logged");
+        assert!(line.contains(r#""level":"INFO""#), "{line}");
+    }
     // Nesting deeper than the cap is refused before parsing; within the cap it is fine.
     let deep = format!(
         "{{\"benchmark\":\"bench-a\",\"receipt\":{}1{}}}",

@@ -170,7 +170,7 @@ pub fn check_idempotency_key(key: Option<&str>) -> Result<&str, NameError> {
     key.filter(|k| {
         !k.is_empty()
             && k.len() <= IDEMPOTENCY_KEY_MAX_BYTES
-            && k.bytes().all(|b| (32..127).contains(&b) || b == b'\t')
+            && k.bytes().all(|b| b.is_ascii_graphic())
     })
     .ok_or_else(|| err("Idempotency-Key", "1-255 visible ASCII characters"))
 }

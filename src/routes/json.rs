@@ -66,6 +66,29 @@ fn is_json_content_type(req: &HttpRequest) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// A body is read as sent (`identity`) or gunzipped (`gzip`); any other coding, or several, would
+/// be read as if it were none: 415 (RFC 9110 §15.5.16) rather than a body misread.
+fn check_content_encoding(req: &HttpRequest) -> Result<(), ApiError> {
+    let mut codings = req
+        .headers()
+        .get_all(actix_web::http::header::CONTENT_ENCODING);
+    let Some(first) = codings.next() else {
+        return Ok(());
+    };
+    let coding = first.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    if codings.next().is_none() && matches!(coding.as_str(), "identity" | "gzip" | "x-gzip") {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        crate::error::ErrorCode::UnsupportedMediaType,
+        format!(
+            "Content-Encoding {:?} is not supported: send the body as is, or gzip it",
+            String::from_utf8_lossy(first.as_bytes())
+        ),
+    ))
+}
+
 /// Deepest `{`/`[` nesting in a JSON text (strings skipped); stops counting past `limit`.
 pub fn json_depth(bytes: &[u8], limit: usize) -> usize {
     let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
@@ -102,7 +125,14 @@ pub fn json_depth(bytes: &[u8], limit: usize) -> usize {
 /// A 422 names the field whose value has the wrong shape in `details.field` (`counts.pass`,
 /// `runs[2].benchmark`), as a receipt's does.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    // JSON text is UTF-8 (RFC 8259 §8.1) everywhere, also in a member no field reads.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Malformed JSON: the body is not UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let de = &mut serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(crate::domain::strict::Strict(&mut *de))
         .map_err(|e| {
             let field = crate::domain::strict::error_field(&e, None);
@@ -160,6 +190,9 @@ impl<T: 'static> FromRequest for JsonBody<T> {
             return Box::pin(std::future::ready(Ok(body(Err(
                 ApiError::unsupported_media_type(),
             )))));
+        }
+        if let Err(e) = check_content_encoding(req) {
+            return Box::pin(std::future::ready(Ok(body(Err(e)))));
         }
         let bytes = Bytes::from_request(req, payload);
         Box::pin(async move {
