@@ -214,15 +214,9 @@ fn response_links(doc: &mut Value, unmatched: &mut Vec<String>) {
         ),
     ];
     let mut ops = std::collections::HashMap::new();
-    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-        for op in paths
-            .values_mut()
-            .filter_map(Value::as_object_mut)
-            .flat_map(|item| item.values_mut())
-        {
-            if let Some(id) = op["operationId"].as_str() {
-                ops.insert(id.to_owned(), op);
-            }
+    for op in operations(doc) {
+        if let Some(id) = op["operationId"].as_str() {
+            ops.insert(id.to_owned(), op);
         }
     }
     for (op_id, status, name, link) in links {
@@ -238,6 +232,16 @@ fn response_links(doc: &mut Value, unmatched: &mut Vec<String>) {
     }
 }
 
+/// Every operation of the document (each method of each path).
+fn operations(doc: &mut Value) -> impl Iterator<Item = &mut Value> {
+    doc.get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+}
+
 /// The rejections any operation can meet before its handler runs, added to every operation so
 /// that no answer the server gives is undocumented: a URL that is not UTF-8 once decoded (400), a
 /// URL or header block over its limit (414, 431: `max_url_bytes`, `max_header_bytes`), the
@@ -248,14 +252,7 @@ fn common_responses(doc: &mut Value) {
         json!({"description": description, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
     };
-    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for op in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
-    {
+    for op in operations(doc) {
         let has_body = op.get("requestBody").is_some();
         let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
             continue;
@@ -304,14 +301,7 @@ fn response_headers(doc: &mut Value, unmatched: &mut Vec<String>) {
         ("gates_open", "201", "Location", &location),
     ];
     let mut hits = vec![false; specific.len()];
-    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for op in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
-    {
+    for op in operations(doc) {
         let id = op["operationId"].as_str().unwrap_or_default().to_owned();
         let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
             continue;
