@@ -257,6 +257,7 @@ fn common_responses(doc: &mut Value) {
         let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
             continue;
         };
+        let asks_credential = responses.contains_key("401");
         let mut add = |status: &str, description: &str| {
             responses
                 .entry(status)
@@ -272,10 +273,11 @@ fn common_responses(doc: &mut Value) {
             add("408", "Request body not received within client_timeout");
             add("413", "Request body larger than max_body_bytes");
         }
-        if responses.contains_key("401") {
-            responses.entry("429").or_insert_with(|| {
-                error("The credential's rate limit is spent (rate_limit); Retry-After says when")
-            });
+        if asks_credential {
+            add(
+                "429",
+                "The credential's rate limit is spent (rate_limit); Retry-After says when",
+            );
         }
     }
 }
