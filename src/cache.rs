@@ -132,6 +132,12 @@ impl LatestCache {
         hit
     }
 
+    /// [`get`](Self::get) without counting: a caller that may still take the ordinary path,
+    /// which counts the lookup once, counts a hit itself.
+    pub(crate) fn peek(&self, project: &str, benchmark: &str) -> Option<Arc<CachedLatest>> {
+        self.lookup(project, benchmark)
+    }
+
     fn lookup(&self, project: &str, benchmark: &str) -> Option<Arc<CachedLatest>> {
         if !self.serving() {
             return None;

@@ -341,19 +341,39 @@ pub(crate) fn access(a: &AccessLine<'_>) {
     }
 }
 
-/// The JSON access line of `a`, appended to `line`.
+/// `n` in decimal.
+fn push_int(line: &mut Vec<u8>, n: impl itoa::Integer) {
+    line.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `ms` milliseconds with three decimals (`12.345`).
+fn push_millis(line: &mut Vec<u8>, elapsed: Duration) {
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    push_int(line, micros / 1000);
+    let frac = micros % 1000;
+    line.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
+/// The JSON access line of `a`, appended to `line` (written by hand: `write!` with its number
+/// formatting was a fifth of the cost of a cached GET latest's access line).
 fn access_json(line: &mut Vec<u8>, a: &AccessLine<'_>) {
-    let micros = a.elapsed.as_micros();
-    let (whole, frac) = (micros / 1000, micros % 1000);
     line.extend_from_slice(b"{\"ts\":\"");
     write_timestamp(line);
     line.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"access\",\"msg\":\"");
     let msg_start = line.len();
-    let _ = write!(
-        line,
-        "{} {} {} {whole}.{frac:03}ms",
-        a.method, a.route, a.status
-    );
+    line.extend_from_slice(a.method.as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(a.route.as_bytes());
+    line.push(b' ');
+    push_int(line, a.status);
+    line.push(b' ');
+    push_millis(line, a.elapsed);
+    line.extend_from_slice(b"ms");
     if !line[msg_start..]
         .iter()
         .all(|b| *b >= 0x20 && *b != b'"' && *b != b'\\' && *b < 0x7f)
@@ -368,11 +388,11 @@ fn access_json(line: &mut Vec<u8>, a: &AccessLine<'_>) {
     json_str(line, a.method);
     line.extend_from_slice(b",\"route\":");
     json_str(line, a.route);
-    let _ = write!(
-        line,
-        ",\"status\":{},\"duration_ms\":{whole}.{frac:03},\"request_id\":",
-        a.status
-    );
+    line.extend_from_slice(b",\"status\":");
+    push_int(line, a.status);
+    line.extend_from_slice(b",\"duration_ms\":");
+    push_millis(line, a.elapsed);
+    line.extend_from_slice(b",\"request_id\":");
     json_str(line, a.request_id);
     line.extend_from_slice(b",\"server_request_id\":");
     json_str(line, a.server_request_id);
@@ -502,6 +522,50 @@ pub fn init(level: &str, format: LogFormat) {
 #[cfg(test)]
 mod tests {
     use chrono::SubsecRound;
+
+    #[test]
+    fn access_lines_are_json_with_their_numbers() {
+        for (micros, shown) in [
+            (0, "0.000"),
+            (7, "0.007"),
+            (12_345, "12.345"),
+            (1_234_000, "1234.000"),
+            (3_600_000_123, "3600000.123"),
+        ] {
+            for route in ["/api/v1/projects/{project}/baselines", "/odd\"route\u{1}"] {
+                let mut line = Vec::new();
+                super::access_json(
+                    &mut line,
+                    &super::AccessLine {
+                        method: "GET",
+                        route,
+                        status: 404,
+                        elapsed: std::time::Duration::from_micros(micros),
+                        request_id: "ci-7",
+                        server_request_id: "abc",
+                    },
+                );
+                assert_eq!(line.last(), Some(&b'\n'));
+                let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+                assert_eq!(v["msg"], format!("GET {route} 404 {shown}ms"));
+                assert_eq!(v["route"], route);
+                assert_eq!(v["status"], 404);
+                let text = String::from_utf8(line.clone()).unwrap();
+                assert!(
+                    text.contains(&format!(",\"duration_ms\":{shown},")),
+                    "{text}"
+                );
+                assert_eq!(
+                    (&v["level"], &v["target"], &v["method"]),
+                    (&"INFO".into(), &"access".into(), &"GET".into())
+                );
+                assert_eq!(
+                    (&v["request_id"], &v["server_request_id"]),
+                    (&"ci-7".into(), &"abc".into())
+                );
+            }
+        }
+    }
 
     #[test]
     fn writeback_is_asked_every_few_megabytes() {

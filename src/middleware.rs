@@ -3,12 +3,16 @@
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use std::future::{ready, Ready};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::Error;
+use actix_web::{Error, HttpMessage};
+use futures_util::future::{Either, MapOk};
+use futures_util::TryFutureExt;
 
 use crate::error::ApiError;
 use crate::request_id::{self, current_request_id, request_ids, REQUEST_ID_HEADER};
@@ -34,6 +38,60 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         crate::metrics::METRICS.http_in_flight.dec();
+    }
+}
+
+/// Answers what [`crate::routes::baselines::cached_latest`] can before the router sees it (inside
+/// CORS, so its headers are added as to any answer); passes every other request on.
+pub(crate) struct CachedLatest;
+
+impl<S, B> Transform<S, ServiceRequest> for CachedLatest
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = CachedLatestService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(CachedLatestService { next: service }))
+    }
+}
+
+pub(crate) struct CachedLatestService<S> {
+    next: S,
+}
+
+type Passed<B> = fn(ServiceResponse<B>) -> ServiceResponse<EitherBody<B>>;
+
+impl<S, B> Service<ServiceRequest> for CachedLatestService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = Either<Ready<Result<Self::Response, Error>>, MapOk<S::Future, Passed<B>>>;
+
+    actix_web::dev::forward_ready!(next);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        match crate::routes::baselines::cached_latest(&req) {
+            Some(answer) => {
+                // The access log and the metrics name it by its route, as if routed.
+                req.extensions_mut()
+                    .insert(crate::routes::baselines::LATEST_ROUTE);
+                Either::Left(ready(Ok(req.into_response(answer).map_into_right_body())))
+            }
+            None => Either::Right(
+                self.next
+                    .call(req)
+                    .map_ok(ServiceResponse::map_into_left_body as Passed<B>),
+            ),
+        }
     }
 }
 
@@ -167,14 +225,24 @@ pub(crate) async fn request_context(
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
-    let route: std::borrow::Cow<'static, str> =
-        match res.request().app_data::<crate::routes::RouteTemplate>() {
-            Some(t) => t.0.into(),
-            None => res
-                .request()
-                .match_pattern()
-                .map_or("<unmatched>".into(), Into::into),
-        };
+    let template = res
+        .request()
+        .app_data::<crate::routes::RouteTemplate>()
+        .copied()
+        .or_else(|| {
+            // Answered before routing (`CachedLatest`).
+            res.request()
+                .extensions()
+                .get::<crate::routes::RouteTemplate>()
+                .copied()
+        });
+    let route: std::borrow::Cow<'static, str> = match template {
+        Some(t) => t.0.into(),
+        None => res
+            .request()
+            .match_pattern()
+            .map_or("<unmatched>".into(), Into::into),
+    };
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     drop(in_flight);

@@ -444,6 +444,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             .app_data(routes::json::path_config())
             .configure(|c| routes::configure(c, static_dir.clone()))
             .default_service(web::to(routes::not_found))
+            .wrap(crate::middleware::CachedLatest)
             .wrap(Condition::new(cors, cors_layer()))
             .wrap(from_fn(request_context))
     })

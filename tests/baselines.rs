@@ -1127,3 +1127,156 @@ backend_tests!(
     acknowledged_writes_survive_kill_9,
     latest_follows_every_write,
 );
+
+/// A cached GET latest is answered before routing (`routes::baselines::cached_latest`): the
+/// answer must be the router's, byte for byte and header for header, with the same refusals,
+/// the same access log route and metrics, and a rate limit that still counts every request.
+fn cached_latest_answers_as_the_router_does(b: Backend) {
+    let mut args = Vec::new();
+    for k in standard_keys() {
+        args.extend(["--api-keys".to_owned(), k]);
+    }
+    args.extend(["--rate-limit", "1", "--rate-limit-burst", "40"].map(String::from));
+    let s = Server::start_with(b, &args);
+    const HIT: &str = "perfgate_latest_cache_requests_total{result=\"hit\"}";
+    const MISS: &str = "perfgate_latest_cache_requests_total{result=\"miss\"}";
+    const ROUTE_200: &str = "perfgate_http_requests_total{method=\"GET\",route=\"/api/v1/projects/{project}/baselines/{benchmark:.+}/latest\",status=\"200\"}";
+    expect(
+        s.upload(ADMIN, "proj", "render/md", Some("v1"), &receipt()),
+        201,
+    );
+    let get = |key: &str, path: &str, extra: &[(&str, &str)]| {
+        let mut r = s.http.get(s.url(path)).bearer_auth(key);
+        for (k, v) in extra {
+            r = r.header(*k, *v);
+        }
+        r.send().unwrap()
+    };
+    // Headers that are the same on every answer of the same version.
+    let stable = |r: &reqwest::blocking::Response| -> Vec<(String, String)> {
+        let mut h: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "date" | "x-request-id"))
+            .map(|(k, v)| {
+                let v = v.to_str().unwrap();
+                // actix-cors lists the exposed headers in a HashSet's order, per worker.
+                let mut items: Vec<&str> = v.split(", ").collect();
+                if k == "access-control-expose-headers" {
+                    items.sort_unstable();
+                }
+                (k.to_string(), items.join(", "))
+            })
+            .collect();
+        h.sort();
+        h
+    };
+    let latest = format!("{P}/render/md/latest");
+    let (hits0, miss0, routed0) = (metric(&s, HIT), metric(&s, MISS), metric(&s, ROUTE_200));
+    // The first read misses and is routed; the next ones are cached.
+    let first = get(VIEWER, &latest, &[]);
+    assert_eq!(first.status(), 200);
+    let first_headers = stable(&first);
+    assert!(first.headers().contains_key("x-request-id"));
+    let first_body = first.bytes().unwrap();
+    assert_eq!(metric(&s, MISS) - miss0, 1.0);
+    for _ in 0..3 {
+        let r = get(VIEWER, &latest, &[("X-Request-Id", "ci-job-7")]);
+        assert_eq!(r.status(), 200);
+        assert_eq!(stable(&r), first_headers);
+        assert_eq!(r.headers()["x-request-id"], "ci-job-7");
+        assert_eq!(r.bytes().unwrap(), first_body);
+    }
+    assert_eq!(metric(&s, HIT) - hits0, 3.0);
+    assert_eq!(metric(&s, ROUTE_200) - routed0, 4.0, "one route label");
+    // The access line of a cached answer names its route (the log is written behind).
+    let t0 = std::time::Instant::now();
+    let line = loop {
+        let log = s.log();
+        if let Some(l) = log.lines().find(|l| l.contains("ci-job-7")) {
+            break l.to_owned();
+        }
+        assert!(t0.elapsed().as_secs() < 10, "no access line:\n{log}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        line.contains("GET /api/v1/projects/{project}/baselines/{benchmark:.+}/latest 200"),
+        "{line}"
+    );
+    // The same answer for the same resource asked otherwise (routed: an escaped `/`, a
+    // query), and for a browser (CORS headers added as to any answer).
+    for path in [format!("{P}/render%2Fmd/latest"), format!("{latest}?x=1")] {
+        let r = get(VIEWER, &path, &[]);
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.bytes().unwrap(), first_body, "{path}");
+    }
+    let r = get(VIEWER, &latest, &[("Origin", "https://ci.example")]);
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://ci.example"
+    );
+    assert_eq!(r.bytes().unwrap(), first_body);
+    // HEAD: the headers of GET, no body; If-None-Match: 304.
+    let r = s
+        .http
+        .head(s.url(&latest))
+        .bearer_auth(VIEWER)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(stable(&r), first_headers);
+    assert!(r.bytes().unwrap().is_empty());
+    let etag = first_headers
+        .iter()
+        .find(|(k, _)| k == "etag")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let r = get(VIEWER, &latest, &[("If-None-Match", &etag)]);
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+    // Refusals of a cached answer are the router's: a key whose benchmark filter excludes it,
+    // another project's admin, a key unknown, a credential sent twice, a token.
+    let hits = metric(&s, HIT);
+    let e = expect_error(get(RESTRICTED, &latest, &[]), 403, "forbidden");
+    assert!(e["message"].as_str().unwrap().contains("bench-.*"), "{e}");
+    expect_error(get(OTHER_ADMIN, &latest, &[]), 403, "forbidden");
+    expect_error(
+        get("pg_live_unknownunknownunknownunknownunknown", &latest, &[]),
+        401,
+        "unauthorized",
+    );
+    let r = s
+        .http
+        .get(s.url(&latest))
+        .header("Authorization", format!("Bearer {VIEWER}"))
+        .header("Authorization", format!("Bearer {ADMIN}"))
+        .send()
+        .unwrap();
+    expect_error(r, 401, "unauthorized");
+    expect_error(get("a.b.c", &latest, &[]), 401, "unauthorized");
+    assert_eq!(metric(&s, HIT), hits, "no refused request counts a hit");
+    // Every request takes a token, cached or not: the burst runs out and the next is a 429.
+    let mut codes = Vec::new();
+    for _ in 0..60 {
+        let r = get(ADMIN, &latest, &[]);
+        codes.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            expect_error(r, 429, "rate_limited");
+            break;
+        }
+    }
+    assert_eq!(codes.last(), Some(&429), "{codes:?}");
+    assert!(codes.len() <= 45, "the burst is 40: {codes:?}");
+}
+
+#[test]
+fn cached_latest_answers_as_the_router_does_memory() {
+    cached_latest_answers_as_the_router_does(Backend::Memory);
+}
+
+#[test]
+fn cached_latest_answers_as_the_router_does_sqlite() {
+    cached_latest_answers_as_the_router_does(Backend::Sqlite);
+}

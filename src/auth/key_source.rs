@@ -232,12 +232,17 @@ impl ConfiguredKeys {
 
     /// The key whose SHA-256 is `hash`.
     pub fn get(&self, hash: &str) -> Option<StaticKey> {
+        self.with(hash, StaticKey::clone)
+    }
+
+    /// `f` of the key with this hash, without copying it.
+    pub fn with<R>(&self, hash: &str, f: impl FnOnce(&StaticKey) -> R) -> Option<R> {
         let map = self
             .current
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        map.get(hash).cloned()
+        map.get(hash).map(f)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -109,6 +109,51 @@ fn record_response(req: &HttpRequest, r: &CachedLatest) -> HttpResponse {
         .body(r.body.clone())
 }
 
+/// The route GET latest is registered under (`routes::api_routes!`): the access log's and the
+/// metrics' label of the answers [`cached_latest`] gives before routing.
+pub(crate) const LATEST_ROUTE: super::RouteTemplate =
+    super::RouteTemplate("/api/v1/projects/{project}/baselines/{benchmark:.+}/latest");
+
+/// GET latest answered before routing, when the answer is in the latest cache and the caller
+/// holds a configured key that may read it: what every CI job asks, without the router, the
+/// extractors and the handler. The answer is the one [`latest`] gives from the cache, byte for
+/// byte. Anything else is `None` and takes the ordinary path, which answers it (and counts the
+/// lookup, a refusal or a rate limit) once: a path with `%` escapes (the router decodes them), a
+/// name the cache holds no answer for (invalid names included: it holds valid ones only), a
+/// credential that is not a configured key, a caller without read access, an empty token bucket.
+pub(crate) fn cached_latest(req: &actix_web::dev::ServiceRequest) -> Option<HttpResponse> {
+    // HEAD arrives here as GET (`middleware::request_context`).
+    if req.method() != actix_web::http::Method::GET {
+        return None;
+    }
+    let path = req.path();
+    if path.contains('%') {
+        return None;
+    }
+    // `/projects/{project}/baselines/{benchmark:.+}/latest`, `{project}` being `[^/]+`.
+    let (project, rest) = path
+        .strip_prefix("/api/v1/projects/")?
+        .strip_suffix("/latest")?
+        .split_once('/')?;
+    let benchmark = rest.strip_prefix("baselines/")?;
+    let state = req.app_data::<web::Data<AppState>>()?;
+    let hit = state.latest_cache.peek(project, benchmark)?;
+    crate::auth::extract::with_configured_key(state, req.headers(), |p| {
+        p.check(crate::auth::Access::Project {
+            scope: Scope::Read,
+            project,
+            benchmark: Some(benchmark),
+        })
+        .ok()?;
+        match &state.limiter {
+            Some(l) => l.check_key(&p.id).ok(),
+            None => Some(()),
+        }
+    })?;
+    crate::metrics::latest_cache("hit");
+    Some(record_response(req.request(), &hit))
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct UploadBody {
     benchmark: String,
