@@ -35,8 +35,8 @@ one_run() {
     c1=$(cpu_ticks "$pid")
     requests=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")
     p99=$(sed 's/.*p99_us=\([0-9]*\).*/\1/' <<<"$out")
-    local cpu_us=$(( (c1 - c0) * TICK_US / (requests > 0 ? requests : 1) ))
-    printf "%-4s %-8s requests %7d  p99 %6.2f ms  cpu %5d us/request\n" "$label" "$ph" "$requests" \
+    local cpu_us=$(awk -v t=$(( (c1 - c0) * TICK_US )) -v n="$requests" 'BEGIN { printf "%.2f", t / (n > 0 ? n : 1) }')
+    printf "%-4s %-8s requests %7d  p99 %6.2f ms  cpu %7.2f us/request\n" "$label" "$ph" "$requests" \
       "$(awk -v x="$p99" 'BEGIN { print x / 1000 }')" "$cpu_us"
     echo "$label $ph $requests $p99 $cpu_us" >> "$RESULTS"
   done
@@ -58,5 +58,5 @@ for ph in phases:
     for label in ("old", "new"):
         sel = [r for r in rows if r[0] == label and r[1] == ph]
         med = lambda i: statistics.median(float(r[i]) for r in sel)
-        print(f"  {label:4} {ph:8} requests {med(2):8.0f}  p99 {med(3) / 1000:6.2f} ms  cpu {med(4):5.0f} us/request")
+        print(f"  {label:4} {ph:8} requests {med(2):8.0f}  p99 {med(3) / 1000:6.2f} ms  cpu {med(4):7.2f} us/request")
 PY

@@ -855,6 +855,12 @@ impl ServerConfig {
         }
     }
 
+    /// Whether answers carry CORS headers: `cors`, except in local mode, which answers without
+    /// a key (no other origin may call it from a browser).
+    pub fn serves_cors(&self) -> bool {
+        self.cors && !self.local
+    }
+
     /// Bytes of rendered GET latest answers kept: a third of `memory_budget_mb`.
     pub fn latest_cache_bytes(&self) -> usize {
         usize::try_from((self.memory_budget_mb << 20) / 3).unwrap_or(usize::MAX)

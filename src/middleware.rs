@@ -3,16 +3,12 @@
 
 use std::time::Instant;
 
-use std::future::{ready, Ready};
-
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage};
-use futures_util::future::{Either, MapOk};
-use futures_util::TryFutureExt;
+use actix_web::Error;
 
 use crate::error::ApiError;
 use crate::request_id::{self, current_request_id, request_ids, REQUEST_ID_HEADER};
@@ -41,66 +37,35 @@ impl Drop for InFlight {
     }
 }
 
-/// Answers what [`crate::routes::baselines::cached_latest`] can before the router sees it (inside
-/// CORS, so its headers are added as to any answer); passes every other request on.
-pub(crate) struct CachedLatest;
+/// The response headers CORS lets a page's script read (`server::cors_layer`).
+pub(crate) const CORS_EXPOSED: [header::HeaderName; 4] = [
+    header::ETAG,
+    header::LOCATION,
+    header::RETRY_AFTER,
+    REQUEST_ID_HEADER,
+];
 
-impl<S, B> Transform<S, ServiceRequest> for CachedLatest
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = Error;
-    type Transform = CachedLatestService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(CachedLatestService { next: service }))
-    }
-}
-
-pub(crate) struct CachedLatestService<S> {
-    next: S,
-}
-
-type Passed<B> = fn(ServiceResponse<B>) -> ServiceResponse<EitherBody<B>>;
-
-impl<S, B> Service<ServiceRequest> for CachedLatestService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = Error;
-    type Future = Either<Ready<Result<Self::Response, Error>>, MapOk<S::Future, Passed<B>>>;
-
-    actix_web::dev::forward_ready!(next);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        match crate::routes::baselines::cached_latest(&req) {
-            Some(answer) => {
-                // The access log and the metrics name it by its route, as if routed.
-                req.extensions_mut()
-                    .insert(crate::routes::baselines::LATEST_ROUTE);
-                Either::Left(ready(Ok(req.into_response(answer).map_into_right_body())))
-            }
-            None => Either::Right(
-                self.next
-                    .call(req)
-                    .map_ok(ServiceResponse::map_into_left_body as Passed<B>),
-            ),
-        }
-    }
+/// The headers actix-cors adds to an answer to a request without `Origin`: the exposed headers
+/// and `Vary`.
+fn add_cors_headers(res: &mut actix_web::HttpResponse) {
+    static EXPOSED: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+        let exposed = CORS_EXPOSED;
+        let names: Vec<&str> = exposed.iter().map(|h| h.as_str()).collect();
+        HeaderValue::from_str(&names.join(", ")).expect("header names are valid values")
+    });
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED.clone());
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static(
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+        ),
+    );
 }
 
 /// URL and header size limits (`max_url_bytes`, `max_header_bytes`), checked before routing.
 /// Requests beyond actix's own hard header limit never get this far (it closes them with 431).
-fn size_limits(req: &ServiceRequest) -> Option<ApiError> {
-    let cfg = &req
-        .app_data::<actix_web::web::Data<crate::state::AppState>>()?
-        .config;
+fn size_limits(req: &ServiceRequest, cfg: &crate::config::ServerConfig) -> Option<ApiError> {
     let url = req.path().len() + req.query_string().len();
     if url > cfg.max_url_bytes {
         crate::metrics::METRICS
@@ -162,35 +127,59 @@ pub(crate) async fn request_context(
     let started = Instant::now();
     let method = req.method().clone();
     let in_flight = InFlight::enter();
-    let result = request_id::scope(ids, async move {
-        if let Some(refusal) = size_limits(&req) {
-            return Ok(req.into_response(refusal.to_response(&current_request_id())));
-        }
-        // HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET; the connection saw the
-        // HEAD and sends the headers only (Content-Length included).
-        if req.method() == Method::HEAD {
-            req.head_mut().method = Method::GET;
-        }
-        let res = match next.call(req).await {
-            Ok(r) => r.map_into_boxed_body(),
-            Err(e) => return Err(e),
-        };
-        let status = res.status();
-        if (status.is_client_error() || status.is_server_error()) && !is_json(&res) {
-            let (req, old) = res.into_parts();
-            let mut new = ApiError::for_status(status).to_response(&current_request_id());
-            // Keep headers the framework set for a reason (Allow, Retry-After).
-            for (name, value) in old.headers() {
-                if name == header::ALLOW || name == header::RETRY_AFTER {
-                    new.headers_mut().insert(name.clone(), value.clone());
-                }
+    let state = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .cloned();
+    let refusal = state.as_ref().and_then(|s| size_limits(&req, &s.config));
+    // HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET; the connection saw the
+    // HEAD and sends the headers only (Content-Length included).
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
+    // What every CI job asks, answered from the cache before routing when it can be
+    // (`cached_latest`); CORS adds its headers to it as to any answer (a request with `Origin`
+    // is never answered here).
+    let early = match (&refusal, &state) {
+        (None, Some(state)) => crate::routes::baselines::cached_latest(&req, state).map(|mut a| {
+            if state.config.serves_cors() {
+                add_cors_headers(&mut a);
             }
-            Ok(ServiceResponse::new(req, new))
-        } else {
-            Ok(res)
+            a
+        }),
+        _ => None,
+    };
+    let early_route = early
+        .is_some()
+        .then_some(crate::routes::baselines::LATEST_ROUTE);
+    let result = match early {
+        Some(answer) => Ok(req.into_response(answer)),
+        None => {
+            request_id::scope(ids, async move {
+                if let Some(refusal) = refusal {
+                    return Ok(req.into_response(refusal.to_response(&current_request_id())));
+                }
+                let res = match next.call(req).await {
+                    Ok(r) => r.map_into_boxed_body(),
+                    Err(e) => return Err(e),
+                };
+                let status = res.status();
+                if (status.is_client_error() || status.is_server_error()) && !is_json(&res) {
+                    let (req, old) = res.into_parts();
+                    let mut new = ApiError::for_status(status).to_response(&current_request_id());
+                    // Keep headers the framework set for a reason (Allow, Retry-After).
+                    for (name, value) in old.headers() {
+                        if name == header::ALLOW || name == header::RETRY_AFTER {
+                            new.headers_mut().insert(name.clone(), value.clone());
+                        }
+                    }
+                    Ok(ServiceResponse::new(req, new))
+                } else {
+                    Ok(res)
+                }
+            })
+            .await
         }
-    })
-    .await;
+    };
     let mut res = match result {
         Ok(r) => r,
         Err(e) => {
@@ -225,17 +214,11 @@ pub(crate) async fn request_context(
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
-    let template = res
-        .request()
-        .app_data::<crate::routes::RouteTemplate>()
-        .copied()
-        .or_else(|| {
-            // Answered before routing (`CachedLatest`).
-            res.request()
-                .extensions()
-                .get::<crate::routes::RouteTemplate>()
-                .copied()
-        });
+    let template = early_route.or_else(|| {
+        res.request()
+            .app_data::<crate::routes::RouteTemplate>()
+            .copied()
+    });
     let route: std::borrow::Cow<'static, str> = match template {
         Some(t) => t.0.into(),
         None => res

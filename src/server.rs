@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
-use actix_web::http::header;
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use tokio::sync::Semaphore;
@@ -433,8 +432,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         limiter,
         pools: all_pools,
     });
-    // Local mode answers without a key: no other origin may call it from a browser.
-    let cors = config.cors && !config.local;
+    let cors = config.serves_cors();
     let max_body = config.max_body_bytes;
     let static_dir = config.static_dir.clone();
     let mut server = HttpServer::new(move || {
@@ -444,7 +442,6 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             .app_data(routes::json::path_config())
             .configure(|c| routes::configure(c, static_dir.clone()))
             .default_service(web::to(routes::not_found))
-            .wrap(crate::middleware::CachedLatest)
             .wrap(Condition::new(cors, cors_layer()))
             .wrap(from_fn(request_context))
     })
@@ -782,11 +779,6 @@ fn cors_layer() -> Cors {
         .allow_any_origin()
         .allow_any_method()
         .allow_any_header()
-        .expose_headers([
-            header::ETAG,
-            header::LOCATION,
-            header::RETRY_AFTER,
-            header::HeaderName::from_static("x-request-id"),
-        ])
+        .expose_headers(crate::middleware::CORS_EXPOSED)
         .max_age(3600)
 }

@@ -121,9 +121,13 @@ pub(crate) const LATEST_ROUTE: super::RouteTemplate =
 /// lookup, a refusal or a rate limit) once: a path with `%` escapes (the router decodes them), a
 /// name the cache holds no answer for (invalid names included: it holds valid ones only), a
 /// credential that is not a configured key, a caller without read access, an empty token bucket.
-pub(crate) fn cached_latest(req: &actix_web::dev::ServiceRequest) -> Option<HttpResponse> {
-    // HEAD arrives here as GET (`middleware::request_context`).
-    if req.method() != actix_web::http::Method::GET {
+pub(crate) fn cached_latest(
+    req: &actix_web::dev::ServiceRequest,
+    state: &AppState,
+) -> Option<HttpResponse> {
+    // HEAD arrives here as GET (`middleware::request_context`). A browser's request (`Origin`)
+    // goes through CORS.
+    if req.method() != actix_web::http::Method::GET || req.headers().contains_key(header::ORIGIN) {
         return None;
     }
     let path = req.path();
@@ -136,7 +140,6 @@ pub(crate) fn cached_latest(req: &actix_web::dev::ServiceRequest) -> Option<Http
         .strip_suffix("/latest")?
         .split_once('/')?;
     let benchmark = rest.strip_prefix("baselines/")?;
-    let state = req.app_data::<web::Data<AppState>>()?;
     let hit = state.latest_cache.peek(project, benchmark)?;
     crate::auth::extract::with_configured_key(state, req.headers(), |p| {
         p.check(crate::auth::Access::Project {
