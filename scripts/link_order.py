@@ -6,7 +6,9 @@ the code (see "Code layout" in the README).
 Usage: scripts/link_order.py [BINARY]     (default: target/release/perfgate-server)
        scripts/link_order.py --check BINARY   (the layout a release build got)
 
-Needs valgrind (callgrind) and a release binary built with `cargo build --release`. It starts the
+Needs valgrind (callgrind) and a release binary built without the layout,
+`PERFGATE_LINK_ORDER=0 cargo build --release` (the layout changes no symbol, but valgrind 3.19
+reads no symbol of a binary laid out by build.rs: its code shows as `???`). It starts the
 binary under callgrind on an empty SQLite file, waits for /health and then as long as the idle
 RSS measurement does (1.5 s), dumps the profile (the start-up set), then uploads, reads, judges
 and lists over HTTP as CI jobs do, stops the server and dumps again (the request set).
@@ -189,6 +191,10 @@ def main():
         sys.exit(f"expected one start-up dump in {work}, found {dumps}")
     startup = functions(os.path.join(work, dumps[0]))
     later = functions(os.path.join(work, "callgrind.out"))
+    if len(startup) < 500:
+        sys.exit(f"only {len(startup)} functions of {binary} seen at start-up (about 2,000 run): "
+                 "valgrind could not read its symbols. Build it without the layout: "
+                 "PERFGATE_LINK_ORDER=0 cargo build --release")
     # One line per function and phase: an instance first run at start-up is listed there, the
     # other instances of the same function (and those only requests run) under `requests`.
     lines, index, listed = [], {}, set()
