@@ -32,6 +32,7 @@ pub(crate) struct Metrics {
     pub change_point_alerts: IntCounterVec,
     pub group_commit_size: HistogramVec,
     pub latest_cache: IntCounterVec,
+    pub latest_early: prometheus::IntCounter,
     pub cache_listener_connected: IntGauge,
     pub cache_ack_waits: IntCounterVec,
     pub cache_ack_wait: prometheus::Histogram,
@@ -153,6 +154,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["result"],
         )?,
+        latest_early: prometheus::IntCounter::new(
+            "latest_early_answers_total",
+            "Cache hits of GET latest answered before routing (a configured key, no Origin, no % escape; counted in latest_cache_requests_total too)",
+        )?,
         cache_listener_connected: IntGauge::new(
             "cache_listener_connected",
             "1 while this replica's PostgreSQL cache listener is connected and listening (its cache serves), else 0",
@@ -203,6 +208,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.change_point_alerts.clone()))?;
     m.registry.register(Box::new(m.group_commit_size.clone()))?;
     m.registry.register(Box::new(m.latest_cache.clone()))?;
+    m.registry.register(Box::new(m.latest_early.clone()))?;
     m.registry
         .register(Box::new(m.cache_listener_connected.clone()))?;
     m.registry.register(Box::new(m.cache_ack_waits.clone()))?;

@@ -1131,13 +1131,17 @@ backend_tests!(
 /// A cached GET latest is answered before routing (`routes::baselines::cached_latest`): the
 /// answer must be the router's, byte for byte and header for header, with the same refusals,
 /// the same access log route and metrics, and a rate limit that still counts every request.
-fn cached_latest_answers_as_the_router_does(b: Backend) {
+fn cached_latest_answers_as_the_router_does(b: Backend, cors: bool) {
     let mut args = Vec::new();
     for k in standard_keys() {
         args.extend(["--api-keys".to_owned(), k]);
     }
     args.extend(["--rate-limit", "1", "--rate-limit-burst", "40"].map(String::from));
+    if !cors {
+        args.push("--no-cors".to_owned());
+    }
     let s = Server::start_with(b, &args);
+    const EARLY: &str = "perfgate_latest_early_answers_total";
     const HIT: &str = "perfgate_latest_cache_requests_total{result=\"hit\"}";
     const MISS: &str = "perfgate_latest_cache_requests_total{result=\"miss\"}";
     const ROUTE_200: &str = "perfgate_http_requests_total{method=\"GET\",route=\"/api/v1/projects/{project}/baselines/{benchmark:.+}/latest\",status=\"200\"}";
@@ -1177,15 +1181,26 @@ fn cached_latest_answers_as_the_router_does(b: Backend) {
     assert_eq!(routed.status(), 200);
     let first_headers = stable(&routed);
     assert!(routed.headers().contains_key("x-request-id"));
+    assert_eq!(
+        first_headers
+            .iter()
+            .any(|(k, _)| k == "access-control-expose-headers"),
+        cors
+    );
     let first_body = routed.bytes().unwrap();
-    // Read until the cache holds the answer (a background write may make one fill stale).
+    assert_eq!(metric(&s, EARLY), 0.0, "nothing answered early yet");
+    // Read until an answer comes early (a background write may make one cache fill stale).
     let t0 = std::time::Instant::now();
-    let hits_before = metric(&s, HIT);
-    while metric(&s, HIT) == hits_before {
-        assert!(t0.elapsed().as_secs() < 10, "never served from the cache");
+    while metric(&s, EARLY) == 0.0 {
+        assert!(t0.elapsed().as_secs() < 10, "never answered before routing");
         expect(get(VIEWER, &latest, &[]), 200);
     }
-    let (hits0, miss0, routed0) = (metric(&s, HIT), metric(&s, MISS), metric(&s, ROUTE_200));
+    let (early0, hits0, miss0, routed0) = (
+        metric(&s, EARLY),
+        metric(&s, HIT),
+        metric(&s, MISS),
+        metric(&s, ROUTE_200),
+    );
     for _ in 0..3 {
         let r = get(VIEWER, &latest, &[("X-Request-Id", "ci-job-7")]);
         assert_eq!(r.status(), 200);
@@ -1195,6 +1210,7 @@ fn cached_latest_answers_as_the_router_does(b: Backend) {
     }
     let (hits, misses) = (metric(&s, HIT) - hits0, metric(&s, MISS) - miss0);
     assert!(hits >= 1.0, "{hits} hits, {misses} misses");
+    assert_eq!(metric(&s, EARLY) - early0, hits, "every hit answered early");
     assert_eq!(hits + misses, 3.0, "each lookup counted once");
     assert_eq!(metric(&s, ROUTE_200) - routed0, 3.0, "one route label");
     // The access line of a cached answer names its route (the log is written behind).
@@ -1211,17 +1227,19 @@ fn cached_latest_answers_as_the_router_does(b: Backend) {
         line.contains("GET /api/v1/projects/{project}/baselines/{benchmark:.+}/latest 200"),
         "{line}"
     );
-    // The same answer with a query, and for a browser (through CORS).
+    // The same answer with a query, and for a browser (routed, through CORS).
     let r = get(VIEWER, &format!("{latest}?x=1"), &[]);
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap(), first_body);
+    let early = metric(&s, EARLY);
     let r = get(VIEWER, &latest, &[("Origin", "https://ci.example")]);
     assert_eq!(r.status(), 200);
     assert_eq!(
-        r.headers()["access-control-allow-origin"],
-        "https://ci.example"
+        r.headers().get("access-control-allow-origin").is_some(),
+        cors
     );
     assert_eq!(r.bytes().unwrap(), first_body);
+    assert_eq!(metric(&s, EARLY), early, "a browser's request is routed");
     // HEAD: the headers of GET, no body; If-None-Match: 304.
     let r = s
         .http
@@ -1242,7 +1260,7 @@ fn cached_latest_answers_as_the_router_does(b: Backend) {
     assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
     // Refusals of a cached answer are the router's: a key whose benchmark filter excludes it,
     // another project's admin, a key unknown, a credential sent twice, a token.
-    let hits = metric(&s, HIT);
+    let (hits, early) = (metric(&s, HIT), metric(&s, EARLY));
     let e = expect_error(get(RESTRICTED, &latest, &[]), 403, "forbidden");
     assert!(e["message"].as_str().unwrap().contains("bench-.*"), "{e}");
     expect_error(get(OTHER_ADMIN, &latest, &[]), 403, "forbidden");
@@ -1261,6 +1279,7 @@ fn cached_latest_answers_as_the_router_does(b: Backend) {
     expect_error(r, 401, "unauthorized");
     expect_error(get("a.b.c", &latest, &[]), 401, "unauthorized");
     assert_eq!(metric(&s, HIT), hits, "no refused request counts a hit");
+    assert_eq!(metric(&s, EARLY), early, "nor an early answer");
     // Every request takes a token, cached or not: the burst runs out and the next is a 429.
     let mut codes = Vec::new();
     for _ in 0..60 {
@@ -1278,10 +1297,15 @@ fn cached_latest_answers_as_the_router_does(b: Backend) {
 
 #[test]
 fn cached_latest_answers_as_the_router_does_memory() {
-    cached_latest_answers_as_the_router_does(Backend::Memory);
+    cached_latest_answers_as_the_router_does(Backend::Memory, true);
 }
 
 #[test]
 fn cached_latest_answers_as_the_router_does_sqlite() {
-    cached_latest_answers_as_the_router_does(Backend::Sqlite);
+    cached_latest_answers_as_the_router_does(Backend::Sqlite, true);
+}
+
+#[test]
+fn cached_latest_answers_as_the_router_does_without_cors() {
+    cached_latest_answers_as_the_router_does(Backend::Memory, false);
 }

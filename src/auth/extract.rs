@@ -6,6 +6,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
 use jsonwebtoken::Algorithm;
+use subtle::ConstantTimeEq;
 
 use super::keys::{hash_key, is_valid_format};
 use super::{oidc, Principal};
@@ -282,34 +283,33 @@ pub(crate) fn with_configured_key<R>(
     let Ok(Credential::ApiKey(key)) = parse_header(value.to_str().ok()) else {
         return None;
     };
-    with_key_hash(&key, |hash| {
-        state
-            .configured_keys
-            .with(hash, |k| {
-                (!expired(&k.principal)).then(|| f(&k.principal))?
-            })
-            .flatten()
-    })
-}
-
-/// `f` of the key's hash, from the last key this thread hashed when it is the same one: a CI
-/// fleet's requests carry few keys, and hashing (SHA-256, then hex) was a third of the cost of
-/// authenticating a configured key. The key stays in this process's memory only, as the
-/// request that carried it did.
-fn with_key_hash<R>(key: &str, f: impl FnOnce(&str) -> R) -> R {
     thread_local! {
-        /// (key, its hash)
+        /// The last configured key this thread authenticated, and its hash: a CI fleet's
+        /// requests carry few keys, and hashing (SHA-256, then hex) was a third of the cost of
+        /// authenticating one. Only a configured key is kept (never a database key or a
+        /// guess), in this process's memory, as the request that carried it was.
         static LAST: std::cell::RefCell<(String, String)> =
             const { std::cell::RefCell::new((String::new(), String::new())) };
     }
     LAST.with(|last| {
-        // `f` does not hash a key itself: the borrow is never taken twice.
+        // `f` authenticates nothing itself: the borrow is never taken twice.
         let mut last = last.borrow_mut();
-        if last.0 != key || last.1.is_empty() {
-            last.1 = hash_key(key);
-            key.clone_into(&mut last.0);
+        let remembered = !last.1.is_empty() && bool::from(last.0.as_bytes().ct_eq(key.as_bytes()));
+        let hash = if remembered {
+            std::mem::take(&mut last.1)
+        } else {
+            hash_key(&key)
+        };
+        let found = state.configured_keys.with(&hash, |k| {
+            (!expired(&k.principal)).then(|| f(&k.principal))?
+        });
+        if found.is_some() {
+            if !remembered {
+                last.0 = key;
+            }
+            last.1 = hash;
         }
-        f(&last.1)
+        found.flatten()
     })
 }
 

@@ -154,6 +154,7 @@ pub(crate) fn cached_latest(
         }
     })?;
     crate::metrics::latest_cache("hit");
+    crate::metrics::METRICS.latest_early.inc();
     Some(record_response(req.request(), &hit))
 }
 
