@@ -137,8 +137,9 @@ pub(crate) async fn request_context(
         req.head_mut().method = Method::GET;
     }
     // What every CI job asks, answered from the cache before routing when it can be
-    // (`cached_latest`); CORS adds its headers to it as to any answer (a request with `Origin`
-    // is never answered here).
+    // (`cached_latest`). This answer bypasses the CORS middleware, so it gets here the headers
+    // that middleware gives a request without `Origin` (one with `Origin` is never answered
+    // here).
     let early = match (&refusal, &state) {
         (None, Some(state)) => crate::routes::baselines::cached_latest(&req, state).map(|mut a| {
             if state.config.serves_cors() {
@@ -148,11 +149,12 @@ pub(crate) async fn request_context(
         }),
         _ => None,
     };
-    let early_route = early
-        .is_some()
-        .then_some(crate::routes::baselines::LATEST_ROUTE);
+    let mut early_route = None;
     let result = match early {
-        Some(answer) => Ok(req.into_response(answer)),
+        Some(answer) => {
+            early_route = Some(crate::routes::baselines::LATEST_ROUTE);
+            Ok(req.into_response(answer))
+        }
         None => {
             request_id::scope(ids, async move {
                 if let Some(refusal) = refusal {
