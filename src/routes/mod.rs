@@ -23,7 +23,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Counts a group-committed write (an upload, a verdict) as on its way to its commit from its
-/// request head on, so a commit being gathered can wait for it. Declared first by the write's
+/// request head on, so a commit being gathered (where commits gather: not on a SQLite file
+/// whose WAL a syncer flushes) can wait for it. Declared first by the write's
 /// route, so it is taken before the body is read.
 pub(crate) struct Arrival(Option<ArrivingWrite<Write>>);
 
