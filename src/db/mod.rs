@@ -29,6 +29,9 @@ mod sqlite;
 mod testdb;
 pub(crate) mod verdicts;
 mod wal_sync;
+// A VFS wrapper (SQLite's C API): unsafe code allowed here by name.
+#[allow(unsafe_code)]
+mod wal_vfs;
 
 use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;

@@ -217,6 +217,7 @@ impl Storage {
     /// Runs migrations, then builds the general pools.
     pub(crate) fn open(opts: StorageOptions) -> Result<Storage, DbError> {
         sqlite_stable_plans();
+        super::wal_vfs::install();
         let (url, keeper) = match opts.backend {
             StorageBackend::Memory => {
                 // The memdb VFS shares one in-memory database between all connections of this

@@ -51,7 +51,7 @@ impl CustomizeConnection<DbConn, r2d2::Error> for SqlitePragmas {
 /// server's CPU. With QPSG a prepared statement keeps its plan, whatever the bound values; our
 /// statements have no bound `LIKE` patterns and no `ANALYZE` statistics that a per-value plan
 /// could exploit.
-#[allow(unsafe_code)] // SQLite's C API: the only unsafe code of the crate.
+#[allow(unsafe_code)] // SQLite's C API.
 pub(super) fn sqlite_stable_plans() {
     use libsqlite3_sys as ffi;
     use std::ffi::{c_char, c_int};
