@@ -272,6 +272,14 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let baselines = start.store("baseline_store", pools.baselines, move |pool| {
         BaselineStore::new(pool, inv.clone())
     });
+    // Database keys are cached where this process sees every change of them (see
+    // `auth::key_cache`), on the key store's read pool.
+    let key_cache = match backend {
+        StorageBackend::Sqlite | StorageBackend::Memory => Some(
+            crate::auth::key_cache::KeyCache::new(pools.keys.read.clone()),
+        ),
+        StorageBackend::Postgres => None,
+    };
     let keys = start.store("key_store", pools.keys, KeyStore::new);
     let verdicts = start.store("verdict_log", pools.verdicts, VerdictLog::new);
     let decisions = start.store("decision_ledger", pools.decisions, DecisionLedger::new);
@@ -426,6 +434,7 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         gates,
         dashboard,
         configured_keys,
+        key_cache,
         jwt,
         oidc,
         jwks_client,

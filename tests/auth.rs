@@ -1183,11 +1183,104 @@ fn operator_commands() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Database keys are cached where the server sees every change of them (SQLite, memory): a
+/// cached key answers before routing, and a revocation or an expiry reaches every request that
+/// starts after it, also while other requests use the key. PostgreSQL replicas do not cache.
+fn database_keys_cached_and_dropped_at_once(b: Backend) {
+    let postgres = b.name() == "postgres";
+    let s = Server::start(b);
+    expect(
+        s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()),
+        201,
+    );
+    let latest = "/api/v1/projects/proj/baselines/bench-a/latest";
+    let viewer = |desc: &str, expires: Option<String>| {
+        let mut body = json!({"description": desc, "role": "viewer", "project": "proj"});
+        if let Some(e) = expires {
+            body["expires_at"] = json!(e);
+        }
+        let k = create_key(&s, ADMIN, body);
+        (
+            k["key"].as_str().unwrap().to_owned(),
+            k["id"].as_str().unwrap().to_owned(),
+        )
+    };
+    // The answer cached first (a configured key's requests).
+    while metric(&s, "perfgate_latest_early_answers_total") == 0.0 {
+        expect(s.get(ADMIN, latest), 200);
+    }
+    let (key, id) = viewer("ci", None);
+    let early = metric(&s, "perfgate_latest_early_answers_total");
+    for _ in 0..4 {
+        let v = expect(s.get(&key, latest), 200);
+        assert_eq!(v["version"], "v1");
+    }
+    // The first requests read the key (the key store's read pool opens its connections on
+    // first use, and the cache reads only on a free one); the others found it cached.
+    let early = metric(&s, "perfgate_latest_early_answers_total") - early;
+    if postgres {
+        assert_eq!(early, 0.0);
+    } else {
+        assert!(early >= 2.0, "{early} of 4 answered before routing");
+    }
+    expect(s.delete(ADMIN, &format!("/api/v1/keys/{id}")), 200);
+    let e = expect_error(s.get(&key, latest), 401, "unauthorized");
+    assert_eq!(e["message"], "API key has been revoked");
+
+    // Revoked while another client uses the key: every request sent after the revocation was
+    // answered is refused.
+    let (key, id) = viewer("busy", None);
+    expect(s.get(&key, latest), 200);
+    let revoked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let user = {
+        let (url, key, revoked) = (s.url(latest), key.clone(), revoked.clone());
+        std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::new();
+            let (mut before, mut after) = (0, 0);
+            for _ in 0..5000 {
+                let sent_after = revoked.load(std::sync::atomic::Ordering::SeqCst);
+                let status = http.get(&url).bearer_auth(&key).send().unwrap().status();
+                if sent_after {
+                    assert_eq!(status, 401, "a request sent after the revocation");
+                    after += 1;
+                    if after == 100 {
+                        break;
+                    }
+                } else {
+                    assert!(status == 200 || status == 401, "{status}");
+                    before += 1;
+                }
+            }
+            (before, after)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    expect(s.delete(ADMIN, &format!("/api/v1/keys/{id}")), 200);
+    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (before, after) = user.join().unwrap();
+    assert!(before > 0 && after == 100, "{before} before, {after} after");
+
+    // An expiry is checked on every use of a cached key.
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let (key, _) = viewer(
+        "short",
+        Some(expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    );
+    expect(s.get(&key, latest), 200);
+    expect(s.get(&key, latest), 200);
+    while chrono::Utc::now() <= expires + chrono::Duration::milliseconds(100) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let e = expect_error(s.get(&key, latest), 401, "unauthorized");
+    assert_eq!(e["message"], "API key has expired");
+}
+
 backend_tests!(
     authorization_matrix,
     refusals_come_before_the_body,
     hs256_tokens,
     oidc_tokens,
     key_management,
+    database_keys_cached_and_dropped_at_once,
     audit_log
 );

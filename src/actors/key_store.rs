@@ -54,8 +54,9 @@ pub(crate) enum KeyRejection {
     Expired,
 }
 
-/// Looks a key up by its hash. Read from the database on every request, so a revocation made
-/// through any replica takes effect at once.
+/// Looks a key up by its hash, in the database: on every request on PostgreSQL, so a
+/// revocation made through any replica takes effect at once; on SQLite and memory when the key
+/// cache does not hold the key (`auth::key_cache`, which drops everything on any change).
 pub(crate) struct Authenticate {
     pub key_hash: String,
 }

@@ -8,6 +8,7 @@ use futures_util::future::LocalBoxFuture;
 use jsonwebtoken::Algorithm;
 use subtle::ConstantTimeEq;
 
+use super::key_cache::Lookup;
 use super::keys::{hash_key, is_valid_format};
 use super::{oidc, Principal};
 use crate::actors::key_store::{Authenticate, KeyRejection};
@@ -266,11 +267,12 @@ fn expired(p: &Principal) -> bool {
 }
 
 /// `f` of the caller, when the request's one credential is a configured key (`--api-keys`, the
-/// keys document) that has not expired: authentication without waiting on anything, for the
-/// answers given before routing (`routes::baselines::cached_latest`). `None` for anything else
-/// (no credential, a JWT, a key kept in the database, any refusal): the request then takes the
-/// ordinary path, which answers and counts it.
-pub(crate) fn with_configured_key<R>(
+/// keys document) or a database key the key cache holds ([`crate::auth::key_cache`]), and has
+/// not expired: authentication without waiting on anything, for the answers given before
+/// routing (`routes::baselines::cached_latest`). `None` for anything else (no credential, a
+/// JWT, a database key not cached, any refusal): the request then takes the ordinary path,
+/// which answers and counts it.
+pub(crate) fn with_known_key<R>(
     state: &AppState,
     headers: &HeaderMap,
     f: impl FnOnce(&Principal) -> Option<R>,
@@ -300,7 +302,9 @@ pub(crate) fn with_configured_key<R>(
         } else {
             hash_key(&key)
         };
+        let mut f = Some(f);
         let found = state.configured_keys.with(&hash, |k| {
+            let f = f.take()?;
             (!expired(&k.principal)).then(|| f(&k.principal))?
         });
         if found.is_some() {
@@ -308,8 +312,16 @@ pub(crate) fn with_configured_key<R>(
                 last.0 = key;
             }
             last.1 = hash;
+            return found.flatten();
         }
-        found.flatten()
+        // Not a configured key: a database key, when cached (never remembered above).
+        let (Some(cache), Some(f)) = (&state.key_cache, f) else {
+            return None;
+        };
+        match cache.lookup(&hash) {
+            Lookup::Hit(p) if !expired(&p) => f(&p),
+            _ => None,
+        }
     })
 }
 
@@ -327,8 +339,30 @@ async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Principa
                 }
                 return Ok(k.principal);
             }
-            match state.keys.read(Authenticate { key_hash: hash }).await? {
-                Ok(Ok(p)) => Ok(p),
+            let ticket = match state.key_cache.as_ref().map(|c| c.lookup(&hash)) {
+                Some(Lookup::Hit(p)) if expired(&p) => {
+                    return Err(ApiError::unauthenticated(
+                        AuthFailure::Expired,
+                        "API key has expired",
+                    ))
+                }
+                Some(Lookup::Hit(p)) => return Ok(p),
+                Some(Lookup::Miss(t)) => Some(t),
+                Some(Lookup::Unchecked) | None => None,
+            };
+            let found = state
+                .keys
+                .read(Authenticate {
+                    key_hash: hash.clone(),
+                })
+                .await?;
+            match found {
+                Ok(Ok(p)) => {
+                    if let (Some(cache), Some(t)) = (&state.key_cache, ticket) {
+                        cache.fill(t, hash, p.clone());
+                    }
+                    Ok(p)
+                }
                 Ok(Err(KeyRejection::Unknown)) => Err(ApiError::unauthenticated(
                     AuthFailure::UnknownKey,
                     "Invalid API key",

@@ -2,6 +2,7 @@
 
 pub mod extract;
 pub mod jwt;
+pub(crate) mod key_cache;
 /// `--api-keys` and the keys document, swapped whole on reload.
 pub mod key_source;
 /// API key format, hashing and `--api-keys` (pure rules, in `domain/`).

@@ -47,6 +47,10 @@ impl DbPool {
     pub(crate) fn get(&self) -> Result<PooledConn, r2d2::PoolError> {
         self.timed(|p| p.get())
     }
+    /// A connection that is free now, without waiting or opening one.
+    pub(crate) fn try_get(&self) -> Option<PooledConn> {
+        self.inner.try_get()
+    }
     pub(crate) fn get_timeout(&self, t: Duration) -> Result<PooledConn, r2d2::PoolError> {
         self.timed(|p| p.get_timeout(t))
     }

@@ -68,6 +68,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    key_changes (id) {
+        id -> Integer,
+        n -> BigInt,
+    }
+}
+
+diesel::table! {
     audit_events (id) {
         id -> Text,
         ts -> BigInt,
