@@ -156,7 +156,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         )?,
         latest_early: prometheus::IntCounter::new(
             "latest_early_answers_total",
-            "Cache hits of GET latest answered before routing (a configured key, no Origin, no % escape; counted in latest_cache_requests_total too)",
+            "Cache hits of GET latest answered before routing (a configured or cached database key, no Origin, no % escape; counted in latest_cache_requests_total too)",
         )?,
         cache_listener_connected: IntGauge::new(
             "cache_listener_connected",

@@ -272,13 +272,13 @@ async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let baselines = start.store("baseline_store", pools.baselines, move |pool| {
         BaselineStore::new(pool, inv.clone())
     });
-    // Database keys are cached where this process sees every change of them (see
+    // Database keys are cached on a SQLite file, whose readers never wait for its writer (see
     // `auth::key_cache`), on the key store's read pool.
     let key_cache = match backend {
-        StorageBackend::Sqlite | StorageBackend::Memory => Some(
-            crate::auth::key_cache::KeyCache::new(pools.keys.read.clone()),
-        ),
-        StorageBackend::Postgres => None,
+        StorageBackend::Sqlite => Some(crate::auth::key_cache::KeyCache::new(
+            pools.keys.read.clone(),
+        )),
+        StorageBackend::Memory | StorageBackend::Postgres => None,
     };
     let keys = start.store("key_store", pools.keys, KeyStore::new);
     let verdicts = start.store("verdict_log", pools.verdicts, VerdictLog::new);

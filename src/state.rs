@@ -34,7 +34,7 @@ pub(crate) struct AppState {
     pub fleet: Shards<FleetAnalyzer>,
     /// `--api-keys` and the keys document, by SHA-256 of the key (reloadable).
     pub configured_keys: Arc<ConfiguredKeys>,
-    /// Database keys that authenticated, on SQLite and memory (see [`crate::auth::key_cache`]).
+    /// Database keys that authenticated, on SQLite (see [`crate::auth::key_cache`]).
     pub key_cache: Option<crate::auth::key_cache::KeyCache>,
     /// HS256 JWTs, when `--jwt-secret` is set.
     pub jwt: Option<JwtVerifier>,

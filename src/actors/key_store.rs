@@ -54,9 +54,9 @@ pub(crate) enum KeyRejection {
     Expired,
 }
 
-/// Looks a key up by its hash, in the database: on every request on PostgreSQL, so a
-/// revocation made through any replica takes effect at once; on SQLite and memory when the key
-/// cache does not hold the key (`auth::key_cache`, which drops everything on any change).
+/// Looks a key up by its hash, in the database: on every request on PostgreSQL and memory, so a
+/// revocation made through any replica takes effect at once; on SQLite when the key cache does
+/// not hold the key (`auth::key_cache`, which drops everything on any change).
 pub(crate) struct Authenticate {
     pub key_hash: String,
 }

@@ -267,9 +267,9 @@ fn expired(p: &Principal) -> bool {
 }
 
 /// `f` of the caller, when the request's one credential is a configured key (`--api-keys`, the
-/// keys document) or a database key the key cache holds ([`crate::auth::key_cache`]), and has
-/// not expired: authentication without waiting on anything, for the answers given before
-/// routing (`routes::baselines::cached_latest`). `None` for anything else (no credential, a
+/// keys document) or a database key the key cache holds ([`crate::auth::key_cache`]: one
+/// counter row read), and has not expired: authentication without waiting for a store, for the
+/// answers given before routing (`routes::baselines::cached_latest`). `None` for anything else (no credential, a
 /// JWT, a database key not cached, any refusal): the request then takes the ordinary path,
 /// which answers and counts it.
 pub(crate) fn with_known_key<R>(

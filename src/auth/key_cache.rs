@@ -1,5 +1,5 @@
 //! Database keys a server has authenticated, kept so that the next request with the same key
-//! neither waits for the key store nor reads the key (SQLite and memory only).
+//! neither waits for the key store nor reads the key (a SQLite file only).
 //!
 //! **A change of any key reaches every later request.** The table `key_changes` holds a
 //! counter that triggers on `api_keys` move with every insert, update and delete, whoever
@@ -18,8 +18,10 @@
 //! their expiry, which every hit checks. When no read connection is free, or the counter cannot
 //! be read, the request takes the key store's path as before and nothing is kept.
 //!
-//! PostgreSQL replicas do not cache: another replica's change would need a round trip to
-//! PostgreSQL to notice, which is what the cache saves.
+//! The counter is read on the request's own thread, which is why only a SQLite file in WAL
+//! mode caches: its readers never wait for the writer. The memory backend's readers can (its
+//! locks are a rollback journal's), and PostgreSQL replicas would need a round trip to
+//! PostgreSQL to notice another replica's change, which is what the cache saves.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};

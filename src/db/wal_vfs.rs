@@ -11,12 +11,15 @@
 //! - **A commit is on the file before the commit exists.** SQLite marks a transaction's last
 //!   frame by the database size in its header (bytes 4-7, zero in every other frame); the
 //!   buffer is written out as soon as that frame's page has been appended, inside the write
-//!   SQLite makes, so a failure is the commit's failure. Only then does SQLite publish the
-//!   frames to other connections (the wal-index header in shared memory).
-//! - **Only appends wait.** A write anywhere else (the WAL header of a restart, a page rewritten
-//!   in place, a checksum rewritten after a spill) first writes out what is gathered, then goes
-//!   straight to the file, as does every other operation on the WAL (read, sync, size,
-//!   truncate, file control, close).
+//!   SQLite makes, so a failure is the commit's failure (even when something else wrote out
+//!   the buffer between that header and its page, the page's own write writes it). Only then
+//!   does SQLite publish the frames to other connections (the wal-index header in shared
+//!   memory).
+//! - **Only appends wait.** Frames appended at the end of the WAL are gathered, and so is the
+//!   WAL header that starts it over (offset 0), which the frames after it extend. A write
+//!   anywhere else (a page rewritten in place, a checksum rewritten after a spill) first writes
+//!   out what is gathered, then goes straight to the file, as does every other operation on
+//!   the WAL (read, sync, size, truncate, file control, close).
 //! - **Nothing outlives the write lock.** A transaction that spilled frames and then rolled back
 //!   leaves them gathered; another connection may then write at the same offsets. So a
 //!   connection's database file (wrapped too, otherwise passed through) writes out every
@@ -24,9 +27,11 @@
 //!   before the shared-memory barrier that precedes publishing a wal-index header: for a
 //!   rolled-back transaction that is while it still holds the write lock, which is what SQLite
 //!   itself would have written, earlier. A commit's own frames are never among them (the first
-//!   rule wrote them out), only those of transactions that have not committed; a write that
-//!   fails there cannot be reported to the caller (a barrier returns nothing), so the WAL whose
-//!   frames it dropped fails its connection's next call instead, and that transaction with it.
+//!   rule wrote them out), only those of transactions that have not committed. A write that
+//!   fails there cannot be reported to the transaction whose frames it lost (a barrier returns
+//!   nothing, and the next call may be a read whose error SQLite confines to one statement),
+//!   so the process aborts: nothing acknowledged depends on those frames, and SQLite recovers
+//!   the WAL at the next start.
 //!
 //! Durability is unchanged: SQLite syncs (or the WAL syncer, `super::wal_sync`, flushes) the
 //! file after these writes, exactly as before.
@@ -34,7 +39,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::mem::size_of;
 use std::ptr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use libsqlite3_sys as ffi;
@@ -64,7 +69,8 @@ pub(super) fn install() {
                 return;
             }
             let real = ffi::sqlite3_vfs_find(ptr::null());
-            if real.is_null() || (*real).iVersion < 1 {
+            // The copy below reads a version-3 VFS (the unix VFS is one).
+            if real.is_null() || (*real).iVersion < 3 {
                 return;
             }
             let mut vfs: ffi::sqlite3_vfs = *real;
@@ -100,6 +106,22 @@ const fn real_offset() -> usize {
 struct Wal {
     real: *mut ffi::sqlite3_file,
     buf: Mutex<Gathered>,
+    /// `buf` holds data: read without its lock by [`flush_all`], which skips the WALs that
+    /// hold none (and so never waits for one that is busy syncing).
+    has_data: AtomicBool,
+}
+
+impl Wal {
+    /// Writes out the gathered bytes (`g` is this WAL's locked buffer).
+    ///
+    /// # Safety
+    /// The WAL's file is open.
+    unsafe fn flush(&self, g: &mut Gathered) -> c_int {
+        // SAFETY: per the contract.
+        let rc = unsafe { g.flush(self.real) };
+        self.has_data.store(false, Ordering::Release);
+        rc
+    }
 }
 
 // SAFETY: `real` is used only under `buf`'s lock (or by the thread closing the file, after it
@@ -115,11 +137,9 @@ struct Gathered {
     /// End of the frames appended since the WAL header was last written: writes at or past it
     /// append; writes before it rewrite.
     end: i64,
-    /// The last write appended a commit frame's header: its page ends the commit.
+    /// The last write appended a commit frame's header: its page ends the commit (kept when
+    /// something writes out the buffer in between).
     commit_next: bool,
-    /// A write of these frames made by another call failed (its code): the next call of this
-    /// WAL's connection fails with it, and so does its transaction.
-    failed: c_int,
 }
 
 /// WALs open in this process, by address; read by the database files' lock and barrier calls.
@@ -137,9 +157,6 @@ impl Gathered {
     /// # Safety
     /// `real` is the open real file this buffer belongs to.
     unsafe fn flush(&mut self, real: *mut ffi::sqlite3_file) -> c_int {
-        if self.failed != ffi::SQLITE_OK {
-            return std::mem::replace(&mut self.failed, ffi::SQLITE_OK);
-        }
         if self.data.is_empty() {
             return ffi::SQLITE_OK;
         }
@@ -167,14 +184,13 @@ impl Gathered {
         if self.data.capacity() > 2 * BUFFER_MAX {
             self.data.shrink_to(BUFFER_MAX);
         }
-        self.commit_next = false;
         PENDING.fetch_sub(1, Ordering::AcqRel);
         rc
     }
 }
 
-/// Writes out every WAL buffer of the process (see the module's documentation). A failure is
-/// kept for the WAL's next call.
+/// Writes out every WAL buffer of the process that holds data (see the module's documentation).
+/// A failure aborts the process.
 fn flush_all() {
     if PENDING.load(Ordering::Acquire) == 0 {
         return;
@@ -184,12 +200,16 @@ fn flush_all() {
         // SAFETY: a registered `Wal` is alive until its file leaves the registry, which takes
         // this lock first.
         let wal = unsafe { &*(w as *const Wal) };
+        if !wal.has_data.load(Ordering::Acquire) {
+            continue;
+        }
         let mut g = lock(&wal.buf);
         // SAFETY: the file of a registered `Wal` is open.
-        let rc = unsafe { g.flush(wal.real) };
+        let rc = unsafe { wal.flush(&mut g) };
         if rc != ffi::SQLITE_OK {
-            log::warn!("writing gathered WAL frames failed (SQLite code {rc}): the transaction that wrote them fails");
-            g.failed = rc;
+            eprintln!("perfgate-server: writing gathered WAL frames of an uncommitted transaction failed (SQLite code {rc}); aborting, as that transaction cannot be told");
+            crate::logging::flush();
+            std::process::abort();
         }
     }
 }
@@ -265,6 +285,7 @@ unsafe extern "C" fn open(
         let wal = Box::into_raw(Box::new(Wal {
             real,
             buf: Mutex::new(Gathered::default()),
+            has_data: AtomicBool::new(false),
         }));
         lock(&WALS).push(wal as usize);
         s.wal = wal;
@@ -363,7 +384,7 @@ macro_rules! after_flush {
             // SAFETY: an open WAL of this VFS: its `Wal` is alive, its real file open.
             let wal = &*(*(f as *const ShimFile)).wal;
             let mut g = lock(&wal.buf);
-            match g.flush(wal.real) {
+            match wal.flush(&mut g) {
                 ffi::SQLITE_OK => match (*(*wal.real).pMethods).$m {
                     Some(m) => m(wal.real, $($a),*),
                     None => $or,
@@ -394,7 +415,7 @@ unsafe extern "C" fn wal_close(f: *mut ffi::sqlite3_file) -> c_int {
     let wal = (*(f as *const ShimFile)).wal;
     lock(&WALS).retain(|&w| w != wal as usize);
     let wal = Box::from_raw(wal);
-    let flushed = lock(&wal.buf).flush(wal.real);
+    let flushed = wal.flush(&mut lock(&wal.buf));
     let closed = match (*(*wal.real).pMethods).xClose {
         Some(m) => m(wal.real),
         None => ffi::SQLITE_OK,
@@ -416,11 +437,8 @@ unsafe extern "C" fn wal_write(
     let wal = &*(*(f as *const ShimFile)).wal;
     let bytes = std::slice::from_raw_parts(b as *const u8, n.max(0) as usize);
     let mut g = lock(&wal.buf);
-    if g.failed != ffi::SQLITE_OK {
-        return std::mem::replace(&mut g.failed, ffi::SQLITE_OK);
-    }
     if !g.data.is_empty() && o != g.at + g.data.len() as i64 {
-        let rc = g.flush(wal.real);
+        let rc = wal.flush(&mut g);
         if rc != ffi::SQLITE_OK {
             return rc;
         }
@@ -441,6 +459,7 @@ unsafe extern "C" fn wal_write(
     if g.data.is_empty() {
         g.at = o;
         PENDING.fetch_add(1, Ordering::AcqRel);
+        wal.has_data.store(true, Ordering::Release);
     }
     g.data.extend_from_slice(bytes);
     g.end = o + i64::from(n);
@@ -452,7 +471,7 @@ unsafe extern "C" fn wal_write(
         std::mem::take(&mut g.commit_next)
     };
     if ends_commit || g.data.len() >= BUFFER_MAX {
-        return g.flush(wal.real);
+        return wal.flush(&mut g);
     }
     ffi::SQLITE_OK
 }

@@ -115,12 +115,14 @@ pub(crate) const LATEST_ROUTE: super::RouteTemplate =
     super::RouteTemplate("/api/v1/projects/{project}/baselines/{benchmark:.+}/latest");
 
 /// GET latest answered before routing, when the answer is in the latest cache and the caller
-/// holds a configured key that may read it: what every CI job asks, without the router, the
+/// holds a configured key, or a database key the key cache holds (SQLite), that may read it:
+/// what every CI job asks, without the router, the
 /// extractors and the handler. The answer is the one [`latest`] gives from the cache, byte for
 /// byte. Anything else is `None` and takes the ordinary path, which answers it (and counts the
 /// lookup, a refusal or a rate limit) once: a path with `%` escapes (the router decodes them), a
 /// name the cache holds no answer for (invalid names included: it holds valid ones only), a
-/// credential that is not a configured key, a caller without read access, an empty token bucket.
+/// credential that is neither a configured key nor a cached database key, a caller without
+/// read access, an empty token bucket.
 pub(crate) fn cached_latest(
     req: &actix_web::dev::ServiceRequest,
     state: &AppState,
