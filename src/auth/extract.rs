@@ -1,14 +1,14 @@
 //! The `Principal` extractor: reads `Authorization`, resolves the credential, or answers 401.
 
 use actix_web::dev::Payload;
-use actix_web::http::header::{HeaderMap, AUTHORIZATION};
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
 use jsonwebtoken::Algorithm;
 use subtle::ConstantTimeEq;
 
-use super::key_cache::Lookup;
+use super::key_cache::{Lookup, Ticket};
 use super::keys::{hash_key, is_valid_format};
 use super::{oidc, Principal};
 use crate::actors::key_store::{Authenticate, KeyRejection};
@@ -214,6 +214,7 @@ fn extract(
             }
         },
     };
+    let miss = req.extensions_mut().remove::<KeyMiss>();
     Box::pin(async move {
         let state = state.ok_or_else(ApiError::internal)?;
         let result = match header {
@@ -228,7 +229,7 @@ fn extract(
                 AuthFailure::Missing,
                 "Missing authentication header: in local mode keys and the audit log still need an API key",
             )),
-            _ => authenticate(&state, header.as_deref()).await,
+            _ => authenticate(&state, header.as_deref(), miss).await,
         };
         match &result {
             Err(e) if e.status.as_u16() == 401 => {
@@ -266,18 +267,31 @@ fn expired(p: &Principal) -> bool {
         .is_some_and(|e| e <= crate::domain::time::now_micros())
 }
 
-/// `f` of the caller, when the request's one credential is a configured key (`--api-keys`, the
-/// keys document) or a database key the key cache holds ([`crate::auth::key_cache`]: one
-/// counter row read), and has not expired: authentication without waiting for a store, for the
-/// answers given before routing (`routes::baselines::cached_latest`). `None` for anything else (no credential, a
-/// JWT, a database key not cached, any refusal): the request then takes the ordinary path,
-/// which answers and counts it.
+/// The 401 for a credential whose `expires_at` has passed.
+fn expired_error() -> ApiError {
+    ApiError::unauthenticated(AuthFailure::Expired, "API key has expired")
+}
+
+/// A database key the early path found not cached: the ordinary path then reads it from the
+/// key store without reading the key-change counter a second time, and keeps the answer under
+/// this ticket.
+struct KeyMiss {
+    hash: String,
+    ticket: Ticket,
+}
+
+/// `f` of the caller, when the request's one credential is a configured key (`--api-keys`,
+/// the keys document) or a database key the key cache holds ([`crate::auth::key_cache`]: one
+/// counter row read), and has not expired: authentication without waiting for a store, for
+/// the answers given before routing (`routes::baselines::cached_latest`). `None` for anything
+/// else (no credential, a JWT, a database key not cached, any refusal): the request then
+/// takes the ordinary path, which answers and counts it.
 pub(crate) fn with_known_key<R>(
     state: &AppState,
-    headers: &HeaderMap,
+    req: &HttpRequest,
     f: impl FnOnce(&Principal) -> Option<R>,
 ) -> Option<R> {
-    let mut values = headers.get_all(AUTHORIZATION);
+    let mut values = req.headers().get_all(AUTHORIZATION);
     let value = values.next()?;
     if values.next().is_some() {
         return None;
@@ -320,32 +334,41 @@ pub(crate) fn with_known_key<R>(
         };
         match cache.lookup(&hash) {
             Lookup::Hit(p) if !expired(&p) => f(&p),
+            Lookup::Miss(ticket) => {
+                req.extensions_mut().insert(KeyMiss { hash, ticket });
+                None
+            }
             _ => None,
         }
     })
 }
 
-async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Principal, ApiError> {
+/// `miss`: what the early path found for this request's key, if it looked.
+async fn authenticate(
+    state: &AppState,
+    header: Option<&str>,
+    miss: Option<KeyMiss>,
+) -> Result<Principal, ApiError> {
     match parse_header(header)? {
         Credential::Jwt(token) => verify_token(state, &token).await,
         Credential::ApiKey(key) => {
-            let hash = hash_key(&key);
-            if let Some(k) = state.configured_keys.get(&hash) {
-                if expired(&k.principal) {
-                    return Err(ApiError::unauthenticated(
-                        AuthFailure::Expired,
-                        "API key has expired",
-                    ));
+            let (hash, looked_up) = match miss {
+                // The early path hashed this very header and found no configured key.
+                Some(m) => (m.hash, Some(Lookup::Miss(m.ticket))),
+                None => {
+                    let hash = hash_key(&key);
+                    if let Some(k) = state.configured_keys.get(&hash) {
+                        if expired(&k.principal) {
+                            return Err(expired_error());
+                        }
+                        return Ok(k.principal);
+                    }
+                    let looked_up = state.key_cache.as_ref().map(|c| c.lookup(&hash));
+                    (hash, looked_up)
                 }
-                return Ok(k.principal);
-            }
-            let ticket = match state.key_cache.as_ref().map(|c| c.lookup(&hash)) {
-                Some(Lookup::Hit(p)) if expired(&p) => {
-                    return Err(ApiError::unauthenticated(
-                        AuthFailure::Expired,
-                        "API key has expired",
-                    ))
-                }
+            };
+            let ticket = match looked_up {
+                Some(Lookup::Hit(p)) if expired(&p) => return Err(expired_error()),
                 Some(Lookup::Hit(p)) => return Ok(p),
                 Some(Lookup::Miss(t)) => Some(t),
                 Some(Lookup::Unchecked) | None => None,
@@ -371,10 +394,7 @@ async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Principa
                     AuthFailure::Revoked,
                     "API key has been revoked",
                 )),
-                Ok(Err(KeyRejection::Expired)) => Err(ApiError::unauthenticated(
-                    AuthFailure::Expired,
-                    "API key has expired",
-                )),
+                Ok(Err(KeyRejection::Expired)) => Err(expired_error()),
                 Err(e) => Err(e.into()),
             }
         }

@@ -542,6 +542,16 @@ mod tests {
             assert_eq!(rc, ffi::SQLITE_OK, "{sql}");
         }
 
+        /// Fails unless `PRAGMA integrity_check` finds the file sound.
+        fn assert_intact(&self) {
+            assert_eq!(
+                self.int(
+                    "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'"
+                ),
+                0
+            );
+        }
+
         /// The first column of the first row of `sql`, as an integer.
         fn int(&self, sql: &str) -> i64 {
             let s = CString::new(sql).unwrap();
@@ -627,10 +637,7 @@ mod tests {
         let n = WAL_WRITES.load(Ordering::SeqCst) - writes;
         assert!(n < 20, "{n} writes for {} frames", f.len() - before);
         assert_eq!(db.int("SELECT count(*) FROM t"), 200);
-        assert_eq!(
-            db.int("SELECT count(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'"),
-            0
-        );
+        db.assert_intact();
     }
 
     #[test]
@@ -660,10 +667,7 @@ mod tests {
             2000 * 900
         );
         assert_eq!(c.int("SELECT count(*) FROM t WHERE who = 'a'"), 0);
-        assert_eq!(
-            c.int("SELECT count(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'"),
-            0
-        );
+        c.assert_intact();
     }
 
     #[test]
@@ -719,9 +723,6 @@ mod tests {
         drop(w);
         let c = Db::open(&path);
         assert_eq!(c.int("SELECT count(*) FROM t"), 800);
-        assert_eq!(
-            c.int("SELECT count(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'"),
-            0
-        );
+        c.assert_intact();
     }
 }

@@ -143,7 +143,7 @@ pub(crate) fn cached_latest(
         .split_once('/')?;
     let benchmark = rest.strip_prefix("baselines/")?;
     let hit = state.latest_cache.peek(project, benchmark)?;
-    crate::auth::extract::with_known_key(state, req.headers(), |p| {
+    crate::auth::extract::with_known_key(state, req.request(), |p| {
         p.check(crate::auth::Access::Project {
             scope: Scope::Read,
             project,
