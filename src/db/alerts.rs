@@ -242,11 +242,12 @@ pub(crate) fn failing_gate(
     benchmark: &str,
     run_id: &str,
 ) -> QueryResult<Option<String>> {
-    failed_runs::table
+    // On the concrete connection: every upload asks (see `baselines::version_taken`).
+    crate::on_backend!(conn, c => failed_runs::table
         .find((project, benchmark, run_id))
         .select(failed_runs::gate_id)
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]

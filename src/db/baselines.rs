@@ -221,13 +221,15 @@ pub(crate) fn version_taken(
     benchmark: &str,
     version: &str,
 ) -> QueryResult<bool> {
-    diesel::select(exists(
+    // On the concrete connection: through `MultiConnection` the SQL is rendered again at each
+    // execution to find the cached statement (every upload asks).
+    on_backend!(conn, c => diesel::select(exists(
         baselines::table
             .filter(baselines::project.eq(project))
             .filter(baselines::benchmark.eq(benchmark))
             .filter(baselines::version.eq(version)),
     ))
-    .get_result(conn)
+    .get_result(c))
 }
 
 /// Bumps the benchmark's count and inserts a baseline with its tags. The benchmark's row is the
@@ -236,9 +238,49 @@ pub(crate) fn version_taken(
 /// (a generated and an explicit version of one benchmark would otherwise take key, row, key).
 pub(crate) fn insert(conn: &mut DbConn, row: &BaselineRow, tags: &[String]) -> QueryResult<()> {
     bump_benchmark(conn, &row.project, &row.benchmark, 1, row.created_at)?;
-    // On the concrete connection: its cached statement binds the row directly.
+    // On the concrete connection, each column bound as what it is: its cached statement is
+    // found by its type (a row of the derived `Insertable` leaves its optional columns to the
+    // statement, which makes Diesel render the SQL at each execution to find it). Every field
+    // is named, so a column added to the row cannot be left out here.
+    let BaselineRow {
+        id,
+        project,
+        benchmark,
+        version,
+        git_ref,
+        git_sha,
+        receipt,
+        metadata,
+        tags: tags_json,
+        content_hash,
+        source,
+        promoted_from,
+        wall_ms_median,
+        medians,
+        created_at,
+        updated_at,
+        deleted_at,
+    } = row;
     on_backend!(conn, c => diesel::insert_into(baselines::table)
-        .values(row)
+        .values((
+            baselines::id.eq(id),
+            baselines::project.eq(project),
+            baselines::benchmark.eq(benchmark),
+            baselines::version.eq(version),
+            baselines::git_ref.eq(git_ref.as_deref()),
+            baselines::git_sha.eq(git_sha.as_deref()),
+            baselines::receipt.eq(receipt),
+            baselines::metadata.eq(metadata),
+            baselines::tags.eq(tags_json),
+            baselines::content_hash.eq(content_hash),
+            baselines::source.eq(source),
+            baselines::promoted_from.eq(promoted_from.as_deref()),
+            baselines::wall_ms_median.eq(*wall_ms_median),
+            baselines::medians.eq(medians),
+            baselines::created_at.eq(*created_at),
+            baselines::updated_at.eq(*updated_at),
+            baselines::deleted_at.eq(*deleted_at),
+        ))
         .execute(c))?;
     if !tags.is_empty() {
         let mut uniq: Vec<&String> = tags.iter().collect();
@@ -268,15 +310,14 @@ pub(crate) fn bump_benchmark(
     now: i64,
 ) -> QueryResult<()> {
     // The row exists except on a benchmark's first version. The update's statement is
-    // prepared once; the upsert's is built and prepared anew each time.
-    let updated = on_backend!(conn, c => diesel::update(benchmarks::table)
-        .filter(benchmarks::project.eq(project))
-        .filter(benchmarks::benchmark.eq(benchmark))
-        .set((
-            benchmarks::baseline_count.eq(benchmarks::baseline_count + delta),
-            benchmarks::updated_at.eq(now),
-        ))
-        .execute(c))?;
+    // prepared once ([`BumpCount`]); the upsert's is built and prepared anew each time.
+    let bump = BumpCount {
+        project,
+        benchmark,
+        delta,
+        now,
+    };
+    let updated = on_backend!(conn, c => bump.execute(c))?;
     if updated > 0 {
         return Ok(());
     }
@@ -298,6 +339,46 @@ pub(crate) fn bump_benchmark(
         .execute(c))?;
     Ok(())
 }
+
+/// `UPDATE benchmarks SET baseline_count = baseline_count + delta, updated_at = now` for one
+/// benchmark, as a statement type of its own: Diesel renders and prepares every `UPDATE` it
+/// builds anew at each execution (a changeset's columns may vary), and every upload and delete
+/// runs this one. Its text never varies, so its type names the cached statement.
+struct BumpCount<'a> {
+    project: &'a str,
+    benchmark: &'a str,
+    delta: i64,
+    now: i64,
+}
+
+impl diesel::query_builder::QueryId for BumpCount<'_> {
+    type QueryId = BumpCount<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for BumpCount<'_>
+where
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Text};
+        out.push_sql("UPDATE benchmarks SET baseline_count = baseline_count + ");
+        out.push_bind_param::<BigInt, _>(&self.delta)?;
+        out.push_sql(", updated_at = ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(" WHERE project = ");
+        out.push_bind_param::<Text, _>(self.project)?;
+        out.push_sql(" AND benchmark = ");
+        out.push_bind_param::<Text, _>(self.benchmark)?;
+        Ok(())
+    }
+}
+
+impl<C> RunQueryDsl<C> for BumpCount<'_> {}
 
 /// Benchmark names of a project (for applying a key's benchmark filter to lists).
 pub(crate) fn benchmark_names(conn: &mut DbConn, project: &str) -> QueryResult<Vec<String>> {

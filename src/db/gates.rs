@@ -99,12 +99,48 @@ pub(crate) fn insert_run_stats(conn: &mut DbConn, rows: &[RunStatRow]) -> QueryR
                 .values(rows)
                 .execute(c)?;
         }
-        // A row at a time: one prepared statement, cached, where a multi-row insert is built,
-        // keyed by its SQL text and bound anew for each count of rows.
+        // A row at a time: one prepared statement, where a multi-row insert is built and
+        // prepared anew for each count of rows. The columns are bound one by one, each as what
+        // it is (`git_sha` a nullable text): a row of the derived `Insertable` leaves its
+        // optional column to the statement (`DEFAULT` where a backend has it), which makes
+        // Diesel render the SQL again at every execution to find the cached statement. This
+        // statement's type names it (every upload runs it once per metric).
         DbConn::Sqlite(c) => {
-            for row in rows {
+            for r in rows {
+                // Every field named: a column added to the row cannot be left out here.
+                let RunStatRow {
+                    baseline_id,
+                    metric,
+                    project,
+                    benchmark,
+                    runner,
+                    run_id,
+                    git_sha,
+                    center,
+                    within_sd,
+                    n,
+                    resolution,
+                    created_at,
+                    failed,
+                    deleted,
+                } = r;
                 diesel::insert_into(run_stats::table)
-                    .values(row)
+                    .values((
+                        run_stats::baseline_id.eq(baseline_id),
+                        run_stats::metric.eq(metric),
+                        run_stats::project.eq(project),
+                        run_stats::benchmark.eq(benchmark),
+                        run_stats::runner.eq(runner),
+                        run_stats::run_id.eq(run_id),
+                        run_stats::git_sha.eq(git_sha.as_deref()),
+                        run_stats::center.eq(*center),
+                        run_stats::within_sd.eq(*within_sd),
+                        run_stats::n.eq(*n),
+                        run_stats::resolution.eq(*resolution),
+                        run_stats::created_at.eq(*created_at),
+                        run_stats::failed.eq(*failed),
+                        run_stats::deleted.eq(*deleted),
+                    ))
                     .execute(c)?;
             }
         }
