@@ -222,7 +222,7 @@ pub(crate) fn version_taken(
     version: &str,
 ) -> QueryResult<bool> {
     // On the concrete connection: through `MultiConnection` the SQL is rendered again at each
-    // execution to find the cached statement (every upload asks).
+    // execution, needlessly (every upload asks).
     on_backend!(conn, c => diesel::select(exists(
         baselines::table
             .filter(baselines::project.eq(project))
@@ -343,7 +343,8 @@ pub(crate) fn bump_benchmark(
 /// `UPDATE benchmarks SET baseline_count = baseline_count + delta, updated_at = now` for one
 /// benchmark, as a statement type of its own: Diesel renders and prepares every `UPDATE` it
 /// builds anew at each execution (a changeset's columns may vary), and every upload and delete
-/// runs this one. Its text never varies, so its type names the cached statement.
+/// runs this one. Its text never varies, so its type names the cached statement: the text must
+/// stay unconditional (a variant would run the statement cached for another).
 struct BumpCount<'a> {
     project: &'a str,
     benchmark: &'a str,
