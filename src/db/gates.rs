@@ -100,11 +100,9 @@ pub(crate) fn insert_run_stats(conn: &mut DbConn, rows: &[RunStatRow]) -> QueryR
                 .execute(c)?;
         }
         // A row at a time: one prepared statement, where a multi-row insert is built and
-        // prepared anew for each count of rows. The columns are bound one by one, each as what
-        // it is (`git_sha` a nullable text): a row of the derived `Insertable` leaves its
-        // optional column to the statement (`DEFAULT` where a backend has it), which makes
-        // Diesel render the SQL again at every execution to find the cached statement. This
-        // statement's type names it (every upload runs it once per metric).
+        // prepared anew for each count of rows. The columns are bound one by one, as in
+        // `baselines::insert` (which says why), so the statement is found by its type: every
+        // upload runs it once per metric.
         DbConn::Sqlite(c) => {
             for r in rows {
                 // Every field named: a column added to the row cannot be left out here.
