@@ -519,6 +519,25 @@ fn hs256_tokens(b: Backend) {
     .unwrap();
     expect_error(latest_with(&format!("Token {forged}")), 401, "unauthorized");
     expect_error(latest_with("Token a.b.c"), 401, "unauthorized");
+    // A signed token's `sub` names the principal (audit actor, idempotency records): a NUL,
+    // which PostgreSQL cannot store, or an overlong one is refused up front.
+    for (sub, says) in [
+        (
+            "ci\u{0}bot".to_owned(),
+            "Invalid token: control characters in sub",
+        ),
+        ("s".repeat(257), "Invalid token: sub longer than 256 bytes"),
+        (String::new(), "Invalid token: empty sub"),
+    ] {
+        let mut c = jwt_claims(&["read", "write"]);
+        c["sub"] = json!(sub);
+        let e = expect_error(
+            latest_with(&format!("Token {}", hs256(&c))),
+            401,
+            "unauthorized",
+        );
+        assert_eq!(e["message"], says);
+    }
     // Scopes and project come from the claims.
     let mut other = jwt_claims(&["read"]);
     other["project_id"] = json!("other");
@@ -609,6 +628,10 @@ fn oidc_tokens(b: Backend) {
             "{what}: {e}"
         );
     }
+    // A `sub` the principal's id cannot hold.
+    let token = bad(json!({"sub": "repo:org/repo\u{0}"}));
+    let e = expect_error(promote(&token, "x"), 401, "unauthorized");
+    assert_eq!(e["message"], "Invalid token: control characters in sub");
     // Missing issuer.
     let mut c = gh_claims("refs/heads/main");
     c.as_object_mut().unwrap().remove("iss");
@@ -1183,18 +1206,32 @@ fn operator_commands() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Database keys are cached on SQLite: a cached key answers before routing, and a revocation
-/// or an expiry reaches every request that starts after it, also while other requests use the
-/// key (on memory and PostgreSQL, which do not cache, the same answers).
-fn database_keys_cached_and_dropped_at_once(b: Backend) {
-    let cached = b.name() == "sqlite";
-    let early = |s: &Server| metric(s, "perfgate_latest_early_answers_total");
+const LATEST: &str = "/api/v1/projects/proj/baselines/bench-a/latest";
+
+fn early_answers(s: &Server) -> f64 {
+    metric(s, "perfgate_latest_early_answers_total")
+}
+
+/// A server whose `proj/bench-a` has one version, its latest answer cached (a configured key's
+/// requests until one is answered before routing).
+fn server_with_latest_cached(b: Backend) -> Server {
     let s = Server::start(b);
     expect(
         s.upload(ADMIN, "proj", "bench-a", Some("v1"), &receipt()),
         201,
     );
-    let latest = "/api/v1/projects/proj/baselines/bench-a/latest";
+    while early_answers(&s) == 0.0 {
+        expect(s.get(ADMIN, LATEST), 200);
+    }
+    s
+}
+
+/// Database keys are cached on SQLite: a cached key answers before routing, and a revocation
+/// or an expiry reaches every request that starts after it, also while other requests use the
+/// key (on memory and PostgreSQL, which do not cache, the same answers).
+fn database_keys_cached_and_dropped_at_once(b: Backend) {
+    let cached = b.name() == "sqlite";
+    let s = server_with_latest_cached(b);
     let viewer = |desc: &str, expires: Option<String>| {
         let mut body = json!({"description": desc, "role": "viewer", "project": "proj"});
         if let Some(e) = expires {
@@ -1206,36 +1243,32 @@ fn database_keys_cached_and_dropped_at_once(b: Backend) {
             k["id"].as_str().unwrap().to_owned(),
         )
     };
-    // The answer cached first (a configured key's requests).
-    while early(&s) == 0.0 {
-        expect(s.get(ADMIN, latest), 200);
-    }
     let (key, id) = viewer("ci", None);
-    let before = early(&s);
+    let before = early_answers(&s);
     for _ in 0..4 {
-        let v = expect(s.get(&key, latest), 200);
+        let v = expect(s.get(&key, LATEST), 200);
         assert_eq!(v["version"], "v1");
     }
     // The first requests read the key (the key store's read pool opens its connections on
     // first use, and the cache reads only on a free one); the others found it cached.
-    let hits = early(&s) - before;
+    let hits = early_answers(&s) - before;
     if cached {
         assert!(hits >= 2.0, "{hits} of 4 answered before routing");
     } else {
         assert_eq!(hits, 0.0);
     }
     expect(s.delete(ADMIN, &format!("/api/v1/keys/{id}")), 200);
-    let e = expect_error(s.get(&key, latest), 401, "unauthorized");
+    let e = expect_error(s.get(&key, LATEST), 401, "unauthorized");
     assert_eq!(e["message"], "API key has been revoked");
 
     // Revoked while another client uses the key: every request sent after the revocation was
     // answered is refused.
     let (key, id) = viewer("busy", None);
-    expect(s.get(&key, latest), 200);
-    let before = early(&s);
+    expect(s.get(&key, LATEST), 200);
+    let before = early_answers(&s);
     let revoked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let user = {
-        let (url, key, revoked) = (s.url(latest), key.clone(), revoked.clone());
+        let (url, key, revoked) = (s.url(LATEST), key.clone(), revoked.clone());
         std::thread::spawn(move || {
             let http = reqwest::blocking::Client::new();
             let (mut before, mut after) = (0, 0);
@@ -1265,7 +1298,7 @@ fn database_keys_cached_and_dropped_at_once(b: Backend) {
         "{sent_before} before, {after} after"
     );
     // On SQLite the requests before the revocation found the key cached.
-    assert_eq!(early(&s) > before, cached);
+    assert_eq!(early_answers(&s) > before, cached);
 
     // An expiry is checked on every use of a cached key.
     let expires = chrono::Utc::now() + chrono::Duration::seconds(3);
@@ -1273,24 +1306,48 @@ fn database_keys_cached_and_dropped_at_once(b: Backend) {
         "short",
         Some(expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
     );
-    expect(s.get(&key, latest), 200);
-    let before = early(&s);
-    expect(s.get(&key, latest), 200);
-    expect(s.get(&key, latest), 200);
+    expect(s.get(&key, LATEST), 200);
+    let before = early_answers(&s);
+    expect(s.get(&key, LATEST), 200);
+    expect(s.get(&key, LATEST), 200);
     assert_eq!(
-        early(&s) > before,
+        early_answers(&s) > before,
         cached,
         "the key cached before it expires"
     );
     while chrono::Utc::now() <= expires + chrono::Duration::milliseconds(100) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let e = expect_error(s.get(&key, latest), 401, "unauthorized");
+    let e = expect_error(s.get(&key, LATEST), 401, "unauthorized");
     assert_eq!(e["message"], "API key has expired");
+}
+
+/// A worker remembers the last configured key it authenticated (by a keyed digest, never the
+/// key): keys taking turns on the answers given before routing each get their own answer, and
+/// a key one character off a remembered one is refused.
+fn configured_keys_take_turns_before_routing(b: Backend) {
+    let s = server_with_latest_cached(b);
+    let before = early_answers(&s);
+    let near = format!("{}2", &ADMIN[..ADMIN.len() - 1]);
+    for _ in 0..4 {
+        // The same key twice: the second is told by its digest.
+        for key in [ADMIN, ADMIN, VIEWER, RESTRICTED] {
+            let v = expect(s.get(key, LATEST), 200);
+            assert_eq!(v["version"], "v1");
+        }
+        let e = expect_error(s.get(OTHER_ADMIN, LATEST), 403, "forbidden");
+        assert!(e["message"].as_str().unwrap().contains("proj"), "{e}");
+        expect(s.get(ADMIN, LATEST), 200);
+        let e = expect_error(s.get(&near, LATEST), 401, "unauthorized");
+        assert_eq!(e["message"], "Invalid API key");
+    }
+    // Every allowed request above was answered before routing.
+    assert_eq!(early_answers(&s) - before, 20.0);
 }
 
 backend_tests!(
     authorization_matrix,
+    configured_keys_take_turns_before_routing,
     refusals_come_before_the_body,
     hs256_tokens,
     oidc_tokens,

@@ -286,6 +286,34 @@ fn errors_are_contract_json(b: Backend) {
         "invalid_input",
     );
     assert_eq!(e["details"]["field"], "receipt.run.host", "{e}");
+    // The run's id and host name columns and index entries of their own: a NUL (which
+    // PostgreSQL refuses in text) or an overlong value is the client's mistake on every backend.
+    for (path, value, says) in [
+        (["run", "id"], "a\u{0}b".to_owned(), "control characters"),
+        (["run", "id"], "r".repeat(257), "at most 256 bytes"),
+        (["run", "host"], "x".repeat(3000), "at most 64 bytes"),
+        (["run", "host"], "linux\n".to_owned(), "control characters"),
+    ] {
+        let mut bad = receipt();
+        let field = if path[1] == "host" {
+            bad["run"]["host"]["os"] = json!(value);
+            "receipt.run.host.os"
+        } else {
+            bad["run"]["id"] = json!(value);
+            "receipt.run.id"
+        };
+        let e = expect_error(
+            s.upload(ADMIN, "proj", "bench-a", Some("v2"), &bad),
+            422,
+            "invalid_input",
+        );
+        assert_eq!(e["details"]["field"], field, "{e}");
+        assert!(e["message"].as_str().unwrap().contains(says), "{e}");
+    }
+    let mut ok = receipt();
+    ok["run"]["id"] = json!("r".repeat(256));
+    ok["run"]["host"]["arch"] = json!("a".repeat(64));
+    expect(s.upload(ADMIN, "proj", "bench-long", Some("v1"), &ok), 201);
     expect_error(
         s.get(ADMIN, &format!("{P}/bench-a/versions/v2")),
         404,

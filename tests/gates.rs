@@ -187,8 +187,10 @@ fn confirmation_attempts(b: Backend) {
     let again = json!({"runs": gate_body("c1", &[4], 1.3)["runs"]});
     let same = expect(s.post(CONTRIB, &post_to, &again), 200);
     assert_eq!(same["attempt"], 1);
-    // A fresh confirmation run with the same slowdown settles it.
-    let next = json!({"runs": gate_body("c2", &[4], 1.3)["runs"]});
+    // A fresh confirmation run with the same slowdown settles it, also when its id is one
+    // another benchmark's run had (a run is its benchmark's and its id's).
+    let mut next = json!({"runs": gate_body("c2", &[4], 1.3)["runs"]});
+    next["runs"][4]["receipt"]["run"]["id"] = json!("c1-0");
     let g2 = expect(s.post(CONTRIB, &post_to, &next), 200);
     assert_eq!(g2["attempt"], 2);
     assert_eq!(g2["final"], true, "{g2:#}");
@@ -343,6 +345,12 @@ fn bad_gate_requests(b: Backend) {
     assert_eq!(
         expect_error(s.post(CONTRIB, G, &body), 422, "invalid_input")["details"]["field"],
         "runs[0].receipt.schema"
+    );
+    let mut body = ok.clone();
+    body["runs"][0]["receipt"]["run"]["id"] = json!("a\u{0}b");
+    assert_eq!(
+        expect_error(s.post(CONTRIB, G, &body), 422, "invalid_input")["details"]["field"],
+        "runs[0].receipt.run.id"
     );
     let mut body = ok.clone();
     body["runs"][1]["benchmark"] = json!("bench-zz");

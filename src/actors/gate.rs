@@ -625,9 +625,11 @@ impl Op<GateStore> for AddAttempt {
             let settings: GateSettings = serde_json::from_str(&gate.settings)?;
             let attempt = gate.attempt + 1;
             // A receipt already submitted to this gate (a retried request) is not new evidence.
+            // A run is its benchmark's and its id's: receipts of different benchmarks may share
+            // an id (normalized ones are all `baseline`).
             let mut fresh = Vec::new();
             for r in &self.runs {
-                if !q::gate_has_run(c, &gate.id, &r.run_id)? {
+                if !q::gate_has_run(c, &gate.id, &r.benchmark, &r.run_id)? {
                     fresh.push(r.row(&gate.id, attempt, now)?);
                 }
             }

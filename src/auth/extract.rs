@@ -302,17 +302,17 @@ pub(crate) fn with_known_key<R>(
     thread_local! {
         /// The last configured key this thread authenticated, and its hash: a CI fleet's
         /// requests carry few keys, and hashing (SHA-256, then hex) was a third of the cost of
-        /// authenticating one. Only a configured key is kept (never a database key or a
-        /// guess), in this process's memory, as the request that carried it was.
-        static LAST: std::cell::RefCell<(String, String)> =
-            const { std::cell::RefCell::new((String::new(), String::new())) };
+        /// authenticating one. Only a configured key is remembered (never a database key or a
+        /// guess), and never in clear: by its [`Remembered`] seal.
+        static LAST: std::cell::RefCell<Remembered> = std::cell::RefCell::new(Remembered::new());
     }
     LAST.with(|last| {
         // `f` authenticates nothing itself: the borrow is never taken twice.
         let mut last = last.borrow_mut();
-        let remembered = !last.1.is_empty() && bool::from(last.0.as_bytes().ct_eq(key.as_bytes()));
+        let seal = last.seal(&key);
+        let remembered = !last.hash.is_empty() && bool::from(last.sealed.ct_eq(&seal));
         let hash = if remembered {
-            std::mem::take(&mut last.1)
+            std::mem::take(&mut last.hash)
         } else {
             hash_key(&key)
         };
@@ -322,10 +322,8 @@ pub(crate) fn with_known_key<R>(
             (!expired(&k.principal)).then(|| f(&k.principal))?
         });
         if found.is_some() {
-            if !remembered {
-                last.0 = key;
-            }
-            last.1 = hash;
+            last.sealed = seal;
+            last.hash = hash;
             return found.flatten();
         }
         // Not a configured key: a database key, when cached (never remembered above).
@@ -341,6 +339,35 @@ pub(crate) fn with_known_key<R>(
             _ => None,
         }
     })
+}
+
+/// A thread's last configured key, as [`with_known_key`] remembers it: the key's SHA-256 and a
+/// seal that tells the same key again without hashing it, a keyed digest (two SipHash-1-3
+/// with this thread's random keys, 128 bits) that says nothing of the key outside this
+/// process. Keys are held in memory only as digests.
+struct Remembered {
+    keys: (std::hash::RandomState, std::hash::RandomState),
+    sealed: [u8; 16],
+    hash: String,
+}
+
+impl Remembered {
+    fn new() -> Self {
+        Self {
+            keys: (std::hash::RandomState::new(), std::hash::RandomState::new()),
+            sealed: [0; 16],
+            hash: String::new(),
+        }
+    }
+
+    fn seal(&self, key: &str) -> [u8; 16] {
+        use std::hash::BuildHasher;
+        let (a, b) = (self.keys.0.hash_one(key), self.keys.1.hash_one(key));
+        let mut out = [0; 16];
+        out[..8].copy_from_slice(&a.to_le_bytes());
+        out[8..].copy_from_slice(&b.to_le_bytes());
+        out
+    }
 }
 
 /// `miss`: what the early path found for this request's key, if it looked.

@@ -85,6 +85,26 @@ impl JwtVerifier {
     }
 }
 
+/// The most a token's `sub` may hold: it becomes the principal's id, kept in audit events and
+/// idempotency records.
+const SUB_MAX_BYTES: usize = 256;
+
+/// A token's `sub`, checked before it names a principal: not empty, at most [`SUB_MAX_BYTES`],
+/// no control characters (PostgreSQL refuses a NUL in text, so every write of such a principal
+/// would fail).
+pub(super) fn check_sub(sub: &str) -> Result<(), ApiError> {
+    let why = if sub.is_empty() {
+        "Invalid token: empty sub".to_owned()
+    } else if sub.len() > SUB_MAX_BYTES {
+        format!("Invalid token: sub longer than {SUB_MAX_BYTES} bytes")
+    } else if sub.chars().any(char::is_control) {
+        "Invalid token: control characters in sub".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::unauthenticated(AuthFailure::InvalidToken, why))
+}
+
 /// A short reason for a rejected token (no token material).
 /// The 401 for a token the JWT library refused: `expired` or `invalid_token`.
 pub fn token_error(e: &jsonwebtoken::errors::Error) -> ApiError {
@@ -141,12 +161,7 @@ fn principal_from_claims(c: &Claims) -> Result<Principal, ApiError> {
                 .into_string(),
         ),
     };
-    if c.sub.is_empty() {
-        return Err(ApiError::unauthenticated(
-            AuthFailure::InvalidToken,
-            "Invalid token: empty sub",
-        ));
-    }
+    check_sub(&c.sub)?;
     let mut p = Principal::new(
         format!("jwt:{}", c.sub),
         role_for(scopes),

@@ -292,6 +292,7 @@ impl Provider {
             .get("sub")
             .and_then(|s| s.as_str())
             .unwrap_or_default();
+        super::jwt::check_sub(sub)?;
         let identity = claims.get(&self.claim).and_then(|s| s.as_str());
         let git_ref = self.ref_style.full_ref(&claims);
         let protected = ref_protected(&claims);

@@ -366,12 +366,18 @@ pub(crate) fn gate_runs_of(conn: &mut DbConn, gate_id: &str) -> QueryResult<Vec<
         .load(conn)
 }
 
-/// Whether a run id was already submitted to this gate (`gate_runs_run_idx`).
-pub(crate) fn gate_has_run(conn: &mut DbConn, gate_id: &str, run_id: &str) -> QueryResult<bool> {
+/// Whether a benchmark's run of this id was already submitted to this gate (`gate_runs_run_idx`).
+pub(crate) fn gate_has_run(
+    conn: &mut DbConn,
+    gate_id: &str,
+    benchmark: &str,
+    run_id: &str,
+) -> QueryResult<bool> {
     diesel::select(exists(
         gate_runs::table
             .filter(gate_runs::gate_id.eq(gate_id))
-            .filter(gate_runs::run_id.eq(run_id)),
+            .filter(gate_runs::run_id.eq(run_id))
+            .filter(gate_runs::benchmark.eq(benchmark)),
     ))
     .get_result(conn)
 }

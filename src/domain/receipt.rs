@@ -347,6 +347,10 @@ fn numbers_fit(json: &str) -> Result<(), serde_json::Error> {
     }
 }
 
+/// The longest `run.host.os` and `run.host.arch` a receipt may carry (they name the runner
+/// class a run's history is kept under).
+pub const HOST_FIELD_MAX_BYTES: usize = 64;
+
 /// Checks that `json` is a `perfgate.run.v1` receipt (a receipt a client sends: every object
 /// is read strictly, see [`super::strict`]).
 pub fn validate(json: &str) -> Result<ReceiptSummary, ReceiptError> {
@@ -391,6 +395,25 @@ fn read(json: &str, strict: bool) -> Result<ReceiptSummary, ReceiptError> {
             field: "receipt.schema".into(),
             message: format!("expected \"{RUN_SCHEMA_V1}\", got {:?}", r.schema),
         });
+    }
+    if strict {
+        // Stored in columns and indexes of their own (run summaries, gate runs, failed runs):
+        // PostgreSQL refuses a NUL in text and an index entry over about 2.7 KB.
+        let host = &r.run.host;
+        for (field, value, max) in [
+            (
+                "receipt.run.id",
+                &r.run.id,
+                super::requests::RUN_ID_MAX_BYTES,
+            ),
+            ("receipt.run.host.os", &host.os, HOST_FIELD_MAX_BYTES),
+            ("receipt.run.host.arch", &host.arch, HOST_FIELD_MAX_BYTES),
+        ] {
+            super::names::check_text(field, value, max).map_err(|e| ReceiptError {
+                field: field.into(),
+                message: e.reason,
+            })?;
+        }
     }
     let st = &r.stats;
     let mut medians = std::collections::BTreeMap::new();
