@@ -548,6 +548,18 @@ fn property_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ("PromoteBody", "git_ref", text(0, req::GIT_REF_MAX_BYTES)),
         ("PromoteBody", "git_sha", text(0, req::GIT_SHA_MAX_BYTES)),
         ("PromoteBody", "tags", tags()),
+        // The receipt fields stored and indexed on their own (`receipt::read`, strict).
+        ("RunMeta", "id", text(0, req::RUN_ID_MAX_BYTES)),
+        (
+            "HostInfo",
+            "os",
+            text(0, crate::domain::receipt::HOST_FIELD_MAX_BYTES),
+        ),
+        (
+            "HostInfo",
+            "arch",
+            text(0, crate::domain::receipt::HOST_FIELD_MAX_BYTES),
+        ),
         ("SubmitBody", "benchmark", benchmark()),
         ("SubmitBody", "run_id", text(1, req::RUN_ID_MAX_BYTES)),
         ("SubmitBody", "status", one_of(req::VERDICT_STATUSES)),

@@ -383,6 +383,25 @@ fn ledger_refuses_bad_input(b: Backend) {
         field(s.post(CONTRIB, D, &with("tradeoff", t)), 422),
         "tradeoff.decision.status"
     );
+    // A receipt's run is bounded as a run receipt's is (one `RunMeta` in the document).
+    let mut t = tradeoff_accepted();
+    t["run"]["host"]["arch"] = json!("a".repeat(65));
+    assert_eq!(
+        field(s.post(CONTRIB, D, &with("tradeoff", t)), 422),
+        "tradeoff.run.host.arch"
+    );
+    let mut t = tradeoff_accepted();
+    t["run"]["id"] = json!("run\u{0}1");
+    assert_eq!(
+        field(s.post(CONTRIB, D, &with("tradeoff", t)), 422),
+        "tradeoff.run.id"
+    );
+    let mut sc = fixture("scenario-checkout.json");
+    sc["run"]["host"]["os"] = json!("linux\u{85}");
+    assert_eq!(
+        field(s.post(CONTRIB, D, &with("scenario", sc)), 422),
+        "scenario.run.host.os"
+    );
     let mut sc = fixture("scenario-checkout.json");
     sc.as_object_mut().unwrap().remove("components");
     assert_eq!(

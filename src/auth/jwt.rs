@@ -93,16 +93,17 @@ const SUB_MAX_BYTES: usize = 256;
 /// no control characters (PostgreSQL refuses a NUL in text, so every write of such a principal
 /// would fail).
 pub(super) fn check_sub(sub: &str) -> Result<(), ApiError> {
-    let why = if sub.is_empty() {
-        "Invalid token: empty sub".to_owned()
-    } else if sub.len() > SUB_MAX_BYTES {
-        format!("Invalid token: sub longer than {SUB_MAX_BYTES} bytes")
-    } else if sub.chars().any(char::is_control) {
-        "Invalid token: control characters in sub".to_owned()
+    let checked = if sub.is_empty() {
+        Err("must not be empty".to_owned())
     } else {
-        return Ok(());
+        crate::domain::names::check_text("sub", sub, SUB_MAX_BYTES).map_err(|e| e.reason)
     };
-    Err(ApiError::unauthenticated(AuthFailure::InvalidToken, why))
+    checked.map_err(|why| {
+        ApiError::unauthenticated(
+            AuthFailure::InvalidToken,
+            format!("Invalid token: sub {why}"),
+        )
+    })
 }
 
 /// A short reason for a rejected token (no token material).

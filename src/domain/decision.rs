@@ -494,6 +494,7 @@ pub fn validate(
     artifact_index: Option<&str>,
 ) -> Result<DecisionSummary, DecisionError> {
     let t: TradeoffReceipt = parse("tradeoff", "tradeoff.schema", TRADEOFF_SCHEMA_V1, tradeoff)?;
+    t.run.check("tradeoff.run").map_err(DecisionError::Shape)?;
     if let Some(name) = &t.scenario {
         check_text("tradeoff.scenario", name, DECISION_NAME_MAX_BYTES)?;
     }
@@ -511,6 +512,7 @@ pub fn validate(
         Some(json) => {
             let s: ScenarioReceipt =
                 parse("scenario", "scenario.schema", SCENARIO_SCHEMA_V1, json)?;
+            s.run.check("scenario.run").map_err(DecisionError::Shape)?;
             check_text(
                 "scenario.scenario.name",
                 &s.scenario.name,

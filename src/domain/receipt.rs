@@ -52,6 +52,28 @@ pub(crate) struct RunMeta {
     host: HostInfo,
 }
 
+impl RunMeta {
+    /// Checks the fields a run receipt's summary stores in columns and indexes of their own (run
+    /// summaries, gate runs, failed runs), where PostgreSQL refuses a NUL in text and an index
+    /// entry over about 2.7 KB: `id` at most [`RUN_ID_MAX_BYTES`](super::requests::RUN_ID_MAX_BYTES),
+    /// `host.os` and `host.arch` at most [`HOST_FIELD_MAX_BYTES`], none with control characters.
+    /// Every receipt that carries a `run` (decisions' too) is held to the same bounds, so that the
+    /// document describes one `RunMeta`. `at` names the object, e.g. `receipt.run`.
+    pub(crate) fn check(&self, at: &str) -> Result<(), ReceiptError> {
+        for (name, value, max) in [
+            ("id", &self.id, super::requests::RUN_ID_MAX_BYTES),
+            ("host.os", &self.host.os, HOST_FIELD_MAX_BYTES),
+            ("host.arch", &self.host.arch, HOST_FIELD_MAX_BYTES),
+        ] {
+            super::names::check_text("run", value, max).map_err(|e| ReceiptError {
+                field: format!("{at}.{name}"),
+                message: e.reason,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct HostInfo {
@@ -397,23 +419,7 @@ fn read(json: &str, strict: bool) -> Result<ReceiptSummary, ReceiptError> {
         });
     }
     if strict {
-        // Stored in columns and indexes of their own (run summaries, gate runs, failed runs):
-        // PostgreSQL refuses a NUL in text and an index entry over about 2.7 KB.
-        let host = &r.run.host;
-        for (field, value, max) in [
-            (
-                "receipt.run.id",
-                &r.run.id,
-                super::requests::RUN_ID_MAX_BYTES,
-            ),
-            ("receipt.run.host.os", &host.os, HOST_FIELD_MAX_BYTES),
-            ("receipt.run.host.arch", &host.arch, HOST_FIELD_MAX_BYTES),
-        ] {
-            super::names::check_text(field, value, max).map_err(|e| ReceiptError {
-                field: field.into(),
-                message: e.reason,
-            })?;
-        }
+        r.run.check("receipt.run")?;
     }
     let st = &r.stats;
     let mut medians = std::collections::BTreeMap::new();
