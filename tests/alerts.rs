@@ -9,54 +9,6 @@ use common::*;
 
 const A: &str = "/api/v1/projects/proj/alerts";
 const W: &str = "/api/v1/projects/proj/waivers";
-/// `core-x` is outside the `bench-.*` pattern of the RESTRICTED key; the others are inside.
-const BENCHES: [&str; 6] = [
-    "bench-a", "bench-b", "bench-c", "bench-d", "bench-e", "core-x",
-];
-
-fn level(b: usize, run: usize) -> f64 {
-    (100.0 + 30.0 * b as f64) * (1.0 + (((run * 7 + b * 3) % 5) as f64 - 2.0) * 0.01)
-}
-
-/// Twelve history runs of every benchmark, then a gate that finds `core-x` and `bench-b` 30 %
-/// slower. Returns the gate.
-fn seed(s: &Server) -> Value {
-    for run in 0..12 {
-        for (b, name) in BENCHES.iter().enumerate() {
-            let mut body = upload_body(
-                name,
-                None,
-                &leveled_receipt(name, &format!("hist-{run}-{b}"), level(b, run), run + b),
-            );
-            body["git_sha"] = json!(format!("sha{run:03}"));
-            expect(
-                s.post(CONTRIB, "/api/v1/projects/proj/baselines", &body),
-                201,
-            );
-        }
-    }
-    expect(
-        s.post(CONTRIB, "/api/v1/projects/proj/gates", &gate_body()),
-        201,
-    )
-}
-
-fn gate_body() -> Value {
-    let runs: Vec<Value> = BENCHES
-        .iter()
-        .enumerate()
-        .map(|(b, name)| {
-            let f = if ["core-x", "bench-b"].contains(name) {
-                1.3
-            } else {
-                1.0
-            };
-            json!({"benchmark": name, "receipt": leveled_receipt(name, &format!("slow-{b}"), level(b, 0) * f, b + 99)})
-        })
-        .collect();
-    json!({"runs": runs, "git_ref": "refs/heads/feature", "git_sha": "slow-sha"})
-}
-
 fn whoami(s: &Server, key: &str) -> String {
     expect(s.get(key, "/api/v1/whoami"), 200)["id"]
         .as_str()
@@ -87,7 +39,7 @@ fn keys_of(v: &Value) -> Vec<&str> {
 
 fn alert_history_and_waivers(b: Backend) {
     let s = Server::start(b);
-    let g = seed(&s);
+    let g = seed_failed_gate(&s);
     assert_eq!(g["status"], "fail", "{g:#}");
     let (contrib, promoter, admin) = (whoami(&s, CONTRIB), whoami(&s, PROMOTER), whoami(&s, ADMIN));
     let core = alert_of(&s, "core-x");

@@ -370,3 +370,56 @@ fn postgres_outage_and_recovery() {
     // A 503'd write was not acknowledged; if it landed anyway it is whole, never half.
     s.kill();
 }
+
+/// Clients on both replicas take the same step on one alert at once: exactly one is applied and
+/// audited, the others get 409 (each replica read `untriaged`; the second UPDATE must find the
+/// row changed, not overwrite it).
+#[test]
+fn replicas_triaging_one_alert_at_once_apply_one_step() {
+    let Some((_, servers)) = two_replicas() else {
+        return;
+    };
+    let g = seed_failed_gate(&servers[0]);
+    assert_eq!(g["status"], "fail", "{g:#}");
+    let list = expect(
+        servers[1].get(VIEWER, "/api/v1/projects/proj/alerts?benchmark=core-x"),
+        200,
+    );
+    let id = list["alerts"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/projects/proj/alerts/{id}/transitions");
+    let threads = 8;
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let (s, path, barrier) = (servers[i % 2].clone(), path.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let r = s.post(ADMIN, &path, &json!({"to": "acknowledged"}));
+                let status = r.status().as_u16();
+                let body: Value = r.json().unwrap();
+                (status, body)
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, Value)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = answers.iter().filter(|(st, _)| *st == 200).count();
+    assert_eq!(ok, 1, "{answers:?}");
+    for (st, body) in &answers {
+        if *st != 200 {
+            assert_eq!(*st, 409, "{body}");
+            assert_eq!(body["code"], "conflict", "{body}");
+        }
+    }
+    let d = expect(
+        servers[0].get(VIEWER, &format!("/api/v1/projects/proj/alerts/{id}")),
+        200,
+    );
+    assert_eq!(d["status"], "acknowledged", "{d:#}");
+    let steps = d["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["action"] == "update")
+        .count();
+    assert_eq!(steps, 1, "{d:#}");
+}

@@ -146,13 +146,17 @@ pub(super) fn fix_restored(
             continue;
         }
         let from = a.status.clone();
+        let was_updated = a.updated_at;
         a.status = AlertStatus::Fixed.as_str().into();
         a.reason = Some(format!(
             "a later change point ({improvement_worse_pct:+.1}%) restored the level"
         ));
         a.triaged_by = Some(actor.principal_id.clone());
         a.updated_at = now;
-        q::update_alert(c, &a)?;
+        if !q::update_alert(c, &a, (&from, was_updated))? {
+            // Triaged meanwhile (another replica): that step stands.
+            continue;
+        }
         let mut extra = serde_json::Map::new();
         extra.insert("from".into(), from.into());
         extra.insert("to".into(), "fixed".into());
@@ -350,6 +354,26 @@ impl Op<GateStore> for TransitionAlert {
                     )));
                 }
             }
+            let w = self.step.waiver.as_ref();
+            a.waiver_owner = w.map(|w| w.owner.clone());
+            a.waiver_max_change_pct = w.map(|w| w.max_change_pct);
+            a.waiver_expires_at = w.map(|w| w.expires_at);
+            a.status = to.as_str().to_owned();
+            a.reason = self.step.reason.clone();
+            if let Some(l) = &self.step.link {
+                a.link = Some(l.clone());
+            }
+            a.duplicate_of = self.step.duplicate_of.clone();
+            a.triaged_by = Some(self.actor.principal_id.clone());
+            let was_updated = a.updated_at;
+            a.updated_at = now;
+            // First, so that the alert's row is held until this commits (see `update_alert`).
+            if !q::update_alert(c, &a, (from.as_str(), was_updated))? {
+                return Err(StoreError::Conflict(format!(
+                    "Alert {} changed meanwhile; reload it",
+                    a.id
+                )));
+            }
             match to {
                 AlertStatus::Invalid => {
                     // Noise: the run stays out of the history; its versions are free again.
@@ -364,19 +388,6 @@ impl Op<GateStore> for TransitionAlert {
                 }
                 _ => {}
             }
-            let w = self.step.waiver.as_ref();
-            a.waiver_owner = w.map(|w| w.owner.clone());
-            a.waiver_max_change_pct = w.map(|w| w.max_change_pct);
-            a.waiver_expires_at = w.map(|w| w.expires_at);
-            a.status = to.as_str().to_owned();
-            a.reason = self.step.reason.clone();
-            if let Some(l) = &self.step.link {
-                a.link = Some(l.clone());
-            }
-            a.duplicate_of = self.step.duplicate_of.clone();
-            a.triaged_by = Some(self.actor.principal_id.clone());
-            a.updated_at = now;
-            q::update_alert(c, &a)?;
             let mut extra = serde_json::Map::new();
             extra.insert("from".into(), from.as_str().into());
             extra.insert("to".into(), to.as_str().into());
@@ -420,17 +431,23 @@ impl Op<GateStore> for ExpireWaivers {
                 request_id: "waiver-expiry".into(),
             };
             let expired = q::expired_waivers(c, now, 100)?;
+            let mut reopened = 0;
             for mut a in expired.iter().cloned() {
+                let was = (a.status.clone(), a.updated_at);
                 a.status = AlertStatus::Untriaged.as_str().into();
                 a.updated_at = now;
-                q::update_alert(c, &a)?;
+                if !q::update_alert(c, &a, (&was.0, was.1))? {
+                    // Triaged, reopened or expired by another replica meanwhile.
+                    continue;
+                }
+                reopened += 1;
                 let mut extra = serde_json::Map::new();
                 extra.insert("from".into(), "expected".into());
                 extra.insert("to".into(), "untriaged".into());
                 extra.insert("reason".into(), "the waiver expired".into());
                 audit_alert(c, &a, "update", &actor, extra, now)?;
             }
-            Ok(expired.len())
+            Ok(reopened)
         })
     }
 }

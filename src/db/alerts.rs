@@ -42,11 +42,25 @@ pub(crate) fn insert_alert(conn: &mut DbConn, row: &AlertRow) -> QueryResult<()>
     Ok(())
 }
 
-pub(crate) fn update_alert(conn: &mut DbConn, row: &AlertRow) -> QueryResult<()> {
-    diesel::update(alerts::table.find(&row.id))
-        .set(row)
-        .execute(conn)?;
-    Ok(())
+/// Writes `row` over the alert only if it is still as it was read (`was`: its status and
+/// `updated_at` then); answers whether it was. Every change of an alert goes through here, so
+/// two writers that read the same state (two replicas triaging at once, a triage racing the
+/// waiver expiry or a change point) cannot both apply their step: on PostgreSQL the second
+/// UPDATE waits for the first's commit, then finds the row changed and writes nothing.
+pub(crate) fn update_alert(
+    conn: &mut DbConn,
+    row: &AlertRow,
+    was: (&str, i64),
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        alerts::table
+            .find(&row.id)
+            .filter(alerts::status.eq(was.0))
+            .filter(alerts::updated_at.eq(was.1)),
+    )
+    .set(row)
+    .execute(conn)?;
+    Ok(n == 1)
 }
 
 /// An alert of `project` (primary key).

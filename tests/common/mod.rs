@@ -628,3 +628,53 @@ pub fn metric(s: &Server, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+// An alerts scenario (tests/alerts.rs, tests/cluster.rs).
+
+/// `core-x` is outside the `bench-.*` pattern of the RESTRICTED key; the others are inside.
+pub const BENCHES: [&str; 6] = [
+    "bench-a", "bench-b", "bench-c", "bench-d", "bench-e", "core-x",
+];
+
+pub fn level(b: usize, run: usize) -> f64 {
+    (100.0 + 30.0 * b as f64) * (1.0 + (((run * 7 + b * 3) % 5) as f64 - 2.0) * 0.01)
+}
+
+/// Twelve history runs of project `proj`'s benchmarks, then a gate that finds `core-x` and `bench-b` 30 %
+/// slower. Returns the gate.
+pub fn seed_failed_gate(s: &Server) -> Value {
+    for run in 0..12 {
+        for (b, name) in BENCHES.iter().enumerate() {
+            let mut body = upload_body(
+                name,
+                None,
+                &leveled_receipt(name, &format!("hist-{run}-{b}"), level(b, run), run + b),
+            );
+            body["git_sha"] = json!(format!("sha{run:03}"));
+            expect(
+                s.post(CONTRIB, "/api/v1/projects/proj/baselines", &body),
+                201,
+            );
+        }
+    }
+    expect(
+        s.post(CONTRIB, "/api/v1/projects/proj/gates", &gate_body()),
+        201,
+    )
+}
+
+pub fn gate_body() -> Value {
+    let runs: Vec<Value> = BENCHES
+        .iter()
+        .enumerate()
+        .map(|(b, name)| {
+            let f = if ["core-x", "bench-b"].contains(name) {
+                1.3
+            } else {
+                1.0
+            };
+            json!({"benchmark": name, "receipt": leveled_receipt(name, &format!("slow-{b}"), level(b, 0) * f, b + 99)})
+        })
+        .collect();
+    json!({"runs": runs, "git_ref": "refs/heads/feature", "git_sha": "slow-sha"})
+}
